@@ -1,0 +1,67 @@
+"""Choose between the naive torch path and the Triton path of a kernel.
+
+Rule (issue 7): the Triton path runs when every tensor argument is on a CUDA device and
+``triton`` imports; otherwise the naive torch path (``kernels/<op>/naive.py``) runs.
+
+The environment variable ``NEUROBRIDGE_KERNELS`` overrides the rule, read at each call
+(never at import):
+
+* ``auto`` (default, also when unset or empty) -- the rule above;
+* ``naive`` -- always the torch reference (useful to bisect a suspected kernel bug);
+* ``triton`` -- always Triton; on CPU tensors this needs ``TRITON_INTERPRET=1`` set before
+  the Triton module is first imported (the interpreter; slow, for tests only).
+
+Importing this module imports neither triton nor CUDA and changes no global state.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+
+import torch
+
+ENV_VAR = "NEUROBRIDGE_KERNELS"
+MODES = ("auto", "naive", "triton")
+
+
+def kernel_mode() -> str:
+    """The mode named by ``NEUROBRIDGE_KERNELS`` (``auto`` when unset)."""
+    mode = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ValueError(f"{ENV_VAR}={os.environ.get(ENV_VAR)!r} is not a kernel mode; "
+                         f"allowed: {', '.join(MODES)}")
+    return mode
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """Whether ``import triton`` succeeds (checked once, lazily)."""
+    try:
+        importlib.import_module("triton")
+    except Exception:  # ImportError, or a broken install raising anything else
+        return False
+    return True
+
+
+def interpreter_enabled() -> bool:
+    """Whether Triton kernels run through the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def use_triton(*tensors: torch.Tensor | None) -> bool:
+    """True when the Triton path should run for these tensor arguments (``None`` ignored)."""
+    mode = kernel_mode()
+    if mode == "naive":
+        return False
+    present = [t for t in tensors if t is not None]
+    on_cuda = bool(present) and all(t.is_cuda for t in present)
+    if mode == "auto":
+        return on_cuda and triton_available()
+    if not triton_available():
+        raise RuntimeError(f"{ENV_VAR}=triton but triton does not import; install triton or "
+                           f"set {ENV_VAR}=auto")
+    if not on_cuda and not interpreter_enabled():
+        raise RuntimeError(f"{ENV_VAR}=triton with CPU tensors needs TRITON_INTERPRET=1 "
+                           "(the Triton interpreter); or move the tensors to CUDA")
+    return True

@@ -1,0 +1,58 @@
+"""Gated linear attention with dispatch (see kernels/dispatch.py and naive.py for the maths).
+
+Public ops, all in fla's form ``o, final_state = op(q, k, v, g, scale=None,
+initial_state=None, output_final_state=False, cu_seqlens=None)``, layout [B, T, H, D]:
+
+* :func:`chunk_gla` -- chunked GLA for training/prefill (differentiable).
+* :func:`fused_recurrent_gla` -- the step-by-step form for decoding (T small, state carried).
+* :func:`linear_attention` -- causal linear attention, i.e. GLA with zero gates (no ``g``).
+
+On CUDA tensors with triton importable these run the Triton kernels of ``triton.py``;
+otherwise the torch references of ``naive.py``. ``NEUROBRIDGE_KERNELS`` forces either.
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from kernels.dispatch import use_triton
+from kernels.gla.naive import (naive_chunk_gla, naive_linear_attention, naive_recurrent_gla)
+
+__all__ = ["chunk_gla", "fused_recurrent_gla", "linear_attention", "naive_chunk_gla",
+           "naive_recurrent_gla", "naive_linear_attention"]
+
+
+def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, scale: float | None = None,
+              initial_state: Tensor | None = None, output_final_state: bool = False,
+              cu_seqlens: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Chunked GLA: ``S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t``, ``o_t = scale q_t S_t``.
+
+    q, k, g: [B, T, H, K]; v: [B, T, H, V]; g is the per-key log decay (<= 0), ``None``
+    for zero gates. Returns ``(o [B, T, H, V] in v's dtype, final_state [N, H, K, V]
+    float32 or None)``. Differentiable in q, k, v, g and initial_state.
+    """
+    if use_triton(q, k, v, g, initial_state):
+        from kernels.gla.triton import triton_chunk_gla
+        return triton_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
+    return naive_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
+
+
+def fused_recurrent_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
+                        scale: float | None = None, initial_state: Tensor | None = None,
+                        output_final_state: bool = False, cu_seqlens: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor | None]:
+    """GLA computed step by step (decoding); same contract as :func:`chunk_gla`.
+
+    The Triton path is forward-only (inference); the naive path is differentiable.
+    """
+    if use_triton(q, k, v, g, initial_state):
+        from kernels.gla.triton import triton_fused_recurrent_gla
+        return triton_fused_recurrent_gla(q, k, v, g, scale, initial_state, output_final_state,
+                                          cu_seqlens)
+    return naive_recurrent_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
+
+
+def linear_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None,
+                     initial_state: Tensor | None = None, output_final_state: bool = False,
+                     cu_seqlens: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Causal linear attention ``o_t = scale q_t sum_{s<=t} k_s^T v_s`` (GLA, zero gates)."""
+    return chunk_gla(q, k, v, None, scale, initial_state, output_final_state, cu_seqlens)
