@@ -1,0 +1,149 @@
+"""The ``neuro`` command line: list, run, show, demo (and sweep, when installed).
+
+Exit codes: 0 success, 1 a run failed, 2 a usage error (bad experiment name, config key,
+value or file). Errors print one readable line plus a hint, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+from experiments.config import ConfigError
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints one error line plus a hint and exits 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"neuro: error: {message}\nhint: run '{self.prog} --help'\n")
+
+
+def _cmd_list(args) -> int:
+    from experiments.registry import demo_experiments, list_experiments
+
+    demo = demo_experiments()
+    experiments = list_experiments()
+    width = max((len(n) for n in experiments), default=0)
+    for name, description in experiments.items():
+        tag = " [demo]" if name in demo else ""
+        print(f"{name:<{width}}  {description}{tag}")
+    return EXIT_OK
+
+
+def _cmd_run(args) -> int:
+    from experiments.runner import run_experiment
+
+    try:
+        result = run_experiment(args.name, overrides=args.set, config_file=args.config,
+                                out_root=args.out, seed=args.seed, device=args.device,
+                                quiet=args.quiet)
+    except ConfigError:
+        raise
+    except KeyboardInterrupt:
+        print("neuro: interrupted; the run directory is marked incomplete", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except Exception as error:  # the run failed: status.json holds the traceback
+        print(f"neuro: run failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print("hint: the traceback is in status.json of the newest run directory under "
+              f"{Path(args.out) / args.name.replace('-', '_')}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print(_metrics_text(result.metrics))
+    print(f"report: {result.path / 'report.html'}")
+    return EXIT_OK
+
+
+def _metrics_text(metrics: dict) -> str:
+    from experiments.store import format_metric
+
+    width = max((len(k) for k in metrics), default=0)
+    return "\n".join(f"{k:<{width}}  {format_metric(v)}" for k, v in metrics.items())
+
+
+def _cmd_show(args) -> int:
+    run_path = Path(args.run_dir)
+    status_path = run_path / "status.json"
+    if not status_path.exists():
+        raise ConfigError(f"RUN_DIR {str(run_path)!r} is not a run directory (no status.json)")
+    status = json.loads(status_path.read_text())
+    print(f"{status.get('experiment', run_path.parent.name)}  {run_path.name}  "
+          f"status={status.get('status')}" + (f"  {status['seconds']:.1f} s" if "seconds" in status else ""))
+    metrics_path = run_path / "metrics.json"
+    if metrics_path.exists():
+        print(_metrics_text(json.loads(metrics_path.read_text())))
+    elif status.get("error"):
+        print(f"error: {status['error']}")
+    return EXIT_OK if status.get("status") == "complete" else EXIT_RUN_FAILED
+
+
+def _cmd_demo(args) -> int:
+    from experiments.demo import run_demo
+
+    report, failures = run_demo(out_root=args.out, seed=args.seed, device=args.device,
+                                quiet=args.quiet, only=args.only)
+    print(f"report: {report}")
+    return EXIT_RUN_FAILED if failures else EXIT_OK
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs", help="root folder of the run store (default: runs)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device")
+    parser.add_argument("--seed", type=int, default=0, help="root seed (default: 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neuro", description="neurobridge: brain-side models beside their "
+                     "Transformer counterparts. Experiments write to runs/<name>/<UTC>-<hash>/.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    listing = commands.add_parser("list", help="list experiments with one-line descriptions")
+    listing.set_defaults(handler=_cmd_list)
+
+    run = commands.add_parser("run", help="run one experiment and write its report",
+                              description="Run experiment NAME; config = defaults, then --config, "
+                              "then --set overrides.")
+    run.add_argument("name", metavar="NAME", help="experiment name (see 'neuro list')")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, e.g. --set num_neurons=500 (repeatable)")
+    run.add_argument("--config", metavar="FILE", help="YAML file of config values")
+    _add_run_options(run)
+    run.set_defaults(handler=_cmd_run)
+
+    show = commands.add_parser("show", help="print a run's status and metrics")
+    show.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+    show.set_defaults(handler=_cmd_show)
+
+    demo = commands.add_parser("demo", help="run the short version of every demo experiment "
+                               "and write one combined report.html")
+    demo.add_argument("--only", action="append", metavar="NAME",
+                      help="restrict the demo to these experiments (repeatable)")
+    _add_run_options(demo)
+    demo.set_defaults(handler=_cmd_demo)
+
+    if importlib.util.find_spec("experiments.sweep") is not None:
+        from experiments.sweep.cli import add_sweep_commands
+
+        add_sweep_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        print(f"neuro: error: {error}", file=sys.stderr)
+        print(f"hint: run 'neuro {args.command} --help' or 'neuro list'", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

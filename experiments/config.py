@@ -1,0 +1,241 @@
+"""Experiment configs: frozen dataclasses, loaded from YAML, overridden with `a.b=value`.
+
+Each experiment declares ``Config``, a frozen dataclass whose fields have defaults.
+Allowed field types: ``int``, ``float``, ``bool``, ``str``, ``tuple[T, ...]`` of those,
+``T | None``, and nested frozen dataclasses. A field may carry ``metadata`` with
+``min`` / ``max`` (inclusive bounds, applied to every element of a tuple), ``choices``
+and ``help``. Every error is a :class:`ConfigError` (a ``ValueError``) that names the key
+and lists the valid keys or the allowed values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key, value or file that cannot be used; the message says what is allowed."""
+
+
+def _fields(config_cls) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """name -> (field, resolved type annotation)."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(config_cls)}
+
+
+def _valid_keys(config_cls, prefix: str = "") -> list[str]:
+    keys = []
+    for name, (_, f_type) in _fields(config_cls).items():
+        if dataclasses.is_dataclass(f_type):
+            keys.extend(_valid_keys(f_type, prefix + name + "."))
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _describe(f_type) -> str:
+    origin = typing.get_origin(f_type)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_describe(a) for a in typing.get_args(f_type))
+    if origin is tuple:
+        return f"tuple[{_describe(typing.get_args(f_type)[0])}, ...]"
+    return getattr(f_type, "__name__", str(f_type))
+
+
+def _coerce(key: str, f_type, value: Any) -> Any:
+    """Convert ``value`` (typed, or a string from the command line) to ``f_type``."""
+    origin = typing.get_origin(f_type)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(f_type) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            return None
+        return _coerce(key, args[0], value)
+    if origin is tuple:
+        (element_type, *_rest) = typing.get_args(f_type)
+        if isinstance(value, str):
+            text = value.strip().strip("()[]")
+            items = [s.strip() for s in text.split(",") if s.strip()] if text else []
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        return tuple(_coerce(key, element_type, item) for item in items)
+    if f_type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(f"{key}: expected a bool (true/false), got {value!r}")
+    if f_type is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an int, got bool {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an int, got {value!r}")
+    if f_type is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a float, got bool {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a float, got {value!r}")
+    if f_type is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {_describe(f_type)}")
+
+
+def _check_range(key: str, field: dataclasses.Field, value: Any) -> None:
+    meta = field.metadata
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        if item is None:
+            continue
+        if "choices" in meta and item not in meta["choices"]:
+            raise ConfigError(f"{key}: {item!r} is not allowed; choose one of {list(meta['choices'])}")
+        lo, hi = meta.get("min"), meta.get("max")
+        if (lo is not None and item < lo) or (hi is not None and item > hi):
+            bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+            raise ConfigError(f"{key}: {item!r} is out of range; allowed {bounds}")
+
+
+def config_from_dict(config_cls, data: Mapping[str, Any], _prefix: str = ""):
+    """Build ``config_cls`` from a nested mapping; missing keys keep their defaults."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = _fields(config_cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        valid = ", ".join(_valid_keys(config_cls, _prefix))
+        raise ConfigError(f"unknown key {_prefix + str(unknown[0])!r}; valid keys: {valid}")
+    kwargs = {}
+    for name, value in data.items():
+        field, f_type = fields[name]
+        key = _prefix + name
+        if dataclasses.is_dataclass(f_type):
+            kwargs[name] = config_from_dict(f_type, value, key + ".")
+        else:
+            kwargs[name] = _coerce(key, f_type, value)
+            _check_range(key, field, kwargs[name])
+    try:
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{_prefix or 'config'}: {error}") from error
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    """Nested plain dict (tuples become lists) that YAML and JSON can hold."""
+    result = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            value = config_to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        result[f.name] = value
+    return result
+
+
+def flatten_config(config) -> dict[str, Any]:
+    """``{"a.b": value}`` with dotted keys, tuples kept as tuples (table columns)."""
+    flat = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            flat.update({f"{f.name}.{k}": v for k, v in flatten_config(value).items()})
+        else:
+            flat[f.name] = value
+    return flat
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {part!r} is not a nested section")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict, extra: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}``; values stay strings."""
+    parsed = {}
+    for item in assignments:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set num_neurons=500")
+        key, value = item.split("=", 1)
+        parsed[key.strip()] = value
+    return parsed
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file with ``yaml.safe_load`` (no arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {str(path)!r}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config {str(path)!r}: not valid YAML ({error})") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {str(path)!r}: expected a mapping at the top level")
+    return data
+
+
+def resolve_config(config_cls, config_file=None, overrides: Mapping[str, Any] | list[str] | None = None):
+    """Defaults, then the YAML file, then ``overrides`` (``{"a.b": v}`` or ``["a.b=v"]``)."""
+    data = load_config_file(config_file) if config_file is not None else {}
+    if overrides:
+        if isinstance(overrides, (list, tuple)):
+            overrides = parse_assignments(list(overrides))
+        data = _merge(data, _nest(overrides))
+    return config_from_dict(config_cls, data)
+
+
+def config_hash(config, seed: int) -> str:
+    """SHA-256 (hex) of the canonical JSON of the resolved config and the seed: a run's identity."""
+    canonical = json.dumps({"config": config_to_dict(config), "seed": int(seed)}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def config_to_yaml(config) -> str:
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)

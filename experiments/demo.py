@@ -1,0 +1,52 @@
+"""``neuro demo``: the short version of every demo experiment, one combined report.
+
+Every experiment module that defines a ``DEMO`` dict of overrides takes part. Each runs
+into ``<out>/demo/<UTC>/<name>/<UTC>-<hash8>/``; a failing part is recorded in the report
+and the others still run (finished parts are never lost).
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from experiments.config import ConfigError
+from experiments.registry import canonical_name, demo_experiments, list_experiments
+from experiments.report import write_combined_report
+from experiments.runner import check_device, run_experiment
+from experiments.store import new_run_path
+
+
+def run_demo(out_root: str | Path = "runs", seed: int = 0, device: str = "cpu", quiet: bool = True,
+             only: list[str] | None = None) -> tuple[Path, list[str]]:
+    """Run the demo; return the combined report's path and the names of failed parts."""
+    check_device(device)
+    parts = demo_experiments()
+    if only:
+        names = [canonical_name(n) for n in only]
+        missing = [n for n in names if n not in parts]
+        if missing:
+            raise ConfigError(f"--only {missing[0]!r} has no demo version; demo experiments: "
+                              f"{', '.join(parts)}")
+        parts = {n: parts[n] for n in names}
+    descriptions = list_experiments()
+    demo_dir = new_run_path(out_root, "demo", f"seed{seed}")
+    entries, failures = [], []
+    for index, (name, overrides) in enumerate(parts.items(), start=1):
+        print(f"[{index}/{len(parts)}] {name} ...", flush=True)
+        start = time.perf_counter()
+        entry = {"name": name, "description": descriptions[name]}
+        try:
+            result = run_experiment(name, overrides=overrides, out_root=demo_dir, seed=seed,
+                                    device=device, quiet=quiet)
+            entry.update(status="complete", run_path=result.path)
+        except Exception as error:  # record it; the other parts still run
+            failures.append(name)
+            entry.update(status="failed", error="".join(
+                traceback.format_exception_only(type(error), error)).strip())
+        entry["seconds"] = time.perf_counter() - start
+        print(f"    {entry['status']} in {entry['seconds']:.1f} s", flush=True)
+        entries.append(entry)
+        write_combined_report(demo_dir / "report.html", "neurobridge demo", entries)
+    report = write_combined_report(demo_dir / "report.html", "neurobridge demo", entries)
+    return report, failures

@@ -1,0 +1,79 @@
+"""Runs one experiment into a fresh run directory: resolve config, record, run, report."""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from experiments.config import ConfigError, config_hash, config_to_yaml, resolve_config
+from experiments.environment import environment_facts
+from experiments.registry import canonical_name, load_experiment
+from experiments.report import write_run_report
+from experiments.store import (RunDir, atomic_write_text, clean_metrics, new_run_path,
+                               to_json)
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class RunResult:
+    path: Path
+    metrics: dict[str, Any]
+    config: Any
+    status: str
+
+
+def check_device(device: str) -> str:
+    if device not in DEVICES:
+        raise ConfigError(f"--device {device!r}: choose one of {list(DEVICES)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is visible to torch on this machine")
+    return device
+
+
+def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = None,
+                   config_file: str | Path | None = None, out_root: str | Path = "runs",
+                   seed: int = 0, device: str = "cpu", quiet: bool = True,
+                   config: Any = None) -> RunResult:
+    """Run experiment ``name`` into ``out_root/<name>/<UTC>-<hash8>/`` and return its metrics.
+
+    ``config`` (an already resolved ``Config``) replaces ``config_file`` + ``overrides``.
+    The run's ``status.json`` says ``running`` until the metrics and report are written,
+    then ``complete``; an exception marks it ``failed`` (with the traceback) and re-raises.
+    """
+    name = canonical_name(name)
+    module = load_experiment(name)
+    check_device(device)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed {seed!r}: expected a non-negative integer")
+    if config is None:
+        config = resolve_config(module.Config, config_file, overrides)
+    elif not isinstance(config, module.Config):
+        raise TypeError(f"config: expected {name}.Config, got {type(config).__name__}")
+    digest = config_hash(config, seed)
+    path = new_run_path(out_root, name, digest[:8])
+    out = RunDir(path, seed=seed, device=device, quiet=quiet)
+    atomic_write_text(path / "config.yaml", config_to_yaml(config))
+    atomic_write_text(path / "env.json", to_json(environment_facts(seed, device)))
+    status = {"experiment": name, "config_hash": digest, "status": "running",
+              "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_text(path / "status.json", to_json(status))
+    start = time.perf_counter()
+    try:
+        metrics = clean_metrics(module.run(config, out))
+    except BaseException as error:
+        status.update(status="failed", seconds=time.perf_counter() - start,
+                      error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        atomic_write_text(path / "status.json", to_json(status))
+        raise
+    atomic_write_text(path / "metrics.json", to_json(metrics))
+    status.update(status="complete", seconds=time.perf_counter() - start)
+    write_run_report(path, title=name, description=(module.__doc__ or "").strip(), status=status)
+    atomic_write_text(path / "status.json", to_json(status))
+    return RunResult(path=path, metrics=metrics, config=config, status="complete")
+
