@@ -1,0 +1,87 @@
+"""Fused three-factor readout step: readable torch reference (CPU path, test oracle).
+
+One call advances B independent networks, each with M linear readouts of the same
+D input features (filtered spike traces r, optionally a constant bias column), by
+one time step of the error-modulated, gated Hebbian rule used for the what/when
+study (Yamada & Chao, arXiv 2510.14382; the paper's exact rule is not public, so the
+equations below are OUR choice, in the generic three-factor form of Fremaux &
+Gerstner 2016):
+
+    tau_e dE/dt = -E + x            eligibility of each presynaptic feature
+    z = W x                         readout
+    e = y - z                       error (third factor, with the gate)
+    dW/dt = eta * g * e outer E     gated Hebbian weight change
+
+Discrete update, in exactly this order (a = ``eligibility_decay`` = exp(-dt / tau_e),
+x_t the features at step t, y_t the targets, g_t the gate, eta the learning rate):
+
+    1. E_t     = a * E_{t-1} + (1 - a) * x_t                  [B, D]
+    2. z_t     = W_{t-1} x_t                                   [B, M]
+    3. e_t     = y_t - z_t                                     [B, M]
+    4. beta_t  = eta * g_t                                     [B, M]
+    5. D_t     = (beta_t * e_t) outer E_t                      [B, M, D]
+    6. online rows m:   W_t[m]       = W_{t-1}[m] + D_t[m],   A_t[m] = A_{t-1}[m]
+       offline rows m:  A_t[m]       = A_{t-1}[m] + D_t[m],   W_t[m] = W_{t-1}[m]
+
+Offline rows accumulate their change in ``pending`` (A) while W stays frozen for the
+whole trial; the caller consolidates A into W between trials (W += A, A = 0).
+Relation to the gated delta rule S_t = S_{t-1} + beta_t (v_t - S_{t-1} q_t) k_t^T:
+an online row is exactly that write with query q_t = x_t, key k_t = E_t, value
+v_t = y_t and beta_t = eta * g_t. With ``eligibility_decay = 0`` (tau_e -> 0) the
+key equals the query, E_t = x_t, and step 6 is the classic gated delta rule.
+
+Public function (stable name and signature; a Triton version must match it):
+
+    three_factor_step(weights, pending, eligibility, features, target, gate,
+                      learning_rate, eligibility_decay, online)
+        -> (output z_t [B, M], error e_t [B, M], eligibility E_t [B, D],
+            weights W_t [B, M, D], pending A_t [B, M, D])
+
+    weights, pending  [B, M, D]   float
+    eligibility       [B, D]      float
+    features          [B, D]      float (x_t)
+    target, gate      [B, M]      float (gate in [0, 1], not checked here)
+    learning_rate     [M] tensor or python float (eta per readout)
+    eligibility_decay python float in [0, 1)
+    online            [M] bool tensor, or python bool for all rows
+
+Inputs are never modified; new tensors are returned. Shape checks live in the
+callers (``neuro.reservoir.three_factor``) so this hot loop stays lean.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["three_factor_step"]
+
+
+def three_factor_step(
+    weights: Tensor,
+    pending: Tensor,
+    eligibility: Tensor,
+    features: Tensor,
+    target: Tensor,
+    gate: Tensor,
+    learning_rate: Tensor | float,
+    eligibility_decay: float,
+    online: Tensor | bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One fused step of the gated three-factor rule (see the module docstring)."""
+    # 1. eligibility: exact integration of tau_e dE/dt = -E + x for x held over the step
+    new_eligibility = eligibility * eligibility_decay + features * (1.0 - eligibility_decay)
+    # 2-3. readout with the old weights, then the error
+    output = torch.bmm(weights, features.unsqueeze(-1)).squeeze(-1)
+    error = target - output
+    # 4-5. per-row step size and the rank-one change
+    scaled_error = error * gate * learning_rate
+    change = scaled_error.unsqueeze(-1) * new_eligibility.unsqueeze(-2)
+    # 6. online rows write W, offline rows accumulate into the pending consolidation
+    if isinstance(online, bool):
+        if online:
+            return output, error, new_eligibility, weights + change, pending
+        return output, error, new_eligibility, weights, pending + change
+    online_rows = online.to(change.dtype).unsqueeze(-1)  # [M, 1]
+    new_weights = weights + change * online_rows
+    new_pending = pending + change * (1.0 - online_rows)
+    return output, error, new_eligibility, new_weights, new_pending

@@ -1,0 +1,140 @@
+"""FORCE readout: recursive least squares on the readout weights.
+
+Nicola & Clopath 2017 (arXiv 1609.02545), after Sussillo & Abbott 2009. B networks,
+M readouts sharing D input features x (filtered spike traces, optionally a bias), one
+inverse correlation matrix P per network (shared by the M readouts, since they see
+the same x):
+
+    z_t = W_{t-1} x_t                                   every step
+    on update steps (every ``update_every`` steps, counting from the first):
+        k_t = P_{t-1} x_t / (1 + x_t^T P_{t-1} x_t)      gain, = P_t x_t
+        P_t = P_{t-1} - k_t (P_{t-1} x_t)^T
+        W_t = W_{t-1} - (z_t - y_t) k_t^T
+    P_0 = I / alpha
+
+After updates on samples x_1..x_T (weights starting at W_0) this is exactly ridge
+regression with penalty alpha ||W - W_0||^2:
+W_T = (alpha W_0 + sum_t y_t x_t^T)(alpha I + sum_t x_t x_t^T)^{-1}.
+P only shrinks, so the effective learning rate anneals to zero and relearning after a
+change in the task needs ``reset`` (P <- I / alpha), which the what/when study tests.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["FORCEReadout", "FORCEState", "rls_update"]
+
+
+class FORCEState(NamedTuple):
+    """weights [B, M, D]; inverse_correlation P [B, D, D]; step: steps taken so far."""
+
+    weights: Tensor
+    inverse_correlation: Tensor
+    step: int
+
+
+def rls_update(
+    weights: Tensor, inverse_correlation: Tensor, features: Tensor, output: Tensor, target: Tensor
+) -> tuple[Tensor, Tensor]:
+    """One RLS update (see the module docstring). Returns (W_t [B, M, D], P_t [B, D, D]).
+
+    weights [B, M, D]; inverse_correlation [B, D, D]; features x [B, D];
+    output z = W_{t-1} x [B, M]; target y [B, M].
+    """
+    p_x = torch.bmm(inverse_correlation, features.unsqueeze(-1)).squeeze(-1)  # [B, D]
+    denominator = 1.0 + (features * p_x).sum(-1, keepdim=True)  # [B, 1]
+    gain = p_x / denominator  # [B, D]
+    new_p = inverse_correlation - gain.unsqueeze(-1) * p_x.unsqueeze(-2)
+    new_weights = weights - (output - target).unsqueeze(-1) * gain.unsqueeze(-2)
+    return new_weights, new_p
+
+
+@dataclass(frozen=True)
+class FORCEReadout:
+    """Hyperparameters of M FORCE readouts over D features.
+
+    alpha: regulariser, P_0 = I / alpha (> 0; Nicola & Clopath's Izhikevich runs use
+    values around 0.5-2 in units where x ~ spike traces); update_every: RLS every n
+    steps (Nicola & Clopath: 20 steps of 0.04 ms).
+    """
+
+    num_readouts: int
+    num_features: int
+    alpha: float = 1.0
+    update_every: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("num_readouts", "num_features", "update_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)):
+            raise TypeError(f"alpha must be a real number, got {self.alpha!r}")
+        if not math.isfinite(self.alpha) or self.alpha <= 0:
+            raise ValueError(f"alpha must be finite and > 0, got {self.alpha!r}")
+
+    def initial_state(
+        self,
+        batch_size: int = 1,
+        *,
+        weights: Tensor | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> FORCEState:
+        """P = I / alpha for every network; weights zero or a copy of ``weights`` [B, M, D]."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        shape = (batch_size, self.num_readouts, self.num_features)
+        if weights is None:
+            weights = torch.zeros(shape, device=device, dtype=dtype)
+        else:
+            if tuple(weights.shape) != shape:
+                raise ValueError(f"weights must have shape {shape}, got {tuple(weights.shape)}")
+            weights = weights.to(device=device, dtype=dtype).clone()
+        identity = torch.eye(self.num_features, device=device, dtype=dtype) / self.alpha
+        return FORCEState(weights, identity.expand(batch_size, -1, -1).clone(), 0)
+
+    def reset(self, state: FORCEState, networks: Tensor | None = None) -> FORCEState:
+        """Explicit reset P <- I / alpha (all networks, or those where ``networks`` [B] is True)."""
+        batch, _, num_features = state.weights.shape
+        p = state.inverse_correlation
+        identity = torch.eye(num_features, device=p.device, dtype=p.dtype) / self.alpha
+        if networks is None:
+            return state._replace(inverse_correlation=identity.expand(batch, -1, -1).clone())
+        if networks.shape != (batch,) or networks.dtype != torch.bool:
+            raise ValueError(
+                f"networks must be a bool tensor of shape {(batch,)}, "
+                f"got {networks.dtype} {tuple(networks.shape)}"
+            )
+        new_p = torch.where(networks.view(batch, 1, 1), identity, p)
+        return state._replace(inverse_correlation=new_p)
+
+    def step(
+        self, state: FORCEState, features: Tensor, target: Tensor
+    ) -> tuple[FORCEState, Tensor]:
+        """Advance one step. features [B, D]; target [B, M] or [M].
+
+        Returns (new state, output z [B, M] computed with the weights before the update).
+        """
+        batch, readouts, num_features = state.weights.shape
+        if tuple(features.shape) != (batch, num_features):
+            raise ValueError(
+                f"features must have shape {(batch, num_features)}, got {tuple(features.shape)}"
+            )
+        if target.shape == (readouts,):
+            target = target.expand(batch, readouts)
+        elif target.shape != (batch, readouts):
+            raise ValueError(
+                f"target must have shape {(batch, readouts)} or {(readouts,)}, "
+                f"got {tuple(target.shape)}"
+            )
+        output = torch.bmm(state.weights, features.unsqueeze(-1)).squeeze(-1)
+        if state.step % self.update_every != 0:
+            return state._replace(step=state.step + 1), output
+        weights, p = rls_update(state.weights, state.inverse_correlation, features, output, target)
+        return FORCEState(weights, p, state.step + 1), output

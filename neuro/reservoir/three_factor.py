@@ -1,0 +1,183 @@
+"""Error-modulated, attention-gated three-factor Hebbian readout.
+
+Follows the generic form named in Yamada & Chao, arXiv 2510.14382 ("readouts trained
+by an error-modulated, attention-gated three-factor Hebbian rule"; "online learning of
+'when', offline consolidation of 'what'"). The paper does not publish its equations or
+constants: the rule below is OUR choice (three-factor framework of Fremaux & Gerstner
+2016):
+
+    tau_e dE/dt = -E + x          eligibility trace of each presynaptic feature x
+    z = W x                       linear readout, x = filtered spike traces r (+ bias)
+    e = y - z                     error against the target y
+    dW = eta * g(t) * e outer E   gate g(t) in [0, 1] (attention window from the task)
+
+Online readouts ("when") apply dW at every step. Offline readouts ("what") keep W
+frozen during a trial, accumulate the gated changes in ``pending`` and apply them
+once in ``consolidate`` (between trials): W <- W + A, A <- 0.  The exact per-step
+order (E first, then z with the old W, then the write) is documented in
+``kernels/three_factor/naive.py``; it is a gated delta-rule write with query x, key E,
+value y and beta = eta * g.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from kernels.three_factor import three_factor_step
+
+__all__ = ["ThreeFactorReadout", "ThreeFactorState"]
+
+
+class ThreeFactorState(NamedTuple):
+    """State of B networks x M three-factor readouts over D features.
+
+    weights: [B, M, D]; eligibility: [B, D]; pending: [B, M, D] (offline rows'
+    change accumulated since the last consolidation, zero for online rows).
+    """
+
+    weights: Tensor
+    eligibility: Tensor
+    pending: Tensor
+
+
+def _per_readout(value, num_readouts: int, name: str, kind: type) -> tuple:
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * num_readouts
+    if len(values) != num_readouts:
+        raise ValueError(
+            f"{name} has {len(values)} entries but num_readouts={num_readouts}; "
+            f"give one value or one per readout"
+        )
+    for v in values:
+        if kind is bool and not isinstance(v, bool):
+            raise TypeError(f"{name} entries must be bool, got {v!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class ThreeFactorReadout:
+    """Hyperparameters of M gated three-factor readouts (see the module docstring).
+
+    num_readouts: M; num_features: D; learning_rate: eta (>= 0), one value or one per
+    readout; eligibility_tau_ms: tau_e (0 makes E = x, the plain gated delta rule);
+    dt_ms: step in (0, 1]; online: True (apply every step) or False (accumulate and
+    consolidate between trials), one value or one per readout.
+    """
+
+    num_readouts: int
+    num_features: int
+    learning_rate: float | tuple[float, ...] = 1e-4
+    eligibility_tau_ms: float = 50.0
+    dt_ms: float = 0.5
+    online: bool | tuple[bool, ...] = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_readouts", "num_features"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        rates = _per_readout(self.learning_rate, self.num_readouts, "learning_rate", float)
+        for rate in rates:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+                raise TypeError(f"learning_rate entries must be real numbers, got {rate!r}")
+            if not math.isfinite(float(rate)) or float(rate) < 0:
+                raise ValueError(f"learning_rate must be finite and >= 0, got {rate!r}")
+        _per_readout(self.online, self.num_readouts, "online", bool)
+        if not math.isfinite(self.eligibility_tau_ms) or self.eligibility_tau_ms < 0:
+            raise ValueError(
+                f"eligibility_tau_ms must be finite and >= 0, got {self.eligibility_tau_ms!r}"
+            )
+        if not (0.0 < self.dt_ms <= 1.0):
+            raise ValueError(f"dt_ms must lie in (0, 1], got {self.dt_ms!r}")
+
+    @property
+    def eligibility_decay(self) -> float:
+        """a = exp(-dt / tau_e); 0 when tau_e = 0."""
+        if self.eligibility_tau_ms == 0:
+            return 0.0
+        return math.exp(-self.dt_ms / self.eligibility_tau_ms)
+
+    def initial_state(
+        self,
+        batch_size: int = 1,
+        *,
+        weights: Tensor | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> ThreeFactorState:
+        """Zero eligibility and pending change; weights zero or a copy of ``weights`` [B, M, D]."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        shape = (batch_size, self.num_readouts, self.num_features)
+        if weights is None:
+            weights = torch.zeros(shape, device=device, dtype=dtype)
+        else:
+            if tuple(weights.shape) != shape:
+                raise ValueError(f"weights must have shape {shape}, got {tuple(weights.shape)}")
+            weights = weights.to(device=device, dtype=dtype).clone()
+        return ThreeFactorState(
+            weights=weights,
+            eligibility=torch.zeros(batch_size, self.num_features, device=device, dtype=dtype),
+            pending=torch.zeros(shape, device=device, dtype=dtype),
+        )
+
+    def _constants(self, like: Tensor) -> tuple[Tensor, Tensor | bool]:
+        key = (like.device, like.dtype)
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            rates = _per_readout(self.learning_rate, self.num_readouts, "learning_rate", float)
+            flags = _per_readout(self.online, self.num_readouts, "online", bool)
+            rate = torch.tensor([float(r) for r in rates], device=like.device, dtype=like.dtype)
+            online: Tensor | bool = (
+                flags[0] if len(set(flags)) == 1
+                else torch.tensor(flags, device=like.device, dtype=torch.bool)
+            )
+            cache[key] = (rate, online)
+        return cache[key]
+
+    def step(
+        self, state: ThreeFactorState, features: Tensor, target: Tensor, gate: Tensor
+    ) -> tuple[ThreeFactorState, Tensor]:
+        """Advance one step. features [B, D]; target, gate [B, M] (or [M], broadcast).
+
+        Returns (new state, readout output z [B, M] computed with the old weights).
+        """
+        batch, readouts, num_features = state.weights.shape
+        if tuple(features.shape) != (batch, num_features):
+            raise ValueError(
+                f"features must have shape {(batch, num_features)}, got {tuple(features.shape)}"
+            )
+        target = _broadcast_rows(target, batch, readouts, "target")
+        gate = _broadcast_rows(gate, batch, readouts, "gate")
+        rate, online = self._constants(state.weights)
+        output, _, eligibility, weights, pending = three_factor_step(
+            state.weights, state.pending, state.eligibility, features, target, gate,
+            rate, self.eligibility_decay, online,
+        )
+        return ThreeFactorState(weights, eligibility, pending), output
+
+    def consolidate(self, state: ThreeFactorState, scale: float = 1.0) -> ThreeFactorState:
+        """Offline consolidation between trials: W <- W + scale * A, A <- 0."""
+        if not math.isfinite(scale) or scale < 0:
+            raise ValueError(f"scale must be finite and >= 0, got {scale!r}")
+        return state._replace(
+            weights=state.weights + scale * state.pending,
+            pending=torch.zeros_like(state.pending),
+        )
+
+    def reset_eligibility(self, state: ThreeFactorState) -> ThreeFactorState:
+        """Set E = 0 (e.g. at a session start); weights and pending are kept."""
+        return state._replace(eligibility=torch.zeros_like(state.eligibility))
+
+
+def _broadcast_rows(value: Tensor, batch: int, readouts: int, name: str) -> Tensor:
+    if value.shape == (batch, readouts):
+        return value
+    if value.shape == (readouts,):
+        return value.expand(batch, readouts)
+    raise ValueError(
+        f"{name} must have shape {(batch, readouts)} or {(readouts,)}, got {tuple(value.shape)}"
+    )
