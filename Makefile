@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev
+EXTRAS ?= dev,cluster
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/neuro demo
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --timeout=900 --durations=15 tests
 
 clean-venv:
 	rm -rf $(VENV)

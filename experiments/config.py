@@ -123,7 +123,8 @@ def _check_range(key: str, field: dataclasses.Field, value: Any) -> None:
 def config_from_dict(config_cls, data: Mapping[str, Any], _prefix: str = ""):
     """Build ``config_cls`` from a nested mapping; missing keys keep their defaults."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{_prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+        where = _prefix.rstrip(".") or "config"
+        raise ConfigError(f"{where}: expected a mapping of its fields, got {type(data).__name__}")
     fields = _fields(config_cls)
     unknown = [k for k in data if k not in fields]
     if unknown:

@@ -44,7 +44,9 @@ def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = 
 
     ``config`` (an already resolved ``Config``) replaces ``config_file`` + ``overrides``.
     The run's ``status.json`` says ``running`` until the metrics and report are written,
-    then ``complete``; an exception marks it ``failed`` (with the traceback) and re-raises.
+    then ``complete``; an exception marks it ``failed`` (with the traceback), Ctrl-C marks it
+    ``interrupted``, and the exception propagates. A killed process leaves ``running``:
+    either way the run is visibly incomplete and no later run writes into it.
     """
     name = canonical_name(name)
     module = load_experiment(name)
@@ -67,7 +69,8 @@ def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = 
     try:
         metrics = clean_metrics(module.run(config, out))
     except BaseException as error:
-        status.update(status="failed", seconds=time.perf_counter() - start,
+        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+        status.update(status="interrupted" if interrupted else "failed", seconds=time.perf_counter() - start,
                       error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
         atomic_write_text(path / "status.json", to_json(status))
         raise

@@ -1,0 +1,109 @@
+"""The `neuro` CLI: help texts, exit codes, one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import experiments.hebbian_recall as hebbian_recall
+from experiments.cli import build_parser, main
+
+SMALL = ["--set", "trials=2", "--set", "key_dim=8", "--set", "load_ratios=0.5,2"]
+
+
+def test_list_shows_experiments_with_descriptions(capsys):
+    assert main(["list"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("hebbian_recall"))
+    assert "Hebbian associative memory" in line and "[demo]" in line
+
+
+def test_run_writes_report_and_prints_metrics(tmp_path, capsys):
+    assert main(["run", "hebbian_recall", *SMALL, "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "max_abs_deviation_from_theory" in out
+    report = out.strip().splitlines()[-1].removeprefix("report: ")
+    assert report.endswith("report.html") and open(report).read().startswith("<!DOCTYPE html>")
+
+
+def test_run_accepts_dashed_name_and_config_file(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("trials: 2\nkey_dim: 8\nload_ratios: [1.0]\n")
+    assert main(["run", "hebbian-recall", "--config", str(config), "--out", str(tmp_path)]) == 0
+    (run_dir,) = (tmp_path / "hebbian_recall").iterdir()
+    assert "key_dim: 8" in (run_dir / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "no_such_thing"], "unknown experiment 'no_such_thing'; valid experiments:"),
+    (["run", "hebbian_recall", "--set", "bogus=1"], "unknown key 'bogus'; valid keys: key_dim"),
+    (["run", "hebbian_recall", "--set", "trials=many"], "trials: expected an int, got 'many'"),
+    (["run", "hebbian_recall", "--set", "trials=-1"], "trials: -1 is out of range"),
+    (["run", "hebbian_recall", "--set", "trials"], "expected KEY=VALUE"),
+    (["run", "hebbian_recall", "--config", "/nonexistent.yaml"], "no such file"),
+    (["run", "hebbian_recall", "--seed", "-4"], "--seed -4: expected a non-negative integer"),
+])
+def test_usage_errors_exit_2_with_one_line_and_hint(argv, message, tmp_path, capsys):
+    assert main(argv + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("neuro: error: ") and message in err[0]
+    assert err[1].startswith("hint: ")
+
+
+def test_argparse_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run"])
+    assert info.value.code == 2
+    assert "hint:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+
+
+def test_run_failure_exits_1(tmp_path, monkeypatch, capsys):
+    def broken(config, out):
+        raise RuntimeError("diverged at step 12")
+
+    monkeypatch.setattr(hebbian_recall, "run", broken)
+    assert main(["run", "hebbian_recall", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "run failed: RuntimeError: diverged at step 12" in err and "Traceback" not in err
+
+
+def test_show_prints_metrics_and_status(tmp_path, capsys):
+    assert main(["run", "hebbian_recall", *SMALL, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    (run_dir,) = (tmp_path / "hebbian_recall").iterdir()
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "status=complete" in out and all(k in out for k in metrics)
+    assert main(["show", str(tmp_path)]) == 2
+
+
+def test_demo_only_and_unknown_part(tmp_path, capsys):
+    assert main(["demo", "--only", "hebbian_recall", "--out", str(tmp_path)]) == 0
+    report = capsys.readouterr().out.strip().splitlines()[-1].removeprefix("report: ")
+    html = open(report).read()
+    assert "hebbian_recall" in html and "data:image/png;base64," in html
+    assert main(["demo", "--only", "nope", "--out", str(tmp_path)]) == 2
+
+
+def test_every_help_text_is_accurate(capsys):
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices
+    assert {"list", "run", "show", "demo"} <= set(subcommands)
+    for name in subcommands:
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0
+        assert f"usage: neuro {name}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert all(name in top for name in subcommands)
+
+
+def test_console_script_entry_point_runs():
+    completed = subprocess.run([sys.executable, "-m", "experiments.cli", "list"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and "hebbian_recall" in completed.stdout

@@ -1,0 +1,115 @@
+"""Config system: types, nesting, YAML, overrides, and every error path."""
+from dataclasses import dataclass, field
+
+import pytest
+
+from experiments.config import (ConfigError, config_from_dict, config_hash, config_to_yaml,
+                                flatten_config, parse_assignments, resolve_config)
+
+
+@dataclass(frozen=True)
+class Inner:
+    tau_ms: float = field(default=20.0, metadata={"min": 0.1, "max": 1000.0})
+    kind: str = field(default="delta", metadata={"choices": ("delta", "exponential")})
+
+
+@dataclass(frozen=True)
+class Outer:
+    num_neurons: int = field(default=100, metadata={"min": 1})
+    rate_hz: float = 5.0
+    use_noise: bool = True
+    lengths: tuple[int, ...] = field(default=(10, 20), metadata={"min": 1})
+    label: str | None = None
+    synapse: Inner = field(default_factory=Inner)
+
+
+def test_defaults_and_typed_overrides_from_strings():
+    config = resolve_config(Outer, overrides=["num_neurons=7", "rate_hz=2.5", "use_noise=false",
+                                              "lengths=3,4,5", "synapse.tau_ms=5", "label=none"])
+    assert config == Outer(num_neurons=7, rate_hz=2.5, use_noise=False, lengths=(3, 4, 5),
+                           synapse=Inner(tau_ms=5.0))
+    assert isinstance(config.synapse.tau_ms, float) and isinstance(config.lengths[0], int)
+
+
+def test_yaml_file_then_overrides_take_precedence(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("num_neurons: 50\nsynapse:\n  kind: exponential\n  tau_ms: 3\n")
+    config = resolve_config(Outer, path, {"synapse.tau_ms": "9"})
+    assert config.num_neurons == 50
+    assert config.synapse == Inner(tau_ms=9.0, kind="exponential")
+
+
+def test_yaml_round_trip_gives_the_same_config(tmp_path):
+    config = resolve_config(Outer, overrides={"lengths": (1, 2), "label": "x"})
+    path = tmp_path / "saved.yaml"
+    path.write_text(config_to_yaml(config))
+    assert resolve_config(Outer, path) == config
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["nope=1"], "unknown key 'nope'; valid keys: num_neurons, rate_hz, use_noise, lengths, "
+                 "label, synapse.tau_ms, synapse.kind"),
+    (["synapse.nope=1"], "unknown key 'synapse.nope'; valid keys: synapse.tau_ms, synapse.kind"),
+    (["num_neurons=abc"], "num_neurons: expected an int, got 'abc'"),
+    (["num_neurons=2.5"], "num_neurons: expected an int"),
+    (["rate_hz=fast"], "rate_hz: expected a float, got 'fast'"),
+    (["use_noise=maybe"], "use_noise: expected a bool"),
+    (["num_neurons=0"], "num_neurons: 0 is out of range; allowed [1, inf]"),
+    (["lengths=3,0"], "lengths: 0 is out of range"),
+    (["synapse.tau_ms=5000"], "synapse.tau_ms: 5000.0 is out of range; allowed [0.1, 1000.0]"),
+    (["synapse.kind=alpha"], "synapse.kind: 'alpha' is not allowed; choose one of ['delta', 'exponential']"),
+    (["num_neurons"], "expected KEY=VALUE"),
+    (["synapse=3"], "synapse: expected a mapping"),
+])
+def test_errors_name_the_key_and_what_is_allowed(overrides, fragment):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(Outer, overrides=overrides)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_bool_is_not_accepted_as_a_number():
+    with pytest.raises(ConfigError, match="expected an int, got bool"):
+        config_from_dict(Outer, {"num_neurons": True})
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("num_neurons: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_config(Outer, path)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_config(Outer, tmp_path / "absent.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping at the top level"):
+        resolve_config(Outer, bad)
+
+
+def test_post_init_validation_becomes_a_config_error():
+    @dataclass(frozen=True)
+    class Checked:
+        low: float = 0.0
+        high: float = 1.0
+
+        def __post_init__(self):
+            if self.low >= self.high:
+                raise ValueError(f"low={self.low} must be below high={self.high}")
+
+    with pytest.raises(ConfigError, match="low=2.0 must be below high=1.0"):
+        resolve_config(Checked, overrides={"low": 2})
+
+
+def test_hash_depends_on_config_and_seed_only():
+    a, b = Outer(), resolve_config(Outer, overrides={"rate_hz": "5"})
+    assert config_hash(a, 0) == config_hash(b, 0)
+    assert config_hash(a, 0) != config_hash(a, 1)
+    assert config_hash(a, 0) != config_hash(Outer(rate_hz=5.1), 0)
+    assert flatten_config(a)["synapse.tau_ms"] == 20.0
+
+
+def test_parse_assignments_keeps_equals_in_values():
+    assert parse_assignments(["label=a=b"]) == {"label": "a=b"}
