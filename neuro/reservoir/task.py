@@ -1,0 +1,253 @@
+"""The what/when prediction task (after Yamada & Chao, arXiv 2510.14382).
+
+Each trial: a cue at ``cue_onset_ms``; ``latency_ms`` after the cue onset one of M
+stimulus identities appears with probabilities p_1..p_M, or none with probability
+1 - sum(p). A session is a sequence of blocks; a block fixes the latency and the
+probabilities, so a new block switches the timing and/or the probabilities.
+
+Per trial the task provides (time step dt, T = trial_ms / dt steps):
+  inputs  [T, 1 + M]  input channel 0: the cue; channel 1 + k: stimulus k; each a
+                      rectangular pulse of ``input_amplitude``.
+  target  [T, 1 + M]  readout 0 ("when"): a Gaussian pulse of height 1 centred on the
+                      expected stimulus onset (every trial, also when no stimulus comes).
+                      readouts 1 + k ("what", anticipatory): a Gaussian bump centred
+                      ``anticipation_ms`` before the expected onset and cut to zero from
+                      the onset on (so it cannot be read off the stimulus response), of
+                      height 1 if stimulus k occurred in this trial and 0 otherwise
+                      (``what_target="outcome"``: a learner that averages outcomes ends
+                      at amplitude p_k) or of height p_k (``"probability"``).
+  ideal   [T, 1 + M]  the expected-value target (what heights p_k), for evaluation.
+  gate    [T, 1 + M]  attention gate g(t) in [0, 1]: 1 inside the window from
+                      ``gate_before_ms`` before to ``gate_after_ms`` after the expected
+                      onset, ``gate_floor`` elsewhere (same gate for every readout).
+The paper does not publish its trial timing, target shapes or gate; all of the above
+are OUR choices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = ["Block", "WhatWhenTask", "TaskSession", "TrialArrays", "as_numpy_generator"]
+
+
+def as_numpy_generator(seed) -> np.random.Generator:
+    """int | np.random.Generator | torch.Generator -> np.random.Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, torch.Generator):
+        return np.random.default_rng(seed.initial_seed())
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.default_rng(int(seed))
+    raise TypeError(
+        f"seed must be a non-negative int, np.random.Generator or torch.Generator, got {seed!r}"
+    )
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Block:
+    """num_trials (>= 1) trials with one latency (ms after cue onset) and probabilities."""
+
+    num_trials: int
+    latency_ms: float
+    probabilities: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_trials, bool) or not isinstance(self.num_trials, int):
+            raise TypeError(f"num_trials must be an int, got {self.num_trials!r}")
+        if self.num_trials < 1:
+            raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
+        _check_positive("latency_ms", self.latency_ms)
+        probabilities = tuple(self.probabilities)
+        if len(probabilities) < 1:
+            raise ValueError("probabilities must name at least one stimulus identity")
+        for p in probabilities:
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ValueError(f"probabilities must lie in [0, 1], got {probabilities}")
+        if sum(probabilities) > 1 + 1e-9:
+            raise ValueError(
+                f"probabilities must sum to <= 1 (the rest is 'no stimulus'), "
+                f"got {probabilities} summing to {sum(probabilities):.6g}"
+            )
+        object.__setattr__(self, "probabilities", tuple(float(p) for p in probabilities))
+
+
+class TaskSession(NamedTuple):
+    """A sampled session: one entry per trial (numpy arrays of length num_trials).
+
+    block [int], latency_ms [float], identity [int, -1 = none], probabilities [trials, M].
+    """
+
+    block: np.ndarray
+    latency_ms: np.ndarray
+    identity: np.ndarray
+    probabilities: np.ndarray
+
+    @property
+    def num_trials(self) -> int:
+        return int(self.block.shape[0])
+
+
+class TrialArrays(NamedTuple):
+    """inputs [T, 1 + M]; target, ideal, gate [T, 1 + M] (column 0 = when, 1 + k = what k)."""
+
+    inputs: torch.Tensor
+    target: torch.Tensor
+    ideal: torch.Tensor
+    gate: torch.Tensor
+
+
+@dataclass(frozen=True)
+class WhatWhenTask:
+    """Trial structure and blocks of the what/when task (see the module docstring)."""
+
+    blocks: tuple[Block, ...]
+    trial_ms: float = 1000.0
+    cue_onset_ms: float = 100.0
+    cue_ms: float = 50.0
+    stimulus_ms: float = 50.0
+    input_amplitude: float = 1.0
+    target_width_ms: float = 25.0
+    anticipation_ms: float = 50.0
+    gate_before_ms: float = 150.0
+    gate_after_ms: float = 75.0
+    gate_floor: float = 0.1
+    what_target: str = "outcome"
+
+    def __post_init__(self) -> None:
+        blocks = tuple(self.blocks)
+        if not blocks or not all(isinstance(b, Block) for b in blocks):
+            raise ValueError(f"blocks must be a non-empty sequence of Block, got {self.blocks!r}")
+        object.__setattr__(self, "blocks", blocks)
+        sizes = {len(b.probabilities) for b in blocks}
+        if len(sizes) != 1:
+            raise ValueError(
+                f"every block must give the same number of probabilities, got sizes {sorted(sizes)}"
+            )
+        for name in ("trial_ms", "cue_ms", "stimulus_ms", "target_width_ms"):
+            _check_positive(name, getattr(self, name))
+        for name in ("cue_onset_ms", "input_amplitude", "anticipation_ms",
+                     "gate_before_ms", "gate_after_ms"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        if not 0 <= self.gate_floor <= 1:
+            raise ValueError(f"gate_floor must lie in [0, 1], got {self.gate_floor!r}")
+        if self.what_target not in ("outcome", "probability"):
+            raise ValueError(
+                f"what_target must be 'outcome' or 'probability', got {self.what_target!r}"
+            )
+        for index, block in enumerate(blocks):
+            end = self.cue_onset_ms + block.latency_ms + self.stimulus_ms
+            if end > self.trial_ms:
+                raise ValueError(
+                    f"block {index}: cue_onset_ms + latency_ms + stimulus_ms = {end} ms exceeds "
+                    f"trial_ms = {self.trial_ms}"
+                )
+            if block.latency_ms < self.cue_ms:
+                raise ValueError(
+                    f"block {index}: latency_ms = {block.latency_ms} must be >= cue_ms = {self.cue_ms}"
+                )
+
+    @property
+    def num_identities(self) -> int:
+        return len(self.blocks[0].probabilities)
+
+    @property
+    def num_inputs(self) -> int:
+        return 1 + self.num_identities
+
+    @property
+    def num_readouts(self) -> int:
+        return 1 + self.num_identities
+
+    @property
+    def num_trials(self) -> int:
+        return sum(b.num_trials for b in self.blocks)
+
+    def block_starts(self) -> list[int]:
+        """Index of the first trial of each block."""
+        return [int(x) for x in np.cumsum([0] + [b.num_trials for b in self.blocks])[:-1]]
+
+    def sample(self, seed=0) -> TaskSession:
+        """Draw each trial's identity (categorical over p_1..p_M and none), seeded."""
+        rng = as_numpy_generator(seed)
+        block_index, latency, identity, probabilities = [], [], [], []
+        for index, block in enumerate(self.blocks):
+            p = np.asarray(block.probabilities, dtype=np.float64)
+            p_all = np.append(p, max(0.0, 1.0 - p.sum()))
+            draws = rng.choice(len(p_all), size=block.num_trials, p=p_all / p_all.sum())
+            identity.append(np.where(draws == len(p), -1, draws))
+            block_index.append(np.full(block.num_trials, index))
+            latency.append(np.full(block.num_trials, float(block.latency_ms)))
+            probabilities.append(np.tile(p, (block.num_trials, 1)))
+        return TaskSession(
+            block=np.concatenate(block_index),
+            latency_ms=np.concatenate(latency),
+            identity=np.concatenate(identity).astype(np.int64),
+            probabilities=np.concatenate(probabilities),
+        )
+
+    def num_steps(self, dt_ms: float) -> int:
+        if not (isinstance(dt_ms, (int, float)) and 0 < dt_ms <= 1):
+            raise ValueError(f"dt_ms must lie in (0, 1], got {dt_ms!r}")
+        return int(round(self.trial_ms / dt_ms))
+
+    def trial(
+        self, session: TaskSession, trial_index: int, dt_ms: float,
+        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    ) -> TrialArrays:
+        """Inputs, targets, ideal targets and gate of one trial (see the module docstring)."""
+        num_steps = self.num_steps(dt_ms)
+        if not 0 <= trial_index < session.num_trials:
+            raise ValueError(
+                f"trial_index must lie in [0, {session.num_trials}), got {trial_index}"
+            )
+        m = self.num_identities
+        if session.probabilities.shape[1] != m:
+            raise ValueError(
+                f"session has {session.probabilities.shape[1]} identities, task has {m}"
+            )
+        time_ms = np.arange(num_steps) * dt_ms
+        onset = self.cue_onset_ms + float(session.latency_ms[trial_index])
+        identity = int(session.identity[trial_index])
+        p = session.probabilities[trial_index]
+
+        inputs = np.zeros((num_steps, 1 + m))
+        cue = (time_ms >= self.cue_onset_ms) & (time_ms < self.cue_onset_ms + self.cue_ms)
+        inputs[cue, 0] = self.input_amplitude
+        if identity >= 0:
+            stimulus = (time_ms >= onset) & (time_ms < onset + self.stimulus_ms)
+            inputs[stimulus, 1 + identity] = self.input_amplitude
+
+        width = self.target_width_ms
+        when = np.exp(-0.5 * ((time_ms - onset) / width) ** 2)
+        bump = np.exp(-0.5 * ((time_ms - onset + self.anticipation_ms) / width) ** 2)
+        bump[time_ms >= onset] = 0.0
+        ideal = np.zeros((num_steps, 1 + m))
+        ideal[:, 0] = when
+        ideal[:, 1:] = bump[:, None] * p[None, :]
+        target = ideal.copy()
+        if self.what_target == "outcome":
+            heights = np.zeros(m)
+            if identity >= 0:
+                heights[identity] = 1.0
+            target[:, 1:] = bump[:, None] * heights[None, :]
+
+        window = (time_ms >= onset - self.gate_before_ms) & (time_ms <= onset + self.gate_after_ms)
+        gate = np.where(window, 1.0, self.gate_floor)[:, None].repeat(1 + m, axis=1)
+
+        def tensor(a):
+            return torch.as_tensor(a, dtype=dtype, device=device)
+
+        return TrialArrays(tensor(inputs), tensor(target), tensor(ideal), tensor(gate))
