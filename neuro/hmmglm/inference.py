@@ -1,0 +1,150 @@
+"""HMM inference as pure functions: forward-backward and Viterbi (dynamax-style signatures).
+
+Given log initial probabilities ``log_pi`` (K,), log transition matrix ``log_A`` (K, K)
+(rows: from-state) and per-step emission log-likelihoods ``log_lik`` (T, K):
+
+    alpha_1 = pi * b_1,   alpha_t = (alpha_{t-1} A) * b_t,        b_t(k) = p(y_t | z_t = k)
+    beta_T = 1,           beta_t = A (b_{t+1} * beta_{t+1})
+    gamma_t = alpha_t * beta_t / p(y),   xi_t(i, j) = alpha_t(i) A_ij b_{t+1}(j) beta_{t+1}(j) / p(y)
+
+(Rabiner 1989). Every function takes a leading batch axis B (independent sequences or
+restarts); parameters may be shared ((K,), (K, K)) or per batch element ((B, K), (B, K, K)).
+Sequences of different lengths are padded to T and given ``lengths`` (B,): padded steps
+use the identity matrix, so messages pass through them unchanged and get no posterior
+mass. Time is handled by chunked scans (``scan.py``), not a loop per bin.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from neuro.hmmglm.scan import compose_suffix_maps, maxplus_vecmat_scan, scaled_vecmat_scan
+
+
+class Posterior(NamedTuple):
+    """Output of :func:`forward_backward`.
+
+    log_normalizer: (B,) log p(y_{1:T}).  smoothed: (B, T, K) gamma (zero on padding).
+    expected_transitions: (B, K, K) sum_t xi_t.  pairwise: (B, T-1, K, K) xi_t or None.
+    """
+
+    log_normalizer: torch.Tensor
+    smoothed: torch.Tensor
+    expected_transitions: torch.Tensor
+    pairwise: torch.Tensor | None
+
+
+def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
+    if log_likelihoods.dim() == 2:
+        log_likelihoods = log_likelihoods.unsqueeze(0)
+    if log_likelihoods.dim() != 3:
+        raise ValueError(
+            f"log_likelihoods must have shape (T, K) or (B, T, K), got {tuple(log_likelihoods.shape)}"
+        )
+    batch, steps, k = log_likelihoods.shape
+    if log_initial.shape[-1] != k or log_transition.shape[-2:] != (k, k):
+        raise ValueError(
+            f"log_initial {tuple(log_initial.shape)} and log_transition "
+            f"{tuple(log_transition.shape)} do not match K={k} of log_likelihoods"
+        )
+    log_initial = log_initial.to(log_likelihoods).expand(batch, k)
+    log_transition = log_transition.to(log_likelihoods).expand(batch, k, k)
+    if lengths is None:
+        mask = None
+    else:
+        lengths = torch.as_tensor(lengths, device=log_likelihoods.device)
+        if lengths.shape != (batch,) or bool((lengths < 1).any()) or bool((lengths > steps).any()):
+            raise ValueError(f"lengths must be (B,)={batch} integers in [1, {steps}], got {lengths}")
+        mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return log_initial, log_transition, log_likelihoods, mask
+
+
+def forward_backward(
+    log_initial: torch.Tensor,
+    log_transition: torch.Tensor,
+    log_likelihoods: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    return_pairwise: bool = False,
+    chunk: int | None = None,
+) -> Posterior:
+    """Smoothed posteriors and log p(y) of an HMM; see the module docstring for shapes."""
+    log_pi, log_a, log_lik, mask = _broadcast(log_initial, log_transition, log_likelihoods, lengths)
+    batch, steps, k = log_lik.shape
+    if mask is not None:
+        log_lik = log_lik.masked_fill(~mask.unsqueeze(-1), 0.0)
+    # scaled emissions b_t = exp(ll_t - max_k ll_t); offsets add back log p(y)
+    offset = log_lik.amax(-1, keepdim=True)
+    offset = torch.where(torch.isfinite(offset), offset, torch.zeros_like(offset))
+    emission = torch.exp(log_lik - offset)
+    transition = torch.exp(log_a)
+    # M_t = A diag(b_t) for t = 2..T (identity on padding)
+    mats = transition.unsqueeze(1) * emission[:, 1:].unsqueeze(-2)
+    if mask is not None:
+        eye = torch.eye(k, dtype=mats.dtype, device=mats.device)
+        mats = torch.where(mask[:, 1:, None, None], mats, eye)
+
+    log_alpha0 = log_pi + log_lik[:, 0]
+    alpha_vec, alpha_log = scaled_vecmat_scan(log_alpha0, mats, chunk=chunk)
+    first_scale = log_alpha0.amax(-1, keepdim=True)
+    first_scale = torch.where(torch.isfinite(first_scale), first_scale, torch.zeros_like(first_scale))
+    alpha0_vec = torch.exp(log_alpha0 - first_scale)
+    alpha = torch.cat([alpha0_vec.unsqueeze(1), alpha_vec], dim=1)  # (B, T, K), rows max 1
+    last_log = torch.cat([first_scale, alpha_log], dim=1)[:, -1]
+    log_normalizer = (
+        torch.log(alpha[:, -1].sum(-1)) + last_log + offset[:, 1:].sum((1, 2))
+    )
+
+    # backward: beta_t^T = beta_{t+1}^T M_{t+1}^T, scanned over reversed time
+    reversed_mats = mats.flip(1).transpose(-1, -2)
+    beta_vec, _ = scaled_vecmat_scan(log_lik.new_zeros(batch, k), reversed_mats, chunk=chunk)
+    beta = torch.cat([beta_vec.flip(1), log_lik.new_ones(batch, 1, k)], dim=1)
+
+    tiny = torch.finfo(log_lik.dtype).tiny
+    joint = alpha * beta
+    smoothed = joint / joint.sum(-1, keepdim=True).clamp_min(tiny)
+    if mask is not None:
+        smoothed = smoothed * mask.unsqueeze(-1)
+    pair = alpha[:, :-1].unsqueeze(-1) * mats * beta[:, 1:].unsqueeze(-2)
+    pair = pair / pair.sum((-1, -2), keepdim=True).clamp_min(tiny)
+    if mask is not None:
+        pair = pair * mask[:, 1:, None, None]
+    return Posterior(
+        log_normalizer=log_normalizer,
+        smoothed=smoothed,
+        expected_transitions=pair.sum(1),
+        pairwise=pair if return_pairwise else None,
+    )
+
+
+def viterbi(
+    log_initial: torch.Tensor,
+    log_transition: torch.Tensor,
+    log_likelihoods: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Most likely state path argmax_z p(z, y) and its log joint probability.
+
+    Returns ``states`` (B, T) int64 (padding repeats the last state) and ``log_prob`` (B,).
+    Ties go to the lowest state index. Max-products by a chunked (max, +) scan; the
+    back-tracking chain is a log-depth composition of back-pointer maps.
+    """
+    log_pi, log_a, log_lik, mask = _broadcast(log_initial, log_transition, log_likelihoods, lengths)
+    batch, steps, k = log_lik.shape
+    log_mats = log_a.unsqueeze(1) + log_lik[:, 1:].unsqueeze(-2)  # (B, T-1, K, K)
+    if mask is not None:
+        eye_log = torch.log(torch.eye(k, dtype=log_lik.dtype, device=log_lik.device))
+        log_mats = torch.where(mask[:, 1:, None, None], log_mats, eye_log)
+    delta0 = log_pi + log_lik[:, 0]
+    delta_rest = maxplus_vecmat_scan(delta0, log_mats, chunk=chunk)
+    delta = torch.cat([delta0.unsqueeze(1), delta_rest], dim=1)  # (B, T, K)
+    # back-pointer F_t(j) = argmax_i delta_t(i) + log_mats_{t+1}[i, j]
+    pointers = (delta[:, :-1].unsqueeze(-1) + log_mats).argmax(-2)  # (B, T-1, K)
+    log_prob, last = delta[:, -1].max(-1)
+    if steps == 1:
+        return last.unsqueeze(1), log_prob
+    composed = compose_suffix_maps(pointers)  # G_t maps z_T to z_t
+    earlier = torch.gather(composed, -1, last.view(batch, 1, 1).expand(batch, steps - 1, 1))
+    return torch.cat([earlier.squeeze(-1), last.unsqueeze(1)], dim=1), log_prob

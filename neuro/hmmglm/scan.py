@@ -1,0 +1,173 @@
+"""Chunked prefix scans over time for HMM message passing.
+
+A forward (or backward) HMM message is a row vector pushed through a product of
+K x K matrices, ``v_t = v_0 M_1 M_2 ... M_t``. A Python loop over t costs ~50 us per
+step; these scans cut time into chunks of ``chunk`` steps and run
+
+1. all chunks at once through their ``chunk`` steps to form each chunk's matrix product,
+2. a Hillis-Steele (log-depth) prefix scan over the chunk products,
+3. all chunks at once again, starting from the exact message entering each chunk,
+
+so the number of Python-level steps is ``2 * chunk + log2(T / chunk)`` instead of T.
+
+``scaled_vecmat_scan`` works in the (+, x) semiring on non-negative matrices whose
+entries are at most 1 (transition probabilities times emission likelihoods divided by
+their per-step maximum). Messages are kept as (vector, log scale) pairs and rescaled
+every ``renormalize_every`` steps, as in the scaled forward algorithm (Rabiner 1989);
+chunk products keep one log scale per row, so a starting state whose continuation is
+astronomically unlikely is not lost to underflow. ``maxplus_vecmat_scan`` is the same
+scan in the (max, +) semiring on log-matrices, for Viterbi.
+
+Shapes: ``mats`` is (B, S, K, K); the initial vector is (B, K); outputs are (B, S, K).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _pad_to_chunks(mats: torch.Tensor, chunk: int, fill_identity) -> tuple[torch.Tensor, int]:
+    batch, steps, k, _ = mats.shape
+    num_chunks = max(1, math.ceil(steps / chunk))
+    pad = num_chunks * chunk - steps
+    if pad:
+        filler = fill_identity(k, mats).expand(batch, pad, k, k)
+        mats = torch.cat([mats, filler], dim=1)
+    return mats.reshape(batch, num_chunks, chunk, k, k), num_chunks
+
+
+def _sum_identity(k: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.eye(k, dtype=like.dtype, device=like.device)
+
+
+def _max_identity(k: int, like: torch.Tensor) -> torch.Tensor:
+    eye = torch.eye(k, dtype=like.dtype, device=like.device)
+    return torch.log(eye)  # 0 on the diagonal, -inf elsewhere
+
+
+def default_chunk(steps: int) -> int:
+    """Chunk length balancing the in-chunk loops against the across-chunk scan (our choice)."""
+    return int(min(64, max(4, 2 ** round(math.log2(max(math.sqrt(steps), 1.0))))))
+
+
+def scaled_vecmat_scan(
+    log_initial: torch.Tensor,
+    mats: torch.Tensor,
+    chunk: int | None = None,
+    renormalize_every: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All prefix products ``v_s = v_0 M_1 ... M_s`` for s = 1..S, as (vector, log scale).
+
+    ``log_initial``: (B, K) log of v_0. ``mats``: (B, S, K, K), entries in [0, 1].
+    Returns ``vectors`` (B, S, K) with max 1 along K (0 where v_s = 0) and
+    ``log_scale`` (B, S) so that ``v_s = vectors[:, s-1] * exp(log_scale[:, s-1])``.
+    """
+    batch, steps, k, _ = mats.shape
+    dtype = mats.dtype
+    if steps == 0:
+        empty = mats.new_zeros(batch, 0, k)
+        return empty, mats.new_zeros(batch, 0)
+    chunk = chunk or default_chunk(steps)
+    if renormalize_every is None:
+        renormalize_every = 8 if dtype == torch.float64 else 4
+    tiny = torch.finfo(dtype).tiny
+    blocks, num_chunks = _pad_to_chunks(mats, chunk, _sum_identity)
+
+    # 1. chunk products with one log scale per row
+    product = blocks[:, :, 0].clone()
+    row_log = mats.new_zeros(batch, num_chunks, k)
+    for j in range(1, chunk):
+        product = product @ blocks[:, :, j]
+        if j % renormalize_every == 0 or j == chunk - 1:
+            row_max = product.amax(-1, keepdim=True).clamp_min(tiny)
+            product = product / row_max
+            row_log = row_log + torch.log(row_max.squeeze(-1))
+    # log of each chunk's product matrix, rows carrying their scale
+    log_chunk = torch.log(product) + row_log.unsqueeze(-1)
+
+    # 2. inclusive Hillis-Steele scan over chunks in log space (log-sum-exp matmul)
+    prefix = log_chunk
+    shift = 1
+    while shift < num_chunks:
+        left = prefix[:, :-shift]
+        right = prefix[:, shift:]
+        combined = torch.logsumexp(left.unsqueeze(-1) + right.unsqueeze(-3), dim=-2)
+        prefix = torch.cat([prefix[:, :shift], combined], dim=1)
+        shift *= 2
+    # message entering chunk c: v_0 times the product of chunks before c
+    log_enter_rest = torch.logsumexp(
+        log_initial.unsqueeze(1).unsqueeze(-1) + prefix[:, :-1], dim=-2
+    )
+    log_enter = torch.cat([log_initial.unsqueeze(1), log_enter_rest], dim=1)  # (B, C, K)
+
+    # 3. run every chunk from its entering message
+    scale = log_enter.amax(-1, keepdim=True)
+    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
+    vec = torch.exp(log_enter - scale)
+    out = mats.new_empty(batch, num_chunks, chunk, k)
+    out_scale = mats.new_empty(batch, num_chunks, chunk)
+    for j in range(chunk):
+        vec = (vec.unsqueeze(-2) @ blocks[:, :, j]).squeeze(-2)
+        if (j + 1) % renormalize_every == 0:
+            vmax = vec.amax(-1, keepdim=True).clamp_min(tiny)
+            vec = vec / vmax
+            scale = scale + torch.log(vmax)
+        out[:, :, j] = vec
+        out_scale[:, :, j] = scale.squeeze(-1)
+    out = out.reshape(batch, num_chunks * chunk, k)[:, :steps]
+    out_scale = out_scale.reshape(batch, num_chunks * chunk)[:, :steps]
+    vmax = out.amax(-1, keepdim=True).clamp_min(tiny)
+    return out / vmax, out_scale + torch.log(vmax.squeeze(-1))
+
+
+def maxplus_vecmat_scan(
+    log_initial: torch.Tensor, log_mats: torch.Tensor, chunk: int | None = None
+) -> torch.Tensor:
+    """All prefix (max, +) products ``d_s = max_i d_{s-1}(i) + L_s[i, j]`` for s = 1..S.
+
+    ``log_initial``: (B, K); ``log_mats``: (B, S, K, K) (``-inf`` allowed). Returns (B, S, K).
+    """
+    batch, steps, k, _ = log_mats.shape
+    if steps == 0:
+        return log_mats.new_zeros(batch, 0, k)
+    chunk = chunk or default_chunk(steps)
+    blocks, num_chunks = _pad_to_chunks(log_mats, chunk, _max_identity)
+
+    product = blocks[:, :, 0]
+    for j in range(1, chunk):
+        product = (product.unsqueeze(-1) + blocks[:, :, j].unsqueeze(-3)).amax(-2)
+
+    prefix = product
+    shift = 1
+    while shift < num_chunks:
+        combined = (prefix[:, :-shift].unsqueeze(-1) + prefix[:, shift:].unsqueeze(-3)).amax(-2)
+        prefix = torch.cat([prefix[:, :shift], combined], dim=1)
+        shift *= 2
+    enter_rest = (log_initial.unsqueeze(1).unsqueeze(-1) + prefix[:, :-1]).amax(-2)
+    vec = torch.cat([log_initial.unsqueeze(1), enter_rest], dim=1)
+
+    out = log_mats.new_empty(batch, num_chunks, chunk, k)
+    for j in range(chunk):
+        vec = (vec.unsqueeze(-1) + blocks[:, :, j]).amax(-2)
+        out[:, :, j] = vec
+    return out.reshape(batch, num_chunks * chunk, k)[:, :steps]
+
+
+def compose_suffix_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Suffix compositions of index maps: ``G_t = F_t o F_{t+1} o ... o F_{S-1}``.
+
+    ``maps``: (B, S, K) integer tensor, ``F_t(j) = maps[:, t, j]``. Returns (B, S, K) with
+    ``G_t(j) = F_t(F_{t+1}(...F_{S-1}(j)))``, by a log-depth (Hillis-Steele) scan of gathers.
+    """
+    batch, steps, k = maps.shape
+    composed = maps
+    shift = 1
+    while shift < steps:
+        head = composed[:, : steps - shift]
+        tail = composed[:, shift:]
+        merged = torch.gather(head, -1, tail)  # G_t o G_{t+shift}
+        composed = torch.cat([merged, composed[:, steps - shift :]], dim=1)
+        shift *= 2
+    return composed
