@@ -1,0 +1,127 @@
+"""Readable torch reference of the Izhikevich reservoir step (CPU fast path and test oracle).
+
+One step of a batch of B independent Izhikevich (2003) networks of N neurons with
+event-driven synaptic delivery, written as ~20 in-place eager torch ops so that the
+per-step overhead stays small on a CPU. Every op is a plain IEEE operation with ONE
+rounding (mul, add, sub, compare, select): no ``addcmul`` / ``add(alpha=)`` (those use
+fused multiply-adds on AVX2), so a float64 run reproduces, bit for bit, any other code
+that evaluates the same expressions in the same order (the Brian2 backend does).
+
+State layout (one contiguous buffer per batch row, so that a single ``index_add_`` can
+deliver synaptic increments AND the spike-triggered ``u += d`` reset)::
+
+    state[b] = [ v_mv (N) | u (N) | synaptic_current (N) | sink (1) ]      shape [B, 3N + 1]
+
+Update order of one step (dt = ``2 * half_step_ms``), from Izhikevich 2003 (Python-free
+restatement of his MATLAB code; split of the v update into two half steps for stability):
+
+    g      = drive + I_syn                       (drive = external current + 140, given)
+    hc     = (g - u) * h                          h = dt / 2
+    v      = v * (k2 + k1 * v) + hc   (twice)     k1 = 0.04 h, k2 = 1 + 5 h
+    u      = u * u_decay + v * u_v_gain           u_decay = 1 - a dt, u_v_gain = a b dt
+    I_syn  = I_syn * synapse_decay                (exponential synapses only)
+    s      = v >= v_peak
+    state[targets[s]] += weights[s]              (v or I_syn of the targets; u of the
+                                                  spiking neuron itself gets + d)
+    v      = where(s, c, v)
+
+Public functions (names and signatures are stable; the Triton version matches them):
+
+``izhikevich_neuron_update_(v, u, drive, scratch_hc, scratch_t, half_step_ms, k1, k2,
+u_decay, u_v_gain, synaptic_current=None, synapse_decay=None) -> None``
+    in-place neuron update (first five lines above). v, u, drive, scratches: [B, N].
+
+``propagate_spikes_(state, spikes, targets, weights) -> Tensor[S] int64``
+    event-driven delivery: ``state`` [B, 3N+1] contiguous, ``spikes`` [B, N] bool,
+    ``targets`` [B*N, K+1] int64 flat slot indices into ``state.view(-1)``,
+    ``weights`` [B*N, K+1]. Returns the flat indices ``b * N + j`` of the spikes.
+
+``izhikevich_network_step_(state, drive, spikes, scratch_hc, scratch_t, targets, weights,
+half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay=None)
+-> Tensor[S] int64``
+    one full step in place, returns the flat spike indices (sorted ascending).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["izhikevich_neuron_update_", "propagate_spikes_", "izhikevich_network_step_"]
+
+
+def izhikevich_neuron_update_(
+    v: Tensor,
+    u: Tensor,
+    drive: Tensor,
+    scratch_hc: Tensor,
+    scratch_t: Tensor,
+    half_step_ms: float,
+    k1: float,
+    k2: float,
+    u_decay: Tensor,
+    u_v_gain: Tensor,
+    synaptic_current: Tensor | None = None,
+    synapse_decay: float | None = None,
+) -> None:
+    """Split-Euler Izhikevich update of ``v`` and ``u`` in place (see module docstring)."""
+    if synaptic_current is not None:
+        torch.add(drive, synaptic_current, out=scratch_hc)
+        scratch_hc.sub_(u)
+    else:
+        torch.sub(drive, u, out=scratch_hc)
+    scratch_hc.mul_(half_step_ms)
+    for _ in range(2):
+        torch.mul(v, k1, out=scratch_t)
+        scratch_t.add_(k2)
+        scratch_t.mul_(v)
+        torch.add(scratch_t, scratch_hc, out=v)
+    torch.mul(v, u_v_gain, out=scratch_t)
+    u.mul_(u_decay)
+    u.add_(scratch_t)
+    if synaptic_current is not None and synapse_decay is not None:
+        synaptic_current.mul_(synapse_decay)
+
+
+def propagate_spikes_(state: Tensor, spikes: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+    """Deliver the outgoing synapses of every spiking neuron: gather rows, one ``index_add_``.
+
+    Contributions to one slot are summed in ascending (presynaptic neuron, table column)
+    order, which is the order Brian2 uses for synapses created in that order.
+    """
+    spike_index = spikes.view(-1).nonzero().view(-1)
+    state.view(-1).index_add_(
+        0, targets.index_select(0, spike_index).view(-1), weights.index_select(0, spike_index).view(-1)
+    )
+    return spike_index
+
+
+def izhikevich_network_step_(
+    state: Tensor,
+    drive: Tensor,
+    spikes: Tensor,
+    scratch_hc: Tensor,
+    scratch_t: Tensor,
+    targets: Tensor,
+    weights: Tensor,
+    half_step_ms: float,
+    k1: float,
+    k2: float,
+    u_decay: Tensor,
+    u_v_gain: Tensor,
+    v_reset: Tensor,
+    v_peak_mv: float,
+    synapse_decay: float | None = None,
+) -> Tensor:
+    """One network step in place; returns flat spike indices ``b * N + j`` (ascending)."""
+    num_neurons = drive.shape[1]
+    v = state[:, :num_neurons]
+    u = state[:, num_neurons : 2 * num_neurons]
+    synaptic_current = state[:, 2 * num_neurons : 3 * num_neurons] if synapse_decay is not None else None
+    izhikevich_neuron_update_(
+        v, u, drive, scratch_hc, scratch_t, half_step_ms, k1, k2, u_decay, u_v_gain,
+        synaptic_current, synapse_decay,
+    )
+    torch.ge(v, v_peak_mv, out=spikes)
+    spike_index = propagate_spikes_(state, spikes, targets, weights)
+    torch.where(spikes, v_reset, v, out=v)
+    return spike_index

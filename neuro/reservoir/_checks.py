@@ -1,0 +1,90 @@
+"""Argument checks and seed handling shared by the reservoir modules (no model code)."""
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import numpy as np
+import torch
+
+Seed = Union[int, np.random.Generator, torch.Generator]
+
+
+def torch_generator(seed: Seed, device: str | torch.device = "cpu") -> torch.Generator:
+    """A torch.Generator on ``device`` from an int, a numpy Generator or a torch.Generator.
+
+    An int seeds a fresh generator; a numpy Generator is consumed for one 63-bit seed; a
+    torch.Generator is returned as is (it must live on ``device``'s type).
+    """
+    device = torch.device(device)
+    if isinstance(seed, torch.Generator):
+        if seed.device.type != device.type:
+            raise ValueError(
+                f"seed is a torch.Generator on {seed.device.type!r} but device={str(device)!r}; "
+                "pass a generator on the same device type or an int seed"
+            )
+        return seed
+    if isinstance(seed, np.random.Generator):
+        value = int(seed.integers(0, 2**63 - 1))
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed={seed} is negative; allowed: an int >= 0")
+        value = int(seed)
+    else:
+        raise TypeError(
+            f"seed={seed!r} has type {type(seed).__name__}; allowed: int, "
+            "numpy.random.Generator, torch.Generator"
+        )
+    generator = torch.Generator(device=device)
+    generator.manual_seed(value)
+    return generator
+
+
+def check_dt(dt_ms: float) -> float:
+    """dt_ms must be a finite number in (0, 1] ms (the split-Euler scheme's range)."""
+    if isinstance(dt_ms, bool) or not isinstance(dt_ms, (int, float)):
+        raise TypeError(f"dt_ms={dt_ms!r} must be a float in (0, 1] ms")
+    if not (math.isfinite(dt_ms) and 0.0 < dt_ms <= 1.0):
+        raise ValueError(f"dt_ms={dt_ms!r} is outside the allowed range (0, 1] ms")
+    return float(dt_ms)
+
+
+def check_count(name: str, value, minimum: int = 0) -> int:
+    """An int >= minimum (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}={value!r} must be an int >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{name}={value} is below the allowed minimum {minimum}")
+    return int(value)
+
+
+def check_fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:
+    """A float in [0, 1] (optionally open at either end)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        raise TypeError(f"{name}={value!r} must be a float in [0, 1]")
+    value = float(value)
+    low_ok = value > 0.0 if open_low else value >= 0.0
+    high_ok = value < 1.0 if open_high else value <= 1.0
+    if not (math.isfinite(value) and low_ok and high_ok):
+        low = "(0" if open_low else "[0"
+        high = "1)" if open_high else "1]"
+        raise ValueError(f"{name}={value!r} is outside the allowed range {low}, {high}")
+    return value
+
+
+def check_positive(name: str, value) -> float:
+    """A finite float > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        raise TypeError(f"{name}={value!r} must be a positive float")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r} must be a finite number > 0")
+    return float(value)
+
+
+def check_shape(name: str, tensor: torch.Tensor, expected: tuple) -> None:
+    """``tensor.shape`` must equal ``expected``; None entries match any size."""
+    shape = tuple(tensor.shape)
+    ok = len(shape) == len(expected) and all(e is None or e == s for s, e in zip(shape, expected))
+    if not ok:
+        pretty = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"
+        raise ValueError(f"{name} has shape {list(shape)}; expected {pretty}")

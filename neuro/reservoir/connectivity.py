@@ -1,0 +1,230 @@
+"""Recurrent connectivity of B independent reservoirs, and its event-driven table.
+
+Synapses are kept as a ``SynapseList`` (COO, sorted by batch, presynaptic, postsynaptic
+neuron) and turned into a padded outgoing-synapse table for event-driven delivery:
+row ``b * N + j`` lists the flat state slots that a spike of neuron j of network b
+increments, and by how much (``kernels/izhikevich/naive.py`` documents the layout).
+
+Random wiring (our choices where the papers are silent, all documented here):
+* ``fixed_in_degree``: every neuron receives exactly K synapses from K distinct other
+  neurons drawn uniformly (no autapses). Drawn on the device: K draws with replacement
+  per row, duplicates redrawn until none are left; the procedure is symmetric under
+  relabelling the candidates, so every K-subset is equally likely.
+* ``bernoulli``: each ordered pair (j -> i), i != j, exists with probability p, drawn in
+  row chunks so the N x N mask is never allocated at once.
+* E/I sign rule (Dale): weights leaving an excitatory neuron are >= 0, weights leaving
+  an inhibitory neuron <= 0. Magnitudes ``weight_scale * U(0, 1)`` (Izhikevich 2003),
+  times ``inhibitory_scale`` for inhibitory presynaptic neurons.
+* A user matrix W (dense or scipy.sparse, W[i, j] = weight from j onto i, so that the
+  drive is W @ spikes) wires a real connectome; see ``matrix_synapses``.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SynapseList", "EventTable", "estimate_connectivity_bytes", "check_memory",
+    "fixed_in_degree_synapses", "bernoulli_synapses", "matrix_synapses", "sign_rule_weights",
+    "build_event_table", "dense_weights", "DEFAULT_MEMORY_LIMIT_BYTES",
+]
+
+DEFAULT_MEMORY_LIMIT_BYTES = 4 * 2**30
+
+
+class SynapseList(NamedTuple):
+    """Synapses of B networks, sorted by (batch, pre, post); each a Tensor [E]."""
+
+    batch_index: Tensor
+    pre_index: Tensor
+    post_index: Tensor
+    weight: Tensor
+
+
+class EventTable(NamedTuple):
+    """Padded outgoing-synapse table: ``targets`` int64 [B*N, K+1] flat slots of the state
+    buffer [B, 3N+1] (padding -> the sink slot 3N), ``weights`` [B*N, K+1]; the last column
+    is the neuron's own ``u`` slot with weight d (the spike-triggered u reset)."""
+
+    targets: Tensor
+    weights: Tensor
+
+
+def estimate_connectivity_bytes(num_neurons: int, batch_size: int, synapses_per_network: float,
+                                max_out_degree: float, weight_bytes: int) -> int:
+    """Peak bytes to build and hold the connectivity: synapse list (3 int64 + weight per
+    synapse), sort keys and permutation (2 int64), the padded table (int64 + weight per
+    slot), all for B networks."""
+    num_synapses = batch_size * synapses_per_network
+    list_bytes = num_synapses * (3 * 8 + weight_bytes)
+    sort_bytes = num_synapses * 2 * 8
+    table_bytes = batch_size * num_neurons * (max_out_degree + 1) * (8 + weight_bytes)
+    return int(math.ceil(list_bytes + sort_bytes + table_bytes))
+
+
+def check_memory(estimate_bytes: int, memory_limit_bytes: int, what: str) -> None:
+    """Raise ValueError before allocating when the estimate exceeds the limit."""
+    if estimate_bytes > memory_limit_bytes:
+        raise ValueError(
+            f"{what} needs about {estimate_bytes / 2**30:.2f} GiB, above "
+            f"memory_limit_bytes={memory_limit_bytes} ({memory_limit_bytes / 2**30:.2f} GiB); "
+            "lower the size, in-degree, connection probability or batch size, or raise "
+            "memory_limit_bytes"
+        )
+
+
+def _expected_max_degree(mean: float, count: int) -> float:
+    """A generous estimate of the largest of ``count`` ~Poisson(mean) out-degrees."""
+    return mean + 6.0 * math.sqrt(max(mean, 1.0)) + math.log(max(count, 2)) + 1.0
+
+
+def fixed_in_degree_synapses(num_neurons: int, in_degree: int, batch_size: int,
+                             generator: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+    """(batch, pre, post) int64 of B networks where each neuron has exactly ``in_degree``
+    distinct presynaptic partners (no autapses), sorted by (batch, pre, post)."""
+    rows = batch_size * num_neurons
+    num_candidates = num_neurons - 1
+    if in_degree == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, empty
+    if 2 * in_degree > num_candidates:
+        # Dense regime: K smallest of uniform keys per row (row chunks bound the memory).
+        picks = []
+        chunk = max(1, 2**24 // max(num_candidates, 1))
+        for start in range(0, rows, chunk):
+            keys = torch.rand(min(chunk, rows - start), num_candidates, generator=generator, device=device)
+            picks.append(keys.topk(in_degree, dim=1, largest=False).indices)
+        draws = torch.cat(picks)
+    else:
+        draws = torch.randint(0, num_candidates, (rows, in_degree), generator=generator, device=device)
+        while True:
+            draws, _ = draws.sort(dim=1)
+            duplicate = torch.zeros_like(draws, dtype=torch.bool)
+            duplicate[:, 1:] = draws[:, 1:] == draws[:, :-1]
+            count = int(duplicate.sum())
+            if count == 0:
+                break
+            draws[duplicate] = torch.randint(0, num_candidates, (count,), generator=generator, device=device)
+    post_flat = torch.arange(rows, device=device).repeat_interleave(in_degree)
+    post = post_flat % num_neurons
+    batch = post_flat // num_neurons
+    pre = draws.reshape(-1)
+    pre = pre + (pre >= post).long()  # skip the neuron itself
+    return _sorted_by_pre(batch, pre, post, num_neurons)
+
+
+def bernoulli_synapses(num_neurons: int, connection_prob: float, batch_size: int,
+                       generator: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+    """(batch, pre, post) int64: each pair j -> i (i != j) present with probability p."""
+    batches, pres, posts = [], [], []
+    chunk = max(1, 2**24 // num_neurons)
+    for b in range(batch_size):
+        for start in range(0, num_neurons, chunk):
+            stop = min(start + chunk, num_neurons)
+            mask = torch.rand(stop - start, num_neurons, generator=generator, device=device) < connection_prob
+            mask[torch.arange(stop - start, device=device), torch.arange(start, stop, device=device)] = False
+            pre, post = mask.nonzero(as_tuple=True)
+            pres.append(pre + start)
+            posts.append(post)
+            batches.append(torch.full_like(post, b))
+    return torch.cat(batches), torch.cat(pres), torch.cat(posts)
+
+
+def _sorted_by_pre(batch: Tensor, pre: Tensor, post: Tensor, num_neurons: int):
+    key = (batch * num_neurons + pre) * num_neurons + post
+    order = key.argsort()
+    return batch[order], pre[order], post[order]
+
+
+def matrix_synapses(matrix, num_neurons: int, batch_size: int, device,
+                    dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(batch, pre, post, weight) of a user matrix W [N, N] (W[i, j]: j onto i), dense
+    (numpy / torch) or scipy.sparse, copied into every one of the B networks."""
+    if type(matrix).__module__.startswith("scipy.sparse"):
+        coo = matrix.tocoo()
+        shape = coo.shape
+        post = torch.as_tensor(np.asarray(coo.row), dtype=torch.long)
+        pre = torch.as_tensor(np.asarray(coo.col), dtype=torch.long)
+        value = torch.as_tensor(np.asarray(coo.data, dtype=np.float64))
+    elif isinstance(matrix, (np.ndarray, torch.Tensor)):
+        dense = torch.as_tensor(matrix)
+        shape = tuple(dense.shape)
+        if dense.dim() != 2:
+            raise ValueError(f"connectivity has shape {list(shape)}; expected [{num_neurons}, {num_neurons}]")
+        if dense.dtype == torch.bool:
+            dense = dense.to(torch.float64)
+        post, pre = dense.nonzero(as_tuple=True)
+        value = dense[post, pre].to(torch.float64)
+    else:
+        raise TypeError(
+            f"connectivity has type {type(matrix).__name__}; allowed: numpy array, torch "
+            "Tensor, scipy.sparse matrix/array (W[post, pre]), or None for random wiring"
+        )
+    if tuple(shape) != (num_neurons, num_neurons):
+        raise ValueError(f"connectivity has shape {list(shape)}; expected [{num_neurons}, {num_neurons}]")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError("connectivity contains non-finite entries (NaN or inf)")
+    keep = value != 0
+    pre, post, value = pre[keep], post[keep], value[keep]
+    order = (pre * num_neurons + post).argsort()
+    pre, post, value = pre[order].to(device), post[order].to(device), value[order].to(device, dtype)
+    count = pre.numel()
+    batch = torch.arange(batch_size, device=device).repeat_interleave(count)
+    return batch, pre.repeat(batch_size), post.repeat(batch_size), value.repeat(batch_size)
+
+
+def sign_rule_weights(pre: Tensor, is_excitatory: Tensor, weight_scale: float, inhibitory_scale: float,
+                      generator: torch.Generator, dtype: torch.dtype,
+                      magnitude: Tensor | None = None) -> Tensor:
+    """Dale's rule: w = weight_scale * m for excitatory presynaptic neurons, and
+    -inhibitory_scale * weight_scale * m for inhibitory ones; m ~ U(0, 1) unless
+    ``magnitude`` (e.g. |W| of a user matrix) is given."""
+    if magnitude is None:
+        magnitude = torch.rand(pre.shape, generator=generator, device=pre.device, dtype=torch.float64)
+    scale = torch.where(is_excitatory[pre], weight_scale, -inhibitory_scale * weight_scale)
+    return (magnitude.to(torch.float64).abs() * scale.to(torch.float64)).to(dtype)
+
+
+def build_event_table(synapses: SynapseList, num_neurons: int, batch_size: int, target_offset: int,
+                      reset_increment: Tensor, memory_limit_bytes: int) -> EventTable:
+    """Padded outgoing table of B networks (see ``EventTable``).
+
+    ``target_offset``: 0 to deliver onto v (delta synapses), 2N onto the synaptic current
+    (exponential synapses). ``reset_increment``: d, [B or 1, N], put in the last column.
+    """
+    n = num_neurons
+    slots = 3 * n + 1
+    device, dtype = synapses.weight.device, reset_increment.dtype
+    row = synapses.batch_index * n + synapses.pre_index
+    counts = torch.bincount(row, minlength=batch_size * n)
+    max_degree = int(counts.max()) if counts.numel() else 0
+    check_memory(
+        estimate_connectivity_bytes(n, batch_size, 0.0, max_degree, dtype.itemsize),
+        memory_limit_bytes, f"the event table ({batch_size} x {n} rows, {max_degree + 1} columns)",
+    )
+    batch_of_row = torch.arange(batch_size * n, device=device) // n
+    sink = (batch_of_row * slots + 3 * n).unsqueeze(1)
+    targets = sink.expand(batch_size * n, max_degree + 1).clone()
+    weights = torch.zeros(batch_size * n, max_degree + 1, dtype=dtype, device=device)
+    if row.numel():
+        row_start = torch.cumsum(counts, 0) - counts
+        column = torch.arange(row.numel(), device=device) - row_start[row]
+        targets[row, column] = synapses.batch_index * slots + target_offset + synapses.post_index
+        weights[row, column] = synapses.weight.to(dtype)
+    own = torch.arange(batch_size * n, device=device)
+    targets[:, max_degree] = batch_of_row * slots + n + own % n
+    weights[:, max_degree] = reset_increment.expand(batch_size, n).reshape(-1)
+    return EventTable(targets, weights)
+
+
+def dense_weights(synapses: SynapseList, num_neurons: int, batch_size: int) -> Tensor:
+    """Dense W [B, N_post, N_pre] (duplicates summed); for tests and small networks."""
+    out = torch.zeros(batch_size, num_neurons, num_neurons, dtype=synapses.weight.dtype,
+                      device=synapses.weight.device)
+    out.index_put_((synapses.batch_index, synapses.post_index, synapses.pre_index), synapses.weight,
+                   accumulate=True)
+    return out

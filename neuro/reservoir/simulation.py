@@ -1,0 +1,175 @@
+"""``simulate``: run B reservoirs for T steps on the in-place fast path.
+
+Same arithmetic as ``reservoir_step`` (bit-identical in float64), but one state buffer
+is advanced in place (``kernels.izhikevich``), noise is drawn in blocks of
+``block_steps`` steps into a preallocated buffer, the input projection is one batched
+matmul per block, and finiteness is checked once per block (on failure the block is
+replayed step by step from a snapshot so that ``SimulationDiverged`` names the exact
+step). Spikes are recorded as indices (no per-step copy); the final trace
+r_T = r_0 d^T + sum_t d^(T-1-t) s_t (d = exp(-dt/trace_tau)) is formed from them at the
+end unless ``record_trace`` asks for the per-step traces.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from neuro.reservoir._checks import Seed, check_count, check_dt, check_shape, torch_generator
+from neuro.reservoir.izhikevich import IzhikevichState, step_coefficients
+from neuro.reservoir.step import (
+    ReservoirParams, ReservoirState, SimulationDiverged, _advance, _Scratch, _state_buffer, check_finite,
+    draw_noise,
+)
+
+__all__ = ["SpikeRecord", "SimulationResult", "simulate", "RECORD_KINDS"]
+
+RECORD_KINDS = ("indices", "dense", "none")
+
+
+class SpikeRecord(NamedTuple):
+    """Spikes as parallel int64 index arrays [S], sorted by (step, batch, neuron); ``step``
+    counts from the start of this simulation (0 .. T-1)."""
+
+    step: Tensor
+    batch_index: Tensor
+    neuron: Tensor
+
+    def to_dense(self, batch_size: int, num_steps: int, num_neurons: int) -> Tensor:
+        """Bool raster [B, T, N]."""
+        raster = torch.zeros(batch_size * num_steps * num_neurons, dtype=torch.bool, device=self.step.device)
+        raster[(self.batch_index * num_steps + self.step) * num_neurons + self.neuron] = True
+        return raster.view(batch_size, num_steps, num_neurons)
+
+
+class SimulationResult(NamedTuple):
+    """state: final ReservoirState; spikes: SpikeRecord ("indices"), bool [B, T, N]
+    ("dense") or None; num_spikes: total count; trace: [B, T, N] when recorded, else None."""
+
+    state: ReservoirState
+    spikes: SpikeRecord | Tensor | None
+    num_spikes: int
+    trace: Tensor | None = None
+
+
+def simulate(
+    params: ReservoirParams,
+    state: ReservoirState,
+    inputs: Tensor | None = None,
+    dt_ms: float = 0.5,
+    *,
+    num_steps: int | None = None,
+    noise: Tensor | None = None,
+    seed: Seed | None = None,
+    record: str = "indices",
+    record_trace: bool = False,
+    block_steps: int = 20,
+) -> SimulationResult:
+    """Run B reservoirs for T steps.
+
+    inputs: [B, T, M] input signals (None: zero input for ``num_steps`` steps).
+    noise: [B, T, N] noise current (replaces the drawn noise), or None to draw it with
+    std noise_std / sqrt(dt_ms) from ``seed`` (int | numpy/torch Generator; required when
+    any noise_std > 0). record: "indices" | "dense" | "none".
+    """
+    dt_ms = check_dt(dt_ms)
+    if record not in RECORD_KINDS:
+        raise ValueError(f"record={record!r}; allowed: {', '.join(RECORD_KINDS)}")
+    block_steps = check_count("block_steps", block_steps, minimum=1)
+    b, n, m = params.batch_size, params.num_neurons, params.num_inputs
+    if inputs is None:
+        if num_steps is None:
+            raise ValueError("give inputs [B, T, M] or num_steps (both are None)")
+        num_steps = check_count("num_steps", num_steps, minimum=0)
+    else:
+        if inputs.dim() != 3:
+            raise ValueError(f"inputs has shape {list(inputs.shape)}; expected [{b}, T, {m}]")
+        if num_steps is not None and num_steps != inputs.shape[1]:
+            raise ValueError(f"num_steps={num_steps} but inputs has {inputs.shape[1]} steps")
+        num_steps = inputs.shape[1]
+        check_shape("inputs", inputs, (b, num_steps, m))
+        inputs = inputs.to(params.device, params.dtype)
+    check_shape("state.neurons.v_mv", state.neurons.v_mv, (b, n))
+    if noise is not None:
+        check_shape("noise", noise, (b, num_steps, n))
+        noise = noise.to(params.device, params.dtype)
+    noisy = noise is None and bool((params.noise_std != 0).any())
+    if noisy and seed is None:
+        raise ValueError("noise_std > 0 needs seed= (int or Generator) or an explicit noise= array")
+    generator = torch_generator(seed, params.device) if noisy else None
+
+    buffer = _state_buffer(state, params)
+    refractory = state.neurons.refractory_left_ms
+    coef = step_coefficients(params.neurons, dt_ms)
+    scratch = _Scratch(torch.empty(b, n, dtype=torch.bool, device=params.device),
+                       torch.empty(b, n, dtype=params.dtype, device=params.device),
+                       torch.empty(b, n, dtype=params.dtype, device=params.device))
+    drive = torch.empty(min(block_steps, max(num_steps, 1)), b, n, dtype=params.dtype, device=params.device)
+    trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
+    traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None
+    trace = state.trace.clone()
+    spike_chunks: list[Tensor] = []
+    steps_of_chunks: list[int] = []
+
+    for start in range(0, num_steps, block_steps):
+        steps = min(block_steps, num_steps - start)
+        block = drive[:steps]
+        _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator)
+        snapshot = (buffer.clone(), None if refractory is None else refractory.clone())
+        for t in range(steps):
+            buffer, _, refractory, spike_index = _advance(buffer, block[t], params, dt_ms, refractory,
+                                                          scratch, coef, clone_spikes=False)
+            spike_chunks.append(spike_index)
+            if record_trace:
+                trace.mul_(trace_decay).add_(scratch.spikes)
+                traces[:, start + t] = trace
+        steps_of_chunks.append(steps)
+        try:
+            check_finite(buffer, n, state.step + start + steps - 1)
+        except SimulationDiverged:
+            _replay_to_divergence(snapshot, block, params, dt_ms, scratch, coef, state.step + start)
+            raise
+
+    counts = torch.tensor([c.numel() for c in spike_chunks], dtype=torch.long, device=params.device)
+    flat = torch.cat(spike_chunks) if spike_chunks else torch.zeros(0, dtype=torch.long, device=params.device)
+    step_index = torch.repeat_interleave(torch.arange(num_steps, device=params.device), counts)
+    batch_index, neuron = flat // n, flat % n
+    if not record_trace:
+        weights = torch.pow(torch.tensor(trace_decay, dtype=torch.float64), (num_steps - 1 - step_index).double())
+        trace = trace * trace_decay**num_steps
+        trace.view(-1).index_add_(0, flat, weights.to(params.device, params.dtype))
+    spikes = SpikeRecord(step_index, batch_index, neuron)
+    if record == "dense":
+        spikes = spikes.to_dense(b, num_steps, n)
+    elif record == "none":
+        spikes = None
+    final = ReservoirState(
+        IzhikevichState(buffer[:, :n], buffer[:, n : 2 * n], refractory),
+        buffer[:, 2 * n : 3 * n], trace, state.step + num_steps,
+    )
+    return SimulationResult(final, spikes, int(flat.numel()), traces)
+
+
+def _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator) -> None:
+    """block [steps, B, N] <- (noise + W_in x) + 140, the ``external_drive`` arithmetic."""
+    if noise is not None:
+        block.copy_(noise[:, start : start + steps].transpose(0, 1))
+    elif generator is not None:
+        draw_noise(params, tuple(block.shape), dt_ms, generator, out=block)
+    else:
+        block.zero_()
+    if inputs is not None and params.num_inputs > 0:
+        projection = torch.matmul(inputs[:, start : start + steps], params.input_weights.transpose(1, 2))
+        block.add_(projection.transpose(0, 1))
+    block.add_(140.0)
+
+
+def _replay_to_divergence(snapshot, block, params, dt_ms, scratch, coef, first_step) -> None:
+    """Re-run a block from its snapshot one step at a time; raise at the first bad step."""
+    buffer, refractory = snapshot
+    for t in range(block.shape[0]):
+        buffer, _, refractory, _ = _advance(buffer, block[t], params, dt_ms, refractory, scratch, coef,
+                                            clone_spikes=False)
+        check_finite(buffer, params.num_neurons, first_step + t)

@@ -1,0 +1,252 @@
+"""A recurrent reservoir of heterogeneous Izhikevich neurons: parameters, state, one step.
+
+Per neuron i of network b (Izhikevich 2003 neurons, see ``izhikevich.py``)::
+
+    I_i(t)   = sum_k W_in[b, i, k] x_k(t) + xi_i(t) + I_syn,i(t)     (input, noise, synapses)
+    delta:        v_i += sum_{j spiking} W[b, i, j]                   (a jump of W mV)
+    exponential:  tau dI_syn,i/dt = -I_syn,i,  I_syn,i += sum_{j spiking} W[b, i, j]
+    trace:        r_i <- r_i exp(-dt / trace_tau) + s_i                (readouts read r)
+
+Noise (our choice, dt-invariant): xi_i is a current held over one step, Gaussian with
+std ``noise_std_i / sqrt(dt_ms)``, so the noise moves v by ``noise_std_i`` (mV) rms per
+ms whatever dt is; with dt = 1 ms this is Izhikevich 2003's thalamic input.
+Input weights (our choice): W_in[b, i, k] = input_scale * N(0, 1).
+Update order within a step (matches the Brian2 backend): neurons (from old values),
+synaptic decay, threshold, delivery of the spikes' synapses, reset (v <- c; u += d).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from kernels.izhikevich import izhikevich_network_step_, izhikevich_neuron_update_, propagate_spikes_
+from neuro.reservoir._checks import check_dt, check_shape
+from neuro.reservoir.connectivity import EventTable, SynapseList, build_event_table
+from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_coefficients
+
+__all__ = [
+    "ReservoirParams", "ReservoirState", "SimulationDiverged", "reservoir_step", "initial_state",
+    "external_drive", "check_finite", "SYNAPSE_KINDS",
+]
+
+SYNAPSE_KINDS = ("delta", "exponential")
+
+
+class SimulationDiverged(RuntimeError):
+    """A membrane value became non-finite; names the step, batch index and neuron."""
+
+    def __init__(self, step: int, batch_index: int, neuron: int, value: float):
+        self.step, self.batch_index, self.neuron, self.value = step, batch_index, neuron, value
+        super().__init__(
+            f"simulation diverged at step {step}: network (batch index) {batch_index}, neuron "
+            f"{neuron} has a non-finite state ({value}); lower dt_ms, the weights or the input"
+        )
+
+
+@dataclass(frozen=True)
+class ReservoirParams:
+    """Everything constant about B reservoirs of N neurons with M input channels.
+
+    neurons: Izhikevich a, b, c, d [B or 1, N]; is_excitatory: bool [N];
+    synapses: the recurrent wiring (``SynapseList``, W[b, post, pre] = weight);
+    input_weights: [B, N, M]; noise_std: [1 or B, N] (mV rms per ms, see module doc);
+    synapse: "delta" | "exponential"; synapse_tau_ms: decay of exponential synapses;
+    trace_tau_ms: time constant of the spike traces r. ``event_table`` is derived.
+    """
+
+    neurons: IzhikevichParams
+    is_excitatory: Tensor
+    synapses: SynapseList
+    input_weights: Tensor
+    noise_std: Tensor
+    synapse: str = "delta"
+    synapse_tau_ms: float = 5.0
+    trace_tau_ms: float = 20.0
+    memory_limit_bytes: int = 4 * 2**30
+    event_table: EventTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.synapse not in SYNAPSE_KINDS:
+            raise ValueError(f"synapse={self.synapse!r}; allowed: {', '.join(SYNAPSE_KINDS)}")
+        for name in ("synapse_tau_ms", "trace_tau_ms"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a finite number > 0 (ms)")
+        n = self.num_neurons
+        if self.input_weights.dim() != 3 or self.input_weights.shape[1] != n:
+            raise ValueError(f"input_weights has shape {list(self.input_weights.shape)}; expected [B, {n}, M]")
+        offset = 0 if self.synapse == "delta" else 2 * n
+        table = build_event_table(self.synapses, n, self.batch_size, offset, self.neurons.d,
+                                  self.memory_limit_bytes)
+        object.__setattr__(self, "event_table", table)
+
+    @property
+    def num_neurons(self) -> int:
+        return self.neurons.a.shape[-1]
+
+    @property
+    def batch_size(self) -> int:
+        return self.input_weights.shape[0]
+
+    @property
+    def num_inputs(self) -> int:
+        return self.input_weights.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.neurons.a.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.neurons.a.device
+
+
+class ReservoirState(NamedTuple):
+    """neurons: v_mv, u [B, N]; synaptic_current [B, N] (zero for delta synapses);
+    trace [B, N] (exponentially filtered spikes r); step: number of steps taken."""
+
+    neurons: IzhikevichState
+    synaptic_current: Tensor
+    trace: Tensor
+    step: int = 0
+
+
+def initial_state(params: ReservoirParams) -> ReservoirState:
+    """v = -65 mV, u = b v, no synaptic current, zero traces, step 0."""
+    shape = (params.batch_size, params.num_neurons)
+    v = torch.full(shape, -65.0, dtype=params.dtype, device=params.device)
+    u = (params.neurons.b * v).expand(shape).clone()
+    refractory = torch.zeros_like(v) if params.neurons.refractory_ms > 0 else None
+    return ReservoirState(IzhikevichState(v, u, refractory), torch.zeros_like(v), torch.zeros_like(v), 0)
+
+
+def external_drive(params: ReservoirParams, input_signal: Tensor, noise: Tensor | None) -> Tensor:
+    """The per-step current that is not recurrent, plus Izhikevich's constant 140:
+    ``input_signal [B, T, M] @ W_in^T + noise [B, T, N] + 140`` -> [B, T, N].
+    (Both backends consume exactly this array.)"""
+    drive = torch.matmul(input_signal, params.input_weights.transpose(1, 2))
+    if noise is not None:
+        drive = drive + noise
+    return drive + 140.0
+
+
+def _state_buffer(state: ReservoirState, params: ReservoirParams) -> Tensor:
+    n = params.num_neurons
+    sink = torch.zeros(params.batch_size, 1, dtype=params.dtype, device=params.device)
+    buffer = torch.cat([state.neurons.v_mv, state.neurons.u, state.synaptic_current, sink], dim=1)
+    check_shape("state buffer", buffer, (params.batch_size, 3 * n + 1))
+    return buffer
+
+
+def check_finite(buffer: Tensor, num_neurons: int, step: int) -> None:
+    """Raise SimulationDiverged for the first non-finite v or u in ``buffer`` [B, 3N+1]."""
+    core = buffer[:, : 2 * num_neurons]
+    bad = ~torch.isfinite(core)
+    if bool(bad.any()):
+        batch_index, slot = (int(x) for x in bad.nonzero()[0])
+        raise SimulationDiverged(step, batch_index, slot % num_neurons, float(core[batch_index, slot]))
+
+
+def reservoir_step(
+    state: ReservoirState,
+    params: ReservoirParams,
+    input_signal: Tensor,
+    dt_ms: float,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[ReservoirState, Tensor]:
+    """One step of B reservoirs. Pure (returns new tensors).
+
+    input_signal: [B, M]. noise: the noise current itself [B, N] (``noise_std`` ignored),
+    or None to draw it from ``generator`` (required when any noise_std > 0).
+    Returns (new state, spikes bool [B, N]). Raises SimulationDiverged on non-finite v/u.
+    """
+    dt_ms = check_dt(dt_ms)
+    b, n, m = params.batch_size, params.num_neurons, params.num_inputs
+    check_shape("input_signal", input_signal, (b, m))
+    check_shape("state.neurons.v_mv", state.neurons.v_mv, (b, n))
+    if noise is None:
+        noise = draw_noise(params, (b, n), dt_ms, generator)
+    else:
+        check_shape("noise", noise, (b, n))
+    drive = external_drive(params, input_signal.unsqueeze(1), None if noise is None else noise.unsqueeze(1))[:, 0]
+    buffer = _state_buffer(state, params)
+    new_buffer, spikes, refractory, _ = _advance(buffer, drive, params, dt_ms, state.neurons.refractory_left_ms)
+    check_finite(new_buffer, n, state.step)
+    decay = math.exp(-dt_ms / params.trace_tau_ms)
+    trace = state.trace * decay + spikes
+    neurons = IzhikevichState(new_buffer[:, :n], new_buffer[:, n : 2 * n], refractory)
+    return ReservoirState(neurons, new_buffer[:, 2 * n : 3 * n], trace, state.step + 1), spikes
+
+
+def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
+               generator: torch.Generator | None, out: Tensor | None = None) -> Tensor | None:
+    """Gaussian noise current with std noise_std / sqrt(dt_ms); None when noise_std is 0.
+    ``shape`` ends in N; ``out`` (same shape) is filled in place when given."""
+    if not bool((params.noise_std != 0).any()):
+        return None
+    if generator is None:
+        raise ValueError("noise_std > 0 needs a generator= (or seed=) or explicit noise=; got neither")
+    if out is None:
+        out = torch.empty(shape, dtype=params.dtype, device=params.device)
+    out.normal_(generator=generator)
+    out.mul_(params.noise_std / math.sqrt(dt_ms))
+    return out
+
+
+class _Scratch(NamedTuple):
+    spikes: Tensor
+    hc: Tensor
+    t: Tensor
+
+
+def _advance(buffer: Tensor, drive: Tensor, params: ReservoirParams, dt_ms: float,
+             refractory: Tensor | None, scratch: _Scratch | None = None, coefficients=None,
+             clone_spikes: bool = True):
+    """Advance ``buffer`` in place by one step.
+
+    Returns (buffer, spikes [B, N] bool (a copy, or the scratch tensor itself when
+    ``clone_spikes`` is False), refractory, flat spike indices b * N + j)."""
+    if scratch is None:
+        scratch = _Scratch(torch.empty(drive.shape, dtype=torch.bool, device=drive.device),
+                           torch.empty_like(drive), torch.empty_like(drive))
+    coef = coefficients if coefficients is not None else step_coefficients(params.neurons, dt_ms)
+    synapse_decay = math.exp(-dt_ms / params.synapse_tau_ms) if params.synapse == "exponential" else None
+    table = params.event_table
+    neurons = params.neurons
+    if neurons.refractory_ms > 0:
+        refractory, spike_index = _advance_refractory(buffer, drive, params, dt_ms, refractory, scratch, coef,
+                                                      synapse_decay)
+    else:
+        spike_index = izhikevich_network_step_(
+            buffer, drive, scratch.spikes, scratch.hc, scratch.t, table.targets, table.weights,
+            coef.half_step_ms, coef.k1, coef.k2, coef.u_decay, coef.u_v_gain, neurons.c,
+            neurons.v_peak_mv, synapse_decay,
+        )
+    spikes = scratch.spikes.clone() if clone_spikes else scratch.spikes
+    return buffer, spikes, refractory, spike_index
+
+
+def _advance_refractory(buffer, drive, params, dt_ms, refractory, scratch, coef, synapse_decay):
+    """The same step with the refractory clamp: v held at c while refractory_left > 0
+    (applied after the update, before the threshold)."""
+    n = params.num_neurons
+    neurons = params.neurons
+    table = params.event_table
+    v, u = buffer[:, :n], buffer[:, n : 2 * n]
+    current = buffer[:, 2 * n : 3 * n] if synapse_decay is not None else None
+    if refractory is None:
+        refractory = torch.zeros_like(drive)
+    izhikevich_neuron_update_(v, u, drive, scratch.hc, scratch.t, coef.half_step_ms, coef.k1, coef.k2,
+                              coef.u_decay, coef.u_v_gain, current, synapse_decay)
+    torch.where(refractory > 0, neurons.c, v, out=v)
+    torch.ge(v, neurons.v_peak_mv, out=scratch.spikes)
+    spike_index = propagate_spikes_(buffer, scratch.spikes, table.targets, table.weights)
+    torch.where(scratch.spikes, neurons.c, v, out=v)
+    refractory = torch.where(scratch.spikes, torch.full_like(refractory, neurons.refractory_ms),
+                             (refractory - dt_ms).clamp(min=0.0))
+    return refractory, spike_index
