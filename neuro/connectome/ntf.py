@@ -1,0 +1,313 @@
+"""Non-negative CP decomposition (NTF) by HALS or multiplicative updates, with masks.
+
+Model: X ~ X_hat = sum_r w_r a_0r o a_1r o ... o a_{N-1}r with every A_n >= 0, fitted by
+minimising ||M * (X - X_hat)||_F^2 (M = 1 observed, 0 missing; no mask: M = 1).
+
+HALS (Cichocki & Phan 2009; Gillis & Glineur 2012, arXiv 1107.5194): for each mode n in
+turn, with U = MTTKRP_n (I_n, R) and H = Hadamard_{m != n} A_m^T A_m (R, R), `inner_iterations`
+sweeps of exact column-wise minimisation
+
+    a_nk <- max(0, (U[:, k] - A_n H[:, k] + H[k, k] a_nk) / H[k, k]),
+
+stopping a mode early when a sweep's squared change falls below `inner_tol` times the first
+sweep's (the schedule of tensorly's `non_negative_parafac_hals`, so that both give the same
+iterates from the same initialization).
+MU (Lee & Seung 2001; tensorly's `non_negative_parafac`): A_n <- A_n * max(U, eps) / max(A_n H, eps).
+
+Each MTTKRP comes from a partial Khatri-Rao GEMM on a reshaped view of the tensor
+(`cp_ops`), never the full Khatri-Rao product; the relative error
+||X - X_hat|| / ||X|| comes from Gram matrices: ||X||^2 + ||X_hat||^2 - 2 <U_last, A_last>.
+
+Masks (our choice of method, EM imputation as in Tomasi & Bro 2005): missing entries are
+replaced by the current model, Z = M * X + (1 - M) * X_hat, and one unmasked iteration is run
+on Z. ||M * (X - X_hat)||^2 <= ||Z - X_hat_new||^2 <= ||Z - X_hat_old||^2, so the masked error
+never increases under HALS, and the values at missing entries never enter the fit. Only the
+rows of the (P_left, P_right) view that hold missing entries are rebuilt (one GEMM of partial
+Khatri-Rao rows per chunk), and the masked error
+||Z - X_hat||^2 = ||M X||^2 + ||(1 - M) X_hat||^2 + ||X_hat||^2 - 2 <Z, X_hat> reuses the GEMM that
+starts the next iteration, so a masked iteration costs one extra pass over the tensor.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from neuro.connectome._checks import Seed, check_positive_int, resolve_dtype, torch_generator
+from neuro.connectome.cp_ops import (
+    choose_split,
+    contract_group,
+    cp_norm_squared,
+    normalize_and_sort,
+    partial_khatri_rao,
+)
+
+__all__ = ["NTFResult", "ntf", "prepare_tensor"]
+
+_IMPUTE_CHUNK = 1 << 20  # entries imputed per GEMM block (bounds the extra memory)
+
+
+class NTFResult(NamedTuple):
+    """weights (R,) sorted decreasing; factors[n] (I_n, R) with unit-norm columns;
+    error_history (iterations + 1,) float64 on CPU: relative error of the initialization,
+    then after each iteration (observed entries only when masked); iterations run;
+    converged: the error changed by less than `tol` in the last iteration."""
+
+    weights: torch.Tensor
+    factors: tuple[torch.Tensor, ...]
+    error_history: torch.Tensor
+    iterations: int
+    converged: bool
+    method: str
+
+
+def prepare_tensor(tensor, mask=None, dtype=None, device=None):
+    """Validate and convert `tensor` (numpy or torch, N >= 2 modes, non-negative and finite
+    where observed) and `mask` (same shape, bool or 0/1) to torch. Returns (tensor, mask);
+    with a mask the tensor is a new one holding 0 at the missing entries."""
+    if isinstance(tensor, np.ndarray):
+        tensor = torch.from_numpy(tensor)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor or numpy.ndarray, got {type(tensor)}")
+    if tensor.dim() < 2:
+        raise ValueError(f"tensor must have at least 2 modes, got shape {tuple(tensor.shape)}")
+    if min(tensor.shape) < 1:
+        raise ValueError(f"tensor has an empty mode: shape {tuple(tensor.shape)}")
+    dtype = resolve_dtype(dtype, tensor.dtype)
+    device = tensor.device if device is None else torch.device(device)
+    tensor = tensor.to(device=device, dtype=dtype)
+    if mask is not None:
+        if isinstance(mask, np.ndarray):
+            mask = torch.from_numpy(mask)
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask must be a torch.Tensor or numpy.ndarray, got {type(mask)}")
+        if tuple(mask.shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} must equal tensor shape {tuple(tensor.shape)}"
+            )
+        if mask.dtype != torch.bool:
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise ValueError("mask must be boolean or contain only 0 and 1")
+            mask = mask != 0
+        mask = mask.to(device)
+        # Owned copy with zeros at missing entries (whatever they held, NaN included).
+        tensor = torch.where(mask, tensor, torch.zeros((), dtype=dtype, device=device))
+    if not bool(torch.isfinite(tensor).all()):
+        where = "observed entries" if mask is not None else "tensor (pass a mask to skip them)"
+        raise ValueError(f"tensor has NaN or inf in the {where}")
+    minimum = float(tensor.min())
+    if minimum < 0:
+        raise ValueError(f"tensor must be non-negative; minimum observed entry is {minimum}")
+    return tensor, mask
+
+
+def _initial_factors(shape, rank, init, generator, dtype, device):
+    if init == "random":
+        return [
+            torch.rand(size, rank, generator=generator, dtype=torch.float64).to(dtype=dtype,
+                                                                                device=device)
+            for size in shape
+        ]
+    if isinstance(init, (list, tuple)):
+        if len(init) != len(shape):
+            raise ValueError(f"init must hold {len(shape)} factors, got {len(init)}")
+        factors = []
+        for mode, factor in enumerate(init):
+            factor = torch.as_tensor(factor).to(dtype=dtype, device=device).clone()
+            if tuple(factor.shape) != (shape[mode], rank):
+                raise ValueError(
+                    f"init[{mode}] must have shape {(shape[mode], rank)}, got {tuple(factor.shape)}"
+                )
+            if bool((factor < 0).any()) or not bool(torch.isfinite(factor).all()):
+                raise ValueError(f"init[{mode}] must be finite and non-negative")
+            factors.append(factor)
+        return factors
+    raise ValueError(f"init must be 'random' or a sequence of factor matrices, got {init!r}")
+
+
+def _hals_update(factor_t, mttkrp_t, hadamard, sweeps, inner_tol):
+    """In-place HALS sweeps on factor_t = A_n^T (R, I_n) given U^T (R, I_n) and H (R, R)."""
+    rank = factor_t.shape[0]
+    diagonal = hadamard.diagonal().tolist()
+    first_change = None
+    for sweep in range(sweeps):
+        change = factor_t.new_zeros(())
+        for k in range(rank):
+            if diagonal[k] == 0:
+                continue
+            numerator = mttkrp_t[k] - torch.mv(factor_t.t(), hadamard[k]) + diagonal[k] * factor_t[k]
+            new_row = torch.clamp(numerator / diagonal[k], min=0)
+            change += torch.sum((factor_t[k] - new_row) ** 2)
+            factor_t[k] = new_row
+        change_value = float(change)
+        if sweep == 0:
+            first_change = change_value
+        if change_value < inner_tol * first_change:
+            break
+
+
+def _mu_update(factor, mttkrp, hadamard, epsilon):
+    numerator = torch.clamp(mttkrp, min=epsilon)
+    denominator = torch.clamp(factor @ hadamard, min=epsilon)
+    return factor * numerator / denominator
+
+
+def ntf(
+    tensor,
+    rank: int,
+    *,
+    method: str = "hals",
+    mask=None,
+    init="random",
+    n_iter_max: int = 200,
+    tol: float = 1e-8,
+    inner_iterations: int = 5,
+    inner_tol: float = 1e-8,
+    seed: Seed = 0,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    callback: Callable[[int, tuple[torch.Tensor, ...], float], None] | None = None,
+) -> NTFResult:
+    """Non-negative CP decomposition of an N-way tensor (see the module docstring).
+
+    tensor: (I_0, ..., I_{N-1}) non-negative, numpy or torch (its device is kept unless
+    `device` is given; float32/float64, other dtypes become float64). mask: same shape,
+    True/1 = observed (missing entries may hold anything, NaN included). init: "random"
+    (uniform [0, 1) draws from `seed`, rescaled so ||X_hat|| = ||X||) or a list of (I_n, R)
+    non-negative factors used as given (weights 1; what tensorly receives as
+    `init=CPTensor((ones, factors))`). Stops after `n_iter_max` iterations or when the
+    relative error changes by less than `tol` (checked from the second iteration on, as
+    tensorly's `abs_rec_error`). callback(iteration, factors, error) runs after each
+    iteration with the unnormalised factors (do not modify them).
+    """
+    if method not in ("hals", "mu"):
+        raise ValueError(f"method must be 'hals' or 'mu', got {method!r}")
+    rank = check_positive_int("rank", rank)
+    n_iter_max = check_positive_int("n_iter_max", n_iter_max, minimum=0)
+    inner_iterations = check_positive_int("inner_iterations", inner_iterations)
+    if not (tol >= 0):
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    tensor, mask = prepare_tensor(tensor, mask, dtype, device)
+    dtype, device = tensor.dtype, tensor.device
+    shape = tuple(int(size) for size in tensor.shape)
+    num_modes = len(shape)
+
+    work = tensor.contiguous()  # with a mask: an owned copy, imputed in place below
+    flat = work.reshape(-1)
+    norm_squared = float(torch.dot(flat, flat))
+    tensor_norm = norm_squared ** 0.5
+
+    generator = torch_generator(seed)
+    factors = _initial_factors(shape, rank, init, generator, dtype, device)
+    if tensor_norm == 0.0:
+        warnings.warn("ntf: the tensor is all zero (where observed); returning zero factors",
+                      RuntimeWarning, stacklevel=2)
+        zeros = tuple(torch.zeros(size, rank, dtype=dtype, device=device) for size in shape)
+        return NTFResult(torch.zeros(rank, dtype=dtype, device=device), zeros,
+                         torch.zeros(1, dtype=torch.float64), 0, True, method)
+    weights = torch.ones(rank, dtype=dtype, device=device)
+    grams = [factor.t() @ factor for factor in factors]
+    if init == "random":
+        model_norm = float(cp_norm_squared(weights, grams)) ** 0.5
+        if model_norm > 0:
+            scale = (tensor_norm / model_norm) ** (1.0 / num_modes)
+            factors = [factor * scale for factor in factors]
+            grams = [factor.t() @ factor for factor in factors]
+
+    split = choose_split(shape)
+    left_size = int(np.prod(shape[:split]))
+    matrix = work.view(left_size, -1)
+    epsilon = torch.finfo(dtype).eps
+    right_size = matrix.shape[1]
+    missing_rows = row_masks = None
+    observed_row_squares = 0.0
+    if mask is not None:
+        # Rows of the (P_left, P_right) view that hold a missing entry, with their masks.
+        mask_matrix = mask.reshape(left_size, right_size)
+        missing_rows = torch.nonzero(~mask_matrix.all(dim=1)).squeeze(1)
+        row_masks = mask_matrix.index_select(0, missing_rows)
+        rows = matrix.index_select(0, missing_rows).reshape(-1)
+        observed_row_squares = float(torch.dot(rows, rows))
+        del rows, mask_matrix
+    chunk_rows = max(1, _IMPUTE_CHUNK // right_size)
+
+    def impute_missing() -> float:
+        # Z = where(M, X, X_hat) on the rows with missing entries, X_hat of those rows from one
+        # GEMM of the partial Khatri-Rao products; returns sum over missing entries of X_hat^2.
+        left_product = partial_khatri_rao(factors[:split])
+        right_product_t = partial_khatri_rao(factors[split:]).t()
+        total = 0.0
+        for start in range(0, missing_rows.numel(), chunk_rows):
+            rows = missing_rows[start:start + chunk_rows]
+            block = left_product.index_select(0, rows) @ right_product_t
+            torch.where(row_masks[start:start + chunk_rows], matrix.index_select(0, rows), block,
+                        out=block)
+            matrix.index_copy_(0, rows, block)
+            flat = block.reshape(-1)
+            total += float(torch.dot(flat, flat))
+        return total - observed_row_squares
+
+    def right_partial_and_error():
+        # T_right = Z @ KR(right) (the first pass of the next iteration) and the error of the
+        # current factors: ||Z||^2 + ||X_hat||^2 - 2 <T_right, KR(left)> (Z = X when unmasked).
+        squared = norm_squared + (impute_missing() if mask is not None else 0.0)
+        partial = matrix @ partial_khatri_rao(factors[split:])
+        inner = float(torch.sum(partial * partial_khatri_rao(factors[:split])))
+        model = float(cp_norm_squared(weights, grams))
+        return partial, abs(squared + model - 2.0 * inner) ** 0.5 / tensor_norm
+
+    def gram_error(mttkrp_last: torch.Tensor) -> float:
+        inner = float(torch.sum(mttkrp_last * factors[-1]))
+        model = float(cp_norm_squared(weights, grams))
+        return abs(norm_squared + model - 2.0 * inner) ** 0.5 / tensor_norm
+
+    partial, initial_error = right_partial_and_error()
+    history = [initial_error]
+
+    def update_mode(mode: int, mttkrp: torch.Tensor) -> None:
+        hadamard = torch.ones(rank, rank, dtype=dtype, device=device)
+        for other in range(num_modes):
+            if other != mode:
+                hadamard = hadamard * grams[other]
+        if method == "hals":
+            factor_t = factors[mode].t().contiguous()
+            _hals_update(factor_t, mttkrp.t().contiguous(), hadamard, inner_iterations, inner_tol)
+            factors[mode] = factor_t.t().contiguous()
+        else:
+            factors[mode] = _mu_update(factors[mode], mttkrp, hadamard, epsilon)
+        grams[mode] = factors[mode].t() @ factors[mode]
+
+    converged = False
+    iterations = 0
+    for iteration in range(1, n_iter_max + 1):
+        # Left group: the right modes are contracted once (their factors do not change
+        # meanwhile); `partial` was computed after the previous iteration.
+        if partial is None:
+            partial = matrix @ partial_khatri_rao(factors[split:])
+        partial = partial.view(*shape[:split], rank)
+        for position in range(split):
+            mttkrp = contract_group(partial, factors[:split], position, rank_axis=-1)
+            update_mode(position, mttkrp)
+        # Right group: the (updated) left modes are contracted once.
+        partial = (partial_khatri_rao(factors[:split]).t() @ matrix).view(rank, *shape[split:])
+        for position in range(num_modes - split):
+            mttkrp = contract_group(partial, factors[split:], position, rank_axis=0)
+            update_mode(split + position, mttkrp)
+        if mask is not None:
+            partial, error = right_partial_and_error()
+        else:
+            partial, error = None, gram_error(mttkrp)
+        history.append(error)
+        iterations = iteration
+        if callback is not None:
+            callback(iteration, tuple(factors), error)
+        if iteration >= 2 and abs(history[-2] - history[-1]) < tol:
+            converged = True
+            break
+
+    weights, sorted_factors = normalize_and_sort(weights, factors)
+    return NTFResult(weights, tuple(sorted_factors), torch.tensor(history, dtype=torch.float64),
+                     iterations, converged, method)
