@@ -49,6 +49,7 @@ def measured_bit_error(num_pairs: int, config: Config, rng: np.random.Generator)
 
 def run(config: Config, out: RunDir) -> dict[str, float]:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     rng = np.random.default_rng(np.random.SeedSequence(out.seed))
     rows, measured, predicted = [], [], []
@@ -70,7 +71,9 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     loads = [r["load_ratio"] for r in rows]
     ax.plot(loads, predicted, "-", color="0.3", label=r"theory $\Phi(-\sqrt{d_k/(n-1)})$")
     ax.plot(loads, measured, "o", color="tab:red", label=f"simulation, d_k={config.key_dim}")
-    ax.set_xscale("log")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("stored pairs per key dimension, n / d_k")
     ax.set_ylabel("bit error of sign recall")
     ax.legend(frameon=False)

@@ -47,14 +47,23 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return f"<table class=\"metrics\"><tr><th>metric</th><th>value</th></tr>{rows}</table>"
 
 
+def _cell(text: str) -> str:
+    """A table cell; numbers are shown to 4 significant digits, right-aligned."""
+    try:
+        number = float(text)
+    except ValueError:
+        return f"<td>{_esc(text)}</td>"
+    shown = text if text.lstrip("-").isdigit() else format_metric(number)
+    return f"<td class=\"num\">{_esc(shown)}</td>"
+
+
 def _csv_table(path: Path) -> str:
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows:
         return "<p class=\"muted\">(empty table)</p>"
     head = "".join(f"<th>{_esc(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"
-                   for row in rows[1:])
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows[1:])
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
