@@ -65,3 +65,18 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
         raise RuntimeError(f"{ENV_VAR}=triton with CPU tensors needs TRITON_INTERPRET=1 "
                            "(the Triton interpreter); or move the tensors to CUDA")
     return True
+
+
+POISON_VAR = "NEUROBRIDGE_KERNELS_POISON"
+
+
+def new_buffer(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """An uninitialised output/scratch buffer for a kernel.
+
+    With ``NEUROBRIDGE_KERNELS_POISON=1`` (set by the kernel tests) it is filled with NaN
+    (with -1 for integer dtypes) so that any entry a kernel forgets to write shows up.
+    """
+    buffer = torch.empty(shape, dtype=dtype, device=device)
+    if os.environ.get(POISON_VAR, "0") == "1":
+        buffer.fill_(float("nan") if buffer.is_floating_point() else -1)
+    return buffer
