@@ -6,7 +6,6 @@ value or file). Errors print one readable line plus a hint, never a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -127,9 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 
-    if importlib.util.find_spec("experiments.sweep") is not None:
+    try:
         from experiments.sweep.cli import add_sweep_commands
-
+    except ModuleNotFoundError as error:  # sweeps not installed in this tree
+        if error.name not in ("experiments.sweep", "experiments.sweep.cli"):
+            raise
+    else:
         add_sweep_commands(commands)
     return parser
 
