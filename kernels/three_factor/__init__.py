@@ -1,8 +1,27 @@
 """Fused three-factor readout update (see ``naive.py`` for the equations and signature).
 
-Plain re-export of the torch reference for now; a CPU/Triton dispatch with the same
-public names replaces it later.
+``three_factor_step`` dispatches (``kernels/dispatch.py``): the Triton kernels of
+``triton.py`` when the tensors are on CUDA and triton imports, the torch reference of
+``naive.py`` otherwise; ``NEUROBRIDGE_KERNELS=naive|triton`` forces either.
 """
-from kernels.three_factor.naive import three_factor_step
+from __future__ import annotations
 
-__all__ = ["three_factor_step"]
+from torch import Tensor
+
+from kernels.dispatch import use_triton
+from kernels.three_factor.naive import three_factor_step as naive_three_factor_step
+
+__all__ = ["three_factor_step", "naive_three_factor_step"]
+
+
+def three_factor_step(weights: Tensor, pending: Tensor, eligibility: Tensor, features: Tensor,
+                      target: Tensor, gate: Tensor, learning_rate: Tensor | float,
+                      eligibility_decay: float, online: Tensor | bool
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One fused step of the gated three-factor rule; contract in ``naive.py``."""
+    if use_triton(weights, pending, eligibility, features, target, gate):
+        from kernels.three_factor.triton import triton_three_factor_step
+        return triton_three_factor_step(weights, pending, eligibility, features, target, gate,
+                                        learning_rate, eligibility_decay, online)
+    return naive_three_factor_step(weights, pending, eligibility, features, target, gate,
+                                   learning_rate, eligibility_decay, online)

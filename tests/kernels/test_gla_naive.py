@@ -5,6 +5,13 @@ import torch
 from kernels.gla import (chunk_gla, fused_recurrent_gla, linear_attention, naive_chunk_gla,
                          naive_recurrent_gla)
 
+
+
+@pytest.fixture(autouse=True)
+def _naive_path(monkeypatch):
+    monkeypatch.setenv("NEUROBRIDGE_KERNELS", "naive")  # these test the references
+
+
 # float64 throughout: the references differ only in summation order, so ~1e-12 is the bound.
 TOL = 1e-11
 

@@ -1,0 +1,59 @@
+"""Triton three-factor step vs the torch reference (interpreter on CPU)."""
+import pytest
+import torch
+
+from kernels.three_factor import naive_three_factor_step, three_factor_step
+from tests.kernels.conftest import DEVICE, relative_rms_error
+
+# fp32: same elementwise expressions; z differs only in summation order over D (<= 300
+# terms, ~1e-7 relative). Absolute short-circuit for entries that are exactly 0 by design.
+TOL, ABS = 1e-5, 1e-7
+
+
+def _inputs(batch, readouts, dim, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    make = lambda *shape: torch.randn(*shape, generator=gen).to(dtype).to(DEVICE)  # noqa: E731
+    weights, pending = make(batch, readouts, dim), make(batch, readouts, dim)
+    eligibility, features = make(batch, dim).abs(), make(batch, dim).abs()
+    target = make(batch, readouts)
+    gate = torch.rand(batch, readouts, generator=gen).to(dtype).to(DEVICE)
+    return weights, pending, eligibility, features, target, gate
+
+
+@pytest.mark.parametrize("online", [True, False, "mixed"])
+@pytest.mark.parametrize("batch, readouts, dim", [(3, 2, 300), (1, 5, 17)])
+def test_matches_naive_fp32(batch, readouts, dim, online):
+    args = _inputs(batch, readouts, dim, torch.float32, seed=dim + readouts)
+    if online == "mixed":
+        online = torch.arange(readouts, device=DEVICE) % 2 == 0
+    learning_rate = torch.linspace(0.01, 0.1, readouts, device=DEVICE)
+    before = [a.clone() for a in args]
+    got = three_factor_step(*args, learning_rate, 0.9, online)
+    expected = naive_three_factor_step(*before, learning_rate, 0.9, online)
+    for a, b in zip(args, before):
+        assert torch.equal(a, b)  # inputs are never modified
+    for name, x, y in zip(("z", "error", "eligibility", "weights", "pending"), got, expected):
+        assert x.shape == y.shape and x.dtype == y.dtype, name
+        assert torch.isfinite(x).all(), name
+        assert relative_rms_error(x, y, ABS) <= TOL, name
+
+
+def test_scalar_learning_rate_and_fp16():
+    # fp16 storage, fp32 arithmetic inside: one fp16 rounding per output (~5e-4 relative).
+    args = _inputs(2, 3, 64, torch.float16, seed=1)
+    got = three_factor_step(*args, 0.05, 0.5, True)
+    expected = naive_three_factor_step(*(a.float() for a in args), 0.05, 0.5, True)
+    for x, y in zip(got, expected):
+        assert x.dtype == torch.float16
+        assert relative_rms_error(x, y, 1e-4) <= 5e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 is wrong under the interpreter")
+def test_bf16_on_gpu():
+    args = _inputs(4, 3, 4096, torch.bfloat16, seed=2)
+    got = three_factor_step(*args, 0.05, 0.9, False)
+    expected = naive_three_factor_step(*(a.float() for a in args), 0.05, 0.9, False)
+    for x, y in zip(got, expected):
+        # one bf16 rounding per output (2^-9 relative) plus fp32 reduction-order noise.
+        assert relative_rms_error(x, y, 1e-3) <= 1e-2
