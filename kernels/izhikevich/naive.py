@@ -36,10 +36,16 @@ u_decay, u_v_gain, synaptic_current=None, synapse_decay=None) -> None``
     ``targets`` [B*N, K+1] int64 flat slot indices into ``state.view(-1)``,
     ``weights`` [B*N, K+1]. Returns the flat indices ``b * N + j`` of the spikes.
 
-``izhikevich_network_step_(state, drive, spikes, scratch_hc, scratch_t, targets, weights,
-half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay=None)
--> Tensor[S] int64``
-    one full step in place, returns the flat spike indices (sorted ascending).
+``izhikevich_network_step_(state, v, u, synaptic_current, drive, spikes, scratch_hc,
+scratch_t, targets, weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv,
+synapse_decay=None) -> Tensor[S] int64``
+    one full step in place, returns the flat spike indices (sorted ascending). ``v``, ``u``,
+    ``synaptic_current`` are the [B, N] views of ``state`` (passed in so that a loop slices
+    once); ``synaptic_current``/``synapse_decay`` are None for delta synapses.
+
+Scalars (h, k1, k2, v_peak, synapse_decay) may be Python floats or 0-dim tensors of the
+state dtype; 0-dim tensors skip the ~4 us per op that wrapping a Python number costs on
+CPU, and give the same result (a Python float is rounded to the tensor dtype either way).
 """
 from __future__ import annotations
 
@@ -55,13 +61,13 @@ def izhikevich_neuron_update_(
     drive: Tensor,
     scratch_hc: Tensor,
     scratch_t: Tensor,
-    half_step_ms: float,
-    k1: float,
-    k2: float,
+    half_step_ms,
+    k1,
+    k2,
     u_decay: Tensor,
     u_v_gain: Tensor,
     synaptic_current: Tensor | None = None,
-    synapse_decay: float | None = None,
+    synapse_decay=None,
 ) -> None:
     """Split-Euler Izhikevich update of ``v`` and ``u`` in place (see module docstring)."""
     if synaptic_current is not None:
@@ -97,26 +103,25 @@ def propagate_spikes_(state: Tensor, spikes: Tensor, targets: Tensor, weights: T
 
 def izhikevich_network_step_(
     state: Tensor,
+    v: Tensor,
+    u: Tensor,
+    synaptic_current: Tensor | None,
     drive: Tensor,
     spikes: Tensor,
     scratch_hc: Tensor,
     scratch_t: Tensor,
     targets: Tensor,
     weights: Tensor,
-    half_step_ms: float,
-    k1: float,
-    k2: float,
+    half_step_ms,
+    k1,
+    k2,
     u_decay: Tensor,
     u_v_gain: Tensor,
     v_reset: Tensor,
-    v_peak_mv: float,
-    synapse_decay: float | None = None,
+    v_peak_mv,
+    synapse_decay=None,
 ) -> Tensor:
     """One network step in place; returns flat spike indices ``b * N + j`` (ascending)."""
-    num_neurons = drive.shape[1]
-    v = state[:, :num_neurons]
-    u = state[:, num_neurons : 2 * num_neurons]
-    synaptic_current = state[:, 2 * num_neurons : 3 * num_neurons] if synapse_decay is not None else None
     izhikevich_neuron_update_(
         v, u, drive, scratch_hc, scratch_t, half_step_ms, k1, k2, u_decay, u_v_gain,
         synaptic_current, synapse_decay,

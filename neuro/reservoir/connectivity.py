@@ -101,14 +101,18 @@ def fixed_in_degree_synapses(num_neurons: int, in_degree: int, batch_size: int,
         draws = torch.cat(picks)
     else:
         draws = torch.randint(0, num_candidates, (rows, in_degree), generator=generator, device=device)
-        while True:
-            draws, _ = draws.sort(dim=1)
-            duplicate = torch.zeros_like(draws, dtype=torch.bool)
-            duplicate[:, 1:] = draws[:, 1:] == draws[:, :-1]
+        draws, _ = draws.sort(dim=1)
+        pending = torch.arange(rows, device=device)  # rows that may still hold duplicates
+        while pending.numel():
+            block = draws[pending]
+            duplicate = torch.zeros_like(block, dtype=torch.bool)
+            duplicate[:, 1:] = block[:, 1:] == block[:, :-1]
             count = int(duplicate.sum())
             if count == 0:
                 break
-            draws[duplicate] = torch.randint(0, num_candidates, (count,), generator=generator, device=device)
+            block[duplicate] = torch.randint(0, num_candidates, (count,), generator=generator, device=device)
+            draws[pending] = block.sort(dim=1).values
+            pending = pending[duplicate.any(dim=1)]
     post_flat = torch.arange(rows, device=device).repeat_interleave(in_degree)
     post = post_flat % num_neurons
     batch = post_flat // num_neurons
@@ -135,8 +139,9 @@ def bernoulli_synapses(num_neurons: int, connection_prob: float, batch_size: int
 
 
 def _sorted_by_pre(batch: Tensor, pre: Tensor, post: Tensor, num_neurons: int):
-    key = (batch * num_neurons + pre) * num_neurons + post
-    order = key.argsort()
+    """Reorder synapses given in (batch, post) order to (batch, pre, post) order: a stable
+    sort on batch * N + pre keeps post ascending inside each presynaptic group."""
+    order = torch.sort(batch * num_neurons + pre, stable=True).indices
     return batch[order], pre[order], post[order]
 
 

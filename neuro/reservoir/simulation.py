@@ -18,10 +18,9 @@ import torch
 from torch import Tensor
 
 from neuro.reservoir._checks import Seed, check_count, check_dt, check_shape, torch_generator
-from neuro.reservoir.izhikevich import IzhikevichState, step_coefficients
+from neuro.reservoir.izhikevich import IzhikevichState
 from neuro.reservoir.step import (
-    ReservoirParams, ReservoirState, SimulationDiverged, _advance, _Scratch, _state_buffer, check_finite,
-    draw_noise,
+    ReservoirParams, ReservoirState, SimulationDiverged, Stepper, _state_buffer, check_finite, draw_noise,
 )
 
 __all__ = ["SpikeRecord", "SimulationResult", "simulate", "RECORD_KINDS"]
@@ -101,11 +100,7 @@ def simulate(
     generator = torch_generator(seed, params.device) if noisy else None
 
     buffer = _state_buffer(state, params)
-    refractory = state.neurons.refractory_left_ms
-    coef = step_coefficients(params.neurons, dt_ms)
-    scratch = _Scratch(torch.empty(b, n, dtype=torch.bool, device=params.device),
-                       torch.empty(b, n, dtype=params.dtype, device=params.device),
-                       torch.empty(b, n, dtype=params.dtype, device=params.device))
+    stepper = Stepper(params, buffer, dt_ms, state.neurons.refractory_left_ms)
     drive = torch.empty(min(block_steps, max(num_steps, 1)), b, n, dtype=params.dtype, device=params.device)
     trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
     traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None
@@ -117,19 +112,18 @@ def simulate(
         steps = min(block_steps, num_steps - start)
         block = drive[:steps]
         _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator)
+        refractory = stepper.refractory
         snapshot = (buffer.clone(), None if refractory is None else refractory.clone())
-        for t in range(steps):
-            buffer, _, refractory, spike_index = _advance(buffer, block[t], params, dt_ms, refractory,
-                                                          scratch, coef, clone_spikes=False)
-            spike_chunks.append(spike_index)
+        for t, drive_t in enumerate(block.unbind(0)):
+            spike_chunks.append(stepper.step(drive_t))
             if record_trace:
-                trace.mul_(trace_decay).add_(scratch.spikes)
+                trace.mul_(trace_decay).add_(stepper.spikes)
                 traces[:, start + t] = trace
         steps_of_chunks.append(steps)
         try:
             check_finite(buffer, n, state.step + start + steps - 1)
         except SimulationDiverged:
-            _replay_to_divergence(snapshot, block, params, dt_ms, scratch, coef, state.step + start)
+            _replay_to_divergence(snapshot, block, params, dt_ms, state.step + start)
             raise
 
     counts = torch.tensor([c.numel() for c in spike_chunks], dtype=torch.long, device=params.device)
@@ -146,7 +140,7 @@ def simulate(
     elif record == "none":
         spikes = None
     final = ReservoirState(
-        IzhikevichState(buffer[:, :n], buffer[:, n : 2 * n], refractory),
+        IzhikevichState(buffer[:, :n], buffer[:, n : 2 * n], stepper.refractory),
         buffer[:, 2 * n : 3 * n], trace, state.step + num_steps,
     )
     return SimulationResult(final, spikes, int(flat.numel()), traces)
@@ -166,10 +160,10 @@ def _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator) ->
     block.add_(140.0)
 
 
-def _replay_to_divergence(snapshot, block, params, dt_ms, scratch, coef, first_step) -> None:
+def _replay_to_divergence(snapshot, block, params, dt_ms, first_step) -> None:
     """Re-run a block from its snapshot one step at a time; raise at the first bad step."""
     buffer, refractory = snapshot
+    stepper = Stepper(params, buffer, dt_ms, refractory)
     for t in range(block.shape[0]):
-        buffer, _, refractory, _ = _advance(buffer, block[t], params, dt_ms, refractory, scratch, coef,
-                                            clone_spikes=False)
+        stepper.step(block[t])
         check_finite(buffer, params.num_neurons, first_step + t)

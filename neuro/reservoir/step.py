@@ -30,7 +30,7 @@ from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_c
 
 __all__ = [
     "ReservoirParams", "ReservoirState", "SimulationDiverged", "reservoir_step", "initial_state",
-    "external_drive", "check_finite", "SYNAPSE_KINDS",
+    "external_drive", "check_finite", "SYNAPSE_KINDS", "Stepper", "draw_noise",
 ]
 
 SYNAPSE_KINDS = ("delta", "exponential")
@@ -175,7 +175,9 @@ def reservoir_step(
         check_shape("noise", noise, (b, n))
     drive = external_drive(params, input_signal.unsqueeze(1), None if noise is None else noise.unsqueeze(1))[:, 0]
     buffer = _state_buffer(state, params)
-    new_buffer, spikes, refractory, _ = _advance(buffer, drive, params, dt_ms, state.neurons.refractory_left_ms)
+    stepper = Stepper(params, buffer, dt_ms, state.neurons.refractory_left_ms)
+    stepper.step(drive)
+    spikes, refractory, new_buffer = stepper.spikes, stepper.refractory, buffer
     check_finite(new_buffer, n, state.step)
     decay = math.exp(-dt_ms / params.trace_tau_ms)
     trace = state.trace * decay + spikes
@@ -198,55 +200,55 @@ def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
     return out
 
 
-class _Scratch(NamedTuple):
-    spikes: Tensor
-    hc: Tensor
-    t: Tensor
+class Stepper:
+    """Advances one state buffer [B, 3N+1] in place, one step per ``step(drive)`` call.
 
+    Built once per simulation: slices the buffer into its v / u / I_syn views, turns the
+    scalar constants into 0-dim tensors of the model dtype and allocates the scratch
+    tensors, so that a step is only the ~20 ops of ``kernels.izhikevich``.
+    """
 
-def _advance(buffer: Tensor, drive: Tensor, params: ReservoirParams, dt_ms: float,
-             refractory: Tensor | None, scratch: _Scratch | None = None, coefficients=None,
-             clone_spikes: bool = True):
-    """Advance ``buffer`` in place by one step.
+    def __init__(self, params: ReservoirParams, buffer: Tensor, dt_ms: float, refractory: Tensor | None):
+        n, b = params.num_neurons, params.batch_size
+        as_scalar = lambda x: torch.tensor(x, dtype=params.dtype, device=params.device)  # noqa: E731
+        coef = step_coefficients(params.neurons, dt_ms)
+        self.params, self.buffer, self.dt_ms = params, buffer, dt_ms
+        self.v, self.u = buffer[:, :n], buffer[:, n : 2 * n]
+        exponential = params.synapse == "exponential"
+        self.synaptic_current = buffer[:, 2 * n : 3 * n] if exponential else None
+        self.synapse_decay = as_scalar(math.exp(-dt_ms / params.synapse_tau_ms)) if exponential else None
+        self.half_step, self.k1, self.k2 = (as_scalar(x) for x in (coef.half_step_ms, coef.k1, coef.k2))
+        self.u_decay, self.u_v_gain = coef.u_decay, coef.u_v_gain
+        self.v_peak = as_scalar(params.neurons.v_peak_mv)
+        self.spikes = torch.empty(b, n, dtype=torch.bool, device=params.device)
+        self.scratch_hc = torch.empty(b, n, dtype=params.dtype, device=params.device)
+        self.scratch_t = torch.empty_like(self.scratch_hc)
+        self.refractory = refractory
+        if params.neurons.refractory_ms > 0 and refractory is None:
+            self.refractory = torch.zeros_like(self.scratch_hc)
 
-    Returns (buffer, spikes [B, N] bool (a copy, or the scratch tensor itself when
-    ``clone_spikes`` is False), refractory, flat spike indices b * N + j)."""
-    if scratch is None:
-        scratch = _Scratch(torch.empty(drive.shape, dtype=torch.bool, device=drive.device),
-                           torch.empty_like(drive), torch.empty_like(drive))
-    coef = coefficients if coefficients is not None else step_coefficients(params.neurons, dt_ms)
-    synapse_decay = math.exp(-dt_ms / params.synapse_tau_ms) if params.synapse == "exponential" else None
-    table = params.event_table
-    neurons = params.neurons
-    if neurons.refractory_ms > 0:
-        refractory, spike_index = _advance_refractory(buffer, drive, params, dt_ms, refractory, scratch, coef,
-                                                      synapse_decay)
-    else:
-        spike_index = izhikevich_network_step_(
-            buffer, drive, scratch.spikes, scratch.hc, scratch.t, table.targets, table.weights,
-            coef.half_step_ms, coef.k1, coef.k2, coef.u_decay, coef.u_v_gain, neurons.c,
-            neurons.v_peak_mv, synapse_decay,
+    def step(self, drive: Tensor) -> Tensor:
+        """One step driven by ``drive`` [B, N] (external current + 140); returns the flat
+        spike indices b * N + j; ``self.spikes`` holds the [B, N] spikes until the next step."""
+        table, neurons = self.params.event_table, self.params.neurons
+        if self.refractory is None:
+            return izhikevich_network_step_(
+                self.buffer, self.v, self.u, self.synaptic_current, drive, self.spikes, self.scratch_hc,
+                self.scratch_t, table.targets, table.weights, self.half_step, self.k1, self.k2,
+                self.u_decay, self.u_v_gain, neurons.c, self.v_peak, self.synapse_decay,
+            )
+        # Refractory clamp (our addition): v held at c while refractory_left > 0, applied
+        # after the update and before the threshold.
+        izhikevich_neuron_update_(
+            self.v, self.u, drive, self.scratch_hc, self.scratch_t, self.half_step, self.k1, self.k2,
+            self.u_decay, self.u_v_gain, self.synaptic_current, self.synapse_decay,
         )
-    spikes = scratch.spikes.clone() if clone_spikes else scratch.spikes
-    return buffer, spikes, refractory, spike_index
-
-
-def _advance_refractory(buffer, drive, params, dt_ms, refractory, scratch, coef, synapse_decay):
-    """The same step with the refractory clamp: v held at c while refractory_left > 0
-    (applied after the update, before the threshold)."""
-    n = params.num_neurons
-    neurons = params.neurons
-    table = params.event_table
-    v, u = buffer[:, :n], buffer[:, n : 2 * n]
-    current = buffer[:, 2 * n : 3 * n] if synapse_decay is not None else None
-    if refractory is None:
-        refractory = torch.zeros_like(drive)
-    izhikevich_neuron_update_(v, u, drive, scratch.hc, scratch.t, coef.half_step_ms, coef.k1, coef.k2,
-                              coef.u_decay, coef.u_v_gain, current, synapse_decay)
-    torch.where(refractory > 0, neurons.c, v, out=v)
-    torch.ge(v, neurons.v_peak_mv, out=scratch.spikes)
-    spike_index = propagate_spikes_(buffer, scratch.spikes, table.targets, table.weights)
-    torch.where(scratch.spikes, neurons.c, v, out=v)
-    refractory = torch.where(scratch.spikes, torch.full_like(refractory, neurons.refractory_ms),
-                             (refractory - dt_ms).clamp(min=0.0))
-    return refractory, spike_index
+        torch.where(self.refractory > 0, neurons.c, self.v, out=self.v)
+        torch.ge(self.v, self.v_peak, out=self.spikes)
+        spike_index = propagate_spikes_(self.buffer, self.spikes, table.targets, table.weights)
+        torch.where(self.spikes, neurons.c, self.v, out=self.v)
+        self.refractory = torch.where(
+            self.spikes, torch.full_like(self.refractory, neurons.refractory_ms),
+            (self.refractory - self.dt_ms).clamp(min=0.0),
+        )
+        return spike_index
