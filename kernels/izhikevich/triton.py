@@ -1,0 +1,215 @@
+"""Izhikevich population step in Triton (same maths, layout and signature as ``naive.py``).
+
+One step of B networks x N neurons is three launches over the state buffer
+``state [B, 3N + 1] = [v | u | I_syn | sink]``:
+
+1. ``_neuron_kernel`` (B*N threads): the split-Euler update of v and u, synaptic decay,
+   threshold; writes v, u, I_syn and the spike flags. The expressions are the reference's,
+   in its order, with floating-point contraction (FMA) switched off, so float32 results
+   are bit-identical to the torch reference op by op.
+2. ``_deliver_kernel`` (rows of the outgoing table, 32 per program): event-driven delivery.
+   A program loads the spike flags of its rows and reads the table rows of the spiking
+   neurons only (masked loads: a silent neuron costs one byte of traffic), then adds the
+   weights into the state with atomics (this also applies the ``u += d`` reset, which is
+   the table's last column). Atomic float addition makes the order in which several spikes
+   arriving at one neuron are summed unspecified on a GPU (rounding-level differences from
+   the reference; the interpreter sums in the reference's order).
+3. ``_reset_kernel``: v <- c where a spike occurred (after delivery, as in the reference).
+
+No host synchronisation happens inside a step, so a loop of steps can be captured in a
+CUDA graph (:class:`CudaGraphStepper`): at small N the three launches, not the work, bound
+the step rate, and graph replay removes that overhead. ``izhikevich_network_step_`` also
+returns the flat spike indices (as the reference does), which needs one ``nonzero`` (a
+host sync); the graph stepper skips it.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["triton_izhikevich_network_step_", "izhikevich_step_no_sync_", "CudaGraphStepper"]
+
+BLOCK_NEURONS = 1024
+ROWS_PER_PROGRAM = 32
+
+
+@triton.jit
+def _scalar(x, IS_PTR: tl.constexpr):
+    if IS_PTR:
+        return tl.load(x).to(tl.float32)
+    else:
+        return x
+
+
+@triton.jit
+def _neuron_kernel(state, drive, spikes, u_decay, u_v_gain, half_step, k1, k2, v_peak,
+                   syn_decay, N, param_batch_stride, HAS_SYN: tl.constexpr,
+                   H_PTR: tl.constexpr, K1_PTR: tl.constexpr, K2_PTR: tl.constexpr,
+                   VP_PTR: tl.constexpr, SD_PTR: tl.constexpr, BLOCK: tl.constexpr):
+    i_b = tl.program_id(1)
+    o_n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o_n < N
+    row = state + i_b * (3 * N + 1)
+    v = tl.load(row + o_n, mask=m, other=0.0)
+    u = tl.load(row + N + o_n, mask=m, other=0.0)
+    g = tl.load(drive + i_b * N + o_n, mask=m, other=0.0)
+    h = _scalar(half_step, H_PTR)
+    c1 = _scalar(k1, K1_PTR)
+    c2 = _scalar(k2, K2_PTR)
+    if HAS_SYN:
+        i_syn = tl.load(row + 2 * N + o_n, mask=m, other=0.0)
+        hc = ((g + i_syn) - u) * h
+    else:
+        hc = (g - u) * h
+    for _ in tl.static_range(2):
+        t = v * c1
+        t = t + c2
+        t = t * v
+        v = t + hc
+    a = tl.load(u_decay + i_b * param_batch_stride + o_n, mask=m, other=0.0)
+    ab = tl.load(u_v_gain + i_b * param_batch_stride + o_n, mask=m, other=0.0)
+    t = v * ab
+    u = u * a
+    u = u + t
+    if HAS_SYN:
+        i_syn = i_syn * _scalar(syn_decay, SD_PTR)
+        tl.store(row + 2 * N + o_n, i_syn.to(state.dtype.element_ty), mask=m)
+    fired = v >= _scalar(v_peak, VP_PTR)
+    tl.store(row + o_n, v.to(state.dtype.element_ty), mask=m)
+    tl.store(row + N + o_n, u.to(state.dtype.element_ty), mask=m)
+    tl.store(spikes + i_b * N + o_n, fired.to(tl.uint8), mask=m)
+
+
+@triton.jit
+def _deliver_kernel(state, spikes, targets, weights, num_rows, COLS: tl.constexpr,
+                    BC: tl.constexpr, ROWS: tl.constexpr):
+    o_r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    fired = tl.load(spikes + o_r, mask=o_r < num_rows, other=0) != 0
+    o_c = tl.arange(0, BC)
+    mask = fired[:, None] & (o_c < COLS)[None, :]
+    offs = o_r.to(tl.int64)[:, None] * COLS + o_c[None, :]
+    slot = tl.load(targets + offs, mask=mask, other=0)
+    w = tl.load(weights + offs, mask=mask, other=0.0)
+    tl.atomic_add(state + slot, w, mask=mask, sem="relaxed")
+
+
+@triton.jit
+def _reset_kernel(state, spikes, v_reset, N, param_batch_stride, BLOCK: tl.constexpr):
+    i_b = tl.program_id(1)
+    o_n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o_n < N
+    fired = tl.load(spikes + i_b * N + o_n, mask=m, other=0) != 0
+    c = tl.load(v_reset + i_b * param_batch_stride + o_n, mask=m & fired, other=0.0)
+    tl.store(state + i_b * (3 * N + 1) + o_n, c.to(state.dtype.element_ty), mask=m & fired)
+
+
+def _scalar_arg(x, device: torch.device):
+    """(argument, is_pointer): same-device tensors are read in the kernel (no host sync)."""
+    if isinstance(x, torch.Tensor):
+        if x.device == device:
+            return x, True
+        return float(x.item()), False
+    return float(x), False
+
+
+def _param_view(x: torch.Tensor, batch: int, num_neurons: int) -> tuple[torch.Tensor, int]:
+    """A [B or 1, N] parameter as a contiguous tensor and its batch stride (0: shared)."""
+    x = x.reshape(-1, num_neurons) if x.dim() != 2 else x
+    if x.shape[0] == 1 or x.stride(0) == 0:
+        return x[:1].contiguous(), 0
+    return x.contiguous(), num_neurons
+
+
+def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_ms, k1, k2,
+                             u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay=None) -> None:
+    """One in-place step without returning spike indices (no host sync; graph-capturable).
+
+    state [B, 3N+1] contiguous, drive [B, N], spikes [B, N] bool (written), targets/weights
+    [B*N, K+1]; parameters as in ``naive.izhikevich_network_step_``.
+    """
+    batch, num_neurons = drive.shape
+    device = state.device
+    drive = drive.contiguous()
+    spike_bytes = spikes.view(torch.uint8)
+    a, stride = _param_view(u_decay, batch, num_neurons)
+    ab, _ = _param_view(u_v_gain, batch, num_neurons)
+    c, c_stride = _param_view(v_reset, batch, num_neurons)
+    h, h_ptr = _scalar_arg(half_step_ms, device)
+    c1, c1_ptr = _scalar_arg(k1, device)
+    c2, c2_ptr = _scalar_arg(k2, device)
+    vp, vp_ptr = _scalar_arg(v_peak_mv, device)
+    has_syn = synapse_decay is not None
+    sd, sd_ptr = _scalar_arg(synapse_decay, device) if has_syn else (0.0, False)
+    grid = (triton.cdiv(num_neurons, BLOCK_NEURONS), batch)
+    _neuron_kernel[grid](state, drive, spike_bytes, a, ab, h, c1, c2, vp, sd, num_neurons, stride,
+                         has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr, BLOCK_NEURONS,
+                         **_NO_FMA)
+    num_rows, cols = targets.shape
+    _deliver_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
+        state, spike_bytes, targets, weights, num_rows, cols, triton.next_power_of_2(cols),
+        ROWS_PER_PROGRAM)
+    _reset_kernel[grid](state, spike_bytes, c, num_neurons, c_stride, BLOCK_NEURONS)
+
+
+def _no_fma_options() -> dict:
+    import os
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return {}  # the interpreter evaluates with numpy: no contraction to switch off
+    return {"enable_fp_fusion": False}
+
+
+_NO_FMA = _no_fma_options()
+
+
+def triton_izhikevich_network_step_(state, v, u, synaptic_current, drive, spikes, scratch_hc,
+                                    scratch_t, targets, weights, half_step_ms, k1, k2, u_decay,
+                                    u_v_gain, v_reset, v_peak_mv, synapse_decay=None):
+    """Triton path of ``kernels.izhikevich.izhikevich_network_step_`` (same contract).
+
+    ``v``, ``u``, ``synaptic_current`` and the scratch buffers are accepted for signature
+    compatibility; the kernels address ``state`` directly and need no scratch.
+    """
+    if not state.is_contiguous():
+        raise ValueError("state must be a contiguous [B, 3N+1] buffer for the Triton step")
+    izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_ms, k1, k2,
+                             u_decay, u_v_gain, v_reset, v_peak_mv,
+                             synapse_decay if synaptic_current is not None else None)
+    return spikes.view(-1).nonzero().view(-1)
+
+
+class CudaGraphStepper:
+    """Replays ``steps_per_graph`` Triton steps as one CUDA graph.
+
+    ``drive`` is a static [steps_per_graph, B, N] buffer the caller refills between replays
+    (e.g. with ``torch.randn(..., out=...)`` on the same stream); ``spike_counts`` [B] int64
+    accumulates the number of spikes per network over all replays (no host sync). All
+    other arguments are those of :func:`izhikevich_step_no_sync_` and must stay alive.
+    """
+
+    def __init__(self, state, drive, spikes, targets, weights, half_step_ms, k1, k2, u_decay,
+                 u_v_gain, v_reset, v_peak_mv, synapse_decay=None):
+        self.drive = drive
+        self.spike_counts = torch.zeros(state.shape[0], dtype=torch.int64, device=state.device)
+        args = (targets, weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv,
+                synapse_decay)
+
+        def body():
+            for t in range(drive.shape[0]):
+                izhikevich_step_no_sync_(state, drive[t], spikes, *args)
+                self.spike_counts += spikes.sum(dim=1)
+
+        backup = state.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            body()  # warm-up: compiles the kernels outside the capture
+        torch.cuda.current_stream().wait_stream(stream)
+        state.copy_(backup)
+        self.spike_counts.zero_()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            body()
+
+    def replay(self) -> None:
+        self.graph.replay()
