@@ -1,0 +1,103 @@
+"""Communities of a component's neuron-pair pattern: graphs, Louvain baseline, ARI.
+
+`pair_graph` turns a pair-layout factor column (P,) back into a symmetric (N, N) weighted
+adjacency. `louvain_partition` runs networkx's Louvain modularity maximisation (Blondel et al.
+2008, arXiv 0803.0476) on a canonical node order (nodes sorted by strength, then by their
+sorted weight profile), so the partition depends on the graph and the seed, not on how its
+nodes are numbered. `adjusted_rand_index` is Hubert & Arabie's (1985) ARI:
+
+    ARI = (sum_ij C(n_ij, 2) - t) / (0.5 (sum_i C(a_i, 2) + sum_j C(b_j, 2)) - t),
+    t = sum_i C(a_i, 2) sum_j C(b_j, 2) / C(n, 2),
+
+with n_ij the contingency table of the two labelings and a, b its margins.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from neuro.connectome._checks import Seed, numpy_generator
+
+__all__ = ["pair_graph", "louvain_partition", "adjusted_rand_index", "labels_from_communities"]
+
+
+def pair_graph(pair_values, pairs: np.ndarray, num_neurons: int) -> np.ndarray:
+    """(N, N) symmetric adjacency with A[i, j] = A[j, i] = pair_values[p] for pairs[p] = (i, j)."""
+    values = np.asarray(pair_values, dtype=np.float64).reshape(-1)
+    pairs = np.asarray(pairs)
+    if pairs.shape != (values.size, 2):
+        raise ValueError(f"pairs must have shape ({values.size}, 2), got {pairs.shape}")
+    adjacency = np.zeros((num_neurons, num_neurons))
+    adjacency[pairs[:, 0], pairs[:, 1]] = values
+    adjacency[pairs[:, 1], pairs[:, 0]] = values
+    return adjacency
+
+
+def labels_from_communities(communities, num_nodes: int) -> np.ndarray:
+    labels = np.full(num_nodes, -1, dtype=np.int64)
+    for index, community in enumerate(communities):
+        labels[list(community)] = index
+    return labels
+
+
+def _canonical_order(adjacency: np.ndarray) -> np.ndarray:
+    strength = adjacency.sum(1)
+    profile = -np.sort(-adjacency, axis=1)
+    keys = [profile[:, column] for column in range(profile.shape[1] - 1, -1, -1)] + [strength]
+    return np.lexsort(keys)
+
+
+def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> np.ndarray:
+    """Louvain communities of a symmetric non-negative weighted adjacency (n, n); labels
+    (n,) numbered by first appearance. An edgeless graph gives singletons."""
+    import networkx as nx
+
+    weights = np.asarray(adjacency, dtype=np.float64)
+    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
+        raise ValueError(f"adjacency must be square (n, n), got shape {weights.shape}")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("adjacency must be finite and non-negative")
+    if not np.allclose(weights, weights.T):
+        raise ValueError("adjacency must be symmetric (an undirected graph)")
+    n = weights.shape[0]
+    weights = weights * (1.0 - np.eye(n))
+    order = _canonical_order(weights)
+    reordered = weights[np.ix_(order, order)]
+    graph = nx.Graph()
+    graph.add_nodes_from(range(n))
+    rows, cols = np.nonzero(np.triu(reordered, k=1))
+    graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), reordered[rows, cols].tolist()))
+    rng = numpy_generator(seed)
+    communities = nx.community.louvain_communities(
+        graph, weight="weight", resolution=resolution, seed=int(rng.integers(0, 2**31 - 1)))
+    communities = sorted((sorted(c) for c in communities), key=lambda c: c[0])
+    canonical_labels = labels_from_communities(communities, n)
+    labels = np.empty(n, dtype=np.int64)
+    labels[order] = canonical_labels
+    _, first = np.unique(labels, return_index=True)
+    mapping = np.zeros(labels.max() + 1, dtype=np.int64)
+    for new, old in enumerate(labels[np.sort(first)]):
+        mapping[old] = new
+    return mapping[labels]
+
+
+def adjusted_rand_index(labels_a, labels_b) -> float:
+    """ARI of two labelings of the same nodes (1 = identical partitions, ~0 = chance)."""
+    a = np.asarray(labels_a).reshape(-1)
+    b = np.asarray(labels_b).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"labelings must have the same length, got {a.size} and {b.size}")
+    _, a_codes = np.unique(a, return_inverse=True)
+    _, b_codes = np.unique(b, return_inverse=True)
+    table = np.zeros((a_codes.max() + 1, b_codes.max() + 1))
+    np.add.at(table, (a_codes, b_codes), 1)
+
+    def pairs(x):
+        return x * (x - 1) / 2.0
+
+    index = pairs(table).sum()
+    row_term, col_term = pairs(table.sum(1)).sum(), pairs(table.sum(0)).sum()
+    expected = row_term * col_term / pairs(a.size) if a.size > 1 else 0.0
+    maximum = 0.5 * (row_term + col_term)
+    if maximum == expected:
+        return 1.0
+    return float((index - expected) / (maximum - expected))

@@ -1,0 +1,125 @@
+"""Factor-match score and rank selection for non-negative CP fits.
+
+Factor-match score (FMS; Acar, Dunlavy & Kolda 2011, arXiv 1005.2197, eq. 5.1), for two CP
+models with unit-norm columns and weights, components matched one to one by the Hungarian
+algorithm to maximise the total score:
+
+    FMS = (1/R) sum_r (1 - |w_r - v_{pi(r)}| / max(w_r, v_{pi(r)})) prod_n |a_nr . b_n,pi(r)|
+
+(weight_penalty=False drops the first factor). Rank selection (our rule, in the spirit of
+Williams et al. 2018, tensortools): fit `num_replicates` random starts per rank; the error of a
+rank is the best replicate's, its stability the mean pairwise FMS of the replicates. The chosen
+rank is the smallest stable rank (stability >= min_stability) after which one more component
+lowers the error by less than `min_relative_improvement` times the error.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from neuro.connectome._checks import Seed, check_positive_int, numpy_generator
+from neuro.connectome.cp_ops import normalize_and_sort
+from neuro.connectome.ntf import NTFResult, ntf
+
+__all__ = ["factor_match_score", "RankSelection", "select_rank"]
+
+
+def _as_cp(model) -> tuple[np.ndarray, list[np.ndarray]]:
+    if isinstance(model, NTFResult):
+        weights, factors = model.weights, model.factors
+    else:
+        weights, factors = model
+    weights = torch.as_tensor(weights).detach().to("cpu", torch.float64)
+    factors = [torch.as_tensor(f).detach().to("cpu", torch.float64) for f in factors]
+    weights, factors = normalize_and_sort(weights, factors)
+    return weights.numpy(), [f.numpy() for f in factors]
+
+
+def factor_match_score(model_a, model_b, *, weight_penalty: bool = True) -> float:
+    """FMS in [0, 1] between two CP models given as NTFResult or (weights, factors).
+    Both must have the same number of modes and mode sizes; ranks may differ (unmatched
+    components count as 0, normalised by the larger rank)."""
+    from scipy.optimize import linear_sum_assignment
+
+    weights_a, factors_a = _as_cp(model_a)
+    weights_b, factors_b = _as_cp(model_b)
+    if len(factors_a) != len(factors_b) or any(
+        fa.shape[0] != fb.shape[0] for fa, fb in zip(factors_a, factors_b)
+    ):
+        raise ValueError(
+            "models must have the same mode sizes, got "
+            f"{[f.shape[0] for f in factors_a]} and {[f.shape[0] for f in factors_b]}"
+        )
+    score = np.ones((weights_a.size, weights_b.size))
+    for fa, fb in zip(factors_a, factors_b):
+        score *= np.abs(fa.T @ fb)
+    if weight_penalty:
+        largest = np.maximum(weights_a[:, None], weights_b[None, :])
+        safe = np.where(largest > 0, largest, 1.0)
+        score *= np.where(largest > 0, 1.0 - np.abs(weights_a[:, None] - weights_b[None, :]) / safe,
+                          1.0)
+    rows, cols = linear_sum_assignment(score, maximize=True)
+    return float(score[rows, cols].sum() / max(weights_a.size, weights_b.size))
+
+
+class RankSelection(NamedTuple):
+    """ranks (K,); errors (K,) best final relative error per rank; stability (K,) mean
+    pairwise FMS of the replicates (1.0 with one replicate); all_errors (K, replicates);
+    best_fits: the lowest-error fit per rank; chosen_rank."""
+
+    ranks: np.ndarray
+    errors: np.ndarray
+    stability: np.ndarray
+    all_errors: np.ndarray
+    best_fits: tuple[NTFResult, ...]
+    chosen_rank: int
+
+
+def select_rank(
+    tensor,
+    ranks: Sequence[int],
+    *,
+    num_replicates: int = 3,
+    method: str = "hals",
+    mask=None,
+    min_stability: float = 0.8,
+    min_relative_improvement: float = 0.01,
+    seed: Seed = 0,
+    **ntf_options,
+) -> RankSelection:
+    """Fit every rank `num_replicates` times from independent random starts (seeds spawned
+    from `seed`) and choose a rank by the rule in the module docstring. Extra keyword
+    arguments go to `ntf` (n_iter_max, tol, dtype, device, ...)."""
+    ranks = [check_positive_int("ranks[i]", rank) for rank in ranks]
+    if not ranks:
+        raise ValueError("ranks must hold at least one rank")
+    if sorted(set(ranks)) != ranks:
+        raise ValueError(f"ranks must be strictly increasing, got {ranks}")
+    num_replicates = check_positive_int("num_replicates", num_replicates)
+    rng = numpy_generator(seed)
+    seeds = rng.integers(0, 2**62, size=(len(ranks), num_replicates))
+    all_errors = np.zeros((len(ranks), num_replicates))
+    stability = np.ones(len(ranks))
+    best_fits = []
+    for index, rank in enumerate(ranks):
+        fits = [ntf(tensor, rank, method=method, mask=mask, seed=int(s), **ntf_options)
+                for s in seeds[index]]
+        all_errors[index] = [float(fit.error_history[-1]) for fit in fits]
+        best_fits.append(fits[int(np.argmin(all_errors[index]))])
+        if num_replicates > 1:
+            pair_scores = [factor_match_score(fits[i], fits[j])
+                           for i in range(num_replicates) for j in range(i + 1, num_replicates)]
+            stability[index] = float(np.mean(pair_scores))
+    errors = all_errors.min(axis=1)
+    chosen = ranks[-1]
+    for index, rank in enumerate(ranks[:-1]):
+        if stability[index] < min_stability:
+            continue
+        if errors[index] - errors[index + 1] < min_relative_improvement * errors[index]:
+            chosen = rank
+            break
+    return RankSelection(np.asarray(ranks), errors, stability, all_errors, tuple(best_fits),
+                         int(chosen))
