@@ -1,0 +1,119 @@
+"""GLM emission terms: links, per-bin log-likelihoods and their derivatives.
+
+For neuron n in state k the linear predictor is ``eta = phi_t . theta_kn`` with
+``phi_t = [1, X[t].flatten()]`` and ``theta_kn = [b_kn, W_k[n].flatten()]``.
+
+* Poisson, ``lambda = f(eta)`` with f = exp or softplus:
+  ``log p(y) = y log lambda - lambda - log y!``
+* Bernoulli with the logistic link (our choice for binary counts):
+  ``log p(y) = y eta - log(1 + e^eta)``
+
+Both are concave in eta (softplus: log f concave, f convex), so the M-step of each
+(state, neuron) problem is a concave maximization (Paninski 2004). ``elementwise``
+returns the log-likelihood without the ``-log y!`` constant, its first derivative in
+eta and the non-negative curvature ``-d2/deta2`` used by Newton's method.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DISTRIBUTIONS = ("poisson", "bernoulli")
+LINKS = ("exp", "softplus", "logistic")
+_MAX_ETA = 80.0  # exp(80) ~ 5.5e34 counts per bin: far beyond any data; avoids inf
+
+
+def check_link(distribution: str, link: str) -> None:
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+    allowed = ("exp", "softplus") if distribution == "poisson" else ("logistic",)
+    if link not in allowed:
+        raise ValueError(f"link for distribution={distribution!r} must be one of {allowed}, got {link!r}")
+
+
+def mean_function(eta: torch.Tensor, link: str) -> torch.Tensor:
+    """Expected count per bin: exp(eta), softplus(eta) or sigmoid(eta)."""
+    if link == "exp":
+        return torch.exp(eta.clamp(max=_MAX_ETA))
+    if link == "softplus":
+        return F.softplus(eta)
+    return torch.sigmoid(eta)
+
+
+def inverse_mean_function(rate: torch.Tensor, link: str) -> torch.Tensor:
+    """eta such that mean_function(eta) = rate (rate clamped away from its bounds)."""
+    tiny = 1e-8
+    if link == "exp":
+        return torch.log(rate.clamp_min(tiny))
+    if link == "softplus":
+        rate = rate.clamp_min(tiny)
+        return rate + torch.log(-torch.expm1(-rate))
+    rate = rate.clamp(tiny, 1 - tiny)
+    return torch.log(rate) - torch.log1p(-rate)
+
+
+def elementwise(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives: bool = True):
+    """(loglik without -log y!, d loglik / d eta, -d2 loglik / d eta2) elementwise."""
+    if link == "exp":
+        eta = eta.clamp(max=_MAX_ETA)
+        rate = torch.exp(eta)
+        loglik = torch.addcmul(-rate, counts, eta)
+        if not derivatives:
+            return loglik
+        return loglik, counts - rate, rate
+    if link == "softplus":
+        # fused/in-place passes: this runs on (T, R, K, N) arrays every Newton trial
+        rate = F.softplus(eta).clamp_min_(1e-300)  # log softplus(eta) ~ eta holds to eta ~ -690
+        log_rate = torch.log(rate)
+        loglik = torch.addcmul(-rate, counts, log_rate)
+        if not derivatives:
+            return loglik
+        slope = torch.sigmoid(eta)
+        ratio = slope / rate  # f'/f, -> 1 as eta -> -inf
+        grad = torch.addcmul(-slope, counts, ratio)
+        bend = torch.addcmul(slope, slope, slope, value=-1.0)  # f'' = s (1 - s)
+        excess = (ratio + slope).sub_(1.0).mul_(ratio)  # (f'/f)(f'/f - (1 - s)) >= 0
+        curvature = torch.addcmul(bend, counts, excess).clamp_min_(0.0)
+        return loglik, grad, curvature
+    # Bernoulli, logistic link
+    loglik = counts * eta - F.softplus(eta)
+    if not derivatives:
+        return loglik
+    prob = torch.sigmoid(eta)
+    return loglik, counts - prob, prob * (1.0 - prob)
+
+
+def count_constant(counts: torch.Tensor, distribution: str) -> torch.Tensor:
+    """The -log y! term of the Poisson log-likelihood (0 for Bernoulli)."""
+    if distribution == "poisson":
+        return -torch.lgamma(counts + 1.0)
+    return torch.zeros_like(counts)
+
+
+def log_likelihood_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, distribution: str):
+    """Exact per-bin, per-neuron log p(y | eta); eta broadcasts against counts."""
+    return elementwise(eta, counts, link, derivatives=False) + count_constant(counts, distribution)
+
+
+def linear_predictor(design: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """eta (T, *batch, N) = design (T, D) @ theta (*batch, N, D)."""
+    flat = theta.reshape(-1, theta.shape[-1])
+    eta = design @ flat.transpose(0, 1)
+    return eta.reshape(design.shape[0], *theta.shape[:-1])
+
+
+def emission_log_likelihoods(
+    design: torch.Tensor, counts: torch.Tensor, theta: torch.Tensor, link: str, distribution: str,
+    terms: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log p(y_t | z_t = k) summed over neurons: (T, *batch) for theta (*batch, N, D).
+
+    ``terms``: the elementwise log-likelihoods (T, *batch, N) at theta, if already known.
+    """
+    if terms is None:
+        eta = linear_predictor(design, theta)
+        shape = (counts.shape[0],) + (1,) * (theta.dim() - 2) + (counts.shape[1],)
+        terms = elementwise(eta, counts.reshape(shape), link, derivatives=False)
+    constant = count_constant(counts, distribution).sum(-1)
+    return terms.sum(-1) + constant.reshape((-1,) + (1,) * (theta.dim() - 2))

@@ -1,0 +1,248 @@
+"""The HMM-GLM model: hyperparameters + fitted parameters, with fit / sample / inference.
+
+Li, Kim, Rodgers, Choi, Wu, "One-hot Generalized Linear Model for Switching Brain State
+Discovery", ICLR 2024 (arXiv 2310.15263). In state z_t = k, neuron n's count at bin t is
+
+    y_tn ~ Poisson(f(b_kn + sum_m sum_j W_k[n, m, j] X[t, m, j]))   (or Bernoulli, logistic)
+
+with X the causal history features of ``basis.py`` and z a Markov chain. Priors on W:
+``"none"``, ``"gaussian"`` and ``"onehot"`` (see ``priors.py``). Inputs are numpy or torch
+arrays of shape (T, N) or a list of them (independent trials).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from neuro.hmmglm.basis import default_basis, validate_basis
+from neuro.hmmglm.data import check_spikes, prepare
+from neuro.hmmglm.fitting import EMSettings, e_step, run_em
+from neuro.hmmglm.glm import check_link, emission_log_likelihoods
+from neuro.hmmglm.inference import Posterior, forward_backward, viterbi
+from neuro.hmmglm.init import kmeans_initialization
+from neuro.hmmglm.newton import PackedOuterProducts
+from neuro.hmmglm.params import HMMGLMParams
+from neuro.hmmglm.priors import PRIORS, GaussianPriorState, OneHotPriorState, candidate_types
+from neuro.hmmglm.seeding import numpy_generator
+from neuro.hmmglm.simulate import sample_spikes, sample_states
+
+
+class HMMGLM:
+    """K-state HMM with multi-neuron GLM emissions (coupling filters) and a weight prior."""
+
+    def __init__(self, num_states: int, num_neurons: int, basis=None, link: str = "softplus",
+                 distribution: str = "poisson", prior: str = "none", shared_bias: bool = False,
+                 transition_concentration: float = 1.0, stickiness: float = 0.0,
+                 prior_sigma: float = 1.0, learn_prior_mean: bool = True,
+                 learn_prior_sigma: bool = True, sigma_floor: float = 0.05,
+                 strength_floor: float = 0.1, type_concentration=(1.5, 1.5, 1.5),
+                 newton_steps: int = 1, dtype=torch.float64, device="cpu"):
+        for name, value in (("num_states", num_states), ("num_neurons", num_neurons)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_link(distribution, link)
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        self.basis = validate_basis(default_basis() if basis is None else basis)
+        if prior == "onehot" and self.basis.shape[0] != 1:
+            raise ValueError(f"prior='onehot' needs a basis with one function (L=1), got L={self.basis.shape[0]}")
+        if transition_concentration < 1.0 or stickiness < 0.0:
+            raise ValueError(f"transition_concentration must be >= 1 and stickiness >= 0, got "
+                             f"{transition_concentration}, {stickiness}")
+        if prior_sigma <= 0 or sigma_floor <= 0 or strength_floor < 0:
+            raise ValueError(f"prior_sigma, sigma_floor must be > 0 and strength_floor >= 0, got "
+                             f"{prior_sigma}, {sigma_floor}, {strength_floor}")
+        self.num_states, self.num_neurons = int(num_states), int(num_neurons)
+        self.settings = EMSettings(
+            link=link, distribution=distribution, prior=prior, shared_bias=shared_bias,
+            transition_concentration=transition_concentration, stickiness=stickiness,
+            newton_steps=newton_steps, learn_prior_mean=learn_prior_mean,
+            learn_prior_sigma=learn_prior_sigma, sigma_floor=sigma_floor,
+            strength_floor=strength_floor, type_concentration=tuple(type_concentration))
+        self.prior_sigma = prior_sigma
+        self.dtype, self.device = dtype, torch.device(device)
+        self.params: HMMGLMParams | None = None
+        self.prior_state = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def num_lags(self) -> int:
+        return self.basis.shape[1]
+
+    def _data(self, spikes):
+        seqs = check_spikes(spikes, self.num_neurons, self.num_lags, self.settings.distribution,
+                            self.dtype, self.device)
+        return prepare(seqs, self.basis.to(self.device, self.dtype))
+
+    def _require_params(self) -> HMMGLMParams:
+        if self.params is None:
+            raise ValueError("the model has no parameters: call fit() or set_params() first")
+        return self.params
+
+    def set_params(self, params: HMMGLMParams) -> "HMMGLM":
+        expected = (self.num_states, self.num_neurons, self.num_neurons, self.basis.shape[0])
+        if tuple(params.weights.shape) != expected:
+            raise ValueError(f"weights must have shape {expected}, got {tuple(params.weights.shape)}")
+        self.params = params.to(self.device, self.dtype)
+        return self
+
+    def _initial_prior_state(self, params: HMMGLMParams):
+        r = params.bias.shape[0]
+        flat = params.weights.reshape(r, self.num_states, self.num_neurons, -1)
+        if self.settings.prior == "gaussian":
+            sigma = torch.full((r,), float(self.prior_sigma), dtype=self.dtype, device=self.device)
+            return GaussianPriorState(flat.mean(1), sigma)
+        if self.settings.prior == "onehot":
+            uniform = torch.full((r, self.num_neurons, self.num_neurons, 3), -math.log(3.0),
+                                 dtype=self.dtype, device=self.device)
+            w = flat
+            zero = torch.zeros_like(w)
+            types, _ = candidate_types(w, zero, torch.ones_like(w), uniform, self.settings.strength_floor)
+            return OneHotPriorState(uniform, types)
+        return None
+
+    def _consistent_with_prior(self, params: HMMGLMParams, prior_state) -> HMMGLMParams:
+        """Move one-hot weights onto their types' feasible sets (the start of that phase)."""
+        if not isinstance(prior_state, OneHotPriorState):
+            return params
+        w = params.weights[..., 0]
+        floor = self.settings.strength_floor
+        value = torch.where(prior_state.types > 0, w.clamp_min(floor),
+                            torch.where(prior_state.types < 0, w.clamp_max(-floor), torch.zeros_like(w)))
+        return HMMGLMParams(params.log_initial, params.log_transition, params.bias, value.unsqueeze(-1))
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, spikes, num_iters: int = 100, tolerance: float = 1e-5, num_restarts: int = 1,
+            seed=0, init_params: HMMGLMParams | None = None, warmup_iters: int = 30,
+            smoothing_bins: float = 20.0, progress=None) -> dict:
+        """Generalized EM from the k-means initialization (or ``init_params``), best restart kept.
+
+        ``tolerance``: stop when the objective gains less than this many nats per bin.
+        The one-hot prior first runs up to ``warmup_iters`` iterations without a prior.
+        Returns a history dict: objective per iteration (best restart), all restarts,
+        phase labels, number of iterations, whether it converged and the wall time.
+        """
+        if int(num_iters) != num_iters or num_iters < 0 or int(num_restarts) != num_restarts or num_restarts < 1:
+            raise ValueError(f"num_iters must be >= 0 and num_restarts >= 1, got {num_iters}, {num_restarts}")
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        start = time.perf_counter()
+        data = self._data(spikes)
+        outer = PackedOuterProducts(data.design)
+        if init_params is None:
+            params = kmeans_initialization(data, self.num_states, int(num_restarts),
+                                           numpy_generator(seed), self.settings.link,
+                                           smoothing_bins=smoothing_bins, outer=outer)
+        else:
+            params = init_params.to(self.device, self.dtype)
+            if params.bias.dim() == 2:
+                params = HMMGLMParams(*(t.unsqueeze(0) for t in (params.log_initial,
+                                      params.log_transition, params.bias, params.weights)))
+        if self.settings.shared_bias:
+            params = params.with_theta(params.theta().clone())
+            params = HMMGLMParams(params.log_initial, params.log_transition,
+                                  params.bias.mean(-2, keepdim=True).expand_as(params.bias).clone(),
+                                  params.weights)
+        phases, history = [], []
+        if self.settings.prior == "onehot" and warmup_iters > 0:
+            warm = replace(self.settings, prior="none")
+            params, _, hist = run_em(data, params, None, warm, warmup_iters, tolerance, outer, progress)
+            history += hist
+            phases += ["warmup"] * len(hist)
+        prior_state = self._initial_prior_state(params)
+        params = self._consistent_with_prior(params, prior_state)
+        params, prior_state, hist = run_em(data, params, prior_state, self.settings, int(num_iters),
+                                           tolerance, outer, progress)
+        history += hist
+        phases += [self.settings.prior] * len(hist)
+        values = torch.stack(history)  # (iters, R)
+        best = int(values[-1].argmax())
+        self.params = params.select(best)
+        self.prior_state = _select_prior(prior_state, best)
+        gains = values[-1] - values[-2] if len(hist) > 1 else values[-1] * math.nan
+        converged = bool(len(hist) <= num_iters and (gains[best] < tolerance * data.design.shape[0]))
+        return {
+            "objective": values[:, best].tolist(),
+            "objective_all_restarts": values.cpu().numpy(),
+            "phase": phases,
+            "best_restart": best,
+            "num_iters": len(hist) - 1,
+            "converged": converged,
+            "seconds": time.perf_counter() - start,
+        }
+
+    # ------------------------------------------------------------------ inference
+    def _emissions(self, data, params):
+        return emission_log_likelihoods(data.design, data.counts, params.theta(),
+                                        self.settings.link, self.settings.distribution)
+
+    def posterior(self, spikes) -> Posterior:
+        """Forward-backward over the (padded) batch of sequences: Posterior with B = #sequences."""
+        params = self._require_params()
+        data = self._data(spikes)
+        padded = data.pad(self._emissions(data, params))  # (B, T_max, K)
+        lengths = None if data.num_sequences == 1 else data.lengths
+        return forward_backward(params.log_initial, params.log_transition, padded, lengths)
+
+    def most_likely_states(self, spikes):
+        """Viterbi path: (T,) int array, or a list of them for a list input."""
+        params = self._require_params()
+        data = self._data(spikes)
+        padded = data.pad(self._emissions(data, params))
+        lengths = None if data.num_sequences == 1 else data.lengths
+        states, _ = viterbi(params.log_initial, params.log_transition, padded, lengths)
+        paths = [states[b, :n].cpu().numpy() for b, n in enumerate(data.lengths.tolist())]
+        return paths if isinstance(spikes, (list, tuple)) else paths[0]
+
+    def log_likelihood(self, spikes) -> float:
+        """log p(y) in nats, summed over sequences."""
+        return float(self.posterior(spikes).log_normalizer.sum())
+
+    def score(self, spikes) -> float:
+        """Bits per spike over a homogeneous Poisson model with each neuron's mean rate."""
+        data = self._data(spikes)
+        counts = data.counts
+        rate = counts.mean(0).clamp_min(1e-12)
+        baseline = (counts * torch.log(rate) - rate - torch.lgamma(counts + 1)).sum()
+        total = counts.sum().clamp_min(1.0)
+        return float((self.log_likelihood(spikes) - baseline) / (total * math.log(2.0)))
+
+    # ------------------------------------------------------------------ sampling, relabelling
+    def sample(self, num_timesteps: int, seed=0):
+        """(spikes (T, N), states (T,), rates (T, N)) as numpy arrays."""
+        if isinstance(num_timesteps, bool) or int(num_timesteps) != num_timesteps or num_timesteps < 1:
+            raise ValueError(f"num_timesteps must be an integer >= 1, got {num_timesteps!r}")
+        p = self._require_params().numpy()
+        rng = numpy_generator(seed)
+        states = sample_states(p["initial"], p["transition"], int(num_timesteps), rng)
+        spikes, rates = sample_spikes(states, p["bias"], p["weights"], self.basis.cpu().numpy(),
+                                      self.settings.link, self.settings.distribution, rng)
+        return spikes, states, rates
+
+    def permute(self, perm) -> "HMMGLM":
+        """A copy whose state i is this model's state perm[i]."""
+        twin = _copy(self)
+        twin.params = self._require_params().permute(perm)
+        if isinstance(self.prior_state, OneHotPriorState):
+            twin.prior_state = OneHotPriorState(self.prior_state.log_type_prior,
+                                                self.prior_state.types[..., list(perm), :, :])
+        return twin
+
+
+def _copy(model: HMMGLM) -> HMMGLM:
+    twin = HMMGLM.__new__(HMMGLM)
+    twin.__dict__.update(model.__dict__)
+    return twin
+
+
+def _select_prior(state, index):
+    if state is None:
+        return None
+    if isinstance(state, GaussianPriorState):
+        return GaussianPriorState(state.mean[index], state.sigma[index])
+    return OneHotPriorState(state.log_type_prior[index], state.types[index])

@@ -1,0 +1,97 @@
+"""Parameters of an HMM-GLM and their packing into per-(state, neuron) vectors.
+
+``HMMGLMParams`` holds, for K states, N neurons and an L-function history basis:
+log_initial (K,), log_transition (K, K) (rows: from-state), bias (K, N) and
+weights (K, N, N, L), ``weights[k, n, m, j]`` being the coefficient of basis function j
+on the history of presynaptic neuron m in the drive of neuron n in state k.
+``theta`` packs them as (K, N, 1 + N*L) = [bias, weights[k, n].flatten()].
+Any leading batch axes (restarts) are allowed in front of every field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class HMMGLMParams:
+    log_initial: torch.Tensor
+    log_transition: torch.Tensor
+    bias: torch.Tensor
+    weights: torch.Tensor
+
+    @property
+    def num_states(self) -> int:
+        return self.bias.shape[-2]
+
+    @property
+    def num_neurons(self) -> int:
+        return self.bias.shape[-1]
+
+    def theta(self) -> torch.Tensor:
+        flat = self.weights.reshape(*self.weights.shape[:-2], -1)
+        return torch.cat([self.bias.unsqueeze(-1), flat], dim=-1)
+
+    def with_theta(self, theta: torch.Tensor) -> "HMMGLMParams":
+        shape = self.weights.shape
+        return HMMGLMParams(
+            self.log_initial, self.log_transition, theta[..., 0], theta[..., 1:].reshape(shape)
+        )
+
+    def select(self, index) -> "HMMGLMParams":
+        """Pick one element (or a slice) along the leading restart axis."""
+        return HMMGLMParams(
+            self.log_initial[index], self.log_transition[index], self.bias[index], self.weights[index]
+        )
+
+    def to(self, device=None, dtype=None) -> "HMMGLMParams":
+        return HMMGLMParams(
+            *(t.to(device=device, dtype=dtype) for t in
+              (self.log_initial, self.log_transition, self.bias, self.weights))
+        )
+
+    def permute(self, perm) -> "HMMGLMParams":
+        """Relabel states: new state i is old state perm[i]."""
+        perm = torch.as_tensor(np.asarray(perm), device=self.bias.device, dtype=torch.long)
+        k = self.num_states
+        if sorted(perm.tolist()) != list(range(k)):
+            raise ValueError(f"perm must be a permutation of range({k}), got {perm.tolist()}")
+        return HMMGLMParams(
+            self.log_initial[..., perm],
+            self.log_transition[..., perm, :][..., :, perm],
+            self.bias[..., perm, :],
+            self.weights[..., perm, :, :, :],
+        )
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        return {
+            "initial": np.exp(self.log_initial.detach().cpu().numpy()),
+            "transition": np.exp(self.log_transition.detach().cpu().numpy()),
+            "bias": self.bias.detach().cpu().numpy(),
+            "weights": self.weights.detach().cpu().numpy(),
+        }
+
+
+def make_params(initial, transition, bias, weights, dtype=torch.float64, device="cpu") -> HMMGLMParams:
+    """Build (and check) parameters from probabilities and arrays."""
+    as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64)).to(device=device, dtype=dtype)
+    initial, transition, bias, weights = map(as_t, (initial, transition, bias, weights))
+    k = bias.shape[-2]
+    if initial.shape[-1] != k or transition.shape[-2:] != (k, k):
+        raise ValueError(
+            f"initial {tuple(initial.shape)} / transition {tuple(transition.shape)} must match "
+            f"num_states={k} of bias {tuple(bias.shape)}"
+        )
+    for name, probs in (("initial", initial), ("transition", transition)):
+        if bool((probs < 0).any()) or not torch.allclose(
+            probs.sum(-1), torch.ones((), dtype=dtype, device=device), atol=1e-6
+        ):
+            raise ValueError(f"{name} must be non-negative with rows summing to 1, got row sums "
+                             f"{probs.sum(-1).tolist()}")
+    if weights.dim() < 4 or weights.shape[-4:-1] != (k, bias.shape[-1], bias.shape[-1]):
+        raise ValueError(f"weights must be (K, N, N, L) = ({k}, {bias.shape[-1]}, "
+                         f"{bias.shape[-1]}, L), got {tuple(weights.shape)}")
+    return HMMGLMParams(torch.log(initial), torch.log(transition), bias, weights)
