@@ -1,12 +1,14 @@
 """Factor-match score and rank selection for non-negative CP fits.
 
-Factor-match score (FMS; Acar, Dunlavy & Kolda 2011, arXiv 1005.2197, eq. 5.1), for two CP
-models with unit-norm columns and weights, components matched one to one by the Hungarian
-algorithm to maximise the total score:
+Factor-match score (FMS), for two CP models with unit-norm columns and weights, components
+matched one to one by the Hungarian algorithm to maximise the total score:
 
-    FMS = (1/R) sum_r (1 - |w_r - v_{pi(r)}| / max(w_r, v_{pi(r)})) prod_n |a_nr . b_n,pi(r)|
+    FMS = (1/R) sum_r prod_n |a_nr . b_n,pi(r)|                            (default)
+    FMS = (1/R) sum_r (1 - |w_r - v_pi(r)| / max(w_r, v_pi(r))) prod_n |a_nr . b_n,pi(r)|
+                                                            (weight_penalty=True)
 
-(weight_penalty=False drops the first factor). Rank selection (our rule, in the spirit of
+The default is the cosine-only score of tensortools (Williams et al. 2018); the weighted one is
+Acar, Dunlavy & Kolda 2011 (arXiv 1005.2197, eq. 5.1), which also asks the weights to agree. Rank selection (our rule, in the spirit of
 Williams et al. 2018, tensortools): fit `num_replicates` random starts per rank; the error of a
 rank is the best replicate's, its stability the mean pairwise FMS of the replicates. The chosen
 rank is the smallest stable rank (stability >= min_stability) after which one more component
@@ -38,7 +40,7 @@ def _as_cp(model) -> tuple[np.ndarray, list[np.ndarray]]:
     return weights.numpy(), [f.numpy() for f in factors]
 
 
-def factor_match_score(model_a, model_b, *, weight_penalty: bool = True) -> float:
+def factor_match_score(model_a, model_b, *, weight_penalty: bool = False) -> float:
     """FMS in [0, 1] between two CP models given as NTFResult or (weights, factors).
     Both must have the same number of modes and mode sizes; ranks may differ (unmatched
     components count as 0, normalised by the larger rank)."""
