@@ -15,10 +15,9 @@ from neuro.reservoir.step import SYNAPSE_KINDS, ReservoirParams, ReservoirState,
 
 __all__ = ["make_reservoir", "DEFAULT_WEIGHT_SCALE"]
 
-# Chosen so that the default network (N = 1000, K = 100, delta synapses, noise 5 mV/sqrt(ms))
-# fires at ~5-10 Hz like Izhikevich 2003's 1000-neuron network (0.5 / 1.0 mean weights there,
-# x 1000 / K here).
-DEFAULT_WEIGHT_SCALE = 5.0
+# Measured: the default network (N = 1000, K = 100, delta synapses, noise 5 mV/sqrt(ms), dt 0.5 ms)
+# fires at ~8 Hz (Izhikevich 2003: ~10 Hz); weight_scale 5 runs away to ~30 Hz, 0.5 gives ~7.5 Hz
+DEFAULT_WEIGHT_SCALE = 3.0
 
 
 def make_reservoir(
@@ -72,6 +71,35 @@ def make_reservoir(
     input_scale = float(input_scale)
     if not math.isfinite(input_scale):
         raise ValueError(f"input_scale={input_scale!r} must be finite")
+    noise = torch.as_tensor(noise_std, dtype=torch.float64, device=device)
+    if noise.dim() == 0:
+        noise = noise.expand(num_neurons)
+    if tuple(noise.shape) != (num_neurons,) or not bool(torch.isfinite(noise).all()) or bool((noise < 0).any()):
+        raise ValueError(f"noise_std={noise_std!r}: must be a finite float >= 0 or a [{num_neurons}] tensor "
+                         "of them")
+    weight_bytes = torch.tensor([], dtype=dtype).element_size()
+    if connectivity is None:  # validate and size the random wiring before allocating anything
+        scale = DEFAULT_WEIGHT_SCALE if weight_scale is None else check_positive("weight_scale", weight_scale)
+        if connection_prob is not None:
+            p = check_fraction("connection_prob", connection_prob)
+            mean_degree = p * (num_neurons - 1)
+            check_memory(estimate_connectivity_bytes(
+                num_neurons, batch_size, mean_degree * num_neurons * 1.01 + 100,
+                _expected_max_degree(mean_degree, num_neurons), weight_bytes),
+                memory_limit_bytes, f"the connectivity (connection_prob={p})")
+        else:
+            if in_degree is None:
+                raise ValueError("give in_degree, connection_prob or connectivity (all are None)")
+            in_degree = check_count("in_degree", in_degree, minimum=0)
+            if in_degree > num_neurons - 1:
+                raise ValueError(
+                    f"in_degree={in_degree} exceeds num_neurons - 1 = {num_neurons - 1} "
+                    "(K distinct presynaptic partners, no autapses)"
+                )
+            check_memory(estimate_connectivity_bytes(
+                num_neurons, batch_size, in_degree * num_neurons,
+                _expected_max_degree(in_degree, num_neurons), weight_bytes),
+                memory_limit_bytes, f"the connectivity (in_degree={in_degree})")
     generator = torch_generator(seed, device)
 
     neurons, default_excitatory = heterogeneous_izhikevich(
@@ -87,7 +115,6 @@ def make_reservoir(
                 f"is_excitatory has dtype {is_excitatory.dtype} and shape {list(is_excitatory.shape)}; "
                 f"expected a bool tensor [{num_neurons}]"
             )
-    weight_bytes = torch.tensor([], dtype=dtype).element_size()
 
     if connectivity is not None:
         scale = 1.0 if weight_scale is None else check_positive("weight_scale", weight_scale)
@@ -101,40 +128,15 @@ def make_reservoir(
         else:
             weight = (value * scale).to(dtype)
     else:
-        scale = DEFAULT_WEIGHT_SCALE if weight_scale is None else check_positive("weight_scale", weight_scale)
         if connection_prob is not None:
-            p = check_fraction("connection_prob", connection_prob)
-            mean_degree = p * (num_neurons - 1)
-            check_memory(estimate_connectivity_bytes(
-                num_neurons, batch_size, mean_degree * num_neurons * 1.01 + 100,
-                _expected_max_degree(mean_degree, num_neurons), weight_bytes),
-                memory_limit_bytes, f"the connectivity (connection_prob={p})")
-            batch, pre, post = bernoulli_synapses(num_neurons, p, batch_size, generator, device)
+            batch, pre, post = bernoulli_synapses(num_neurons, float(connection_prob), batch_size, generator, device)
         else:
-            if in_degree is None:
-                raise ValueError("give in_degree, connection_prob or connectivity (all are None)")
-            in_degree = check_count("in_degree", in_degree, minimum=0)
-            if in_degree > num_neurons - 1:
-                raise ValueError(
-                    f"in_degree={in_degree} exceeds num_neurons - 1 = {num_neurons - 1} "
-                    "(K distinct presynaptic partners, no autapses)"
-                )
-            check_memory(estimate_connectivity_bytes(
-                num_neurons, batch_size, in_degree * num_neurons,
-                _expected_max_degree(in_degree, num_neurons), weight_bytes),
-                memory_limit_bytes, f"the connectivity (in_degree={in_degree})")
             batch, pre, post = fixed_in_degree_synapses(num_neurons, in_degree, batch_size, generator, device)
         weight = sign_rule_weights(pre, is_excitatory, scale, inhibitory_scale, generator, dtype)
 
     input_weights = input_scale * torch.randn(
         batch_size, num_neurons, num_inputs, generator=generator, device=device, dtype=torch.float64
     ).to(dtype)
-    noise = torch.as_tensor(noise_std, dtype=torch.float64, device=device)
-    if noise.dim() == 0:
-        noise = noise.expand(num_neurons)
-    if tuple(noise.shape) != (num_neurons,) or not bool(torch.isfinite(noise).all()) or bool((noise < 0).any()):
-        raise ValueError(f"noise_std must be a finite float >= 0 or a [{num_neurons}] tensor of them; "
-                         f"got shape {list(noise.shape)}")
     params = ReservoirParams(
         neurons=neurons, is_excitatory=is_excitatory,
         synapses=SynapseList(batch, pre, post, weight), input_weights=input_weights,

@@ -21,6 +21,7 @@ from neuro.reservoir._checks import Seed, check_count, check_dt, check_shape, to
 from neuro.reservoir.izhikevich import IzhikevichState
 from neuro.reservoir.step import (
     ReservoirParams, ReservoirState, SimulationDiverged, Stepper, _state_buffer, check_finite, draw_noise,
+    input_projection,
 )
 
 __all__ = ["SpikeRecord", "SimulationResult", "simulate", "RECORD_KINDS"]
@@ -155,8 +156,7 @@ def _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator) ->
     else:
         block.zero_()
     if inputs is not None and params.num_inputs > 0:
-        projection = torch.matmul(inputs[:, start : start + steps], params.input_weights.transpose(1, 2))
-        block.add_(projection.transpose(0, 1))
+        block.add_(input_projection(inputs[:, start : start + steps], params.input_weights).transpose(0, 1))
     block.add_(140.0)
 
 

@@ -30,7 +30,7 @@ from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_c
 
 __all__ = [
     "ReservoirParams", "ReservoirState", "SimulationDiverged", "reservoir_step", "initial_state",
-    "external_drive", "check_finite", "SYNAPSE_KINDS", "Stepper", "draw_noise",
+    "external_drive", "input_projection", "check_finite", "SYNAPSE_KINDS", "Stepper", "draw_noise",
 ]
 
 SYNAPSE_KINDS = ("delta", "exponential")
@@ -124,13 +124,33 @@ def initial_state(params: ReservoirParams) -> ReservoirState:
     return ReservoirState(IzhikevichState(v, u, refractory), torch.zeros_like(v), torch.zeros_like(v), 0)
 
 
+EXPLICIT_PROJECTION_MAX_INPUTS = 16
+
+
+def input_projection(input_signal: Tensor, input_weights: Tensor) -> Tensor:
+    """``input_signal [B, T, M] @ W_in^T`` -> [B, T, N], W_in [B, N, M].
+
+    For M <= 16 the sum is written out channel by channel (x_0 w_0 + x_1 w_1 + ...), so
+    its rounding does not depend on T: one step and a block of steps give identical bits
+    (a BLAS matmul picks different kernels, with or without FMA, for different T).
+    """
+    num_inputs = input_weights.shape[2]
+    if num_inputs > EXPLICIT_PROJECTION_MAX_INPUTS:
+        return torch.matmul(input_signal, input_weights.transpose(1, 2))
+    out = torch.zeros(input_signal.shape[:2] + (input_weights.shape[1],), dtype=input_weights.dtype,
+                      device=input_weights.device)
+    for k in range(num_inputs):
+        out += input_signal[:, :, k : k + 1] * input_weights[:, None, :, k]
+    return out
+
+
 def external_drive(params: ReservoirParams, input_signal: Tensor, noise: Tensor | None) -> Tensor:
     """The per-step current that is not recurrent, plus Izhikevich's constant 140:
-    ``input_signal [B, T, M] @ W_in^T + noise [B, T, N] + 140`` -> [B, T, N].
-    (Both backends consume exactly this array.)"""
-    drive = torch.matmul(input_signal, params.input_weights.transpose(1, 2))
+    ``(noise [B, T, N] + input_projection(input_signal [B, T, M])) + 140`` -> [B, T, N].
+    (Both backends and both torch paths compute exactly this.)"""
+    drive = input_projection(input_signal, params.input_weights)
     if noise is not None:
-        drive = drive + noise
+        drive = noise + drive
     return drive + 140.0
 
 

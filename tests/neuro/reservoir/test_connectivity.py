@@ -1,0 +1,149 @@
+"""Random and user wiring, Dale's sign rule, memory check and the event table."""
+import math
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse
+import torch
+
+from neuro.reservoir.connectivity import (
+    SynapseList, build_event_table, dense_weights, fixed_in_degree_synapses,
+)
+from neuro.reservoir.network import make_reservoir
+
+
+def _dense(params):
+    return dense_weights(params.synapses, params.num_neurons, params.batch_size)
+
+
+def test_fixed_in_degree_exact_distinct_no_autapses_and_batches_differ():
+    params, _ = make_reservoir(300, 1, in_degree=40, batch_size=3, seed=2, dtype=torch.float64)
+    w = _dense(params)
+    mask = w != 0
+    assert torch.all(mask.sum(dim=2) == 40)  # every neuron receives exactly K
+    assert not bool(mask.diagonal(dim1=1, dim2=2).any())
+    counts = torch.bincount(params.synapses.batch_index * 300 * 300 + params.synapses.post_index * 300
+                            + params.synapses.pre_index)
+    assert int(counts.max()) == 1  # no repeated (pre, post) pair
+    assert not torch.equal(mask[0], mask[1])
+    again, _ = make_reservoir(300, 1, in_degree=40, batch_size=3, seed=2, dtype=torch.float64)
+    assert torch.equal(_dense(again), w)
+
+
+@pytest.mark.parametrize("num_neurons,in_degree", [(7, 2), (7, 5)])  # sparse and dense regimes
+def test_fixed_in_degree_is_uniform_over_partners(num_neurons, in_degree):
+    # Each of the N - 1 candidates of a neuron is picked with probability K / (N - 1).
+    # 20000 rows per neuron: binomial sd of a frequency <= 0.0036; bound at 5 sd.
+    generator = torch.Generator().manual_seed(0)
+    batch, pre, post = fixed_in_degree_synapses(num_neurons, in_degree, 20000, generator, "cpu")
+    freq = torch.zeros(num_neurons, num_neurons, dtype=torch.float64)
+    freq.index_put_((post, pre), torch.ones_like(pre, dtype=torch.float64), accumulate=True)
+    freq /= 20000
+    p = in_degree / (num_neurons - 1)
+    off = ~torch.eye(num_neurons, dtype=torch.bool)
+    sd = math.sqrt(p * (1 - p) / 20000)
+    assert float((freq[off] - p).abs().max()) < 5 * sd
+    assert float(freq.diagonal().abs().max()) == 0.0
+
+
+def test_bernoulli_density_and_no_autapses():
+    n, p = 400, 0.05
+    params, _ = make_reservoir(n, 0, connection_prob=p, batch_size=2, seed=4)
+    mask = _dense(params) != 0
+    count = int(mask.sum())
+    pairs = 2 * n * (n - 1)
+    # binomial count: mean pairs * p, sd sqrt(pairs p (1-p)); bound at 5 sd
+    assert abs(count - pairs * p) < 5 * math.sqrt(pairs * p * (1 - p))
+    assert not bool(mask.diagonal(dim1=1, dim2=2).any())
+
+
+def test_dale_sign_rule_and_scales():
+    params, _ = make_reservoir(500, 0, in_degree=50, weight_scale=2.0, inhibitory_scale=3.0, seed=1,
+                               dtype=torch.float64)
+    syn = params.synapses
+    from_exc = params.is_excitatory[syn.pre_index]
+    assert torch.all(syn.weight[from_exc] > 0) and torch.all(syn.weight[from_exc] <= 2.0)
+    assert torch.all(syn.weight[~from_exc] < 0) and torch.all(syn.weight[~from_exc] >= -6.0)
+    # U(0, scale) magnitudes: mean scale / 2, sd of the mean scale / sqrt(12 n); 5 sd bound
+    mags = syn.weight[from_exc]
+    assert abs(float(mags.mean()) - 1.0) < 5 * 2.0 / math.sqrt(12 * mags.numel())
+
+
+def test_user_matrix_dense_and_sparse_wire_the_reservoir():
+    rng = np.random.default_rng(0)
+    n = 60
+    matrix = rng.normal(size=(n, n)) * (rng.random((n, n)) < 0.2)
+    for given in (matrix, torch.as_tensor(matrix), scipy.sparse.csr_matrix(matrix), scipy.sparse.coo_array(matrix)):
+        params, _ = make_reservoir(n, 1, connectivity=given, sign_rule="as_given", batch_size=2,
+                                   dtype=torch.float64)
+        w = _dense(params)
+        assert torch.equal(w[0], torch.as_tensor(matrix)) and torch.equal(w[1], w[0])
+    params, _ = make_reservoir(n, 1, connectivity=matrix, weight_scale=0.5, dtype=torch.float64)
+    expected = np.abs(matrix) * 0.5 * np.where(params.is_excitatory.numpy(), 1.0, -2.0)[None, :]
+    np.testing.assert_array_equal(_dense(params)[0].numpy(), expected)
+
+
+def test_user_matrix_errors():
+    with pytest.raises(ValueError, match="connectivity has shape"):
+        make_reservoir(10, 1, connectivity=np.ones((10, 9)))
+    with pytest.raises(ValueError, match="non-finite"):
+        make_reservoir(3, 1, connectivity=np.array([[0, np.nan, 0], [0, 0, 0], [0, 0, 0]]))
+    with pytest.raises(TypeError, match="connectivity"):
+        make_reservoir(3, 1, connectivity=[[0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="sign_rule"):
+        make_reservoir(3, 1, connectivity=np.eye(3), sign_rule="dale")
+
+
+def test_memory_estimate_refuses_before_allocating():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="memory_limit_bytes"):
+        make_reservoir(10_000_000, 1, in_degree=1000)  # ~10^10 synapses
+    with pytest.raises(ValueError, match="memory_limit_bytes"):
+        make_reservoir(2000, 1, in_degree=100, memory_limit_bytes=10**6)
+    with pytest.raises(ValueError, match="memory_limit_bytes"):
+        make_reservoir(2000, 1, connection_prob=0.5, memory_limit_bytes=10**7)
+    assert time.perf_counter() - start < 30  # refused from the estimate, nothing big was built
+    make_reservoir(200, 1, in_degree=10, memory_limit_bytes=10**7)  # fits
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"in_degree": 10}, "in_degree"),  # K > N - 1
+    ({"in_degree": -1}, "in_degree"),
+    ({"connection_prob": 1.5, "in_degree": None}, "connection_prob"),
+    ({"connection_prob": -0.1}, "connection_prob"),
+    ({"in_degree": None}, "in_degree"),
+    ({"weight_scale": -1.0}, "weight_scale"),
+    ({"synapse": "alpha"}, "synapse"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"excitatory_fraction": 1.5}, "excitatory_fraction"),
+    ({"noise_std": -1.0}, "noise_std"),
+    ({"is_excitatory": torch.ones(3, dtype=torch.bool)}, "is_excitatory"),
+])
+def test_bad_wiring_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_reservoir(10, 1, **{"in_degree": 3, **kwargs})
+
+
+def test_negative_sizes_raise():
+    with pytest.raises(ValueError, match="num_neurons"):
+        make_reservoir(-5, 1)
+    with pytest.raises(ValueError, match="num_inputs"):
+        make_reservoir(5, -1)
+
+
+def test_event_table_rows_list_outgoing_synapses_and_the_reset():
+    n, b = 5, 2
+    syn = SynapseList(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 0, 3, 2]), torch.tensor([1, 4, 0, 2]),
+                      torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    d = torch.arange(10.0, 15.0).unsqueeze(0)
+    table = build_event_table(syn, n, b, target_offset=0, reset_increment=d, memory_limit_bytes=10**6)
+    slots = 3 * n + 1
+    sink = lambda batch: batch * slots + 3 * n  # noqa: E731
+    assert table.targets.shape == (b * n, 3)
+    assert table.targets[0].tolist() == [1, 4, n + 0] and table.weights[0].tolist() == [1.0, 2.0, 10.0]
+    assert table.targets[3].tolist() == [0, sink(0), n + 3] and table.weights[3].tolist() == [3.0, 0.0, 13.0]
+    assert table.targets[n + 2].tolist() == [slots + 2, sink(1), slots + n + 2]
+    assert table.weights[n + 2].tolist() == [4.0, 0.0, 12.0]
+    exp = build_event_table(syn, n, b, target_offset=2 * n, reset_increment=d, memory_limit_bytes=10**6)
+    assert exp.targets[0].tolist() == [2 * n + 1, 2 * n + 4, n]

@@ -1,0 +1,187 @@
+"""The reservoir step and simulate: dense-matrix oracle, fast path == pure step, batching,
+noise, divergence and argument errors."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuro.reservoir.connectivity import SynapseList, dense_weights
+from neuro.reservoir.izhikevich import IzhikevichState
+from neuro.reservoir.network import (
+    ReservoirState, SimulationDiverged, draw_noise, make_reservoir, reservoir_step, simulate,
+)
+
+
+def _random_state(params, generator):
+    b, n = params.batch_size, params.num_neurons
+    v = torch.empty(b, n, dtype=params.dtype).uniform_(-75.0, 35.0, generator=generator)
+    u = params.neurons.b * v + torch.empty(b, n, dtype=params.dtype).uniform_(-2, 2, generator=generator)
+    current = torch.empty(b, n, dtype=params.dtype).uniform_(0, 5, generator=generator)
+    trace = torch.empty(b, n, dtype=params.dtype).uniform_(0, 1, generator=generator)
+    return ReservoirState(IzhikevichState(v, u), current, trace, 7)
+
+
+@pytest.mark.parametrize("synapse", ["delta", "exponential"])
+def test_one_step_matches_dense_matrix_oracle(synapse):
+    # Oracle written from the equations with a dense W (not the event table), float64:
+    # same operations in a different order, so agreement to ~1e-12 (values ~1e2 mV).
+    params, _ = make_reservoir(200, 3, in_degree=30, batch_size=2, synapse=synapse, synapse_tau_ms=4.0,
+                               input_scale=2.0, seed=5, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    state = _random_state(params, g)
+    x = torch.rand(2, 3, generator=g, dtype=torch.float64)
+    noise = torch.randn(2, 200, generator=g, dtype=torch.float64)
+    dt = 0.5
+    new, spikes = reservoir_step(state, params, x, dt, noise=noise)
+
+    w = dense_weights(params.synapses, 200, 2)
+    a, b, c, d = params.neurons.a, params.neurons.b, params.neurons.c, params.neurons.d
+    current = torch.einsum("bnm,bm->bn", params.input_weights, x) + noise
+    if synapse == "exponential":
+        current = current + state.synaptic_current
+    v, u = state.neurons.v_mv, state.neurons.u
+    for _ in range(2):
+        v = v + dt / 2 * (0.04 * v * v + 5 * v + 140 - u + current)
+    u = u + dt * a * (b * v - u)
+    s = v >= 30
+    assert int(s.sum()) > 5  # the random state puts some neurons over threshold
+    assert torch.equal(spikes, s)
+    recurrent = torch.einsum("bij,bj->bi", w, s.double())
+    if synapse == "delta":
+        v_expected, i_expected = v + recurrent, state.synaptic_current  # unused by delta synapses
+    else:
+        v_expected, i_expected = v, state.synaptic_current * math.exp(-dt / 4.0) + recurrent
+    v_expected = torch.where(s, c.expand_as(v), v_expected)
+    u_expected = u + d * s
+    torch.testing.assert_close(new.neurons.v_mv, v_expected, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(new.neurons.u, u_expected, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(new.synaptic_current, i_expected, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(new.trace, state.trace * math.exp(-dt / 20.0) + s, rtol=1e-12, atol=1e-12)
+    assert new.step == 8
+    assert not torch.equal(new.neurons.v_mv, state.neurons.v_mv)  # state was not modified in place
+    assert torch.all(state.neurons.v_mv <= 35.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("synapse,refractory_ms", [("delta", 0.0), ("exponential", 0.0), ("delta", 2.0)])
+def test_simulate_equals_a_loop_of_pure_steps_bit_for_bit(dtype, synapse, refractory_ms):
+    params, state = make_reservoir(150, 2, in_degree=20, batch_size=2, synapse=synapse, weight_scale=4.0,
+                                   refractory_ms=refractory_ms, seed=3, dtype=dtype)
+    g = torch.Generator().manual_seed(2)
+    steps = 130  # not a multiple of the block size
+    inputs = torch.rand(2, steps, 2, generator=g, dtype=dtype)
+    noise = torch.randn(2, steps, 150, generator=g, dtype=dtype) * 8
+    result = simulate(params, state, inputs, 0.5, noise=noise, record="dense", record_trace=True, block_steps=16)
+    loop_state, rasters, traces = state, [], []
+    for t in range(steps):
+        loop_state, s = reservoir_step(loop_state, params, inputs[:, t], 0.5, noise=noise[:, t])
+        rasters.append(s)
+        traces.append(loop_state.trace)
+    assert torch.equal(result.spikes, torch.stack(rasters, 1))
+    assert result.num_spikes == int(result.spikes.sum()) > 50
+    assert torch.equal(result.trace, torch.stack(traces, 1))
+    for got, want in ((result.state.neurons.v_mv, loop_state.neurons.v_mv),
+                      (result.state.neurons.u, loop_state.neurons.u),
+                      (result.state.synaptic_current, loop_state.synaptic_current)):
+        assert torch.equal(got, want)
+    assert result.state.step == steps
+    # without record_trace the final trace is formed from the spike record in closed form
+    indices = simulate(params, state, inputs, 0.5, noise=noise)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12  # rounding of ~T terms of size <= 1
+    torch.testing.assert_close(indices.state.trace, loop_state.trace, rtol=tol, atol=tol)
+    dense = indices.spikes.to_dense(2, steps, 150)
+    assert torch.equal(dense, result.spikes)
+
+
+def _take_network(params, k):
+    syn = params.synapses
+    keep = syn.batch_index == k
+    synapses = SynapseList(torch.zeros_like(syn.batch_index[keep]), syn.pre_index[keep], syn.post_index[keep],
+                           syn.weight[keep])
+    return dataclasses.replace(params, synapses=synapses, input_weights=params.input_weights[k : k + 1])
+
+
+def test_batched_networks_evolve_independently():
+    params, state = make_reservoir(120, 1, in_degree=15, batch_size=3, seed=8, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.rand(3, 200, 1, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 200, 120, generator=g, dtype=torch.float64) * 7
+    batched = simulate(params, state, inputs, 0.5, noise=noise, record="dense")
+    for k in range(3):
+        single_params = _take_network(params, k)
+        single_state = ReservoirState(IzhikevichState(state.neurons.v_mv[k : k + 1], state.neurons.u[k : k + 1]),
+                                      state.synaptic_current[k : k + 1], state.trace[k : k + 1], 0)
+        single = simulate(single_params, single_state, inputs[k : k + 1], 0.5, noise=noise[k : k + 1], record="dense")
+        assert torch.equal(single.spikes[0], batched.spikes[k])
+
+
+def test_drawn_noise_is_seeded_and_has_the_documented_scale():
+    params, state = make_reservoir(300, 0, in_degree=20, noise_std=4.0, seed=1)
+    a = simulate(params, state, None, 0.25, num_steps=300, seed=11)
+    b = simulate(params, state, None, 0.25, num_steps=300, seed=11)
+    c = simulate(params, state, None, 0.25, num_steps=300, seed=np.random.default_rng(3))
+    assert torch.equal(a.spikes.step, b.spikes.step) and torch.equal(a.spikes.neuron, b.spikes.neuron)
+    assert a.num_spikes != c.num_spikes or not torch.equal(a.spikes.neuron, c.spikes.neuron)
+    # std noise_std / sqrt(dt): 4 / 0.5 = 8; 300 x 400 draws, sd of the std estimate ~ 8 / sqrt(2 * 1.2e5)
+    drawn = draw_noise(params, (400, 1, 300), 0.25, torch.Generator().manual_seed(0))
+    assert abs(float(drawn.std()) - 8.0) < 5 * 8.0 / math.sqrt(2 * 1.2e5)
+    quiet, quiet_state = make_reservoir(50, 0, in_degree=5, noise_std=0.0, seed=1)
+    silent = simulate(quiet, quiet_state, None, 0.5, num_steps=200)  # no seed needed without noise
+    assert silent.num_spikes == 0  # the resting state is a fixed point without input
+
+
+def test_default_network_fires_at_a_plausible_rate():
+    # Izhikevich 2003's network fires at ~10 Hz; our default (documented) at ~8 Hz.
+    params, state = make_reservoir(1000, 0, seed=0)
+    result = simulate(params, state, None, 0.5, num_steps=1000, seed=0)
+    rate_hz = result.num_spikes / 1000 / 0.5
+    assert 4.0 < rate_hz < 15.0
+
+
+@pytest.mark.parametrize("where", ["simulate", "step"])
+def test_divergence_names_step_batch_and_neuron(where):
+    params, state = make_reservoir(40, 1, in_degree=5, batch_size=3, seed=2, dtype=torch.float64)
+    noise = torch.zeros(3, 60, 40, dtype=torch.float64)
+    noise[1, 37, 5] = float("nan")
+    inputs = torch.zeros(3, 60, 1, dtype=torch.float64)
+    with pytest.raises(SimulationDiverged) as info:
+        if where == "simulate":
+            simulate(params, state, inputs, 0.5, noise=noise, block_steps=16)
+        else:
+            for t in range(60):
+                state, _ = reservoir_step(state, params, inputs[:, t], 0.5, noise=noise[:, t])
+    error = info.value
+    assert (error.step, error.batch_index, error.neuron) == (37, 1, 5)
+    assert "step 37" in str(error) and "batch index) 1" in str(error) and "neuron 5" in str(error)
+
+
+def test_argument_errors_name_the_argument():
+    params, state = make_reservoir(30, 2, in_degree=5, seed=0)
+    x = torch.zeros(1, 10, 2)
+    with pytest.raises(ValueError, match="dt_ms"):
+        simulate(params, state, x, 1.5, seed=0)
+    with pytest.raises(ValueError, match="dt_ms"):
+        reservoir_step(state, params, x[:, 0], 0.0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="inputs"):
+        simulate(params, state, torch.zeros(1, 10, 3), 0.5, seed=0)
+    with pytest.raises(ValueError, match="inputs"):
+        simulate(params, state, torch.zeros(10, 2), 0.5, seed=0)
+    with pytest.raises(ValueError, match="input_signal"):
+        reservoir_step(state, params, torch.zeros(2, 2), 0.5, generator=torch.Generator())
+    with pytest.raises(ValueError, match="noise"):
+        simulate(params, state, x, 0.5, noise=torch.zeros(1, 9, 30))
+    with pytest.raises(ValueError, match="seed"):
+        simulate(params, state, x, 0.5)
+    with pytest.raises(ValueError, match="generator"):
+        reservoir_step(state, params, x[:, 0], 0.5)
+    with pytest.raises(ValueError, match="record"):
+        simulate(params, state, x, 0.5, seed=0, record="raster")
+    with pytest.raises(ValueError, match="num_steps"):
+        simulate(params, state, None, 0.5, num_steps=-1, seed=0)
+    with pytest.raises(ValueError, match="num_steps"):
+        simulate(params, state, x, 0.5, num_steps=11, seed=0)
+    with pytest.raises(ValueError, match="state"):
+        simulate(params, state._replace(neurons=IzhikevichState(torch.zeros(2, 30), torch.zeros(2, 30))),
+                 x, 0.5, seed=0)
