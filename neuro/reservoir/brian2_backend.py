@@ -133,6 +133,10 @@ class Brian2Session:
             drive = external_drive(params64, inputs.to(torch.float64), None) if has_input else None
         self._drive = drive
         self._injected, self._has_input = injected, has_input
+        # Brian2's own RNG (noise_source="brian2"): seeded from ``seed`` when given.
+        self._brian_seed = None
+        if not injected and seed is not None:
+            self._brian_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch_generator(seed, "cpu")))
         self.directory = directory
         self._built = False
         self._runs = 0
@@ -227,6 +231,8 @@ noise_scale : 1 (constant)
             else:
                 self._net.restore("initial")
             self._set_values(params, state)
+            if self._brian_seed is not None:
+                b2.seed(self._brian_seed + self._runs)
             t0 = time.perf_counter()
             self._net.run(self.num_steps * self.dt_ms * b2.ms)
             wall_s = time.perf_counter() - t0
@@ -248,6 +254,8 @@ noise_scale : 1 (constant)
             b2.set_device("cpp_standalone", directory=directory, build_on_run=False)
             try:
                 setup_s = self._build()
+                if self._brian_seed is not None:
+                    b2.seed(self._brian_seed)
                 self._net.run(self.num_steps * self.dt_ms * b2.ms)
                 t0 = time.perf_counter()
                 b2.device.build(directory=directory, compile=True, run=False)
