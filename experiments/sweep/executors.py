@@ -1,0 +1,193 @@
+"""Executors a sweep runs on: all are ``concurrent.futures.Executor``s behind one handle.
+
+* ``local`` (default): a ``ProcessPoolExecutor`` of ``workers`` processes (``spawn`` start
+  method: no fork of a parent holding torch/OpenMP threads). Each worker gets
+  ``cpus // workers`` compute threads. If a worker dies (killed, out of memory) the pool
+  breaks; :meth:`LocalPool.rebuild` starts a fresh one and :meth:`LocalPool.culprits`
+  tells which in-flight tasks ran in the process that died on its own (the others were
+  terminated by the pool's cleanup with SIGTERM), so only those are charged a death.
+* ``dask`` with ``scheduler``: ``Client(address).get_executor()`` on an existing cluster.
+* ``dask`` alone: an embedded ``LocalCluster`` on 127.0.0.1 (``workers`` processes, one
+  thread each, no dashboard).
+* ``dask`` with ``cluster_file``: a ``dask_jobqueue`` SLURM or PBS cluster described by a
+  YAML file (see :mod:`experiments.sweep.jobqueue`).
+
+Dask retries a task whose worker died on another worker by itself (up to
+``distributed.scheduler.allowed-failures``, then ``KilledWorker``).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+from experiments.config import ConfigError
+from experiments.sweep.worker import local_worker_init
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class LocalPool:
+    """A rebuildable local process pool (see module docstring)."""
+
+    kind = "local"
+
+    def __init__(self, workers: int | None = None):
+        cpus = available_cpus()
+        self.workers = workers or cpus
+        if self.workers < 1:
+            raise ConfigError(f"--workers {workers!r}: expected a whole number >= 1")
+        self.threads = max(1, cpus // self.workers)
+        self.slots = self.workers
+        self.description = f"local process pool, {self.workers} workers x {self.threads} threads"
+        self._context = multiprocessing.get_context("spawn")
+        self.executor: Executor
+        self._processes: dict[int, Any] = {}
+        self._start()
+
+    def _start(self) -> None:
+        self.started = self._context.SimpleQueue()
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=self._context, initializer=local_worker_init,
+            initargs=(os.getpid(), self.threads, self.started))
+        self._processes = {}
+
+    def note_processes(self) -> None:
+        """Remember the pool's worker processes (to read their exit codes after a break)."""
+        self._processes.update(getattr(self.executor, "_processes", None) or {})
+
+    def drain_started(self) -> dict[int, int]:
+        """``{task_id: worker pid}`` for tasks that started since the last call."""
+        started = {}
+        while not self.started.empty():
+            task_id, pid = self.started.get()
+            started[task_id] = pid
+        return started
+
+    def culprits(self, in_flight_pids: dict[int, int | None]) -> set[int]:
+        """Task ids (of ``{task_id: pid or None}``) whose worker died on its own.
+
+        A worker the pool terminated during cleanup exits with ``-SIGTERM``; any other
+        exit code (``-SIGKILL`` from the OOM killer or ``kill -9``, a segfault, an
+        ``os._exit``) marks its task. A task that never started is not charged; one whose
+        worker's exit code cannot be read is.
+        """
+        charged = set()
+        for task_id, pid in in_flight_pids.items():
+            if pid is None:
+                continue  # never started: still in the pool's queue when it broke
+            process = self._processes.get(pid)
+            if process is None:
+                charged.add(task_id)
+                continue
+            process.join(timeout=5)
+            if process.exitcode != -signal.SIGTERM:
+                charged.add(task_id)
+        return charged
+
+    def rebuild(self) -> None:
+        self.close(cancel=True)
+        self._start()
+
+    def close(self, cancel: bool = False) -> None:
+        self.note_processes()
+        if cancel:
+            for process in self._processes.values():
+                if process.is_alive():
+                    process.terminate()  # its run directory keeps status "running": incomplete
+        self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
+        for process in self._processes.values():
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+
+class DaskPool:
+    """A Dask client's executor (existing scheduler, embedded LocalCluster or jobqueue)."""
+
+    kind = "dask"
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None,
+                 cluster_file: str | None = None, threads_per_task: int | None = None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("--executor dask needs the 'cluster' extra: "
+                              "pip install 'neurobridge[cluster]' (dask, distributed, dask-jobqueue)") from None
+        if scheduler and cluster_file:
+            raise ConfigError("--scheduler and --cluster exclude each other: use an existing "
+                              "scheduler or let the sweep start a cluster, not both")
+        self.cluster = None
+        submit_options: dict[str, Any] = {"pure": False}
+        if cluster_file:
+            from experiments.sweep.jobqueue import load_cluster_config, start_jobqueue_cluster
+
+            settings = load_cluster_config(cluster_file)
+            self.cluster = start_jobqueue_cluster(settings)
+            self.client = Client(self.cluster)
+            self.threads = settings["threads_per_task"]
+            self.slots = settings["expected_workers"]
+            if self.threads > 1:
+                submit_options["resources"] = {"task_slot": 1}
+            self.description = (f"dask-jobqueue {settings['kind']} cluster "
+                                f"({self.slots} workers x {self.threads} threads)")
+        elif scheduler:
+            try:
+                self.client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as error:
+                raise ConfigError(f"--scheduler {scheduler!r}: cannot connect ({error})") from None
+            nthreads = self.client.nthreads()
+            self.slots = max(1, sum(nthreads.values()))
+            self.threads = threads_per_task or 1
+            self.description = f"dask scheduler {scheduler} ({len(nthreads)} workers, {self.slots} threads)"
+        else:
+            count = workers or available_cpus()
+            self.threads = max(1, available_cpus() // count)
+            self.cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
+                                        host="127.0.0.1", dashboard_address=None,
+                                        silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+            self.slots = count
+            self.description = f"dask LocalCluster on 127.0.0.1, {count} workers x {self.threads} threads"
+        self.executor = self.client.get_executor(**submit_options)
+
+    def worker_pids(self) -> dict[str, int]:
+        """``{worker address: pid}`` of the workers connected now."""
+        return self.client.run(os.getpid)
+
+    def note_processes(self) -> None:
+        pass
+
+    def drain_started(self) -> dict[int, int]:
+        return {}
+
+    def close(self, cancel: bool = False) -> None:
+        try:
+            self.executor.shutdown(wait=not cancel)
+        finally:
+            self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def open_pool(executor: str = "local", workers: int | None = None, scheduler: str | None = None,
+              cluster_file: str | None = None, threads_per_task: int | None = None):
+    """Start the pool a sweep runs on; ``executor`` is ``local`` or ``dask``."""
+    if executor not in ("local", "dask"):
+        raise ConfigError(f"--executor {executor!r}: choose one of ['local', 'dask']")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers {workers!r}: expected a whole number >= 1")
+    if executor == "local":
+        if scheduler or cluster_file:
+            raise ConfigError("--scheduler/--cluster need --executor dask")
+        return LocalPool(workers)
+    return DaskPool(workers, scheduler, cluster_file, threads_per_task)

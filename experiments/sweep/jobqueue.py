@@ -1,0 +1,141 @@
+"""SLURM / PBS clusters for sweeps, configured from a YAML file (``--cluster slurm.yaml``).
+
+Example ``slurm.yaml``::
+
+    kind: slurm              # slurm | pbs
+    queue: normal            # partition (SLURM) / queue (PBS)
+    account: my-project
+    cores: 16                # cores per job
+    memory: 64GB             # memory per job
+    walltime: "04:00:00"
+    threads_per_task: 2      # compute threads per sweep point (default 1)
+    jobs: 4                  # jobs to submit; or maximum_jobs: 8 for adaptive scaling
+    prologue:                # shell lines run before the worker starts
+      - module load python/3.11
+      - source $HOME/neurobridge/.venv/bin/activate
+    directives: ["--gres=gpu:1"]    # extra #SBATCH / #PBS lines (optional)
+    python: python           # interpreter on the nodes (default: this one)
+
+Each job runs ``cores // threads_per_task`` worker processes. With more than one thread per
+task, every worker carries a ``task_slot=1`` resource and every point asks for it, so a
+worker runs one point at a time with all its threads. Unknown keys and bad values are
+:class:`~experiments.config.ConfigError`s naming the key.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from experiments.config import ConfigError, load_config_file
+
+_KINDS = ("slurm", "pbs")
+_KEYS = ("kind", "queue", "account", "cores", "memory", "walltime", "threads_per_task", "jobs",
+         "maximum_jobs", "prologue", "directives", "python", "local_directory", "log_directory",
+         "interface", "job_name", "worker_extra_args")
+
+
+def _positive_int(settings: dict, key: str, where: str, default: int | None = None) -> int | None:
+    value = settings.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: {key}: expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def _string_list(settings: dict, key: str, where: str) -> list[str]:
+    value = settings.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key}: expected a list of strings, got {value!r}")
+    return value
+
+
+def load_cluster_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a cluster YAML file; returns the settings with defaults filled in."""
+    where = f"--cluster {str(path)!r}"
+    raw = load_config_file(path)
+    unknown = [k for k in raw if k not in _KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(_KEYS)}")
+    settings = dict(raw)
+    if settings.get("kind") not in _KINDS:
+        raise ConfigError(f"{where}: kind: expected one of {list(_KINDS)}, got {settings.get('kind')!r}")
+    for key in ("cores", "memory"):
+        if key not in settings:
+            raise ConfigError(f"{where}: {key} is required (cores and memory per job)")
+    cores = _positive_int(settings, "cores", where)
+    threads = _positive_int(settings, "threads_per_task", where, default=1)
+    if cores % threads:
+        raise ConfigError(f"{where}: threads_per_task={threads} must divide cores={cores}")
+    try:
+        from dask.utils import parse_bytes
+
+        parse_bytes(str(settings["memory"]))
+    except (ImportError, ValueError):
+        raise ConfigError(f"{where}: memory: expected a size like '16GB', got {settings['memory']!r}") from None
+    walltime = settings.get("walltime")
+    if walltime is not None and not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?", str(walltime)):
+        raise ConfigError(f"{where}: walltime: expected HH:MM:SS (or D-HH:MM:SS), got {walltime!r}")
+    jobs = _positive_int(settings, "jobs", where)
+    maximum = _positive_int(settings, "maximum_jobs", where)
+    if jobs is not None and maximum is not None:
+        raise ConfigError(f"{where}: give jobs (fixed) or maximum_jobs (adaptive), not both")
+    for key in ("prologue", "directives", "worker_extra_args"):
+        settings[key] = _string_list(settings, key, where)
+    settings.update(threads_per_task=threads, processes=cores // threads,
+                    jobs=jobs if maximum is None else None, maximum_jobs=maximum)
+    settings["expected_workers"] = settings["processes"] * (maximum or jobs or 1)
+    if settings.get("jobs") is None and maximum is None:
+        settings["jobs"] = 1
+    return settings
+
+
+def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``dask_jobqueue``'s ``SLURMCluster``/``PBSCluster`` (and Job)."""
+    extra_args = list(settings["worker_extra_args"])
+    if settings["threads_per_task"] > 1:
+        extra_args += ["--resources", "task_slot=1"]
+    arguments: dict[str, Any] = {
+        "cores": settings["cores"], "memory": str(settings["memory"]),
+        "processes": settings["processes"],
+        "job_script_prologue": settings["prologue"],
+        "job_extra_directives": settings["directives"],
+        "worker_extra_args": extra_args,
+        "python": settings.get("python") or sys.executable,
+    }
+    for key in ("queue", "account", "walltime", "local_directory", "log_directory", "interface",
+                "job_name"):
+        if settings.get(key) is not None:
+            arguments[key] = str(settings[key])
+    return arguments
+
+
+def _classes(kind: str):
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ConfigError("--cluster needs dask-jobqueue: pip install 'neurobridge[cluster]'") from None
+    if kind == "slurm":
+        return dask_jobqueue.SLURMCluster, dask_jobqueue.slurm.SLURMJob
+    return dask_jobqueue.PBSCluster, dask_jobqueue.pbs.PBSJob
+
+
+def render_job_script(settings: dict[str, Any], scheduler_address: str = "tcp://SCHEDULER:8786") -> str:
+    """The batch script a worker job would be submitted with (no scheduler is started)."""
+    _, job_cls = _classes(settings["kind"])
+    return job_cls(scheduler=scheduler_address, name="sweep-worker", **job_arguments(settings)).job_script()
+
+
+def start_jobqueue_cluster(settings: dict[str, Any]):
+    """Start the cluster object (its scheduler runs here) and submit or adapt the jobs."""
+    cluster_cls, _ = _classes(settings["kind"])
+    cluster = cluster_cls(**job_arguments(settings))
+    if settings.get("maximum_jobs"):
+        cluster.adapt(minimum_jobs=0, maximum_jobs=settings["maximum_jobs"])
+    else:
+        cluster.scale(jobs=settings["jobs"])
+    return cluster

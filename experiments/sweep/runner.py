@@ -1,0 +1,247 @@
+"""Run a sweep: expand and validate, skip what is done, dispatch, record, survive faults.
+
+The loop keeps at most ``2 x slots`` tasks in flight on the executor, records every
+finished task in the journal at once (see :mod:`experiments.sweep.table`), and
+
+* skips points whose latest row is ``complete`` (and ``failed`` ones unless
+  ``retry_failed``), after adopting finished run directories the journal missed;
+* records a point that raises as ``failed`` with its traceback and goes on;
+* when a local worker process dies, rebuilds the pool and resubmits the tasks that were
+  in flight; the task whose worker died is charged one ``worker_deaths`` and is failed
+  after ``max_worker_deaths`` deaths ("killed or out of memory"). Dask retries on its own;
+  its ``KilledWorker`` is recorded the same way;
+* on Ctrl-C or SIGTERM stops dispatching, stops the workers, writes the table and report,
+  and returns with ``interrupted=True`` (in-flight points stay ``pending``).
+"""
+from __future__ import annotations
+
+import collections
+import signal
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from experiments.config import ConfigError
+from experiments.registry import load_experiment
+from experiments.runner import check_device
+from experiments.sweep.batch import group_points, supports_batch
+from experiments.sweep.executors import open_pool
+from experiments.sweep.spec import SweepSpec, expand
+from experiments.sweep.table import SweepTable, write_spec_file
+from experiments.sweep.worker import PointTask, Task, execute_task, utc_now
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    counts: dict[str, int]
+    executed: int = 0          # points run (to a row) by this call
+    skipped: int = 0           # points already done before this call
+    adopted: int = 0           # finished run directories recovered from a killed runner
+    interrupted: bool = False
+    report: Path | None = None
+    failed_points: list[int] = field(default_factory=list)
+
+    @property
+    def table(self) -> Path:
+        return self.sweep_dir / "sweep.parquet"
+
+
+def default_sweep_dir(spec: SweepSpec, out_root: str | Path = "runs") -> Path:
+    return Path(out_root) / "sweeps" / f"{spec.experiment}-{spec.digest()[:8]}"
+
+
+def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
+    spec_path = sweep_dir / "sweep.yaml"
+    if spec_path.exists():
+        existing = yaml.safe_load(spec_path.read_text()) or {}
+        if existing != spec.to_dict():
+            differing = sorted(k for k in set(existing) | set(spec.to_dict())
+                               if existing.get(k) != spec.to_dict().get(k))
+            raise ConfigError(f"--out {str(sweep_dir)!r} holds a different sweep (sweep.yaml differs in "
+                              f"{', '.join(differing)}); rerun the same specification or choose another --out")
+        return
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_spec_file(spec_path, spec.to_dict())
+
+
+def _failed_rows(task: Task, error: str, trace: str | None, deaths: int = 0) -> list[dict]:
+    now = utc_now()
+    return [{"config_hash": p.config_hash, "point": p.index, "status": "failed", "metrics": {},
+             "error": error, "traceback": trace, "seconds": 0.0, "host": None, "pid": None,
+             "run_dir": None, "started_utc": None, "finished_utc": now,
+             "worker_deaths": deaths, "batch_size": len(task.points)} for p in task.points]
+
+
+class _Progress:
+    """A tqdm bar over points: done / failed / running, with an ETA (off when quiet)."""
+
+    def __init__(self, total: int, done: int, desc: str, quiet: bool):
+        from tqdm.auto import tqdm
+
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=done, desc=desc, unit="pt", disable=quiet,
+                        mininterval=0.2 if tty else 30.0, dynamic_ncols=True, leave=True)
+
+    def update(self, finished: int, counts: dict, running: int) -> None:
+        self.bar.set_postfix_str(f"done={counts['complete']} failed={counts['failed']} "
+                                 f"running={running}", refresh=False)
+        self.bar.update(finished)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str | Path = "runs",
+              executor: str = "local", workers: int | None = None, scheduler: str | None = None,
+              cluster_file: str | None = None, threads_per_task: int | None = None,
+              batch: int | None = None, retry_failed: bool = False, max_worker_deaths: int = 2,
+              device: str = "cpu", quiet: bool = True, report: bool = True, pool=None) -> SweepResult:
+    """Run (or resume) ``spec``; see the module docstring. ``pool``: an already open pool."""
+    module = load_experiment(spec.experiment)
+    check_device(device)
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ConfigError(f"--batch {batch!r}: expected a whole number >= 1")
+    if batch is not None and batch > 1 and not supports_batch(module):
+        raise ConfigError(f"--batch: experiment {spec.experiment!r} has no run_batch(configs, outs); "
+                          "run it without --batch")
+    if isinstance(max_worker_deaths, bool) or not isinstance(max_worker_deaths, int) or max_worker_deaths < 0:
+        raise ConfigError(f"max_worker_deaths={max_worker_deaths!r}: expected a whole number >= 0")
+    points = expand(spec, module.Config)
+    sweep_dir = Path(out) if out is not None else default_sweep_dir(spec, out_root)
+    _claim_directory(sweep_dir, spec)
+    sweep_dir = sweep_dir.resolve()
+    table = SweepTable(sweep_dir, points, spec.swept_keys)
+    adopted = table.adopt_finished_runs(spec.experiment)
+    wanted = {"pending"} | ({"failed"} if retry_failed else set())
+    todo = [p for p in points if table.status(p.config_hash) in wanted]
+    result = SweepResult(sweep_dir=sweep_dir, counts=table.counts(), adopted=adopted,
+                         skipped=len(points) - len(todo))
+    own_pool = pool is None
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        def _on_sigterm(signum, frame):
+            raise KeyboardInterrupt("SIGTERM")
+        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    progress = None
+    try:
+        if todo:
+            if own_pool:
+                pool = open_pool(executor, workers, scheduler, cluster_file, threads_per_task)
+            groups = group_points(module, todo, batch) if batch and batch > 1 else [[p] for p in todo]
+            queue = collections.deque(
+                Task(task_id=i, experiment=spec.experiment, sweep_dir=str(sweep_dir), device=device,
+                     threads=pool.threads, batched=len(g) > 1,
+                     points=tuple(PointTask(p.index, p.seed, p.config, p.config_hash) for p in g))
+                for i, g in enumerate(groups))
+            done_before = result.counts["complete"] + result.counts["failed"] - sum(
+                1 for p in todo if table.status(p.config_hash) == "failed")
+            progress = _Progress(len(points), done_before, f"sweep {spec.experiment}", quiet)
+            _dispatch(pool, queue, table, result, progress, max_worker_deaths)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        if progress is not None:
+            progress.close()
+        if own_pool and pool is not None:
+            pool.close(cancel=result.interrupted)
+        table.flush(force=True)
+        result.counts = table.counts()
+        result.failed_points = [p.index for p in points if table.status(p.config_hash) == "failed"]
+        if report:
+            from experiments.sweep.report import write_sweep_report
+
+            result.report = write_sweep_report(sweep_dir)
+    return result
+
+
+def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Progress,
+              max_worker_deaths: int) -> None:
+    window = max(2, 2 * pool.slots)
+    in_flight: dict = {}
+    started: dict[int, int] = {}
+    deaths: collections.Counter = collections.Counter()
+    idle_breaks = 0
+
+    def finish(task: Task, rows: list[dict]) -> None:
+        for row in rows:
+            row["worker_deaths"] = deaths[task.task_id]
+        table.record(rows)
+        result.executed += len(rows)
+        progress.update(len(rows), table.counts(), min(len(in_flight), pool.slots))
+
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < window:
+                task = queue.popleft()
+                in_flight[pool.executor.submit(execute_task, task)] = task
+            pool.note_processes()
+            done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+            started.update(pool.drain_started())
+            broken: list[Task] = []
+            for future in done:
+                task = in_flight.pop(future)
+                _collect(future, task, finish, broken, queue, deaths, max_worker_deaths)
+            if broken:
+                wait(list(in_flight), timeout=60)  # the pool fails every in-flight future
+                for future, task in list(in_flight.items()):
+                    in_flight.pop(future)
+                    _collect(future, task, finish, broken, queue, deaths, max_worker_deaths)
+                started.update(pool.drain_started())
+                pids = {t.task_id: started.get(t.task_id) for t in broken}
+                idle_breaks = 0 if any(pid is not None for pid in pids.values()) else idle_breaks + 1
+                if idle_breaks >= 3:
+                    raise RuntimeError(
+                        "local worker processes die before running any point (3 pools in a row); "
+                        "a script that calls run_sweep must guard it with "
+                        "`if __name__ == '__main__':` (workers start with the spawn method)")
+                charged = pool.culprits(pids)
+                for task in sorted(broken, key=lambda t: t.task_id, reverse=True):
+                    if task.task_id in charged:
+                        deaths[task.task_id] += 1
+                    if deaths[task.task_id] > max_worker_deaths:
+                        finish(task, _failed_rows(task, f"worker process died {deaths[task.task_id]} times "
+                                                  "while running this point (killed or out of memory)",
+                                                  None, deaths[task.task_id]))
+                    else:
+                        queue.appendleft(task)
+                    started.pop(task.task_id, None)
+                pool.rebuild()
+    except KeyboardInterrupt:
+        for future in in_flight:
+            future.cancel()
+        raise
+
+
+def _collect(future, task: Task, finish, broken: list, queue, deaths, max_worker_deaths) -> None:
+    """Route one finished future: rows, a broken pool, a killed Dask worker, or an error."""
+    try:
+        rows = future.result()
+    except BrokenProcessPool:
+        broken.append(task)
+        return
+    except CancelledError:
+        queue.appendleft(task)
+        return
+    except Exception as error:  # noqa: BLE001 - any error outside the point itself
+        if type(error).__name__ == "KilledWorker":
+            deaths[task.task_id] = max_worker_deaths + 1
+            finish(task, _failed_rows(task, "worker process died while running this point "
+                                      f"(killed or out of memory; Dask gave up: {error})", None,
+                                      deaths[task.task_id]))
+            return
+        finish(task, _failed_rows(task, f"{type(error).__name__}: {error}",
+                                  "".join(traceback.format_exception(error))))
+        return
+    finish(task, rows)
+
+

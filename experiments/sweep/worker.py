@@ -1,0 +1,197 @@
+"""What runs on a worker: one task (one point, or a batch of compatible points).
+
+The function :func:`execute_task` is what every executor ships to its workers (a local
+process, a Dask worker on this machine or on a cluster node). It never raises for a
+failing point: it returns one row per point with ``status`` ``complete`` or ``failed``
+(with the traceback), so a bad point cannot stop a sweep. Only the death of the worker
+process itself (killed, out of memory) loses a task; the runner retries those.
+
+Per process, :func:`prepare_process` limits torch/BLAS threads to what the worker was
+given (``OMP_NUM_THREADS`` and friends for libraries not yet loaded, ``torch.set_num_threads``
+and ``threadpoolctl`` for loaded ones) and gives the process its own Cython cache
+directory (``CYTHON_CACHE_DIR``, which brian2's runtime cache defaults to). Per task, a
+scratch directory becomes the working directory when the worker runs one task at a time,
+so brian2 standalone builds (default ``directory="output"``) never collide (brian2 issue
+#1154 is about processes sharing these directories). The cache is per process rather than
+per task so that compiled code is reused across the points a worker runs (our choice).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                     "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+_state: dict[str, Any] = {"threads": None, "started_queue": None}
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """One point as shipped to a worker (the config is the resolved, picklable dataclass)."""
+
+    index: int
+    seed: int
+    config: Any
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of work: one point, or several compatible points run by ``run_batch``."""
+
+    task_id: int
+    experiment: str
+    points: tuple[PointTask, ...]
+    sweep_dir: str
+    device: str = "cpu"
+    threads: int = 1
+    batched: bool = False
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def prepare_process(threads: int) -> None:
+    """Limit this process's compute threads to ``threads`` (idempotent, cheap to repeat)."""
+    if _state["threads"] == threads:
+        return
+    for variable in _THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # optional: without it, already-loaded BLAS keeps its pool
+            pass
+        else:
+            threadpool_limits(limits=threads)
+    _state["threads"] = threads
+
+
+def _watch_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    while True:
+        time.sleep(poll_seconds)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(3)  # the runner is gone (killed): do not linger as an orphan
+        except PermissionError:
+            pass
+
+
+def local_worker_init(parent_pid: int, threads: int, started_queue) -> None:
+    """Initializer of local pool workers: thread limits, orphan watchdog, start notices.
+
+    Workers ignore SIGINT: on Ctrl-C the runner stops them itself (a terminal sends SIGINT
+    to the whole process group, and idle workers would otherwise die with tracebacks).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    prepare_process(threads)
+    _state["started_queue"] = started_queue
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                     name="sweep-parent-watch").start()
+
+
+def _single_tasked() -> bool:
+    """True unless this is a Dask worker that runs several tasks at once in threads."""
+    if "distributed" not in sys.modules:
+        return True
+    try:
+        from distributed import get_worker
+
+        return get_worker().state.nthreads == 1
+    except (ImportError, ValueError, AttributeError):
+        return True
+
+
+def _set_cython_cache(sweep_dir: Path) -> None:
+    cache = sweep_dir / "scratch" / f"cython-{socket.gethostname()}-{os.getpid()}"
+    os.environ["CYTHON_CACHE_DIR"] = str(cache)
+    if "brian2" in sys.modules:
+        sys.modules["brian2"].prefs.codegen.runtime.cython.cache_dir = str(cache / "brian_extensions")
+
+
+def find_run_dir(runs_root: Path, experiment: str, config_hash: str, since: float = 0.0) -> Path | None:
+    """The newest run directory of ``config_hash`` under ``runs_root/<experiment>/``."""
+    import json
+
+    parent = runs_root / experiment
+    best, best_time = None, since
+    for status_path in parent.glob(f"*-{config_hash[:8]}*/status.json"):
+        try:
+            status = json.loads(status_path.read_text())
+            modified = status_path.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if status.get("config_hash") == config_hash and modified >= best_time:
+            best, best_time = status_path.parent, modified
+    return best
+
+
+def _row(point: PointTask, status: str, *, metrics=None, error=None, trace=None, seconds=0.0,
+         run_dir: Path | None = None, sweep_dir: Path, started: str, batch_size: int = 1) -> dict:
+    return {"config_hash": point.config_hash, "point": point.index, "status": status,
+            "metrics": dict(metrics or {}), "error": error, "traceback": trace,
+            "seconds": float(seconds), "host": socket.gethostname(), "pid": os.getpid(),
+            "run_dir": os.path.relpath(run_dir, sweep_dir) if run_dir else None,
+            "started_utc": started, "finished_utc": utc_now(), "batch_size": batch_size}
+
+
+def run_single(task: Task, point: PointTask) -> dict:
+    """Run one point through the foundation's ``run_experiment``; never raises an Exception."""
+    from experiments.runner import run_experiment
+
+    sweep_dir = Path(task.sweep_dir)
+    runs_root = sweep_dir / "runs"
+    started, begin, wall_begin = utc_now(), time.perf_counter(), time.time()
+    try:
+        result = run_experiment(task.experiment, config=point.config, seed=point.seed,
+                                out_root=runs_root, device=task.device, quiet=True)
+    except Exception as error:  # a failing point is data, not a crash of the sweep
+        run_dir = find_run_dir(runs_root, task.experiment, point.config_hash, since=wall_begin - 1)
+        return _row(point, "failed", error=f"{type(error).__name__}: {error}",
+                    trace=traceback.format_exc(), seconds=time.perf_counter() - begin,
+                    run_dir=run_dir, sweep_dir=sweep_dir, started=started)
+    return _row(point, "complete", metrics=result.metrics, seconds=time.perf_counter() - begin,
+                run_dir=result.path, sweep_dir=sweep_dir, started=started)
+
+
+def execute_task(task: Task) -> list[dict]:
+    """Run ``task`` on this worker and return one row per point (see module docstring)."""
+    queue = _state["started_queue"]
+    if queue is not None:
+        queue.put((task.task_id, os.getpid()))
+    prepare_process(task.threads)
+    sweep_dir = Path(task.sweep_dir)
+    _set_cython_cache(sweep_dir)
+    scratch = sweep_dir / "scratch" / f"task-{task.points[0].config_hash[:16]}"
+    previous_cwd = None
+    if _single_tasked():
+        scratch.mkdir(parents=True, exist_ok=True)
+        previous_cwd = os.getcwd()
+        os.chdir(scratch)
+    try:
+        if task.batched and len(task.points) > 1:
+            from experiments.sweep.batch import run_batched
+
+            rows = run_batched(task)
+        else:
+            rows = [run_single(task, point) for point in task.points]
+    finally:
+        if previous_cwd is not None:
+            os.chdir(previous_cwd)
+    if all(row["status"] == "complete" for row in rows):
+        shutil.rmtree(scratch, ignore_errors=True)  # keep a failed task's build files to debug
+    return rows
