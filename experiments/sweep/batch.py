@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any
 
 from experiments.config import config_to_yaml
 from experiments.environment import environment_facts
@@ -82,7 +83,7 @@ def run_batched(task) -> list[dict]:
             raise TypeError(f"run_batch must return a list of {size} metrics dicts, got "
                             f"{type(results).__name__} of length {len(results) if hasattr(results, '__len__') else '?'}")
         metrics = [clean_metrics(m) for m in results]
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure: rerun the points alone
         seconds = time.perf_counter() - begin
         for out, status in zip(outs, statuses):
             status.update(status="failed", seconds=seconds, error=f"{type(error).__name__}: {error}",

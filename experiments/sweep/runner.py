@@ -19,7 +19,6 @@ import collections
 import signal
 import sys
 import threading
-import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
 from concurrent.futures.process import BrokenProcessPool

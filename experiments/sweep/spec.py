@@ -22,14 +22,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from experiments.config import (ConfigError, config_hash, flatten_config, load_config_file,
-                                parse_assignments, resolve_config)
-from experiments.sweep.values import (Distribution, leaf_type, parse_distribution,
-                                      parse_grid_values)
+from experiments.config import (
+    ConfigError,
+    config_hash,
+    flatten_config,
+    load_config_file,
+    parse_assignments,
+    resolve_config,
+)
+from experiments.sweep.values import Distribution, leaf_type, parse_distribution, parse_grid_values
 
 SPEC_FILE_KEYS = ("experiment", "config", "set", "grid", "zip", "random", "repeats", "seed")
 

@@ -117,7 +117,9 @@ def parse_grid_values(key: str, text: Any, field_type, option: str = "--grid") -
     values = _as_list(text, where, field_type)
     if values is None:
         values = _parse_range(text.strip(), where, field_type)
-    if not values or any(isinstance(v, str) and not v for v in values):
+    if not values:
+        raise ConfigError(f"{where}: no values given (empty list)")
+    if any(isinstance(v, str) and not v for v in values):
         raise ConfigError(f"{where}: empty value in the list; give at least one value per item")
     return values
 

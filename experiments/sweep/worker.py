@@ -159,7 +159,7 @@ def run_single(task: Task, point: PointTask) -> dict:
     try:
         result = run_experiment(task.experiment, config=point.config, seed=point.seed,
                                 out_root=runs_root, device=task.device, quiet=True)
-    except Exception as error:  # a failing point is data, not a crash of the sweep
+    except Exception as error:  # noqa: BLE001 - a failing point is data, not a crash of the sweep
         run_dir = find_run_dir(runs_root, task.experiment, point.config_hash, since=wall_begin - 1)
         return _row(point, "failed", error=f"{type(error).__name__}: {error}",
                     trace=traceback.format_exc(), seconds=time.perf_counter() - begin,

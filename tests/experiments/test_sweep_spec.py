@@ -1,0 +1,135 @@
+"""Sweep specifications: grids, ranges, zips, random draws, repeats, and up-front errors."""
+import itertools
+
+import numpy as np
+import pytest
+import yaml
+
+from experiments.cli import main
+from experiments.config import ConfigError, resolve_config
+from experiments.hebbian_recall import Config
+from experiments.sweep.runner import run_sweep
+from experiments.sweep.spec import build_spec, expand, repeat_seeds
+
+NAME = "hebbian_recall"
+
+
+def spec(**kwargs):
+    return build_spec(NAME, Config, **kwargs)
+
+
+def test_grid_is_the_cartesian_product_in_order_and_zip_walks_together():
+    s = spec(grid=["key_dim=8,16,32", "trials=1,2"], zip=["value_dim=4,5", "load_ratios=[[1.0],[0.5,2.0]]"])
+    points = expand(s, Config)
+    expected = [dict(key_dim=k, trials=t, value_dim=v, load_ratios=r)
+                for k, t in itertools.product((8, 16, 32), (1, 2))
+                for v, r in zip((4, 5), ((1.0,), (0.5, 2.0)))]
+    assert [p.overrides for p in points] == expected
+    for point in points:  # every point is the config the foundation resolves from its overrides
+        assert point.config == resolve_config(Config, None, point.overrides)
+    assert [p.index for p in points] == list(range(12))
+
+
+def test_ranges_match_numpy_linspace_and_geomspace():
+    s = spec(grid=["key_dim=16:1024:7:log", "trials=1:9:5"], sets=["load_ratios=[0.1]"])
+    assert dict(s.grid)["key_dim"] == tuple(int(v) for v in np.rint(np.geomspace(16, 1024, 7)))
+    assert dict(s.grid)["trials"] == (1, 3, 5, 7, 9)
+    floats = spec(zip=["load_ratios=[[0.1],[0.2],[0.3]]"], grid=["key_dim=8"])
+    assert dict(floats.zipped)["load_ratios"] == ((0.1,), (0.2,), (0.3,))
+    # float ranges: linspace rounded to 12 significant digits (0.2, not 0.20000000000000004)
+    from experiments.sweep.values import parse_grid_values
+    assert parse_grid_values("x", "0.1:0.3:3", float) == [0.1, 0.2, 0.3]
+    assert parse_grid_values("x", "1e-3:1e-1:3:log", float) == [0.001, 0.01, 0.1]
+
+
+def test_repeats_use_spawned_seed_sequence_children_repeat_major():
+    s = spec(grid=["key_dim=8,16"], repeats=3, seed=7)
+    points = expand(s, Config)
+    _, parent = np.random.SeedSequence(7).spawn(2)
+    oracle = [int(c.generate_state(1, dtype=np.uint32)[0]) for c in parent.spawn(3)]
+    assert repeat_seeds(7, 3) == oracle and len(set(oracle)) == 3
+    assert [(p.repeat, p.seed, p.overrides["key_dim"]) for p in points] == [
+        (r, oracle[r], k) for r in range(3) for k in (8, 16)]
+    assert len({p.config_hash for p in points}) == 6
+
+
+def test_random_draws_are_reproducible_and_respect_the_distributions():
+    s = spec(grid=["key_dim=8:64", "trials=1:1000:log", "value_dim=4,8,16"], random=200, seed=3)
+    points = expand(s, Config)
+    again = expand(spec(grid=["key_dim=8:64", "trials=1:1000:log", "value_dim=4,8,16"], random=200,
+                        seed=3), Config)
+    assert [p.overrides for p in points] == [p.overrides for p in again]
+    keys = np.array([p.overrides["key_dim"] for p in points])
+    trials = np.array([p.overrides["trials"] for p in points])
+    assert keys.min() >= 8 and keys.max() <= 64 and keys.dtype.kind == "i"
+    assert trials.min() >= 1 and trials.max() <= 1000
+    # log-uniform: about a third of the draws per decade (binomial, n=200: 3 s.d. ~ 20)
+    decades = np.histogram(np.log10(trials), bins=[0, 1, 2, 3])[0]
+    assert np.all(np.abs(decades - 200 / 3) < 25), decades
+    assert {p.overrides["value_dim"] for p in points} == {4, 8, 16}
+    other_seed = expand(spec(grid=["key_dim=8:64"], random=5, seed=4), Config)
+    assert [p.overrides for p in other_seed] != [p.overrides for p in points[:5]]
+
+
+def test_sweep_yaml_is_a_valid_from_file_and_round_trips(tmp_path):
+    s = spec(grid=["key_dim=8,16"], zip=["trials=1,2", "value_dim=4,8"], repeats=2, seed=5,
+             sets=["load_ratios=[1.0]"])
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(s.to_dict()))
+    again = build_spec(NAME, Config, from_file=path)
+    assert again.to_dict() == s.to_dict() and again.digest() == s.digest()
+    r = spec(grid=["key_dim=8:64", "trials=1:100:log", "value_dim=4,8"], random=4)
+    path.write_text(yaml.safe_dump(r.to_dict()))
+    assert build_spec(NAME, Config, from_file=path).to_dict() == r.to_dict()
+    # command-line values win over the file's
+    assert build_spec(NAME, Config, from_file=path, seed=9).seed == 9
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(grid=["nokey=1,2"]), "unknown key 'nokey'; valid keys: key_dim, value_dim, load_ratios, trials"),
+    (dict(grid=["trials=a,b"]), "--grid trials=a,b: trials: expected an int, got 'a'"),
+    (dict(grid=["key_dim=1,8"]), "key_dim: 1 is out of range; allowed [2, 4096]"),
+    (dict(grid=["trials="]), "--grid trials=: no values given"),
+    (dict(grid=["trials=[]"]), "no values given"),
+    (dict(grid=["trials=1,,3"]), "empty value in the list"),
+    (dict(grid=["trials=1:x:3"]), "'x' is not a number; expected LO:HI:N"),
+    (dict(grid=["trials=1:3"]), "bad range syntax; expected LO:HI:N"),
+    (dict(grid=["trials=1:3:0"]), "the count must be at least 1"),
+    (dict(grid=["key_dim=8:30:4"]), "non-integer values"),
+    (dict(grid=["load_ratios=0:1:3:log"]), "ambiguous for a tuple field"),
+    (dict(grid=["trials=1:3:2:log", "key_dim=0:8:2:log"]), "a log range needs LO > 0"),
+    (dict(grid=["trials=1,1"]), "sweep points 0 and 1 are identical"),
+    (dict(grid=["trials=1,2"], zip=["trials=3,4"]), "already given by --grid"),
+    (dict(zip=["trials=1,2", "key_dim=8"]), "zipped lists must have equal lengths"),
+    (dict(grid=["trials=1:10:5"], random=3), "a count N belongs to grid ranges"),
+    (dict(grid=["trials=5:1"], random=3), "need LO < HI"),
+    (dict(grid=["trials"]), "expected KEY=VALUES"),
+    (dict(repeats=0), "--repeats 0"),
+])
+def test_invalid_specs_fail_with_a_clear_message(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        expand(spec(**kwargs), Config)
+    assert message in str(error.value)
+
+
+def test_a_bad_point_fails_the_whole_sweep_before_anything_runs(tmp_path):
+    # trials and key_dim are valid alone; the zip pairs them, and the file sets a bad base
+    config = tmp_path / "base.yaml"
+    config.write_text("trials: 0\n")
+    with pytest.raises(ConfigError, match=r"trials: 0 is out of range"):
+        run_sweep(spec(grid=["key_dim=8,16"], config_file=str(config)), out=tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text("grid: {key_dim: [8, 16]}\nrepeats: 2\nbogus: 1\n")
+    with pytest.raises(ConfigError, match="unknown key 'bogus'; valid keys: experiment"):
+        spec(from_file=sweep_file)
+
+
+def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["sweep", NAME, "--grid", "trials=1:x:3", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("neuro: error: --grid trials=1:x:3") and "hint:" in err
+    assert not (tmp_path / "s").exists()
+    assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--repeats", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 points" in out and "key_dim=16" in out
