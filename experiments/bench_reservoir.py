@@ -1,0 +1,237 @@
+"""Spiking reservoir speed: our torch backend vs Brian2 cpp_standalone and cython, side by side.
+
+The same network for every backend: heterogeneous Izhikevich 2003 neurons, 80/20 E/I,
+fixed in-degree 100, delta synapses, noise 5 mV/sqrt(ms), dt 0.5 ms, 1 s simulated (~8 Hz).
+For each N: setup (building the network), compile (Brian2's code generation and C++/Cython
+compilation, in a fresh temporary build directory and Cython cache), loop (the simulation
+itself; Brian2's own timer) and whole-run time, neuron-steps/s and synaptic events/s,
+medians over ``repeats``. Batched sweep: B networks of ``batch_num_neurons`` in one torch
+call vs B re-runs of one compiled Brian2 standalone binary (new weights each run).
+Brian2 draws its own noise (same statistics), so rates agree but rasters differ. Ratios:
+``loop_ratio`` = our loop time / the peer's (< 1: we are faster), ``whole_speedup`` =
+the peer's whole-run time / ours (> 1: we are faster). The issue's four targets are
+checked and reported as metrics.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from experiments.store import RunDir
+from neuro.reservoir.network import make_reservoir, simulate
+
+PEERS = ("cpp_standalone", "cython", "numpy")
+
+
+@dataclass(frozen=True)
+class Config:
+    sizes: tuple[int, ...] = field(default=(1000, 4000, 16000), metadata={"min": 10, "help": "N per network"})
+    batch_sizes: tuple[int, ...] = field(default=(1, 8, 32), metadata={"min": 1, "help": "B of the sweep"})
+    batch_num_neurons: int = field(default=1000, metadata={"min": 10, "help": "N of each swept network"})
+    duration_ms: float = field(default=1000.0, metadata={"min": 1.0, "max": 100_000.0, "help": "simulated time"})
+    dt_ms: float = field(default=0.5, metadata={"min": 0.01, "max": 1.0, "help": "time step"})
+    in_degree: int = field(default=100, metadata={"min": 1, "help": "fixed in-degree K"})
+    repeats: int = field(default=3, metadata={"min": 1, "max": 50, "help": "timed repeats (median)"})
+    brian2_targets: tuple[str, ...] = field(default=("cpp_standalone", "cython"),
+                                            metadata={"help": "peers: cpp_standalone, cython, numpy"})
+    dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
+    threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch threads for our loop"})
+
+
+def _network(config: Config, num_neurons: int, batch_size: int, seed: int, device: str):
+    dtype = torch.float32 if config.dtype == "float32" else torch.float64
+    return make_reservoir(num_neurons, 0, batch_size=batch_size, in_degree=config.in_degree, seed=seed,
+                          device=device, dtype=dtype)
+
+
+def _events(params, result) -> int:
+    """Synaptic events delivered: sum over spikes of the spiking neuron's out-degree."""
+    syn = params.synapses
+    out_degree = torch.bincount(syn.batch_index * params.num_neurons + syn.pre_index,
+                                minlength=params.batch_size * params.num_neurons)
+    spikes = result.spikes
+    return int(out_degree[spikes.batch_index.cpu() * params.num_neurons + spikes.neuron.cpu()].sum())
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _ours(config: Config, num_neurons: int, batch_size: int, seed: int, device: str) -> dict:
+    steps = int(round(config.duration_ms / config.dt_ms))
+    t0 = time.perf_counter()
+    params, state = _network(config, num_neurons, batch_size, seed, device)
+    _sync(device)
+    setup_s = time.perf_counter() - t0
+    loops, first_loop = [], None
+    for repeat in range(config.repeats):
+        t0 = time.perf_counter()
+        result = simulate(params, state, None, config.dt_ms, num_steps=steps, seed=seed + repeat)
+        _sync(device)
+        loops.append(time.perf_counter() - t0)
+        first_loop = loops[0] if first_loop is None else first_loop
+    loop_s = statistics.median(loops)
+    return _row("torch (ours)", params, result, steps, config.dt_ms, setup_s, 0.0, loop_s, setup_s + first_loop)
+
+
+def _row(backend, params, result, steps, dt_ms, setup_s, compile_s, loop_s, whole_s) -> dict:
+    b, n = params.batch_size, params.num_neurons
+    return {
+        "backend": backend, "num_neurons": n, "batch_size": b, "setup_s": setup_s, "compile_s": compile_s,
+        "loop_s": loop_s, "whole_s": whole_s, "neuron_steps_per_s": b * n * steps / loop_s,
+        "synaptic_events_per_s": _events(params, result) / loop_s,
+        "rate_hz": result.num_spikes / (b * n) / (steps * dt_ms / 1000.0),
+    }
+
+
+def _brian2(config, target, num_neurons, seed, directory) -> tuple[dict, object]:
+    """One peer run (+ repeats): returns (row, the open session for standalone re-runs)."""
+    from neuro.reservoir.brian2_backend import Brian2Session
+
+    steps = int(round(config.duration_ms / config.dt_ms))
+    params, state = _network(config, num_neurons, 1, seed, "cpu")
+    t0 = time.perf_counter()
+    session = Brian2Session(params, state, None, config.dt_ms, num_steps=steps, seed=seed, target=target,
+                            noise_source="brian2", directory=directory)
+    first = session.run()
+    whole_s = time.perf_counter() - t0
+    loops = [first.timings["loop_s"]]
+    for _ in range(config.repeats - 1):
+        loops.append(session.run().timings["loop_s"])
+    row = _row(f"brian2 {target}", params, first, steps, config.dt_ms, first.timings["setup_s"], first.timings["compile_s"],
+               statistics.median(loops), whole_s)
+    return row, session
+
+
+def _brian2_sweep(config, session, batch_size, seed) -> float:
+    """Wall time of ``batch_size`` re-runs of a compiled standalone binary, new weights each."""
+    params = session.params
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for _ in range(batch_size):
+        scale = 0.8 + 0.4 * torch.rand(params.synapses.weight.shape, generator=generator, dtype=torch.float64)
+        new = _replace_weights(params, params.synapses.weight.double() * scale)
+        t0 = time.perf_counter()
+        session.run(params=new)
+        total += time.perf_counter() - t0
+    return total
+
+
+def _replace_weights(params, weight):
+    import dataclasses
+
+    return dataclasses.replace(params, synapses=params.synapses._replace(weight=weight.to(params.dtype)))
+
+
+def run(config: Config, out: RunDir) -> dict[str, float]:
+    bad = [t for t in config.brian2_targets if t not in PEERS]
+    if bad:
+        raise ValueError(f"brian2_targets contains {bad}; allowed: {', '.join(PEERS)}")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    rows, metrics = [], {}
+    try:
+        rows, metrics = _run(config, out)
+    finally:
+        torch.set_num_threads(old_threads)
+    out.save_table("timings", rows, caption=(
+        f"Izhikevich reservoir, K={config.in_degree}, dt={config.dt_ms} ms, {config.duration_ms:g} ms simulated, "
+        f"{config.dtype}, {config.threads} torch thread(s); loop = median of {config.repeats}; "
+        "loop_ratio = ours / peer (lower is better for us), whole_speedup = peer / ours"))
+    return metrics
+
+
+def _run(config: Config, out: RunDir):
+    import importlib
+
+    t0 = time.perf_counter()
+    brian2_available = True
+    try:
+        importlib.import_module("brian2")
+    except Exception as error:  # the peer is optional for the benchmark
+        brian2_available = False
+        out.log(f"brian2 unavailable ({error}); only our backend is timed")
+    metrics: dict[str, float] = {"brian2_import_s": time.perf_counter() - t0}
+    rows: list[dict] = []
+    seed = out.seed
+    sessions = {}
+    with tempfile.TemporaryDirectory(prefix="bench_reservoir_brian2_") as scratch:
+        if brian2_available and "cython" in config.brian2_targets:
+            import brian2
+
+            brian2.prefs.codegen.runtime.cython.cache_dir = f"{scratch}/cython_cache"
+        for n in out.progress(config.sizes, desc="sizes"):
+            ours = _ours(config, n, 1, seed, out.device)
+            rows.append({**ours, "loop_ratio": float("nan"), "whole_speedup": float("nan")})
+            out.log(f"N={n} ours: loop {ours['loop_s']:.3f} s, whole {ours['whole_s']:.3f} s, "
+                    f"{ours['rate_hz']:.2f} Hz")
+            metrics[f"n{n}_ours_loop_s"] = ours["loop_s"]
+            metrics[f"n{n}_ours_whole_s"] = ours["whole_s"]
+            metrics[f"n{n}_ours_per_step_us"] = ours["loop_s"] / (config.duration_ms / config.dt_ms) * 1e6
+            for target in (config.brian2_targets if brian2_available else ()):
+                directory = f"{scratch}/standalone_{n}" if target == "cpp_standalone" else None
+                peer, session = _brian2(config, target, n, seed, directory)
+                peer["loop_ratio"] = ours["loop_s"] / peer["loop_s"]
+                peer["whole_speedup"] = peer["whole_s"] / ours["whole_s"]
+                rows.append(peer)
+                out.log(f"N={n} brian2 {target}: loop {peer['loop_s']:.3f} s, compile {peer['compile_s']:.1f} s, "
+                        f"whole {peer['whole_s']:.2f} s, {peer['rate_hz']:.2f} Hz")
+                short = "standalone" if target == "cpp_standalone" else target
+                metrics[f"n{n}_{short}_loop_s"] = peer["loop_s"]
+                metrics[f"n{n}_{short}_whole_s"] = peer["whole_s"]
+                metrics[f"n{n}_loop_ratio_vs_{short}"] = peer["loop_ratio"]
+                metrics[f"n{n}_whole_speedup_vs_{short}"] = peer["whole_speedup"]
+                if target == "cpp_standalone" and n == config.batch_num_neurons:
+                    sessions[n] = session
+                else:
+                    session.close()
+        _batched(config, out, rows, metrics, sessions, scratch, brian2_available)
+        for session in sessions.values():
+            session.close()
+    _targets(config, metrics)
+    return rows, metrics
+
+
+def _batched(config, out, rows, metrics, sessions, scratch, brian2_available) -> None:
+    n, seed = config.batch_num_neurons, out.seed
+    session = sessions.get(n)
+    if session is None and brian2_available and "cpp_standalone" in config.brian2_targets:
+        _, session = _brian2(config, "cpp_standalone", n, seed, f"{scratch}/standalone_batch")
+        sessions[n] = session
+    for b in out.progress(config.batch_sizes, desc="batch"):
+        ours = _ours(config, n, b, seed, out.device)
+        ours_total = ours["setup_s"] + ours["loop_s"]
+        row = {**ours, "backend": "torch (ours), batched", "whole_s": ours_total,
+               "loop_ratio": float("nan"), "whole_speedup": float("nan")}
+        metrics[f"batch{b}_ours_total_s"] = ours_total
+        if session is not None:
+            sweeps = [_brian2_sweep(config, session, b, seed + r) for r in range(config.repeats)]
+            peer_total = statistics.median(sweeps)
+            row["whole_speedup"] = peer_total / ours_total
+            metrics[f"batch{b}_standalone_reruns_s"] = peer_total
+            metrics[f"batch{b}_speedup_vs_standalone"] = peer_total / ours_total
+            rows.append({"backend": "brian2 cpp_standalone, re-runs", "num_neurons": n, "batch_size": b,
+                         "setup_s": 0.0, "compile_s": 0.0, "loop_s": float("nan"), "whole_s": peer_total,
+                         "neuron_steps_per_s": float("nan"), "synaptic_events_per_s": float("nan"),
+                         "rate_hz": float("nan"), "loop_ratio": float("nan"), "whole_speedup": float("nan")})
+        rows.append(row)
+        out.log(f"batch {b} x N={n}: ours {ours_total:.3f} s" +
+                (f", brian2 standalone re-runs {metrics[f'batch{b}_standalone_reruns_s']:.3f} s"
+                 if session is not None else ""))
+
+
+def _targets(config: Config, metrics: dict) -> None:
+    """The issue's four performance targets, as booleans next to the measured values."""
+    if "n4000_whole_speedup_vs_standalone" in metrics:
+        metrics["target_whole_run_4k_10x_met"] = metrics["n4000_whole_speedup_vs_standalone"] >= 10.0
+    if "n16000_loop_ratio_vs_standalone" in metrics and config.dtype == "float32":
+        metrics["target_loop_16k_0p8x_met"] = metrics["n16000_loop_ratio_vs_standalone"] <= 0.8
+    if "batch32_speedup_vs_standalone" in metrics and config.batch_num_neurons == 1000:
+        metrics["target_batch32_3x_met"] = metrics["batch32_speedup_vs_standalone"] >= 3.0
+    if "n1000_ours_per_step_us" in metrics:
+        metrics["target_step_1k_40us_met"] = metrics["n1000_ours_per_step_us"] < 40.0
