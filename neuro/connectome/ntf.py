@@ -129,19 +129,23 @@ def _initial_factors(shape, rank, init, generator, dtype, device):
 
 
 def _hals_update(factor_t, mttkrp_t, hadamard, sweeps, inner_tol):
-    """In-place HALS sweeps on factor_t = A_n^T (R, I_n) given U^T (R, I_n) and H (R, R)."""
+    """In-place HALS sweeps on factor_t = A_n^T (R, I_n) given U^T (R, I_n) and H (R, R):
+    row k <- max(0, row k + (U^T[k] - H[k] @ A_n^T) / H[k, k]), the same update as tensorly's
+    hals_nnls written with fewer tensor operations (rounding differs in the last bits)."""
     rank = factor_t.shape[0]
     diagonal = hadamard.diagonal().tolist()
+    active = [(k, 1.0 / diagonal[k]) for k in range(rank) if diagonal[k] != 0]
     first_change = None
+    columns = factor_t.t()
     for sweep in range(sweeps):
         change = factor_t.new_zeros(())
-        for k in range(rank):
-            if diagonal[k] == 0:
-                continue
-            numerator = mttkrp_t[k] - torch.mv(factor_t.t(), hadamard[k]) + diagonal[k] * factor_t[k]
-            new_row = torch.clamp(numerator / diagonal[k], min=0)
-            change += torch.sum((factor_t[k] - new_row) ** 2)
-            factor_t[k] = new_row
+        for k, inverse in active:
+            row = factor_t[k]
+            residual = torch.addmv(mttkrp_t[k], columns, hadamard[k], alpha=-1.0)
+            new_row = torch.add(row, residual, alpha=inverse).clamp_(min=0)
+            delta = new_row.sub(row)
+            change.add_(torch.dot(delta, delta))
+            row.copy_(new_row)
         change_value = float(change)
         if sweep == 0:
             first_change = change_value
