@@ -38,10 +38,11 @@ class EMSettings:
     newton_steps: int = 1
     ridge: float = 1e-6
     learn_prior_mean: bool = True
-    learn_prior_sigma: bool = True
+    learn_prior_sigma: bool = False
     sigma_floor: float = 0.05
     strength_floor: float = 0.1
-    type_concentration: tuple = (1.5, 1.5, 1.5)
+    type_concentration: tuple = (1.2, 3.0, 1.2)
+    type_init_z: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -115,15 +116,40 @@ def markov_m_step(estep: EStep, params: HMMGLMParams, settings: EMSettings):
     return log_initial, log_transition
 
 
-def _onehot_type_update(data, resp, theta, prior_state, settings):
-    """Reassign types; accept per (r, k, n) only where the exact objective rises."""
-    link, floor = settings.link, settings.strength_floor
+def _gradient_and_curvature(data, resp, theta, link):
+    """Per-coordinate gradient and curvature (Hessian diagonal) of every problem's F."""
     eta = linear_predictor(data.design, theta)
     _, grad_eta, curv_eta = elementwise(eta, data.counts[:, None, None, :], link)
     weight = resp.unsqueeze(-1)
     t = data.design.shape[0]
     grad = (data.design.T @ (weight * grad_eta).reshape(t, -1)).T.reshape(theta.shape)
     curv = ((data.design**2).T @ (weight * curv_eta).reshape(t, -1)).T.reshape(theta.shape)
+    return eta, grad, curv
+
+
+def initial_onehot_state(data, params: HMMGLMParams, settings: EMSettings):
+    """Types from a z-test on unconstrained weights, pi from their counts, weights made feasible.
+
+    A weight is a connection when |w| / se > type_init_z, se = curvature^-1/2 (our choice:
+    the learned prior then starts sparse instead of being trapped by noise-level weights).
+    """
+    estep = e_step(data, params, settings)
+    theta = params.theta()
+    _, _, curv = _gradient_and_curvature(data, estep.resp, theta, settings.link)
+    w = theta[..., 1:]
+    z = w * curv[..., 1:].clamp_min(0).sqrt()
+    types = torch.where(z > settings.type_init_z, 1, torch.where(z < -settings.type_init_z, -1, 0))
+    floor = settings.strength_floor
+    value = torch.where(types > 0, w.clamp_min(floor), torch.where(types < 0, w.clamp_max(-floor), 0.0))
+    alpha = torch.tensor(settings.type_concentration, dtype=theta.dtype, device=theta.device)
+    state = OneHotPriorState(update_type_prior(types, alpha), types)
+    return params.with_theta(torch.cat([theta[..., :1], value], -1)), state
+
+
+def _onehot_type_update(data, resp, theta, prior_state, settings):
+    """Reassign types; accept per (r, k, n) only where the exact objective rises."""
+    link, floor = settings.link, settings.strength_floor
+    eta, grad, curv = _gradient_and_curvature(data, resp, theta, link)
     types, values = candidate_types(theta[..., 1:], grad[..., 1:], curv[..., 1:],
                                     prior_state.log_type_prior, floor)
     trial_theta = torch.cat([theta[..., :1], values], dim=-1)

@@ -21,13 +21,13 @@ import torch
 
 from neuro.hmmglm.basis import default_basis, validate_basis
 from neuro.hmmglm.data import check_spikes, prepare
-from neuro.hmmglm.fitting import EMSettings, e_step, run_em
+from neuro.hmmglm.fitting import EMSettings, initial_onehot_state, run_em
 from neuro.hmmglm.glm import check_link, emission_log_likelihoods
 from neuro.hmmglm.inference import Posterior, forward_backward, viterbi
 from neuro.hmmglm.init import kmeans_initialization
 from neuro.hmmglm.newton import PackedOuterProducts
 from neuro.hmmglm.params import HMMGLMParams
-from neuro.hmmglm.priors import PRIORS, GaussianPriorState, OneHotPriorState, candidate_types
+from neuro.hmmglm.priors import PRIORS, GaussianPriorState, OneHotPriorState
 from neuro.hmmglm.seeding import numpy_generator
 from neuro.hmmglm.simulate import sample_spikes, sample_states
 
@@ -38,9 +38,9 @@ class HMMGLM:
     def __init__(self, num_states: int, num_neurons: int, basis=None, link: str = "softplus",
                  distribution: str = "poisson", prior: str = "none", shared_bias: bool = False,
                  transition_concentration: float = 1.0, stickiness: float = 0.0,
-                 prior_sigma: float = 1.0, learn_prior_mean: bool = True,
-                 learn_prior_sigma: bool = True, sigma_floor: float = 0.05,
-                 strength_floor: float = 0.1, type_concentration=(1.5, 1.5, 1.5),
+                 prior_sigma: float = 0.5, learn_prior_mean: bool = True,
+                 learn_prior_sigma: bool = False, sigma_floor: float = 0.05,
+                 strength_floor: float = 0.1, type_concentration=(1.2, 3.0, 1.2),
                  newton_steps: int = 1, dtype=torch.float64, device="cpu"):
         for name, value in (("num_states", num_states), ("num_neurons", num_neurons)):
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -97,24 +97,7 @@ class HMMGLM:
         if self.settings.prior == "gaussian":
             sigma = torch.full((r,), float(self.prior_sigma), dtype=self.dtype, device=self.device)
             return GaussianPriorState(flat.mean(1), sigma)
-        if self.settings.prior == "onehot":
-            uniform = torch.full((r, self.num_neurons, self.num_neurons, 3), -math.log(3.0),
-                                 dtype=self.dtype, device=self.device)
-            w = flat
-            zero = torch.zeros_like(w)
-            types, _ = candidate_types(w, zero, torch.ones_like(w), uniform, self.settings.strength_floor)
-            return OneHotPriorState(uniform, types)
         return None
-
-    def _consistent_with_prior(self, params: HMMGLMParams, prior_state) -> HMMGLMParams:
-        """Move one-hot weights onto their types' feasible sets (the start of that phase)."""
-        if not isinstance(prior_state, OneHotPriorState):
-            return params
-        w = params.weights[..., 0]
-        floor = self.settings.strength_floor
-        value = torch.where(prior_state.types > 0, w.clamp_min(floor),
-                            torch.where(prior_state.types < 0, w.clamp_max(-floor), torch.zeros_like(w)))
-        return HMMGLMParams(params.log_initial, params.log_transition, params.bias, value.unsqueeze(-1))
 
     # ------------------------------------------------------------------ fitting
     def fit(self, spikes, num_iters: int = 100, tolerance: float = 1e-5, num_restarts: int = 1,
@@ -154,8 +137,10 @@ class HMMGLM:
             params, _, hist = run_em(data, params, None, warm, warmup_iters, tolerance, outer, progress)
             history += hist
             phases += ["warmup"] * len(hist)
-        prior_state = self._initial_prior_state(params)
-        params = self._consistent_with_prior(params, prior_state)
+        if self.settings.prior == "onehot":
+            params, prior_state = initial_onehot_state(data, params, self.settings)
+        else:
+            prior_state = self._initial_prior_state(params)
         params, prior_state, hist = run_em(data, params, prior_state, self.settings, int(num_iters),
                                            tolerance, outer, progress)
         history += hist

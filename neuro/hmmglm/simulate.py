@@ -9,9 +9,10 @@ counts bin by bin, because each bin's rate depends on the previous ``num_lags`` 
   sign) and self-inhibition (-1), and each adds its own 15% of pairs (our construction of the
   problem the peers were timed on; its oracle state accuracy is ~97-98%, see ANCHORS.md).
 * Problem (b), "paper": K=5, N=20, one exponential filter over 5 lags; per pair, a type
-  prior p ~ Dirichlet(0.2, 1.6, 0.2) over (inhibitory, none, excitatory), a
-  state-constant anatomical skeleton drawn from it, and per-state strengths
-  log(1 + 3u), u ~ U(0, 1) (Li et al., arXiv 2310.15263, Sec. 5.1).
+  prior p ~ Dirichlet(0.2, 1.6, 0.2) over (inhibitory, none, excitatory) shared by all
+  states, whose argmax is the state-constant anatomical skeleton; each state draws its
+  own types from p and strengths log(1 + 3u), u ~ U(0, 1) (Li et al., arXiv 2310.15263).
+  Self-coupling is always inhibitory (refractoriness; keeps the softplus network stable).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class SimulatedProblem:
     weights: np.ndarray  # (K, N, N, L)
     basis: np.ndarray  # (L, num_lags)
     link: str
-    skeleton: np.ndarray | None = None  # (N, N) in {-1, 0, 1} for problem (b)
+    skeleton: np.ndarray | None = None  # (N, N) in {-1, 0, 1}: argmax of type_prior, problem (b)
     type_prior: np.ndarray | None = None  # (N, N, 3) for problem (b)
 
 
@@ -132,11 +133,14 @@ def paper_problem(num_timesteps: int = 20_000, seed=0, link: str = "softplus",
     rng = numpy_generator(seed)
     basis = _unit_area_filter()
     type_prior = rng.dirichlet([0.2, 1.6, 0.2], size=(num_neurons, num_neurons))
+    diagonal = np.arange(num_neurons)
+    type_prior[diagonal, diagonal] = (1.0, 0.0, 0.0)  # self-coupling: refractory (our choice)
+    skeleton = TYPE_VALUES[type_prior.argmax(-1)]
     cumulative = np.cumsum(type_prior, axis=-1)
-    draw = rng.random((num_neurons, num_neurons, 1))
-    skeleton = TYPE_VALUES[np.minimum((draw > cumulative).sum(-1), 2)]
+    draw = rng.random((num_states, num_neurons, num_neurons, 1))
+    types = TYPE_VALUES[np.minimum((draw > cumulative).sum(-1), 2)]  # (K, N, N)
     strength = np.log1p(3.0 * rng.random((num_states, num_neurons, num_neurons)))
-    weights = (skeleton[None] * strength)[..., None]
+    weights = (types * strength)[..., None]
     base_rate = 0.15
     base = np.log(np.expm1(base_rate)) if link == "softplus" else np.log(base_rate)
     bias = base + 0.1 * rng.standard_normal((num_states, num_neurons))
