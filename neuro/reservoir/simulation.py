@@ -65,7 +65,7 @@ def simulate(
     seed: Seed | None = None,
     record: str = "indices",
     record_trace: bool = False,
-    block_steps: int = 20,
+    block_steps: int | None = None,
 ) -> SimulationResult:
     """Run B reservoirs for T steps.
 
@@ -77,6 +77,8 @@ def simulate(
     dt_ms = check_dt(dt_ms)
     if record not in RECORD_KINDS:
         raise ValueError(f"record={record!r}; allowed: {', '.join(RECORD_KINDS)}")
+    if block_steps is None:  # ~4M drive values per block (16 MB in float32), at most 100 steps
+        block_steps = max(1, min(100, 4_000_000 // (params.batch_size * params.num_neurons)))
     block_steps = check_count("block_steps", block_steps, minimum=1)
     b, n, m = params.batch_size, params.num_neurons, params.num_inputs
     if inputs is None:
@@ -95,7 +97,7 @@ def simulate(
     if noise is not None:
         check_shape("noise", noise, (b, num_steps, n))
         noise = noise.to(params.device, params.dtype)
-    noisy = noise is None and bool((params.noise_std != 0).any())
+    noisy = noise is None and params.has_noise
     if noisy and seed is None:
         raise ValueError("noise_std > 0 needs seed= (int or Generator) or an explicit noise= array")
     generator = torch_generator(seed, params.device) if noisy else None

@@ -85,6 +85,15 @@ class ReservoirParams:
         object.__setattr__(self, "event_table", table)
 
     @property
+    def has_noise(self) -> bool:
+        """Whether any noise_std is non-zero (computed once)."""
+        cached = self.__dict__.get("_has_noise")
+        if cached is None:
+            cached = bool((self.noise_std != 0).any())
+            object.__setattr__(self, "_has_noise", cached)
+        return cached
+
+    @property
     def num_neurons(self) -> int:
         return self.neurons.a.shape[-1]
 
@@ -163,8 +172,13 @@ def _state_buffer(state: ReservoirState, params: ReservoirParams) -> Tensor:
 
 
 def check_finite(buffer: Tensor, num_neurons: int, step: int) -> None:
-    """Raise SimulationDiverged for the first non-finite v or u in ``buffer`` [B, 3N+1]."""
+    """Raise SimulationDiverged for the first non-finite v or u in ``buffer`` [B, 3N+1].
+
+    Fast test first: the sum of v and u is finite unless one of them is not (or, in
+    theory, unless finite values overflow the sum, which the exact test then rules out)."""
     core = buffer[:, : 2 * num_neurons]
+    if bool(torch.isfinite(core.sum())):
+        return
     bad = ~torch.isfinite(core)
     if bool(bad.any()):
         batch_index, slot = (int(x) for x in bad.nonzero()[0])
@@ -209,7 +223,7 @@ def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
                generator: torch.Generator | None, out: Tensor | None = None) -> Tensor | None:
     """Gaussian noise current with std noise_std / sqrt(dt_ms); None when noise_std is 0.
     ``shape`` ends in N; ``out`` (same shape) is filled in place when given."""
-    if not bool((params.noise_std != 0).any()):
+    if not params.has_noise:
         return None
     if generator is None:
         raise ValueError("noise_std > 0 needs a generator= (or seed=) or explicit noise=; got neither")
