@@ -1,0 +1,101 @@
+"""The dynamic-connectome pipeline of Dyballa et al. (arXiv 2402.14102), end to end.
+
+traces -> affinity tensor (pairs x windows x animals, masked where neurons are missing) ->
+non-negative CP -> for each component r, the pair factor a_0r as a weighted graph on the neurons
+-> weighted-SBM communities (and Louvain as the baseline). `recovery_metrics` scores a fit
+against a synthetic ground truth (`make_dynamic_connectome`): each epoch e is matched to the
+component whose time course correlates best with the epoch indicator; that component must also
+carry the animals' participation (cosine of loadings) and the epoch's communities (ARI). The
+blocks (e, c) of an epoch are recovered together: one rank-1 term carries all communities of
+an epoch, because they share its time course and animal loadings.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from neuro.connectome._checks import Seed, numpy_generator
+from neuro.connectome.affinity import AffinityTensor, affinity_tensor
+from neuro.connectome.community import adjusted_rand_index, louvain_partition, pair_graph
+from neuro.connectome.ntf import NTFResult, ntf
+from neuro.connectome.sbm import fit_sbm
+from neuro.connectome.synthetic import DynamicConnectome
+
+__all__ = ["DynamicConnectomeFit", "fit_dynamic_connectome", "recovery_metrics"]
+
+
+class DynamicConnectomeFit(NamedTuple):
+    """affinity; decomposition; sbm_labels and louvain_labels (R, N) communities of each
+    component's pair graph; window, step."""
+
+    affinity: AffinityTensor
+    decomposition: NTFResult
+    sbm_labels: np.ndarray
+    louvain_labels: np.ndarray
+    window: int
+    step: int
+
+
+def fit_dynamic_connectome(
+    traces,
+    *,
+    window: int,
+    step: int,
+    rank: int,
+    measure: str = "abs_correlation",
+    method: str = "hals",
+    n_iter_max: int = 500,
+    tol: float = 1e-8,
+    max_blocks: int = 8,
+    neuron_names: Sequence[Sequence[str]] | None = None,
+    seed: Seed = 0,
+    device: str = "cpu",
+) -> DynamicConnectomeFit:
+    """Run the pipeline of the module docstring; seeds of the three random stages are spawned
+    from `seed`."""
+    rng = numpy_generator(seed)
+    ntf_seed, sbm_seed, louvain_seed = (int(s) for s in rng.integers(0, 2**62, size=3))
+    affinity = affinity_tensor(traces, window, step, measure=measure, neuron_names=neuron_names,
+                               device=device)
+    mask = None if bool(affinity.mask.all()) else affinity.mask
+    decomposition = ntf(affinity.values, rank, method=method, mask=mask, n_iter_max=n_iter_max,
+                        tol=tol, seed=ntf_seed)
+    num_neurons = int(affinity.pairs.max()) + 1
+    pair_factor = decomposition.factors[0].detach().cpu().numpy()
+    sbm_labels = np.zeros((rank, num_neurons), dtype=np.int64)
+    louvain_labels = np.zeros((rank, num_neurons), dtype=np.int64)
+    for component in range(rank):
+        graph = pair_graph(pair_factor[:, component], affinity.pairs, num_neurons)
+        sbm_labels[component] = fit_sbm(graph, max_blocks=max_blocks, seed=sbm_seed).labels
+        louvain_labels[component] = louvain_partition(graph, seed=louvain_seed)
+    return DynamicConnectomeFit(affinity, decomposition, sbm_labels, louvain_labels, window, step)
+
+
+def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome) -> dict[str, np.ndarray]:
+    """Per epoch: matched component, time-course correlation with the epoch indicator,
+    cosine of the animal loadings with participation[:, e], ARI of the component's SBM and
+    Louvain partitions with labels[e]."""
+    indicator = truth.epoch_indicator(fit.window, fit.step)  # (E, W)
+    time_courses = fit.decomposition.factors[1].detach().cpu().numpy()  # (W, R)
+    loadings = fit.decomposition.factors[2].detach().cpu().numpy()  # (A, R)
+    num_epochs = indicator.shape[0]
+    correlation = np.corrcoef(np.vstack([indicator, time_courses.T]))[:num_epochs, num_epochs:]
+    correlation = np.nan_to_num(correlation, nan=0.0)
+    matched = correlation.argmax(1)
+    participation = truth.participation / np.linalg.norm(truth.participation, axis=0)
+    loading_norm = np.linalg.norm(loadings, axis=0)
+    loading_norm[loading_norm == 0] = 1.0
+    cosine = np.einsum("ae,ae->e", participation, loadings[:, matched] / loading_norm[matched])
+    sbm_ari = np.array([adjusted_rand_index(fit.sbm_labels[r], truth.labels[e])
+                        for e, r in enumerate(matched)])
+    louvain_ari = np.array([adjusted_rand_index(fit.louvain_labels[r], truth.labels[e])
+                            for e, r in enumerate(matched)])
+    return {
+        "matched_component": matched,
+        "time_correlation": correlation[np.arange(num_epochs), matched],
+        "animal_cosine": cosine,
+        "sbm_ari": sbm_ari,
+        "louvain_ari": louvain_ari,
+    }

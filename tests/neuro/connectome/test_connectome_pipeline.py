@@ -1,0 +1,53 @@
+"""End to end on the synthetic dynamic connectome: every planted block is recovered."""
+import numpy as np
+import pytest
+import torch
+
+from neuro.connectome.pipeline import fit_dynamic_connectome, recovery_metrics
+from neuro.connectome.synthetic import make_dynamic_connectome
+
+
+@pytest.mark.parametrize("measure", ["abs_correlation", "spearman"])
+def test_every_planted_epoch_community_block_is_recovered(measure):
+    torch.set_num_threads(1)
+    truth = make_dynamic_connectome(num_neurons=60, num_animals=4, num_timesteps=3000,
+                                    num_epochs=3, num_communities=3, seed=1)
+    # rank = epochs + 1: one extra component absorbs the |rho| bias of independent traces
+    fit = fit_dynamic_connectome(truth.traces, window=100, step=50, rank=4, measure=measure,
+                                 seed=0)
+    metrics = recovery_metrics(fit, truth)
+    assert len(set(metrics["matched_component"].tolist())) == 3  # distinct components
+    assert (metrics["time_correlation"] >= 0.9).all(), metrics
+    assert (metrics["animal_cosine"] >= 0.95).all(), metrics
+    # community ARI covers all blocks (e, c) of epoch e at once
+    assert (metrics["sbm_ari"] >= 0.9).all(), metrics
+    assert (metrics["louvain_ari"] >= 0.9).all(), metrics
+
+
+def test_generator_ground_truth_is_consistent():
+    truth = make_dynamic_connectome(num_neurons=12, num_animals=2, num_timesteps=300,
+                                    num_epochs=3, num_communities=2, remix_fraction=0.5, seed=0)
+    assert truth.traces.shape == (2, 12, 300) and truth.labels.shape == (3, 12)
+    assert np.bincount(truth.epoch_of_time).tolist() == [100, 100, 100]
+    assert all(np.bincount(labels).tolist() == [6, 6] for labels in truth.labels)
+    indicator = truth.epoch_indicator(50, 25)
+    np.testing.assert_allclose(indicator.sum(0), 1.0)
+    assert indicator[0, 0] == 1.0 and indicator[:, 3].tolist() == [0.5, 0.5, 0.0]
+    again = make_dynamic_connectome(num_neurons=12, num_animals=2, num_timesteps=300,
+                                    num_epochs=3, num_communities=2, remix_fraction=0.5, seed=0)
+    assert np.array_equal(truth.traces, again.traces)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_neurons": 2}, "num_neurons must be >= 3"),
+        ({"num_communities": 100}, "num_communities"),
+        ({"remix_fraction": 1.5}, "remix_fraction"),
+        ({"participation": -np.ones((4, 3))}, "participation"),
+        ({"tau_calcium_s": 0.0}, "tau_calcium_s"),
+    ],
+)
+def test_generator_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_dynamic_connectome(**kwargs)
