@@ -101,7 +101,25 @@ def forward_backward(
     beta_vec, _ = scaled_vecmat_scan(log_lik.new_zeros(batch, k), reversed_mats, chunk=chunk)
     beta = torch.cat([beta_vec.flip(1), log_lik.new_ones(batch, 1, k)], dim=1)
 
-    tiny = torch.finfo(log_lik.dtype).tiny
+    smoothed, pair = _posteriors(alpha, beta, mats, mask)
+    # likelihood ratios beyond the float range underflow the scaled messages: redo those
+    # sequences exactly in log space (rare; costs ~10x)
+    failed = ~torch.isfinite(log_normalizer) | (alpha.sum(-1) == 0).any(-1) | (beta.sum(-1) == 0).any(-1)
+    if bool(failed.any()):
+        idx = failed.nonzero().squeeze(-1)
+        log_normalizer, smoothed, pair = log_normalizer.clone(), smoothed.clone(), pair.clone()
+        log_normalizer[idx], smoothed[idx], pair[idx] = _log_space(
+            log_pi[idx], log_a[idx], log_lik[idx], None if mask is None else mask[idx], chunk)
+    return Posterior(
+        log_normalizer=log_normalizer,
+        smoothed=smoothed,
+        expected_transitions=pair.sum(1),
+        pairwise=pair if return_pairwise else None,
+    )
+
+
+def _posteriors(alpha, beta, mats, mask):
+    tiny = torch.finfo(alpha.dtype).tiny
     joint = alpha * beta
     smoothed = joint / joint.sum(-1, keepdim=True).clamp_min(tiny)
     if mask is not None:
@@ -110,12 +128,30 @@ def forward_backward(
     pair = pair / pair.sum((-1, -2), keepdim=True).clamp_min(tiny)
     if mask is not None:
         pair = pair * mask[:, 1:, None, None]
-    return Posterior(
-        log_normalizer=log_normalizer,
-        smoothed=smoothed,
-        expected_transitions=pair.sum(1),
-        pairwise=pair if return_pairwise else None,
-    )
+    return smoothed, pair
+
+
+def _log_space(log_pi, log_a, log_lik, mask, chunk):
+    """Exact (logsumexp, +) forward-backward: (log Z, gamma, xi) for a few sequences."""
+    batch, steps, k = log_lik.shape
+    log_mats = log_a.unsqueeze(1) + log_lik[:, 1:].unsqueeze(-2)
+    if mask is not None:
+        eye_log = torch.log(torch.eye(k, dtype=log_lik.dtype, device=log_lik.device))
+        log_mats = torch.where(mask[:, 1:, None, None], log_mats, eye_log)
+    log_alpha0 = log_pi + log_lik[:, 0]
+    log_alpha = torch.cat([log_alpha0.unsqueeze(1),
+                           maxplus_vecmat_scan(log_alpha0, log_mats, chunk, "logsumexp")], 1)
+    rev = log_mats.flip(1).transpose(-1, -2)
+    log_beta_rev = maxplus_vecmat_scan(log_lik.new_zeros(batch, k), rev, chunk, "logsumexp")
+    log_beta = torch.cat([log_beta_rev.flip(1), log_lik.new_zeros(batch, 1, k)], 1)
+    log_z = torch.logsumexp(log_alpha[:, -1], -1)
+    smoothed = torch.softmax(log_alpha + log_beta, -1).nan_to_num(0.0)
+    log_pair = log_alpha[:, :-1].unsqueeze(-1) + log_mats + log_beta[:, 1:].unsqueeze(-2)
+    pair = torch.softmax(log_pair.flatten(-2), -1).reshape(log_pair.shape).nan_to_num(0.0)
+    if mask is not None:
+        smoothed = smoothed * mask.unsqueeze(-1)
+        pair = pair * mask[:, 1:, None, None]
+    return log_z, smoothed, pair
 
 
 def viterbi(

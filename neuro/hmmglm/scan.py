@@ -122,13 +122,25 @@ def scaled_vecmat_scan(
     return out / vmax, out_scale + torch.log(vmax.squeeze(-1))
 
 
+def _logsumexp_reduce(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.logsumexp(x, dim=dim)
+
+
+def _max_reduce(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x.amax(dim)
+
+
 def maxplus_vecmat_scan(
-    log_initial: torch.Tensor, log_mats: torch.Tensor, chunk: int | None = None
+    log_initial: torch.Tensor, log_mats: torch.Tensor, chunk: int | None = None,
+    semiring: str = "max",
 ) -> torch.Tensor:
     """All prefix (max, +) products ``d_s = max_i d_{s-1}(i) + L_s[i, j]`` for s = 1..S.
 
     ``log_initial``: (B, K); ``log_mats``: (B, S, K, K) (``-inf`` allowed). Returns (B, S, K).
+    ``semiring="logsumexp"`` gives the (logsumexp, +) scan instead: exact log-space
+    messages, ~10x slower, the fallback for likelihood ratios beyond e^700.
     """
+    reduce = _max_reduce if semiring == "max" else _logsumexp_reduce
     batch, steps, k, _ = log_mats.shape
     if steps == 0:
         return log_mats.new_zeros(batch, 0, k)
@@ -137,20 +149,20 @@ def maxplus_vecmat_scan(
 
     product = blocks[:, :, 0]
     for j in range(1, chunk):
-        product = (product.unsqueeze(-1) + blocks[:, :, j].unsqueeze(-3)).amax(-2)
+        product = reduce(product.unsqueeze(-1) + blocks[:, :, j].unsqueeze(-3), -2)
 
     prefix = product
     shift = 1
     while shift < num_chunks:
-        combined = (prefix[:, :-shift].unsqueeze(-1) + prefix[:, shift:].unsqueeze(-3)).amax(-2)
+        combined = reduce(prefix[:, :-shift].unsqueeze(-1) + prefix[:, shift:].unsqueeze(-3), -2)
         prefix = torch.cat([prefix[:, :shift], combined], dim=1)
         shift *= 2
-    enter_rest = (log_initial.unsqueeze(1).unsqueeze(-1) + prefix[:, :-1]).amax(-2)
+    enter_rest = reduce(log_initial.unsqueeze(1).unsqueeze(-1) + prefix[:, :-1], -2)
     vec = torch.cat([log_initial.unsqueeze(1), enter_rest], dim=1)
 
     out = log_mats.new_empty(batch, num_chunks, chunk, k)
     for j in range(chunk):
-        vec = (vec.unsqueeze(-1) + blocks[:, :, j]).amax(-2)
+        vec = reduce(vec.unsqueeze(-1) + blocks[:, :, j], -2)
         out[:, :, j] = vec
     return out.reshape(batch, num_chunks * chunk, k)[:, :steps]
 
