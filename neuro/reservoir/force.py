@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["FORCEReadout", "FORCEState", "rls_update"]
+__all__ = ["FORCEReadout", "FORCEState", "rls_update", "rls_update_"]
 
 
 class FORCEState(NamedTuple):
@@ -52,6 +52,20 @@ def rls_update(
     new_p = inverse_correlation - gain.unsqueeze(-1) * p_x.unsqueeze(-2)
     new_weights = weights - (output - target).unsqueeze(-1) * gain.unsqueeze(-2)
     return new_weights, new_p
+
+
+def rls_update_(
+    weights: Tensor, inverse_correlation: Tensor, features: Tensor, output: Tensor, target: Tensor
+) -> None:
+    """``rls_update`` in place on ``weights`` and ``inverse_correlation`` (same equations;
+    rank-one ``addr_`` updates avoid allocating a new [D, D] matrix per update)."""
+    p_x = torch.bmm(inverse_correlation, features.unsqueeze(-1)).squeeze(-1)
+    denominator = 1.0 + (features * p_x).sum(-1, keepdim=True)
+    gain = p_x / denominator
+    error = output - target
+    for b in range(weights.shape[0]):
+        inverse_correlation[b].addr_(gain[b], p_x[b], alpha=-1.0)
+        weights[b].addr_(error[b], gain[b], alpha=-1.0)
 
 
 @dataclass(frozen=True)
@@ -115,11 +129,13 @@ class FORCEReadout:
         return state._replace(inverse_correlation=new_p)
 
     def step(
-        self, state: FORCEState, features: Tensor, target: Tensor
+        self, state: FORCEState, features: Tensor, target: Tensor, *, inplace: bool = False
     ) -> tuple[FORCEState, Tensor]:
         """Advance one step. features [B, D]; target [B, M] or [M].
 
         Returns (new state, output z [B, M] computed with the weights before the update).
+        ``inplace=True`` updates the weights and P tensors of ``state`` in place (the
+        caller gives up the old state; same numbers, no [B, D, D] allocation per update).
         """
         batch, readouts, num_features = state.weights.shape
         if tuple(features.shape) != (batch, num_features):
@@ -135,6 +151,9 @@ class FORCEReadout:
             )
         output = torch.bmm(state.weights, features.unsqueeze(-1)).squeeze(-1)
         if state.step % self.update_every != 0:
+            return state._replace(step=state.step + 1), output
+        if inplace:
+            rls_update_(state.weights, state.inverse_correlation, features, output, target)
             return state._replace(step=state.step + 1), output
         weights, p = rls_update(state.weights, state.inverse_correlation, features, output, target)
         return FORCEState(weights, p, state.step + 1), output

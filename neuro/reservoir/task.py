@@ -6,8 +6,14 @@ stimulus identities appears with probabilities p_1..p_M, or none with probabilit
 probabilities, so a new block switches the timing and/or the probabilities.
 
 Per trial the task provides (time step dt, T = trial_ms / dt steps):
-  inputs  [T, 1 + M]  input channel 0: the cue; channel 1 + k: stimulus k; each a
-                      rectangular pulse of ``input_amplitude``.
+  inputs  [T, C]      input channel 0: the cue; channel 1 + k: stimulus k; each a
+                      rectangular pulse of ``input_amplitude``. With
+                      ``cue_trace_tau_ms`` > 0 a last channel (C = 2 + M, else 1 + M)
+                      carries a memory trace of the cue, input_amplitude *
+                      exp(-(t - cue onset) / cue_trace_tau_ms) from the cue onset on
+                      (a stimulus trace in the sense of Ludvig, Sutton & Kehoe 2008;
+                      a random spiking reservoir alone forgets a brief cue within
+                      ~100-200 ms, too soon to time latencies of several hundred ms).
   target  [T, 1 + M]  readout 0 ("when"): a Gaussian pulse of height 1 centred on the
                       expected stimulus onset (every trial, also when no stimulus comes).
                       readouts 1 + k ("what", anticipatory): a Gaussian bump centred
@@ -125,6 +131,7 @@ class WhatWhenTask:
     gate_after_ms: float = 75.0
     gate_floor: float = 0.1
     what_target: str = "outcome"
+    cue_trace_tau_ms: float = 0.0
 
     def __post_init__(self) -> None:
         blocks = tuple(self.blocks)
@@ -139,7 +146,7 @@ class WhatWhenTask:
         for name in ("trial_ms", "cue_ms", "stimulus_ms", "target_width_ms"):
             _check_positive(name, getattr(self, name))
         for name in ("cue_onset_ms", "input_amplitude", "anticipation_ms",
-                     "gate_before_ms", "gate_after_ms"):
+                     "gate_before_ms", "gate_after_ms", "cue_trace_tau_ms"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         if not 0 <= self.gate_floor <= 1:
             raise ValueError(f"gate_floor must lie in [0, 1], got {self.gate_floor!r}")
@@ -165,7 +172,7 @@ class WhatWhenTask:
 
     @property
     def num_inputs(self) -> int:
-        return 1 + self.num_identities
+        return 1 + self.num_identities + int(self.cue_trace_tau_ms > 0)
 
     @property
     def num_readouts(self) -> int:
@@ -223,12 +230,17 @@ class WhatWhenTask:
         identity = int(session.identity[trial_index])
         p = session.probabilities[trial_index]
 
-        inputs = np.zeros((num_steps, 1 + m))
+        inputs = np.zeros((num_steps, self.num_inputs))
         cue = (time_ms >= self.cue_onset_ms) & (time_ms < self.cue_onset_ms + self.cue_ms)
         inputs[cue, 0] = self.input_amplitude
         if identity >= 0:
             stimulus = (time_ms >= onset) & (time_ms < onset + self.stimulus_ms)
             inputs[stimulus, 1 + identity] = self.input_amplitude
+        if self.cue_trace_tau_ms > 0:
+            since_cue = time_ms - self.cue_onset_ms
+            inputs[:, 1 + m] = np.where(
+                since_cue >= 0,
+                self.input_amplitude * np.exp(-np.maximum(since_cue, 0) / self.cue_trace_tau_ms), 0.0)
 
         width = self.target_width_ms
         when = np.exp(-0.5 * ((time_ms - onset) / width) ** 2)

@@ -129,6 +129,21 @@ def test_force_equals_ridge_regression_on_seen_samples(update_every):
     assert state.step == steps
 
 
+def test_force_inplace_step_equals_the_pure_step():
+    g = torch.Generator().manual_seed(7)
+    readout = FORCEReadout(3, 5, alpha=0.5, update_every=2)
+    pure = readout.initial_state(2, dtype=torch.float64)
+    inplace = readout.initial_state(2, dtype=torch.float64)
+    for _ in range(11):
+        x, y = _random((2, 5), g), _random((2, 3), g)
+        pure, z_pure = readout.step(pure, x, y)
+        inplace, z_inplace = readout.step(inplace, x, y, inplace=True)
+        assert torch.allclose(z_pure, z_inplace, atol=TOL, rtol=0)
+    assert torch.allclose(pure.weights, inplace.weights, atol=TOL, rtol=0)
+    assert torch.allclose(pure.inverse_correlation, inplace.inverse_correlation, atol=TOL, rtol=0)
+    assert pure.step == inplace.step == 11
+
+
 def test_force_reset_restarts_ridge_from_the_current_weights_for_selected_networks():
     g = torch.Generator().manual_seed(5)
     readout = FORCEReadout(2, 4, alpha=2.0, update_every=1)

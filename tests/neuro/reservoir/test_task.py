@@ -79,6 +79,16 @@ def test_trial_arrays_place_cue_stimulus_targets_and_gate():
     assert np.all(gate[window] == 1) and np.all(gate[~window] == task.gate_floor)
 
 
+def test_cue_trace_channel_decays_from_the_cue_onset():
+    task = _task(cue_trace_tau_ms=200.0, input_amplitude=2.0)
+    assert task.num_inputs == 4
+    arrays = task.trial(task.sample(0), 0, 0.5, dtype=torch.float64)
+    time_ms = np.arange(2000) * 0.5
+    expected = np.where(time_ms >= 100, 2.0 * np.exp(-(time_ms - 100) / 200.0), 0.0)
+    assert np.allclose(arrays.inputs[:, 3].numpy(), expected, rtol=1e-12, atol=0)
+    assert _task().num_inputs == 3
+
+
 def test_probability_targets_and_no_stimulus_trials():
     task = _task(what_target="probability")
     session = task.sample(0)
@@ -105,6 +115,7 @@ def test_probability_targets_and_no_stimulus_trials():
     (lambda: _task(trial_ms=-1.0), ValueError, "trial_ms"),
     (lambda: _task(target_width_ms=0.0), ValueError, "target_width_ms"),
     (lambda: _task(gate_floor=1.5), ValueError, "gate_floor"),
+    (lambda: _task(cue_trace_tau_ms=-5.0), ValueError, "cue_trace_tau_ms"),
     (lambda: _task(what_target="sometimes"), ValueError, "what_target"),
     (lambda: _task(cue_ms="long"), TypeError, "cue_ms"),
     (lambda: as_numpy_generator(-1), TypeError, "seed"),

@@ -1,0 +1,98 @@
+"""Scores for the what/when study: timing, amplitudes, per-trial performance, recovery
+after a switch, principal angles between readout subspaces.
+
+All inputs are binned numpy arrays from ``training.run_session``; column 0 of the
+readout axis is "when", columns 1..M are "what". The definitions are ours (Yamada &
+Chao, arXiv 2510.14382, name the quantities but not their formulas).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "peak_times_ms", "fitted_heights", "trial_performance", "recovery_trials",
+    "principal_angles_deg", "random_subspace_angles_deg",
+]
+
+
+def peak_times_ms(when_output: np.ndarray, bin_ms: float, search_from_ms: float = 0.0) -> np.ndarray:
+    """Time (ms, bin centre) of the maximum of the "when" output at or after ``search_from_ms``.
+
+    when_output [..., bins] -> [...]."""
+    first = int(np.floor(search_from_ms / bin_ms))
+    if not 0 <= first < when_output.shape[-1]:
+        raise ValueError(f"search_from_ms={search_from_ms} lies outside the trial")
+    index = first + np.argmax(when_output[..., first:], axis=-1)
+    return (index + 0.5) * bin_ms
+
+
+def fitted_heights(output: np.ndarray, shape: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Least-squares height h of ``shape`` in ``output``: h = <z, s>_w / <s, s>_w over bins.
+
+    output [..., bins, R], shape [..., bins, R] (unit-height target shapes), weight
+    [..., bins, R] (e.g. the gate; default 1) -> [..., R]. Rows whose shape is zero give NaN."""
+    w = np.ones_like(shape) if weight is None else weight
+    numerator = (output * shape * w).sum(-2)
+    denominator = (shape * shape * w).sum(-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def trial_performance(output: np.ndarray, ideal: np.ndarray, columns) -> np.ndarray:
+    """Per-trial score 1 - ||z - y*||^2 / ||y*||^2 over the trial, for the given readout
+    columns, against the ideal (expected-value) target y*. 1 is perfect, 0 is the score
+    of a silent readout; it can be negative. output [trials, B, bins, R], ideal
+    [trials, bins, R] -> [trials, B]."""
+    columns = list(columns)
+    z = output[..., columns]
+    y = ideal[:, None][..., columns]
+    residual = ((z - y) ** 2).sum(axis=(-1, -2))
+    power = (y**2).sum(axis=(-1, -2))
+    return 1.0 - residual / power
+
+
+def recovery_trials(performance: np.ndarray, switch: int, *, reference_trials: int = 10,
+                    window: int = 5, fraction: float = 0.9) -> tuple[float, float]:
+    """Trials after ``switch`` until performance is back: the smallest k >= 0 such that the
+    mean of ``performance`` [trials] over trials switch + k .. switch + k + window - 1
+    reaches ``fraction`` x the mean over the ``reference_trials`` trials before the
+    switch (0: no visible loss). Returns (k, reference); k is ``inf`` if never.
+    """
+    if switch < reference_trials:
+        raise ValueError(f"switch={switch} leaves fewer than reference_trials={reference_trials} before it")
+    reference = float(np.mean(performance[switch - reference_trials:switch]))
+    after = performance[switch:]
+    if after.shape[0] < window:
+        return float("inf"), reference
+    running = np.convolve(after, np.ones(window) / window, mode="valid")
+    hits = np.flatnonzero(running >= fraction * reference)
+    return (float(hits[0]) if hits.size else float("inf")), reference
+
+
+def _orthonormal_basis(vectors: np.ndarray) -> np.ndarray:
+    """Columns spanning the rows of ``vectors`` [k, D] (rank-revealing SVD)."""
+    u, s, _ = np.linalg.svd(vectors.T, full_matrices=False)
+    keep = s > s.max() * 1e-10 if s.size and s.max() > 0 else np.zeros_like(s, dtype=bool)
+    return u[:, keep]
+
+
+def principal_angles_deg(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Principal angles (degrees, ascending) between span(rows of first [k1, D]) and
+    span(rows of second [k2, D]): arccos of the singular values of Q1^T Q2."""
+    q1, q2 = _orthonormal_basis(np.asarray(first, float)), _orthonormal_basis(np.asarray(second, float))
+    if q1.shape[1] == 0 or q2.shape[1] == 0:
+        raise ValueError("both subspaces need at least one non-zero vector")
+    cosines = np.clip(np.linalg.svd(q1.T @ q2, compute_uv=False), 0.0, 1.0)
+    return np.sort(np.degrees(np.arccos(cosines)))
+
+
+def random_subspace_angles_deg(dim_first: int, dim_second: int, num_features: int,
+                               samples: int = 200, seed=0) -> np.ndarray:
+    """Chance level: smallest principal angle between random Gaussian subspaces of these
+    dimensions in R^num_features, ``samples`` draws -> [samples]."""
+    rng = np.random.default_rng(seed)
+    return np.array([
+        principal_angles_deg(rng.standard_normal((dim_first, num_features)),
+                             rng.standard_normal((dim_second, num_features)))[0]
+        for _ in range(samples)
+    ])

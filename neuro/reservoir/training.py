@@ -1,0 +1,213 @@
+"""Online training loop: reservoir + readouts + what/when task, trial by trial.
+
+Per trial i of a sampled ``TaskSession``:
+  1. the task gives inputs [T, C], targets, ideal targets and the gate [T, R];
+  2. the reservoir runs the trial on its fast path (``simulate``, per-step traces r);
+  3. every learner steps through the same T steps online: features x_t = [r_t, 1]
+     (the constant 1 is a bias feature, our choice; ``bias=False`` drops it), target
+     y_t and gate g_t; the readout output z_t is recorded;
+  4. trial end: three-factor learners consolidate their offline ("what") rows.
+At the first trial of every block after the first, learners with ``reset_on_block``
+(FORCE with reset) get P <- I / alpha.
+The readouts do not feed back into the reservoir (as in Yamada & Chao, arXiv
+2510.14382, where only readouts learn), so simulating the trial first and then
+stepping the readouts through it is identical to interleaving the two step by step,
+and every learner sees exactly the same spikes.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from neuro.reservoir._checks import torch_generator
+from neuro.reservoir.force import FORCEReadout
+from neuro.reservoir.simulation import SpikeRecord, simulate
+from neuro.reservoir.step import ReservoirParams, ReservoirState
+from neuro.reservoir.task import TaskSession, WhatWhenTask
+from neuro.reservoir.three_factor import ThreeFactorReadout
+
+__all__ = ["Learner", "SessionRecord", "run_session", "readout_features", "spike_counts_from_trace"]
+
+
+class Learner(NamedTuple):
+    """A named readout with its state; ``reset_on_block``: FORCE's explicit reset of P
+    at each block switch (ignored by three-factor readouts)."""
+
+    name: str
+    readout: ThreeFactorReadout | FORCEReadout
+    state: tuple
+    reset_on_block: bool = False
+
+
+class SessionRecord(NamedTuple):
+    """What a session leaves, binned in ``bin_ms`` bins (num_bins = trial_ms / bin_ms).
+
+    outputs: name -> [trials, B, bins, R] readout outputs (bin means);
+    target, ideal, gate: [trials, bins, R]; population_rate_hz: [trials, B, bins];
+    spikes: trial index -> SpikeRecord (steps counted from the trial start) for the
+    trials in ``record_spikes``; weights: name -> [trials, B, R, D] float32 snapshots at
+    the end of each trial; learners: the final learners; reservoir: final state.
+    """
+
+    outputs: dict
+    target: np.ndarray
+    ideal: np.ndarray
+    gate: np.ndarray
+    population_rate_hz: np.ndarray
+    spikes: dict
+    weights: dict
+    learners: tuple
+    reservoir: ReservoirState
+    bin_ms: float
+
+
+def readout_features(trace: Tensor, bias: bool = True, offset: Tensor | None = None,
+                     scale: Tensor | None = None) -> Tensor:
+    """[..., N] traces r -> features [..., N + 1]: (r - offset) / scale and a trailing 1.
+
+    ``offset`` and ``scale`` broadcast against r (e.g. each neuron's mean and spread of its
+    trace [B, 1, N]); standardising the features is our choice: it removes the common
+    mean direction and the spread of firing rates that would otherwise dominate the
+    input correlation and slow a Hebbian/LMS rule. ``bias=False`` drops the 1."""
+    if offset is not None:
+        trace = trace - offset
+    if scale is not None:
+        trace = trace / scale
+    if not bias:
+        return trace
+    return torch.cat([trace, torch.ones_like(trace[..., :1])], dim=-1)
+
+
+def spike_counts_from_trace(trace: Tensor, previous: Tensor, decay: float) -> Tensor:
+    """Population spike count per step from traces r_t = d r_{t-1} + s_t.
+
+    trace [B, T, N], previous r before the first step [B, N] -> counts [B, T] (float)."""
+    totals = trace.sum(-1)
+    shifted = torch.cat([previous.sum(-1, keepdim=True), totals[:, :-1]], dim=1)
+    return totals - decay * shifted
+
+
+def _bin(values: Tensor, bin_steps: int) -> np.ndarray:
+    """[T, ...] -> [T // bin_steps, ...] bin means, as float64 numpy."""
+    num_bins = values.shape[0] // bin_steps
+    trimmed = values[: num_bins * bin_steps]
+    return trimmed.reshape(num_bins, bin_steps, *values.shape[1:]).double().mean(1).cpu().numpy()
+
+
+def _step_learner(learner: Learner, features: Tensor, target: Tensor, gate: Tensor) -> tuple[Learner, Tensor]:
+    """Run one learner through a trial: features [B, T, D], target/gate [T, R] -> outputs [T, B, R]."""
+    readout, state = learner.readout, learner.state
+    num_steps = features.shape[1]
+    outputs = torch.empty(num_steps, features.shape[0], target.shape[1],
+                          dtype=features.dtype, device=features.device)
+    if isinstance(readout, ThreeFactorReadout):
+        for t in range(num_steps):
+            state, outputs[t] = readout.step(state, features[:, t], target[t], gate[t])
+        state = readout.consolidate(state)
+    else:
+        # the loop owns this state: in-place RLS (no [B, D, D] allocation per update)
+        state = state._replace(weights=state.weights.clone(),
+                               inverse_correlation=state.inverse_correlation.clone())
+        for t in range(num_steps):
+            state, outputs[t] = readout.step(state, features[:, t], target[t], inplace=True)
+    return learner._replace(state=state), outputs
+
+
+def run_session(
+    task: WhatWhenTask,
+    session: TaskSession,
+    params: ReservoirParams,
+    state: ReservoirState,
+    learners: Sequence[Learner],
+    dt_ms: float,
+    *,
+    seed=0,
+    bias: bool = True,
+    feature_offset: Tensor | None = None,
+    feature_scale: Tensor | None = None,
+    bin_ms: float = 5.0,
+    record_spikes: Iterable[int] = (),
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> SessionRecord:
+    """Train ``learners`` online on every trial of ``session`` (see the module docstring).
+
+    params/state: B reservoirs with ``task.num_inputs`` input channels; every network gets
+    the same trial inputs. learners: readouts over D = N + bias features with
+    ``task.num_readouts`` rows and B networks. seed: int | Generator for the noise.
+    feature_offset, feature_scale: [B, N], see ``readout_features``.
+    """
+    num_steps = task.num_steps(dt_ms)
+    bin_steps = int(round(bin_ms / dt_ms))
+    if bin_steps < 1 or num_steps % bin_steps:
+        raise ValueError(f"bin_ms={bin_ms} must be a whole number of steps dividing the trial "
+                         f"({num_steps} steps of {dt_ms} ms)")
+    if params.num_inputs != task.num_inputs:
+        raise ValueError(f"the reservoir has {params.num_inputs} input channels, the task needs "
+                         f"{task.num_inputs}")
+    names = [learner.name for learner in learners]
+    if len(set(names)) != len(names):
+        raise ValueError(f"learner names must be unique, got {names}")
+    num_features = params.num_neurons + int(bias)
+    for learner in learners:
+        weights = learner.state.weights
+        expected = (params.batch_size, task.num_readouts, num_features)
+        if tuple(weights.shape) != expected:
+            raise ValueError(f"learner {learner.name!r} has weights of shape {tuple(weights.shape)}, "
+                             f"expected {expected} (B, readouts, neurons + bias)")
+    generator = torch_generator(seed, params.device)
+    record_spikes = set(int(i) for i in record_spikes)
+    block_starts = set(task.block_starts()[1:])
+    trace_decay = float(np.exp(-dt_ms / params.trace_tau_ms))
+    batch = params.batch_size
+
+    outputs = {name: [] for name in names}
+    snapshots = {name: [] for name in names}
+    targets, ideals, gates, rates, spikes = [], [], [], [], {}
+    learners = list(learners)
+    trials = range(session.num_trials)
+    for trial in (progress(trials) if progress else trials):
+        arrays = task.trial(session, trial, dt_ms, device=params.device, dtype=params.dtype)
+        inputs = arrays.inputs.unsqueeze(0).expand(batch, -1, -1)
+        previous_trace = state.trace
+        result = simulate(params, state, inputs, dt_ms, seed=generator, record_trace=True,
+                          record="indices" if trial in record_spikes else "none")
+        state = result.state
+        if trial in record_spikes:
+            spikes[trial] = result.spikes
+        counts = spike_counts_from_trace(result.trace, previous_trace, trace_decay)
+        rates.append(_bin(counts.T, bin_steps).T / params.num_neurons / (dt_ms * 1e-3))
+        features = readout_features(
+            result.trace, bias, None if feature_offset is None else feature_offset.unsqueeze(1),
+            None if feature_scale is None else feature_scale.unsqueeze(1))
+        if trial in block_starts:
+            learners = [
+                learner._replace(state=learner.readout.reset(learner.state))
+                if learner.reset_on_block and isinstance(learner.readout, FORCEReadout) else learner
+                for learner in learners
+            ]
+        for index, learner in enumerate(learners):
+            dtype = learner.state.weights.dtype
+            learners[index], trial_outputs = _step_learner(
+                learner, features.to(dtype), arrays.target.to(dtype), arrays.gate.to(dtype))
+            outputs[learner.name].append(_bin(trial_outputs, bin_steps).transpose(1, 0, 2))
+            snapshots[learner.name].append(
+                learners[index].state.weights.detach().to("cpu", torch.float32).numpy().copy())
+        targets.append(_bin(arrays.target, bin_steps))
+        ideals.append(_bin(arrays.ideal, bin_steps))
+        gates.append(_bin(arrays.gate, bin_steps))
+    return SessionRecord(
+        outputs={name: np.stack(values) for name, values in outputs.items()},
+        target=np.stack(targets), ideal=np.stack(ideals), gate=np.stack(gates),
+        population_rate_hz=np.stack(rates), spikes=spikes,
+        weights={name: np.stack(values) for name, values in snapshots.items()}, learners=tuple(learners),
+        reservoir=state, bin_ms=bin_ms,
+    )
+
+
+def spike_record_trial(record: SpikeRecord, batch_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(step, neuron) arrays of one network from a trial's SpikeRecord."""
+    keep = record.batch_index == batch_index
+    return record.step[keep].cpu().numpy(), record.neuron[keep].cpu().numpy()

@@ -1,0 +1,112 @@
+"""The online training loop against a hand-written step-by-step loop, and its errors."""
+import numpy as np
+import pytest
+import torch
+
+from neuro.reservoir.build import make_reservoir
+from neuro.reservoir.force import FORCEReadout
+from neuro.reservoir.simulation import simulate
+from neuro.reservoir.step import reservoir_step
+from neuro.reservoir.task import Block, WhatWhenTask
+from neuro.reservoir.three_factor import ThreeFactorReadout
+from neuro.reservoir.training import Learner, readout_features, run_session, spike_counts_from_trace
+
+DT = 1.0
+
+
+def _setup(num_neurons=40, dtype=torch.float64):
+    task = WhatWhenTask(blocks=(Block(3, 80.0, (0.6, 0.3)), Block(3, 120.0, (0.3, 0.6))),
+                        trial_ms=250.0, cue_onset_ms=20.0, cue_ms=30.0, stimulus_ms=30.0,
+                        target_width_ms=15.0, anticipation_ms=20.0, gate_before_ms=40.0,
+                        gate_after_ms=30.0, cue_trace_tau_ms=100.0)
+    # no noise: the reservoir is deterministic, so run_session (fast path) and a
+    # reservoir_step loop see identical spikes (A1 documents bit-identity in float64)
+    params, state = make_reservoir(num_neurons, task.num_inputs, in_degree=10, noise_std=0.0,
+                                   input_scale=15.0, synapse="exponential", synapse_tau_ms=20.0,
+                                   weight_scale=1.0, seed=3, dtype=dtype)
+    features = num_neurons + 1
+    three = ThreeFactorReadout(task.num_readouts, features, learning_rate=(1e-2, 2e-3, 2e-3),
+                               eligibility_tau_ms=10.0, dt_ms=DT, online=(True, False, False))
+    force = FORCEReadout(task.num_readouts, features, alpha=0.5, update_every=3)
+    learners = [Learner("three", three, three.initial_state(1, dtype=dtype)),
+                Learner("force", force, force.initial_state(1, dtype=dtype)),
+                Learner("force_reset", force, force.initial_state(1, dtype=dtype), True)]
+    return task, params, state, learners
+
+
+def test_run_session_equals_a_step_by_step_loop():
+    task, params, state, learners = _setup()
+    session = task.sample(0)
+    offset = torch.full((1, params.num_neurons), 0.05, dtype=torch.float64)
+    scale = torch.full((1, params.num_neurons), 2.0, dtype=torch.float64)
+    record = run_session(task, session, params, state, learners, DT, seed=0, bin_ms=5.0,
+                         feature_offset=offset, feature_scale=scale, record_spikes=(1,))
+
+    states = {learner.name: learner.state for learner in learners}
+    outputs = {learner.name: [] for learner in learners}
+    for trial in range(session.num_trials):
+        if trial == task.block_starts()[1]:
+            states["force_reset"] = learners[2].readout.reset(states["force_reset"])
+        arrays = task.trial(session, trial, DT, dtype=torch.float64)
+        trial_outputs = {name: [] for name in states}
+        for t in range(arrays.inputs.shape[0]):
+            state, _ = reservoir_step(state, params, arrays.inputs[t:t + 1], DT)
+            x = torch.cat([(state.trace - offset) / scale, torch.ones(1, 1, dtype=torch.float64)], -1)
+            for learner in learners:
+                if learner.name == "three":
+                    states["three"], z = learner.readout.step(states["three"], x, arrays.target[t], arrays.gate[t])
+                else:
+                    states[learner.name], z = learner.readout.step(states[learner.name], x, arrays.target[t])
+                trial_outputs[learner.name].append(z)
+        states["three"] = learners[0].readout.consolidate(states["three"])
+        for name, values in trial_outputs.items():
+            binned = torch.stack(values)[:, 0].reshape(-1, 5, task.num_readouts).mean(1)
+            outputs[name].append(binned.numpy())
+    # float64: the two loops run the same arithmetic, up to summation order in bmm / bins
+    for learner in record.learners:
+        assert np.allclose(record.outputs[learner.name][:, 0], np.stack(outputs[learner.name]),
+                           atol=1e-9, rtol=1e-9)
+        assert torch.allclose(learner.state.weights, states[learner.name].weights, atol=1e-9, rtol=1e-9)
+        assert np.allclose(record.weights[learner.name][-1], states[learner.name].weights.numpy(), atol=1e-5)
+    assert record.outputs["three"].shape == (6, 1, 50, 3)
+    assert record.target.shape == record.ideal.shape == record.gate.shape == (6, 50, 3)
+    assert set(record.spikes) == {1}
+    # the reset made the two FORCE learners differ only from the second block on
+    first_block = slice(0, 3)
+    assert np.array_equal(record.outputs["force"][first_block], record.outputs["force_reset"][first_block])
+    assert not np.allclose(record.outputs["force"][3:], record.outputs["force_reset"][3:])
+
+
+def test_population_rate_from_traces_matches_the_raster():
+    task, params, state, _ = _setup(dtype=torch.float64)
+    arrays = task.trial(task.sample(0), 0, DT, dtype=torch.float64)
+    warm = simulate(params, state, arrays.inputs.unsqueeze(0), DT, record="none")
+    result = simulate(params, warm.state, arrays.inputs.unsqueeze(0), DT, record="dense", record_trace=True)
+    decay = float(np.exp(-DT / params.trace_tau_ms))
+    counts = spike_counts_from_trace(result.trace, warm.state.trace, decay)
+    assert result.num_spikes > 0
+    assert torch.allclose(counts, result.spikes.sum(-1).double(), atol=1e-9)
+
+
+def test_readout_features_standardise_and_append_bias():
+    trace = torch.arange(6.0).reshape(1, 2, 3)
+    x = readout_features(trace, offset=torch.ones(1, 1, 3), scale=torch.full((1, 1, 3), 2.0))
+    assert torch.equal(x, torch.tensor([[[-0.5, 0.0, 0.5, 1.0], [1.0, 1.5, 2.0, 1.0]]]))
+    assert torch.equal(readout_features(trace, bias=False), trace)
+
+
+def test_run_session_rejects_mismatches():
+    task, params, state, learners = _setup()
+    session = task.sample(0)
+    with pytest.raises(ValueError, match="bin_ms"):
+        run_session(task, session, params, state, learners, DT, bin_ms=3.3)
+    with pytest.raises(ValueError, match="unique"):
+        run_session(task, session, params, state, [learners[0], learners[0]], DT)
+    wrong = learners[0]._replace(state=learners[0].readout.initial_state(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="weights of shape"):
+        run_session(task, session, params, state, [wrong], DT)
+    other, _ = make_reservoir(40, 7, noise_std=0.0, in_degree=10, seed=0)
+    with pytest.raises(ValueError, match="input channels"):
+        run_session(task, session, other, state, learners, DT)
+    with pytest.raises(ValueError, match="dt_ms"):
+        run_session(task, session, params, state, learners, 2.0)
