@@ -1,0 +1,249 @@
+"""Non-negative CP speed: our HALS and MU against tensorly's, same tensor, same initialization.
+
+The planted tensor of issue 5: rank 8, shape (100, 100, 200, 4), 10% Gaussian noise. One random
+initialization is drawn and given to every fit. Each fit runs a fixed number of iterations
+(no early stop) and records a time stamp after every iteration (ours: the callback; tensorly:
+its once-per-iteration norm computation is wrapped). Reported per method: final relative
+error, time to reach within 1e-4 of that final error, time per iteration (medians over
+repeats), factor-match score against the planted factors and between ours and tensorly's
+final factors, and the ratios ours / tensorly's (< 1: we are faster). Masked HALS cost: a
+masked iteration (20% of neuron rows missing in one animal; and 10% of entries missing at
+random) over an unmasked one (tensorly has no masked HALS). Peak memory: the resident-set
+high-water mark of a fresh process during one fit, over the tensor's size (Linux /proc).
+tensorly runs with the numpy backend and the BLAS pool limited to `threads` as well.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from experiments.store import RunDir
+from neuro.connectome.ntf import ntf
+from neuro.connectome.rank import factor_match_score
+from neuro.connectome.synthetic import make_planted_cp
+
+
+@dataclass(frozen=True)
+class Config:
+    shape: tuple[int, ...] = field(default=(100, 100, 200, 4), metadata={"min": 1, "help": "tensor shape"})
+    rank: int = field(default=8, metadata={"min": 1, "max": 64, "help": "planted and fitted rank"})
+    noise: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0, "help": "noise / signal norm"})
+    hals_iterations: int = field(default=30, metadata={"min": 2, "help": "HALS iterations (all fits)"})
+    mu_iterations: int = field(default=80, metadata={"min": 2, "help": "MU iterations (all fits)"})
+    repeats: int = field(default=3, metadata={"min": 1, "max": 20, "help": "repeats of our fits (median)"})
+    peer_repeats: int = field(default=1, metadata={"min": 0, "max": 20, "help": "repeats of tensorly (0: skip)"})
+    masked_iterations: int = field(default=10, metadata={"min": 2, "help": "iterations timed for masked HALS"})
+    measure_memory: bool = field(default=True, metadata={"help": "peak-memory runs in fresh processes"})
+    dtype: str = field(default="float64", metadata={"choices": ("float64", "float32")})
+    threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch and BLAS threads"})
+
+
+def _threads(count: int):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=count)
+
+
+def _summarize(stamps: list[float], start: float, errors: list[float]) -> dict:
+    final = errors[-1]
+    reach = next(i for i, e in enumerate(errors) if e - final <= 1e-4)
+    times = np.asarray(stamps) - start
+    return {"final_error": final, "time_to_1e-4_s": float(times[reach]),
+            "iterations_to_1e-4": reach + 1, "time_per_iteration_s": float(np.median(np.diff(
+                np.concatenate([[0.0], times])))), "total_s": float(times[-1])}
+
+
+def _ours(tensor, rank, method, init, iterations, mask=None):
+    stamps, errors = [], []
+
+    def callback(iteration, factors, error):
+        if tensor.is_cuda:
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+        errors.append(error)
+
+    start = time.perf_counter()
+    fit = ntf(tensor, rank, method=method, init=init, n_iter_max=iterations, tol=0.0, mask=mask,
+              callback=callback)
+    return _summarize(stamps, start, errors), fit
+
+
+def _tensorly(tensor: np.ndarray, rank, method, init, iterations):
+    import tensorly as tl
+    from tensorly.cp_tensor import CPTensor
+    from tensorly.decomposition import _nn_cp
+
+    tl.set_backend("numpy")
+    stamps = []
+    name = "cp_norm" if method == "hals" else "error_calc"
+    original = getattr(_nn_cp, name)
+
+    def stamped(*args, **kwargs):  # called once per iteration, after the last mode's update
+        result = original(*args, **kwargs)
+        stamps.append(time.perf_counter())
+        return result
+
+    peer = _nn_cp.non_negative_parafac_hals if method == "hals" else _nn_cp.non_negative_parafac
+    setattr(_nn_cp, name, stamped)
+    try:
+        start = time.perf_counter()
+        # tol=1e-300 keeps error tracking on (tol=0 switches it off) without stopping early
+        (weights, factors), errors = peer(
+            tensor, rank, init=CPTensor((np.ones(rank), [f.copy() for f in init])),
+            n_iter_max=iterations, tol=1e-300, return_errors=True)
+    finally:
+        setattr(_nn_cp, name, original)
+    summary = _summarize(stamps, start, [float(e) for e in errors])
+    return summary, (torch.from_numpy(np.asarray(weights)), [torch.from_numpy(f) for f in factors])
+
+
+def _memory_child(path, rank, iterations, method, mask_rows, queue):  # runs in a fresh process
+    torch.set_num_threads(1)
+
+    def rss_kib(field_name):
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field_name):
+                    return int(line.split()[1])
+        raise RuntimeError(field_name)
+
+    before = rss_kib("VmRSS:")
+    array = np.load(path)
+    tensor = torch.from_numpy(array)
+    mask = None
+    if mask_rows:
+        mask = torch.ones(tensor.shape, dtype=torch.bool)
+        mask[: tensor.shape[0] // 5, ..., 0] = False
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset the high-water mark: only the fit's peak is measured
+    if method == "tensorly":
+        import tensorly as tl
+        from tensorly.decomposition import non_negative_parafac_hals
+
+        tl.set_backend("numpy")
+        non_negative_parafac_hals(array, rank, init="random", n_iter_max=iterations, tol=1e-300,
+                                  random_state=0)
+    else:
+        ntf(tensor, rank, method=method, n_iter_max=iterations, tol=0.0, mask=mask)
+    queue.put((rss_kib("VmHWM:") - before) * 1024)
+
+
+def _peak_memory(tensor: torch.Tensor, rank, iterations, method, mask_rows, directory) -> float:
+    path = directory / "tensor_for_memory.npy"
+    np.save(path, tensor.cpu().numpy())
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_memory_child,
+                              args=(str(path), rank, iterations, method, mask_rows, queue))
+    process.start()
+    peak = queue.get(timeout=900)
+    process.join()
+    path.unlink()
+    return peak / tensor.element_size() / tensor.numel()
+
+
+def run(config: Config, out: RunDir) -> dict[str, float]:
+    torch.set_num_threads(config.threads)
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    seeds = np.random.SeedSequence(out.seed).spawn(2)
+    planted = make_planted_cp(config.shape, config.rank, noise=config.noise,
+                              seed=int(seeds[0].generate_state(1)[0]), dtype=dtype, device=out.device)
+    truth = (torch.ones(config.rank, dtype=torch.float64), [f.double().cpu() for f in planted.factors])
+    init_rng = np.random.default_rng(seeds[1])
+    init = [init_rng.random((size, config.rank)).astype(np.float64 if dtype == torch.float64
+                                                         else np.float32) for size in config.shape]
+    init_torch = [torch.from_numpy(f).to(out.device) for f in init]
+    out.log(f"planted tensor {config.shape}, rank {config.rank}, noise floor {planted.noise_floor:.5f}")
+    rows, metrics = [], {"noise_floor": planted.noise_floor}
+    with _threads(config.threads):
+        for method, iterations in (("hals", config.hals_iterations), ("mu", config.mu_iterations)):
+            ours_runs = [_ours(planted.tensor, config.rank, method, init_torch, iterations)
+                         for _ in out.progress(range(config.repeats), desc=f"ours {method}")]
+            ours = {key: statistics.median(run[0][key] for run in ours_runs)
+                    for key in ours_runs[0][0]}
+            ours_fit = ours_runs[0][1]
+            row = {"method": method, "implementation": "neurobridge", **ours,
+                   "fms_vs_planted": factor_match_score(ours_fit, truth)}
+            rows.append(row)
+            for key in ("final_error", "time_to_1e-4_s", "time_per_iteration_s", "iterations_to_1e-4"):
+                metrics[f"ours_{method}_{key}"] = ours[key]
+            metrics[f"ours_{method}_fms"] = row["fms_vs_planted"]
+            if config.peer_repeats:
+                tensor_np = planted.tensor.cpu().numpy()
+                peer_runs = [_tensorly(tensor_np, config.rank, method, init, iterations)
+                             for _ in out.progress(range(config.peer_repeats), desc=f"tensorly {method}")]
+                peer = {key: statistics.median(run[0][key] for run in peer_runs)
+                        for key in peer_runs[0][0]}
+                peer_row = {"method": method, "implementation": "tensorly " + __import__("tensorly").__version__,
+                            **peer, "fms_vs_planted": factor_match_score(peer_runs[0][1], truth)}
+                rows.append(peer_row)
+                metrics[f"tensorly_{method}_final_error"] = peer["final_error"]
+                metrics[f"tensorly_{method}_time_to_1e-4_s"] = peer["time_to_1e-4_s"]
+                metrics[f"tensorly_{method}_time_per_iteration_s"] = peer["time_per_iteration_s"]
+                metrics[f"tensorly_{method}_fms"] = peer_row["fms_vs_planted"]
+                metrics[f"{method}_time_to_1e-4_ratio"] = ours["time_to_1e-4_s"] / peer["time_to_1e-4_s"]
+                metrics[f"{method}_time_per_iteration_ratio"] = (
+                    ours["time_per_iteration_s"] / peer["time_per_iteration_s"])
+                metrics[f"{method}_final_error_difference"] = abs(ours["final_error"] - peer["final_error"])
+                metrics[f"{method}_fms_ours_vs_tensorly"] = factor_match_score(ours_fit, peer_runs[0][1])
+            out.log(f"{method}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
+                                               if k.startswith(("ours_" + method, "tensorly_" + method, method))))
+
+        # masked HALS: cost of one iteration relative to an unmasked one
+        shape = planted.tensor.shape
+        row_mask = torch.ones(shape, dtype=torch.bool, device=planted.tensor.device)
+        row_mask[: shape[0] // 5, ..., 0] = False
+        random_mask = torch.rand(shape, generator=torch.Generator().manual_seed(out.seed)) >= 0.1
+        random_mask = random_mask.to(planted.tensor.device)
+        for label, mask in (("missing_rows", row_mask), ("missing_random", random_mask)):
+            per_iteration = []
+            for _ in range(config.repeats):
+                plain, _ = _ours(planted.tensor, config.rank, "hals", init_torch, config.masked_iterations)
+                masked, fit = _ours(planted.tensor, config.rank, "hals", init_torch,
+                                    config.masked_iterations, mask=mask)
+                per_iteration.append(masked["time_per_iteration_s"] / plain["time_per_iteration_s"])
+            metrics[f"masked_hals_cost_ratio_{label}"] = statistics.median(per_iteration)
+            rows.append({"method": f"hals masked ({label})", "implementation": "neurobridge",
+                         "time_per_iteration_s": masked["time_per_iteration_s"],
+                         "final_error": masked["final_error"]})
+
+    if config.measure_memory and out.device == "cpu":
+        try:
+            for label, method, mask_rows in (("ours_hals", "hals", False), ("ours_mu", "mu", False),
+                                             ("ours_hals_masked", "hals", True),
+                                             ("tensorly_hals", "tensorly", False)):
+                if method == "tensorly" and not config.peer_repeats:
+                    continue
+                metrics[f"peak_memory_over_tensor_{label}"] = _peak_memory(
+                    planted.tensor, config.rank, 3, method, mask_rows, out.path)
+        except (OSError, RuntimeError) as error:  # no /proc (not Linux): report and go on
+            out.log(f"peak memory not measured: {error}")
+    out.save_table("ntf_benchmark", rows, caption=(
+        f"Non-negative CP on the planted rank-{config.rank} tensor {tuple(config.shape)} "
+        f"({config.dtype}, {config.threads} thread(s), device {out.device}); same initialization "
+        "for every fit; times in seconds."))
+    _figure(out, rows)
+    return metrics
+
+
+def _figure(out: RunDir, rows: list[dict]) -> None:
+    from matplotlib.figure import Figure
+
+    timed = [r for r in rows if "time_to_1e-4_s" in r]
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    labels = [f"{r['method']}\n{r['implementation'].split()[0]}" for r in timed]
+    ax.bar(range(len(timed)), [r["time_to_1e-4_s"] for r in timed], color="tab:blue")
+    ax.set_xticks(range(len(timed)), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("time to within 1e-4 of final error (s)")
+    out.save_figure(fig, "time_to_converge", caption="Time to reach within 1e-4 of the final "
+                    "error, ours vs tensorly, same initialization (log scale).")
