@@ -23,20 +23,22 @@ def _random_state(params, generator):
     return ReservoirState(IzhikevichState(v, u), current, trace, 7)
 
 
-@pytest.mark.parametrize("synapse", ["delta", "exponential"])
-def test_one_step_matches_dense_matrix_oracle(synapse):
+@pytest.mark.parametrize("synapse,batch,neurons", [("delta", 2, 200), ("exponential", 2, 200),
+                                                   ("delta", 2, 2100), ("exponential", 1, 4200)])
+def test_one_step_matches_dense_matrix_oracle(synapse, batch, neurons):
     # Oracle written from the equations with a dense W (not the event table), float64:
     # same operations in a different order, so agreement to ~1e-12 (values ~1e2 mV).
-    params, _ = make_reservoir(200, 3, in_degree=30, batch_size=2, synapse=synapse, synapse_tau_ms=4.0,
+    # B * N >= 4096 takes the kernel's indexed reset instead of the masked one.
+    params, _ = make_reservoir(neurons, 3, in_degree=30, batch_size=batch, synapse=synapse, synapse_tau_ms=4.0,
                                input_scale=2.0, seed=5, dtype=torch.float64)
     g = torch.Generator().manual_seed(1)
     state = _random_state(params, g)
-    x = torch.rand(2, 3, generator=g, dtype=torch.float64)
-    noise = torch.randn(2, 200, generator=g, dtype=torch.float64)
+    x = torch.rand(batch, 3, generator=g, dtype=torch.float64)
+    noise = torch.randn(batch, neurons, generator=g, dtype=torch.float64)
     dt = 0.5
     new, spikes = reservoir_step(state, params, x, dt, noise=noise)
 
-    w = dense_weights(params.synapses, 200, 2)
+    w = dense_weights(params.synapses, neurons, batch)
     a, b, c, d = params.neurons.a, params.neurons.b, params.neurons.c, params.neurons.d
     current = torch.einsum("bnm,bm->bn", params.input_weights, x) + noise
     if synapse == "exponential":
