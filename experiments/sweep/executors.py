@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
@@ -89,7 +90,13 @@ class LocalPool:
                 charged.add(task_id)
                 continue
             process.join(timeout=5)
-            if process.exitcode != -signal.SIGTERM:
+            exitcode = process.exitcode
+            for _ in range(100):  # the pool's manager thread may be reaping it concurrently
+                if exitcode is not None:
+                    break
+                time.sleep(0.05)
+                exitcode = process.exitcode
+            if exitcode != -signal.SIGTERM:
                 charged.add(task_id)
         return charged
 

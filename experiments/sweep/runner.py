@@ -10,8 +10,9 @@ finished task in the journal at once (see :mod:`experiments.sweep.table`), and
   in flight; the task whose worker died is charged one ``worker_deaths`` and is failed
   after ``max_worker_deaths`` deaths ("killed or out of memory"). Dask retries on its own;
   its ``KilledWorker`` is recorded the same way;
-* on Ctrl-C or SIGTERM stops dispatching, stops the workers, writes the table and report,
-  and returns with ``interrupted=True`` (in-flight points stay ``pending``).
+* on Ctrl-C or SIGTERM (handled as a flag between records, so the journal and table never
+  disagree; a second Ctrl-C stops at once) stops dispatching, stops the workers, writes
+  the table and report, and returns ``interrupted=True`` (in-flight points stay ``pending``).
 """
 from __future__ import annotations
 
@@ -124,11 +125,16 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
     result = SweepResult(sweep_dir=sweep_dir, counts=table.counts(), adopted=adopted,
                          skipped=len(points) - len(todo))
     own_pool = pool is None
-    previous_handler = None
+    stop = threading.Event()
+    previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
-        def _on_sigterm(signum, frame):
-            raise KeyboardInterrupt("SIGTERM")
-        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+        def _on_signal(signum, frame):
+            if stop.is_set():
+                raise KeyboardInterrupt  # a second Ctrl-C: stop at once
+            stop.set()  # the loop notices within half a second, between two records
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[signum] = signal.signal(signum, _on_signal)
     progress = None
     try:
         if todo:
@@ -143,16 +149,18 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
             done_before = result.counts["complete"] + result.counts["failed"] - sum(
                 1 for p in todo if table.status(p.config_hash) == "failed")
             progress = _Progress(len(points), done_before, f"sweep {spec.experiment}", quiet)
-            _dispatch(pool, queue, table, result, progress, max_worker_deaths)
+            _dispatch(pool, queue, table, result, progress, max_worker_deaths, stop)
+        result.interrupted = stop.is_set()
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
         if progress is not None:
             progress.close()
         if own_pool and pool is not None:
             pool.close(cancel=result.interrupted)
+        table.reload()  # whatever reached the journal is in the table
         table.flush(force=True)
         result.counts = table.counts()
         result.failed_points = [p.index for p in points if table.status(p.config_hash) == "failed"]
@@ -164,12 +172,12 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
 
 
 def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Progress,
-              max_worker_deaths: int) -> None:
+              max_worker_deaths: int, stop: threading.Event) -> None:
     window = max(2, 2 * pool.slots)
     in_flight: dict = {}
     started: dict[int, int] = {}
     deaths: collections.Counter = collections.Counter()
-    idle_breaks = 0
+    idle_breaks, executed_at_break = 0, 0
 
     def finish(task: Task, rows: list[dict]) -> None:
         for row in rows:
@@ -179,25 +187,33 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
         progress.update(len(rows), table.counts(), min(len(in_flight), pool.slots))
 
     try:
-        while queue or in_flight:
+        while (queue or in_flight) and not stop.is_set():
+            submit_failed = False
             while queue and len(in_flight) < window:
                 task = queue.popleft()
-                in_flight[pool.executor.submit(execute_task, task)] = task
+                try:
+                    in_flight[pool.executor.submit(execute_task, task)] = task
+                except BrokenProcessPool:  # a worker died since the last look
+                    queue.appendleft(task)
+                    submit_failed = True
+                    break
             pool.note_processes()
-            done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+            done, _ = (wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                       if in_flight else (set(), set()))
             started.update(pool.drain_started())
             broken: list[Task] = []
             for future in done:
                 task = in_flight.pop(future)
                 _collect(future, task, finish, broken, queue, deaths, max_worker_deaths)
-            if broken:
+            if broken or submit_failed:
                 wait(list(in_flight), timeout=60)  # the pool fails every in-flight future
                 for future, task in list(in_flight.items()):
                     in_flight.pop(future)
                     _collect(future, task, finish, broken, queue, deaths, max_worker_deaths)
                 started.update(pool.drain_started())
                 pids = {t.task_id: started.get(t.task_id) for t in broken}
-                idle_breaks = 0 if any(pid is not None for pid in pids.values()) else idle_breaks + 1
+                progressed = any(pid is not None for pid in pids.values()) or result.executed > executed_at_break
+                idle_breaks, executed_at_break = (0 if progressed else idle_breaks + 1), result.executed
                 if idle_breaks >= 3:
                     raise RuntimeError(
                         "local worker processes die before running any point (3 pools in a row); "
@@ -215,10 +231,9 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                         queue.appendleft(task)
                     started.pop(task.task_id, None)
                 pool.rebuild()
-    except KeyboardInterrupt:
+    finally:
         for future in in_flight:
             future.cancel()
-        raise
 
 
 def _collect(future, task: Task, finish, broken: list, queue, deaths, max_worker_deaths) -> None:

@@ -66,9 +66,16 @@ class SweepTable:
         self._known = {p.config_hash for p in points}
         self._last_flush = 0.0
         self._dirty = False
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the journal (the latest line of each known point wins)."""
+        latest = {}
         for row in read_journal(self.sweep_dir / JOURNAL):
             if row["config_hash"] in self._known:
-                self.latest[row["config_hash"]] = row
+                latest[row["config_hash"]] = row
+        if latest != self.latest:
+            self.latest, self._dirty = latest, True
 
     # --- state ----------------------------------------------------------------------
     def status(self, config_hash: str) -> str:

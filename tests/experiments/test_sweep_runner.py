@@ -1,0 +1,226 @@
+"""Sweeps end to end on the local process pool and a real Dask LocalCluster.
+
+Faults are real: a point that raises, a worker process killed with SIGKILL while it runs a
+point, a runner terminated with SIGTERM and resumed. Executions are counted by run
+directories: every execution of a point creates exactly one (``<UTC>-<hash8>``).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.hebbian_recall import Config
+from experiments.runner import run_experiment
+from experiments.sweep.executors import LocalPool
+from experiments.sweep.runner import run_sweep
+from experiments.sweep.spec import build_spec, expand
+from experiments.sweep.table import load_frame, read_journal
+
+NAME = "hebbian_recall"
+TINY = ["load_ratios=[1.0]", "trials=1"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def local_pool():
+    pool = LocalPool(workers=2)
+    yield pool
+    pool.close()
+
+
+def run_dirs(sweep_dir: Path) -> dict[str, list[dict]]:
+    """``{hash8: [status, ...]}`` over every run directory of the sweep (one per execution).
+
+    A run killed early may not have written status.json yet: its status is ``"none"``.
+    """
+    found: dict[str, list[dict]] = {}
+    for path in (sweep_dir / "runs" / NAME).iterdir():
+        status_path = path / "status.json"
+        status = json.loads(status_path.read_text()) if status_path.exists() else {"status": "none"}
+        status["path"] = path
+        found.setdefault(path.name.split("-")[1], []).append(status)
+    return found
+
+
+def completed_once(sweep_dir: Path, points) -> bool:
+    dirs = run_dirs(sweep_dir)
+    return all(sum(s["status"] == "complete" for s in dirs.get(p.config_hash[:8], [])) == 1 for p in points)
+
+
+def busy_worker(pids) -> int | None:
+    """A pid among ``pids`` whose process is running a point (its cwd is a task scratch dir)."""
+    for pid in pids:
+        try:
+            if "/scratch/task-" in os.readlink(f"/proc/{pid}/cwd"):
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def kill_busy_worker_when_running(sweep_dir: Path, pids_fn, killed: list, timeout=120.0):
+    """Background killer: once a point is recorded, SIGKILL a worker that is running one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not killed:
+        if read_journal(sweep_dir / "journal.jsonl"):
+            pid = busy_worker(pids_fn())
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.02)
+
+
+def test_failing_point_is_recorded_others_finish_and_rerun_skips(tmp_path, local_pool):
+    spec = build_spec(NAME, Config, grid=["key_dim=8,16", "load_ratios=[[1.0],[]]"], sets=["trials=1"],
+                      seed=11)
+    points = expand(spec, Config)
+    result = run_sweep(spec, out=tmp_path / "s", pool=local_pool)
+    assert result.counts == {"complete": 2, "failed": 2, "pending": 0} and result.executed == 4
+    frame, meta = load_frame(result.sweep_dir)
+    assert meta["swept"] == ["key_dim", "load_ratios"] and "bit_error_at_load_1" in meta["metrics"]
+    assert len(frame) == 4 and list(frame["point"]) == [0, 1, 2, 3]
+    failed = frame[frame["status"] == "failed"]
+    assert list(failed["config.load_ratios"]) == ["[]", "[]"]
+    assert all("ValueError" in e and "zero-size array" in e for e in failed["error"])
+    journal = read_journal(result.sweep_dir / "journal.jsonl")
+    assert all("hebbian_recall.py" in row["traceback"] for row in journal if row["status"] == "failed")
+    for _, row in failed.iterrows():  # the failed run directory is the foundation's, marked failed
+        status = json.loads((result.sweep_dir / row["run_dir"] / "status.json").read_text())
+        assert status["status"] == "failed" and "zero-size array" in status["error"]
+    # oracle: each complete point has the metrics of a plain `neuro run` with its seed
+    for point in points:
+        row = frame[frame["config_hash"] == point.config_hash].iloc[0]
+        if row["status"] == "complete":
+            direct = run_experiment(NAME, config=point.config, seed=point.seed, out_root=tmp_path / "direct")
+            for name, value in direct.metrics.items():
+                assert row[f"metric.{name}"] == value
+            assert row["seconds"] > 0 and row["host"] and row["worker_deaths"] == 0
+    assert (result.sweep_dir / "report.html").exists() and result.report is not None
+    assert len(list((result.sweep_dir / "figures").glob("*.png"))) == 3  # one heatmap per metric
+
+    again = run_sweep(spec, out=tmp_path / "s", pool=local_pool)
+    assert (again.executed, again.skipped) == (0, 4)
+    retried = run_sweep(spec, out=tmp_path / "s", pool=local_pool, retry_failed=True)
+    assert (retried.executed, retried.skipped) == (2, 2)
+    dirs = run_dirs(result.sweep_dir)
+    executions = Counter({h: len(v) for h, v in dirs.items()})
+    for point in points:  # complete points ran once; failing ones twice (first run + retry)
+        assert executions[point.config_hash[:8]] == (2 if point.overrides["load_ratios"] == () else 1)
+
+
+def test_worker_killed_mid_point_is_retried_and_every_point_completes_once(tmp_path, local_pool):
+    spec = build_spec(NAME, Config, grid=["key_dim=24,32,40,48,56,64"], sets=["trials=60"], seed=2)
+    points = expand(spec, Config)
+    killed: list[int] = []
+    pids_fn = lambda: [p.pid for p in (getattr(local_pool.executor, "_processes", None) or {}).values()]  # noqa: E731
+    killer = threading.Thread(target=kill_busy_worker_when_running,
+                              args=(tmp_path / "s", pids_fn, killed), daemon=True)
+    killer.start()
+    result = run_sweep(spec, out=tmp_path / "s", pool=local_pool)
+    killer.join()
+    assert killed, "no busy worker was found to kill"
+    assert result.counts == {"complete": 6, "failed": 0, "pending": 0}
+    assert completed_once(result.sweep_dir, points)
+    frame, _ = load_frame(result.sweep_dir)
+    # only the point whose worker was SIGKILLed is charged; its batch-mate was terminated by
+    # the pool's cleanup (SIGTERM) and requeued without a charge
+    assert frame["worker_deaths"].sum() == 1
+    statuses = [s["status"] for v in run_dirs(result.sweep_dir).values() for s in v]
+    assert len(statuses) - statuses.count("complete") >= 1  # the killed run is visibly incomplete
+
+
+def test_terminated_runner_resumes_without_rerunning_finished_points(tmp_path, local_pool):
+    grid = "key_dim=8,12,16,20,24,28,32,36"
+    out = tmp_path / "s"
+    command = [sys.executable, "-m", "experiments.cli", "sweep", NAME, "--grid", grid,
+               "--set", "trials=20", "--workers", "2", "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(read_journal(out / "journal.jsonl")) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr.decode()
+    assert b"interrupted" in stderr
+    before = {row["config_hash"]: row["run_dir"] for row in read_journal(out / "journal.jsonl")
+              if row["status"] == "complete"}
+    frame, _ = load_frame(out)  # the table was flushed on SIGTERM and agrees with the journal
+    assert set(frame.loc[frame["status"] == "complete", "config_hash"]) == set(before)
+    assert 2 <= len(before) < 8
+
+    spec = build_spec(NAME, Config, grid=[grid], sets=["trials=20"])
+    points = expand(spec, Config)
+    result = run_sweep(spec, out=out, pool=local_pool)
+    assert result.skipped == len(before) and result.executed == 8 - len(before)
+    assert result.counts["complete"] == 8 and completed_once(out, points)
+    for digest, run_dir in before.items():  # finished points kept their one and only run
+        assert [s["path"] for s in run_dirs(out)[digest[:8]]] == [out / run_dir]
+
+
+def test_sweep_show_prints_the_table(tmp_path, capsys):
+    assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--set", "load_ratios=[1.0]", "--set",
+                 "trials=1", "--repeats", "2", "--workers", "1", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "4 complete, 0 failed, 0 pending (4 run now, 0 already done)" in out
+    assert main(["sweep-show", str(tmp_path / "s")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:6] == ["point", "repeat", "seed", "key_dim", "status", "max_abs_deviation_from_theory"]
+    assert lines[-1] == "4 rows: 4 complete, 0 failed, 0 pending"
+    report = (tmp_path / "s" / "report.html").read_text()
+    assert report.count("<img") == 3 and "mean +- 1 s.d. over repeats" in report
+
+
+# --- Dask ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dask_pool():
+    pytest.importorskip("distributed", reason="the Dask executor needs the 'cluster' extra")
+    from experiments.sweep.executors import DaskPool
+
+    pool = DaskPool(workers=2)
+    yield pool
+    pool.close()
+
+
+def test_dask_local_cluster_matches_the_local_pool(tmp_path, local_pool, dask_pool):
+    assert "LocalCluster on 127.0.0.1, 2 workers" in dask_pool.description
+    assert len(dask_pool.worker_pids()) == 2
+    spec = build_spec(NAME, Config, grid=["key_dim=8,16,32"], sets=TINY[:1], zip=["trials=1,2,3",
+                      "value_dim=8,16,4"], repeats=2, seed=4)
+    local = run_sweep(spec, out=tmp_path / "local", pool=local_pool, report=False)
+    dask = run_sweep(spec, out=tmp_path / "dask", pool=dask_pool, report=False)
+    assert local.counts == dask.counts == {"complete": 18, "failed": 0, "pending": 0}
+    a, meta = load_frame(local.sweep_dir)
+    b, _ = load_frame(dask.sweep_dir)
+    columns = ["point", "seed", "config_hash"] + [c for c in a if c.startswith(("config.", "metric."))]
+    pd.testing.assert_frame_equal(a[columns], b[columns], check_exact=True)  # same seeds: identical
+    assert len(meta["metrics"]) == 3 and set(b["pid"]) <= set(dask_pool.worker_pids().values()) | set(b["pid"])
+
+
+def test_dask_worker_killed_mid_point_is_rescheduled(tmp_path, dask_pool):
+    spec = build_spec(NAME, Config, grid=["key_dim=24,32,40,48,56,64"], sets=["trials=60"], seed=3)
+    points = expand(spec, Config)
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_busy_worker_when_running,
+                              args=(tmp_path / "s", lambda: list(dask_pool.worker_pids().values()), killed),
+                              daemon=True)
+    killer.start()
+    result = run_sweep(spec, out=tmp_path / "s", pool=dask_pool, report=False)
+    killer.join()
+    assert killed, "no busy worker was found to kill"
+    assert result.counts == {"complete": 6, "failed": 0, "pending": 0}
+    assert completed_once(result.sweep_dir, points)
+    statuses = [s["status"] for v in run_dirs(result.sweep_dir).values() for s in v]
+    assert len(statuses) - statuses.count("complete") >= 1  # the killed run is visibly incomplete
