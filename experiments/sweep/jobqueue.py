@@ -124,10 +124,14 @@ def _classes(kind: str):
     return dask_jobqueue.PBSCluster, dask_jobqueue.pbs.PBSJob
 
 
-def render_job_script(settings: dict[str, Any], scheduler_address: str = "tcp://SCHEDULER:8786") -> str:
-    """The batch script a worker job would be submitted with (no scheduler is started)."""
+def render_job_script(settings: dict[str, Any], scheduler_address: str = "tcp://SCHEDULER:8786",
+                      worker_name: str = "sweep-worker") -> str:
+    """The batch script a worker job would be submitted with (no scheduler is started).
+
+    ``worker_name``: the ``--name`` of the job's workers (the cluster numbers real jobs).
+    """
     _, job_cls = _classes(settings["kind"])
-    return job_cls(scheduler=scheduler_address, name="sweep-worker", **job_arguments(settings)).job_script()
+    return job_cls(scheduler=scheduler_address, name=worker_name, **job_arguments(settings)).job_script()
 
 
 def start_jobqueue_cluster(settings: dict[str, Any]):

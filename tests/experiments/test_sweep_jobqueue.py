@@ -1,0 +1,105 @@
+"""SLURM/PBS clusters from YAML: the job script dask-jobqueue would submit, checked line by line.
+
+No batch system is needed: ``render_job_script`` builds the script from the same keyword
+arguments that ``start_jobqueue_cluster`` gives ``SLURMCluster``/``PBSCluster``, and one
+test starts a real ``SLURMCluster`` object (its scheduler runs here, zero jobs are
+submitted) to show that its ``job_script()`` is the one we render.
+"""
+import re
+
+import pytest
+
+from experiments.config import ConfigError
+
+pytest.importorskip("dask_jobqueue", reason="the SLURM/PBS path needs the 'cluster' extra")
+
+from experiments.sweep.jobqueue import (job_arguments, load_cluster_config,  # noqa: E402
+                                        render_job_script)
+
+SLURM = """\
+kind: slurm
+queue: compute
+account: neuro-lab
+cores: 8
+memory: 32GB
+walltime: "02:30:00"
+threads_per_task: 2
+jobs: 3
+prologue:
+  - module load python/3.11
+  - source /home/me/neurobridge/.venv/bin/activate
+directives: ["--gres=gpu:1"]
+python: /home/me/neurobridge/.venv/bin/python
+"""
+
+
+def write(tmp_path, text, name="cluster.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_slurm_job_script_has_directives_prologue_and_worker_command(tmp_path):
+    settings = load_cluster_config(write(tmp_path, SLURM))
+    assert settings["processes"] == 4 and settings["expected_workers"] == 12
+    script = render_job_script(settings, "tcp://10.0.0.5:8786")
+    lines = script.splitlines()
+    assert lines[0].startswith("#!") and "bash" in lines[0]
+    directives = [l for l in lines if l.startswith("#SBATCH")]
+    for expected in ("-p compute", "-A neuro-lab", "--cpus-per-task=8", "-t 02:30:00", "--gres=gpu:1"):
+        assert any(d.endswith(expected) for d in directives), (expected, directives)
+    memory = next(d for d in directives if "--mem=" in d)
+    assert int(re.search(r"--mem=(\d+)G", memory).group(1)) in (29, 30, 32)  # 32 GB in GiB, rounded
+    # the prologue runs after the directives and before the worker, in order
+    body = [l for l in lines if l and not l.startswith("#")]
+    assert body[:2] == ["module load python/3.11", "source /home/me/neurobridge/.venv/bin/activate"]
+    worker = body[2].split()
+    assert worker[:3] == ["/home/me/neurobridge/.venv/bin/python", "-m", "distributed.cli.dask_worker"]
+    assert worker[3] == "tcp://10.0.0.5:8786"
+    options = dict(zip(worker[4::1], worker[5::1]))
+    assert options["--nthreads"] == "2" and options["--nworkers"] == "4"
+    assert options["--resources"] == "task_slot=1"  # one point per worker process at a time
+    assert "--nanny" in worker
+
+
+def test_pbs_job_script(tmp_path):
+    settings = load_cluster_config(write(tmp_path, SLURM.replace("kind: slurm", "kind: pbs")
+                                         .replace("threads_per_task: 2", "threads_per_task: 1")))
+    script = render_job_script(settings, "tcp://head:8786")
+    directives = [l for l in script.splitlines() if l.startswith("#PBS")]
+    assert any(d == "#PBS -q compute" for d in directives)
+    assert any("ncpus=8" in d for d in directives) and any("walltime=02:30:00" in d for d in directives)
+    worker = script.strip().splitlines()[-1].split()
+    assert "--nworkers" in worker and worker[worker.index("--nworkers") + 1] == "8"
+    assert worker[worker.index("--nthreads") + 1] == "1" and "--resources" not in worker
+
+
+def test_rendered_script_is_what_slurm_cluster_would_submit(tmp_path):
+    from dask_jobqueue import SLURMCluster
+
+    settings = load_cluster_config(write(tmp_path, SLURM))
+    cluster = SLURMCluster(**job_arguments(settings), dashboard_address=None,
+                           scheduler_options={"host": "127.0.0.1"})
+    try:
+        # dask-jobqueue previews with the worker name "dummy-name" (real jobs are numbered)
+        expected = render_job_script(settings, cluster.scheduler.address, worker_name="dummy-name")
+        assert cluster.job_script() == expected
+    finally:
+        cluster.close()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kind: lsf\ncores: 1\nmemory: 1GB\n", "kind: expected one of ['slurm', 'pbs']"),
+    ("kind: slurm\nmemory: 1GB\n", "cores is required"),
+    ("kind: slurm\ncores: 4\nmemory: lots\n", "memory: expected a size like '16GB'"),
+    ("kind: slurm\ncores: 4\nmemory: 4GB\nqueues: x\n", "unknown key 'queues'; valid keys: kind, queue"),
+    ("kind: slurm\ncores: 4\nmemory: 4GB\nthreads_per_task: 3\n", "threads_per_task=3 must divide cores=4"),
+    ("kind: slurm\ncores: 4\nmemory: 4GB\nwalltime: 2h\n", "walltime: expected HH:MM:SS"),
+    ("kind: slurm\ncores: 4\nmemory: 4GB\njobs: 2\nmaximum_jobs: 4\n", "not both"),
+    ("kind: slurm\ncores: 0\nmemory: 4GB\n", "cores: expected a whole number >= 1"),
+    ("kind: slurm\ncores: 4\nmemory: 4GB\nprologue: [1, 2]\n", "prologue: expected a list of strings"),
+])
+def test_bad_cluster_files_are_rejected_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as error:
+        load_cluster_config(write(tmp_path, text))
+    assert message in str(error.value)
