@@ -9,11 +9,11 @@ from neuro.reservoir.build import DEFAULT_WEIGHT_SCALE, make_reservoir
 from neuro.reservoir.simulation import RECORD_KINDS, SimulationResult, SpikeRecord, simulate
 from neuro.reservoir.step import (
     SYNAPSE_KINDS, ReservoirParams, ReservoirState, SimulationDiverged, draw_noise, external_drive,
-    initial_state, reservoir_step,
+    initial_state, reservoir_step, state_to,
 )
 
 __all__ = [
     "DEFAULT_WEIGHT_SCALE", "RECORD_KINDS", "SYNAPSE_KINDS", "ReservoirParams", "ReservoirState",
     "SimulationDiverged", "SimulationResult", "SpikeRecord", "draw_noise", "external_drive",
-    "initial_state", "make_reservoir", "reservoir_step", "simulate",
+    "initial_state", "make_reservoir", "reservoir_step", "simulate", "state_to",
 ]

@@ -16,6 +16,7 @@ synaptic decay, threshold, delivery of the spikes' synapses, reset (v <- c; u +=
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -29,7 +30,7 @@ from neuro.reservoir.connectivity import EventTable, SynapseList, build_event_ta
 from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_coefficients
 
 __all__ = [
-    "ReservoirParams", "ReservoirState", "SimulationDiverged", "reservoir_step", "initial_state",
+    "ReservoirParams", "ReservoirState", "SimulationDiverged", "reservoir_step", "initial_state", "state_to",
     "external_drive", "input_projection", "check_finite", "SYNAPSE_KINDS", "Stepper", "draw_noise",
 ]
 
@@ -84,6 +85,20 @@ class ReservoirParams:
                                   self.memory_limit_bytes)
         object.__setattr__(self, "event_table", table)
 
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "ReservoirParams":
+        """A copy on ``device`` and/or in ``dtype`` (same wiring; the event table is rebuilt)."""
+        device = self.device if device is None else torch.device(device)
+        dtype = self.dtype if dtype is None else dtype
+        move = lambda x: x.to(device=device, dtype=dtype)  # noqa: E731
+        neurons = self.neurons._replace(a=move(self.neurons.a), b=move(self.neurons.b), c=move(self.neurons.c),
+                                        d=move(self.neurons.d))
+        syn = self.synapses
+        synapses = SynapseList(syn.batch_index.to(device), syn.pre_index.to(device), syn.post_index.to(device),
+                               move(syn.weight))
+        return dataclasses.replace(self, neurons=neurons, is_excitatory=self.is_excitatory.to(device),
+                                   synapses=synapses, input_weights=move(self.input_weights),
+                                   noise_std=move(self.noise_std))
+
     @property
     def has_noise(self) -> bool:
         """Whether any noise_std is non-zero (computed once)."""
@@ -122,6 +137,14 @@ class ReservoirState(NamedTuple):
     synaptic_current: Tensor
     trace: Tensor
     step: int = 0
+
+
+def state_to(state: ReservoirState, device: str | torch.device | None = None,
+             dtype: torch.dtype | None = None) -> ReservoirState:
+    """A copy of ``state`` on ``device`` and/or in ``dtype``."""
+    move = lambda x: None if x is None else x.to(device=device, dtype=dtype)  # noqa: E731
+    neurons = IzhikevichState(move(state.neurons.v_mv), move(state.neurons.u), move(state.neurons.refractory_left_ms))
+    return ReservoirState(neurons, move(state.synaptic_current), move(state.trace), state.step)
 
 
 def initial_state(params: ReservoirParams) -> ReservoirState:

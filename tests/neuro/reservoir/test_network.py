@@ -187,3 +187,21 @@ def test_argument_errors_name_the_argument():
     with pytest.raises(ValueError, match="state"):
         simulate(params, state._replace(neurons=IzhikevichState(torch.zeros(2, 30), torch.zeros(2, 30))),
                  x, 0.5, seed=0)
+
+
+def test_params_and_state_move_between_dtypes_keeping_the_wiring():
+    params, state = make_reservoir(100, 2, in_degree=10, seed=3)
+    from neuro.reservoir.network import state_to
+
+    as64 = params.to(dtype=torch.float64)
+    assert as64.dtype == torch.float64 and as64.event_table.weights.dtype == torch.float64
+    assert torch.equal(as64.synapses.pre_index, params.synapses.pre_index)
+    assert torch.equal(as64.event_table.targets, params.event_table.targets)
+    state64 = state_to(state, dtype=torch.float64)
+    assert state64.neurons.v_mv.dtype == torch.float64 and state64.step == state.step
+    x = torch.zeros(1, 50, 2, dtype=torch.float64)
+    noise = torch.randn(1, 50, 100, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 20
+    # float32 weights widened to float64 exactly: the float64 run sees the same numbers
+    assert torch.equal(as64.synapses.weight, params.synapses.weight.double())
+    result = simulate(as64, state64, x, 0.5, noise=noise)
+    assert result.state.neurons.v_mv.dtype == torch.float64 and result.num_spikes > 0
