@@ -1,0 +1,102 @@
+"""Token mixers as thin ``nn.Module`` layers over the references of ``bridges``.
+
+One letter per mixer, used by the pattern string of :class:`bridges.sequence_model.SequenceModel`:
+
+====  ==============  =======================================================================
+ S    softmax         causal softmax attention (:mod:`bridges.softmax_attention`)
+ L    linear          causal linear attention, chunked (:mod:`bridges.linear_attention`)
+ G    gla             gated linear attention, per-key decay (:mod:`bridges.gated_linear_attention`)
+ D    delta           delta rule, chunked (:mod:`bridges.delta_rule`)
+ E    gated_delta     gated delta rule (:mod:`bridges.gated_delta_rule`)
+ F    fixed           fixed mixing: learned causal position-to-position weights that do not
+                      depend on the input (the "sequence-independent" relaxation of Xue et al.,
+                      "Deconstructing Attention", arXiv:2510.11602)
+ N    none            no token mixing: each position sees only itself (their "no mixing"
+                      control, which they report collapses to near chance)
+====  ==============  =======================================================================
+
+Our choices (not fixed by the papers): for L, G, D, E the queries and keys are
+L2-normalised per head (unit keys, as in the capacity theory and DeltaNet), the scale is 1,
+and each head's output is RMS-normalised (as fla's GLA/DeltaNet layers do); GLA gates are
+``logsigmoid(W x) / 16`` (fla's gate normaliser), delta write strengths ``sigmoid(W x)``,
+gated-delta decays ``logsigmoid(W x) / 16`` per head. S uses scale ``head_dim ** -0.5``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bridges.delta_rule import delta_rule
+from bridges.gated_delta_rule import gated_delta_rule
+from bridges.gated_linear_attention import gated_linear_attention
+from bridges.linear_attention import linear_attention
+from bridges.softmax_attention import softmax_attention
+
+MIXER_NAMES = {"S": "softmax", "L": "linear", "G": "gla", "D": "delta", "E": "gated_delta",
+               "F": "fixed", "N": "none"}
+GATE_LOGIT_NORMALIZER = 16.0
+
+
+class TokenMixer(nn.Module):
+    """Projections shared by every mixer: x [B, T, D] -> heads [B, T, H, D/H] -> x [B, T, D]."""
+
+    def __init__(self, letter: str, model_dim: int, num_heads: int, max_length: int,
+                 chunk_size: int = 64):
+        super().__init__()
+        if letter not in MIXER_NAMES:
+            raise ValueError(f"mixer letter must be one of {''.join(MIXER_NAMES)}, got {letter!r}")
+        if model_dim % num_heads:
+            raise ValueError(f"model_dim ({model_dim}) must be divisible by num_heads ({num_heads})")
+        self.letter, self.num_heads, self.head_dim = letter, num_heads, model_dim // num_heads
+        self.max_length, self.chunk_size = max_length, chunk_size
+        self.query = nn.Linear(model_dim, model_dim, bias=False)
+        self.key = nn.Linear(model_dim, model_dim, bias=False)
+        self.value = nn.Linear(model_dim, model_dim, bias=False)
+        self.output = nn.Linear(model_dim, model_dim, bias=False)
+        if letter == "G":
+            self.gate = nn.Linear(model_dim, model_dim)
+        if letter in ("D", "E"):
+            self.write_strength = nn.Linear(model_dim, num_heads)
+        if letter == "E":
+            self.decay = nn.Linear(model_dim, num_heads)
+        if letter == "F":   # zeros: uniform causal averaging at initialisation
+            self.position_logits = nn.Parameter(torch.zeros(num_heads, max_length, max_length))
+
+    def _heads(self, x: Tensor) -> Tensor:
+        return x.unflatten(-1, (self.num_heads, self.head_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, T, model_dim] -> [B, T, model_dim]; causal."""
+        batch, length, _ = x.shape
+        v = self._heads(self.value(x))
+        if self.letter == "N":
+            return self.output(v.flatten(-2))
+        if self.letter == "F":
+            if length > self.max_length:
+                raise ValueError(f"sequence length {length} exceeds max_length {self.max_length} "
+                                 "of the fixed-mixing layer")
+            causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+            logits = self.position_logits[:, :length, :length].masked_fill(~causal, float("-inf"))
+            mixed = torch.einsum("hts,bshd->bthd", torch.softmax(logits, dim=-1), v)
+            return self.output(mixed.flatten(-2))
+        q, k = self._heads(self.query(x)), self._heads(self.key(x))
+        if self.letter == "S":
+            out, _ = softmax_attention(q, k, v)
+            return self.output(out.flatten(-2))
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        if self.letter == "L":
+            out, _ = linear_attention(q, k, v, 1.0, chunk_size=self.chunk_size)
+        elif self.letter == "G":
+            g = F.logsigmoid(self._heads(self.gate(x))) / GATE_LOGIT_NORMALIZER
+            # chunk 8: the fastest setting of the CPU reference (measured); Triton ignores it.
+            out, _ = gated_linear_attention(q, k, v, g, 1.0, chunk_size=min(self.chunk_size, 8))
+        else:
+            beta = torch.sigmoid(self.write_strength(x))
+            if self.letter == "D":
+                out, _ = delta_rule(q, k, v, beta, 1.0, chunk_size=self.chunk_size)
+            else:
+                g = F.logsigmoid(self.decay(x)) / GATE_LOGIT_NORMALIZER
+                out, _ = gated_delta_rule(q, k, v, g, beta, 1.0, chunk_size=self.chunk_size)
+        out = F.rms_norm(out, (self.head_dim,))
+        return self.output(out.flatten(-2))

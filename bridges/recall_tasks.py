@@ -1,0 +1,78 @@
+"""Synthetic recall tasks for the mixer comparison: MQAR and induction-style copying.
+
+Both return ``(tokens [B, T] int64, targets [B, T] int64)`` with ``targets = -100`` (PyTorch's
+ignore index) where nothing is scored; the model predicts ``targets[:, t]`` from
+``tokens[:, :t+1]``.
+
+* :func:`mqar_batch` -- multi-query associative recall (Arora et al., "Zoology",
+  arXiv:2312.04927). Token 0 is filler, keys are 1..num_keys, values
+  num_keys+1..num_keys+num_values. The context lists ``num_pairs`` pairs ``k_1 v_1 ... k_P v_P``
+  (distinct keys, values drawn with replacement); in the rest of the sequence each key
+  reappears once at a random position, filler elsewhere. At a key's reappearance the target
+  is its value. Chance accuracy is 1/num_values.
+* :func:`copy_batch` -- induction-style copying: ``x_1 .. x_n x_1 .. x_n`` with n = T/2
+  distinct random tokens; positions in the second copy predict the next token, which needs
+  "find my earlier occurrence, output what followed it" (an induction head). Chance is
+  1/(vocab_size - 1) at best.
+
+Layouts and filler conventions are our reading of the Zoology set-up, scaled down.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+def _rng(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer, np.random.SeedSequence)):
+        raise TypeError(f"seed must be an int, SeedSequence or np.random.Generator, "
+                        f"got {type(seed).__name__}")
+    return np.random.default_rng(seed)
+
+
+def mqar_vocab_size(num_keys: int, num_values: int) -> int:
+    return 1 + num_keys + num_values
+
+
+def mqar_batch(batch_size: int, length: int, num_pairs: int, num_keys: int = 64,
+               num_values: int = 64, *, seed=0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """One MQAR batch (module docstring); needs ``num_pairs <= num_keys`` and ``3 P <= T``."""
+    if num_pairs < 1 or num_pairs > num_keys:
+        raise ValueError(f"num_pairs must be in [1, num_keys={num_keys}], got {num_pairs}")
+    if 3 * num_pairs > length:
+        raise ValueError(f"length must be >= 3 * num_pairs = {3 * num_pairs} (context of 2P "
+                         f"tokens and P queries), got {length}")
+    rng = _rng(seed)
+    keys = np.argsort(rng.random((batch_size, num_keys)), axis=1)[:, :num_pairs] + 1
+    values = rng.integers(0, num_values, size=(batch_size, num_pairs)) + 1 + num_keys
+    tokens = np.zeros((batch_size, length), dtype=np.int64)
+    targets = np.full((batch_size, length), IGNORE_INDEX, dtype=np.int64)
+    tokens[:, 0:2 * num_pairs:2] = keys
+    tokens[:, 1:2 * num_pairs:2] = values
+    query_span = length - 2 * num_pairs
+    slots = np.argsort(rng.random((batch_size, query_span)), axis=1)[:, :num_pairs] + 2 * num_pairs
+    rows = np.arange(batch_size)[:, None]
+    tokens[rows, slots] = keys
+    targets[rows, slots] = values
+    return (torch.as_tensor(tokens, device=device), torch.as_tensor(targets, device=device))
+
+
+def copy_batch(batch_size: int, length: int, vocab_size: int = 128, *, seed=0, device="cpu"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One copy batch (module docstring); ``length`` even, ``length / 2 < vocab_size``."""
+    if length < 4 or length % 2:
+        raise ValueError(f"length must be an even number >= 4, got {length}")
+    half = length // 2
+    if half >= vocab_size:
+        raise ValueError(f"vocab_size must exceed length / 2 = {half} (distinct tokens), "
+                         f"got {vocab_size}")
+    rng = _rng(seed)
+    segment = np.argsort(rng.random((batch_size, vocab_size - 1)), axis=1)[:, :half] + 1
+    tokens = np.concatenate([segment, segment], axis=1).astype(np.int64)
+    targets = np.full((batch_size, length), IGNORE_INDEX, dtype=np.int64)
+    targets[:, half:length - 1] = segment[:, 1:]
+    return (torch.as_tensor(tokens, device=device), torch.as_tensor(targets, device=device))

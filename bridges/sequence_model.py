@@ -1,0 +1,118 @@
+"""A small causal sequence model whose token mixer is chosen per layer by a pattern string.
+
+    tokens [B, T] -> embedding + learned absolute position embedding
+                  -> L blocks:  x = x + mixer_l(norm(x));  x = x + mlp(norm(x))   (pre-norm)
+                  -> norm -> readout -> logits [B, T, vocab_size]
+
+``pattern`` has one letter per block (see :mod:`bridges.mixers`): "SS" two softmax layers,
+"SLLL" one softmax layer then three linear ones, "NN" no token mixing at all (the control of
+Xue et al., "Deconstructing Attention", arXiv:2510.11602), "FS" fixed mixing below softmax
+(a hybrid in the sense of that paper and of MASFormer). Norms are RMSNorm, the MLP is
+``W_2 gelu(W_1 x)`` with hidden size ``mlp_ratio * model_dim``. Position embeddings are our
+choice (the recurrent mixers do not need them; softmax and fixed mixing do).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bridges.mixers import MIXER_NAMES, TokenMixer
+
+
+@dataclass(frozen=True)
+class SequenceModelConfig:
+    """Hyperparameters; ``pattern`` letters from :data:`bridges.mixers.MIXER_NAMES`."""
+
+    vocab_size: int
+    pattern: str = "SS"
+    model_dim: int = 64
+    num_heads: int = 2
+    max_length: int = 256
+    mlp_ratio: int = 4
+    chunk_size: int = 64
+
+    def __post_init__(self):
+        if not isinstance(self.pattern, str) or not self.pattern:
+            raise ValueError(f"pattern must be a non-empty string of mixer letters "
+                             f"{''.join(MIXER_NAMES)}, got {self.pattern!r}")
+        unknown = sorted(set(self.pattern) - set(MIXER_NAMES))
+        if unknown:
+            raise ValueError(f"pattern {self.pattern!r} has unknown mixer letter(s) {unknown}; "
+                             f"allowed: " + ", ".join(f"{k}={v}" for k, v in MIXER_NAMES.items()))
+        for name in ("vocab_size", "model_dim", "num_heads", "max_length", "mlp_ratio",
+                     "chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.model_dim % self.num_heads:
+            raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads "
+                             f"({self.num_heads})")
+
+    @property
+    def state_size(self) -> int:
+        """Numbers of recurrent state per layer for the fixed-size memories (H * d_h^2)."""
+        head_dim = self.model_dim // self.num_heads
+        return self.num_heads * head_dim * head_dim
+
+
+class Block(nn.Module):
+    def __init__(self, letter: str, config: SequenceModelConfig):
+        super().__init__()
+        self.mixer_norm = nn.RMSNorm(config.model_dim)
+        self.mixer = TokenMixer(letter, config.model_dim, config.num_heads, config.max_length,
+                                config.chunk_size)
+        self.mlp_norm = nn.RMSNorm(config.model_dim)
+        hidden = config.mlp_ratio * config.model_dim
+        self.mlp = nn.Sequential(nn.Linear(config.model_dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, config.model_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.mixer(self.mixer_norm(x))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+def _torch_seed(seed) -> int:
+    if isinstance(seed, torch.Generator):
+        return int(seed.initial_seed())
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**63 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, np.random.Generator or torch.Generator, "
+                        f"got {type(seed).__name__}")
+    return int(seed)
+
+
+class SequenceModel(nn.Module):
+    """Causal sequence model (module docstring); ``forward(tokens [B, T]) -> logits``."""
+
+    def __init__(self, config: SequenceModelConfig, *, seed=0,
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.config = config
+        # Initialise under a private generator state so the global RNG is left untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_torch_seed(seed))
+            self.embedding = nn.Embedding(config.vocab_size, config.model_dim)
+            self.position = nn.Embedding(config.max_length, config.model_dim)
+            nn.init.normal_(self.position.weight, std=0.02)
+            self.blocks = nn.ModuleList(Block(letter, config) for letter in config.pattern)
+            self.final_norm = nn.RMSNorm(config.model_dim)
+            self.readout = nn.Linear(config.model_dim, config.vocab_size, bias=False)
+        self.to(device=device, dtype=dtype)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
+            raise ValueError(f"tokens must be an integer tensor [B, T], got "
+                             f"{getattr(tokens, 'dtype', type(tokens).__name__)} "
+                             f"{tuple(getattr(tokens, 'shape', ()))}")
+        length = tokens.shape[1]
+        if length > self.config.max_length:
+            raise ValueError(f"sequence length {length} exceeds max_length {self.config.max_length}")
+        positions = torch.arange(length, device=tokens.device)
+        x = self.embedding(tokens) + self.position(positions)
+        for block in self.blocks:
+            x = block(x)
+        return self.readout(self.final_norm(x))
