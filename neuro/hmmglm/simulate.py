@@ -87,6 +87,9 @@ def sample_spikes(states, bias, weights, basis, link: str, distribution: str, rn
         for lag in range(1, min(num_lags, t) + 1):
             eta += filters[k, lag - 1] @ spikes[t - lag]
         rate = _rate(eta, link)
+        if not np.all(rate < 1e7):
+            raise ValueError(f"rates diverged at bin {t} (max {rate.max():.3g} per bin): the coupling "
+                             "weights excite the network without bound; use weaker excitation")
         rates[t] = rate
         if distribution == "poisson":
             spikes[t] = rng.poisson(rate)

@@ -1,0 +1,131 @@
+"""EM fitting: a K=1 model is a plain GLM (statsmodels oracle), the objective never
+decreases, relabelling and seeding behave, and degenerate data give no NaN."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuro.hmmglm import HMMGLM, make_params
+from neuro.hmmglm.basis import design_matrix, exponential_basis
+
+
+def small_problem(seed=0, k=2, n=4, steps=1500, link="softplus"):
+    rng = np.random.default_rng(seed)
+    basis = exponential_basis(3, (1.5,))
+    weights = 0.5 * rng.standard_normal((k, n, n, 1)) * (rng.random((k, n, n, 1)) < 0.5)
+    weights[:, np.arange(n), np.arange(n)] = -1.0  # self-inhibition keeps the network stable
+    bias = np.full((k, n), -1.2) + 0.3 * rng.standard_normal((k, n))
+    transition = np.full((k, k), 0.05 / max(k - 1, 1)) + np.eye(k) * (0.95 - 0.05 / max(k - 1, 1))
+    truth = HMMGLM(k, n, basis=basis, link=link).set_params(
+        make_params(np.ones(k) / k, transition, bias, weights))
+    spikes, states, _ = truth.sample(steps, seed=seed)
+    return truth, spikes, states, basis
+
+
+def test_single_state_equals_statsmodels_poisson_glm():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(5)
+    n, steps = 3, 3000
+    basis = exponential_basis(3, (1.0, 2.5))
+    weights = 0.15 * rng.standard_normal((1, n, n, 2))
+    weights[0, np.arange(n), np.arange(n)] = -0.5  # self-inhibition keeps the exp link stable
+    truth = HMMGLM(1, n, basis=basis, link="exp").set_params(
+        make_params([1.0], [[1.0]], np.full((1, n), -1.0), weights))
+    spikes, _, _ = truth.sample(steps, seed=1)
+    model = HMMGLM(1, n, basis=basis, link="exp")
+    model.fit(spikes, num_iters=60, tolerance=0.0)
+    design = design_matrix(torch.as_tensor(spikes), torch.as_tensor(basis)).numpy()
+    theta = model.params.theta()[0].numpy()
+    for neuron in range(n):
+        ref = sm.GLM(spikes[:, neuron], design, family=sm.families.Poisson()).fit(tol=1e-12)
+        # both solve the same concave MLE; IRLS and Newton stop at |grad| ~ 1e-8 -> 1e-4 is loose
+        np.testing.assert_allclose(theta[neuron], ref.params, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("prior,shared_bias", [("none", False), ("gaussian", False),
+                                               ("onehot", False), ("none", True)])
+def test_em_objective_never_decreases(prior, shared_bias):
+    truth, spikes, _, basis = small_problem(seed=1)
+    model = HMMGLM(2, 4, basis=basis, prior=prior, shared_bias=shared_bias, stickiness=2.0)
+    history = model.fit(spikes, num_iters=25, tolerance=0.0, num_restarts=2, seed=3)
+    values = np.asarray(history["objective_all_restarts"])
+    phases = np.asarray(history["phase"])
+    for phase in set(phases):
+        block = values[phases == phase]
+        steps = np.diff(block, axis=0)
+        # float64 sums over ~6000 terms of size ~1: rounding ~1e-12 relative
+        assert np.all(steps >= -1e-9 * np.abs(block[1:])), (phase, steps.min())
+    assert np.isfinite(values).all()
+    if shared_bias:
+        bias = model.params.bias
+        assert float((bias - bias[:1]).abs().max()) < 1e-12
+
+
+def test_bernoulli_em_monotone():
+    rng = np.random.default_rng(2)
+    spikes = (rng.random((1200, 3)) < np.where(np.arange(1200)[:, None] % 400 < 200, 0.1, 0.4)).astype(float)
+    model = HMMGLM(2, 3, basis=exponential_basis(2, (1.0,)), distribution="bernoulli", link="logistic")
+    values = np.asarray(model.fit(spikes, num_iters=20, tolerance=0.0)["objective"])
+    assert np.all(np.diff(values) >= -1e-9 * np.abs(values[1:]))
+
+
+def test_permutation_invariance_of_likelihood_and_posterior():
+    truth, spikes, _, _ = small_problem(seed=2, k=3)
+    perm = [2, 0, 1]
+    permuted = truth.permute(perm)
+    assert abs(truth.log_likelihood(spikes) - permuted.log_likelihood(spikes)) < 1e-9
+    gamma = truth.posterior(spikes).smoothed[0]
+    np.testing.assert_allclose(permuted.posterior(spikes).smoothed[0].numpy(),
+                               gamma[:, perm].numpy(), atol=1e-12)
+    path = truth.most_likely_states(spikes)
+    np.testing.assert_array_equal(np.asarray(perm)[permuted.most_likely_states(spikes)], path)
+
+
+def test_seeded_fit_and_sample_are_deterministic():
+    truth, spikes, _, basis = small_problem(seed=3)
+    a = truth.sample(300, seed=11)
+    b = truth.sample(300, seed=np.random.default_rng(11))
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    fits = []
+    for _ in range(2):
+        model = HMMGLM(2, 4, basis=basis)
+        model.fit(spikes, num_iters=5, num_restarts=2, seed=7)
+        fits.append(model.params.theta())
+    assert torch.equal(fits[0], fits[1])
+
+
+def test_multiple_sequences_pool_like_one_long_trial_split():
+    truth, spikes, _, basis = small_problem(seed=4)
+    pieces = [spikes[:700], spikes[700:1100], spikes[1100:]]
+    total = sum(truth.log_likelihood(p) for p in pieces)
+    assert abs(truth.log_likelihood(pieces) - total) < 1e-8
+    paths = truth.most_likely_states(pieces)
+    assert [len(p) for p in paths] == [700, 400, 400]
+    model = HMMGLM(2, 4, basis=basis)
+    history = model.fit(pieces, num_iters=10)
+    assert np.isfinite(history["objective"]).all()
+
+
+def test_degenerate_data_gives_no_nan():
+    truth, spikes, _, basis = small_problem(seed=5, k=3)
+    spikes = spikes.copy()
+    spikes[:, 0] = 0.0  # a silent neuron
+    spikes[300:900] = 0.0  # a long silence of every neuron
+    model = HMMGLM(4, 4, basis=basis)  # more states than the data support
+    history = model.fit(spikes, num_iters=15)
+    assert np.isfinite(history["objective"]).all()
+    for tensor in (model.params.log_transition.exp(), model.params.bias, model.params.weights):
+        assert bool(torch.isfinite(tensor).all())
+    gamma = model.posterior(spikes).smoothed
+    assert bool(torch.isfinite(gamma).all())
+    # a state with (almost) no posterior mass keeps finite parameters
+    empty = HMMGLM(3, 4, basis=basis)
+    init = make_params(np.array([1.0, 0.0, 0.0]), np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]]),
+                       np.full((3, 4), -1.0), np.zeros((3, 4, 4, 1)))
+    hist = empty.fit(spikes, num_iters=5, init_params=init)
+    assert np.isfinite(hist["objective"]).all()
+    assert bool(torch.isfinite(empty.params.weights).all())
+    assert abs(float(empty.posterior(spikes).smoothed[0, :, 1:].sum())) < 1e-12
+    assert np.isfinite(empty.score(spikes))

@@ -1,0 +1,99 @@
+"""Every bad input raises a ValueError/TypeError that names the problem."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuro.hmmglm import HMMGLM, exponential_basis, forward_backward, make_params
+
+
+@pytest.fixture
+def model():
+    return HMMGLM(2, 3, basis=exponential_basis(4, (1.0,)))
+
+
+def good_spikes(steps=50):
+    return np.random.default_rng(0).poisson(0.3, (steps, 3)).astype(float)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda y: y - 5.0, "negative"),
+    (lambda y: y + 0.5, "non-integer"),
+    (lambda y: np.where(np.arange(50)[:, None] == 3, np.nan, y), "NaN or inf"),
+    (lambda y: np.where(np.arange(50)[:, None] == 3, np.inf, y), "NaN or inf"),
+    (lambda y: y[:, 0], "rank 2"),
+    (lambda y: y[None], "rank 2"),
+    (lambda y: y[:, :2], "neurons"),
+    (lambda y: y[:4], "shorter than the history basis"),
+])
+def test_bad_counts(model, mutate, message):
+    with pytest.raises(ValueError, match=message):
+        model.fit(mutate(good_spikes()), num_iters=1)
+
+
+def test_bad_counts_in_a_list_name_the_sequence(model):
+    with pytest.raises(ValueError, match=r"spikes\[1\].*negative"):
+        model.fit([good_spikes(), -good_spikes() - 1], num_iters=1)
+    with pytest.raises(ValueError, match="empty list"):
+        model.fit([], num_iters=1)
+    with pytest.raises(TypeError, match="numeric"):
+        model.fit(np.array([["a", "b", "c"]] * 10), num_iters=1)
+
+
+def test_bernoulli_rejects_counts_above_one():
+    m = HMMGLM(2, 3, basis=exponential_basis(2, (1.0,)), distribution="bernoulli", link="logistic")
+    with pytest.raises(ValueError, match="bernoulli needs 0/1"):
+        m.fit(good_spikes() + 2, num_iters=1)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"num_states": 0}, "num_states must be an integer >= 1"),
+    ({"num_states": 1.5}, "num_states"),
+    ({"num_neurons": 0}, "num_neurons"),
+    ({"link": "identity"}, "link"),
+    ({"distribution": "gaussian"}, "distribution"),
+    ({"distribution": "bernoulli", "link": "exp"}, "link for distribution='bernoulli'"),
+    ({"prior": "laplace"}, "prior must be one of"),
+    ({"prior": "onehot", "basis": exponential_basis(5, (1.0, 2.0))}, "one function"),
+    ({"stickiness": -1.0}, "stickiness"),
+    ({"basis": np.full((2, 3), np.nan)}, "basis must be finite"),
+])
+def test_bad_hyperparameters(kwargs, message):
+    args = {"num_states": 2, "num_neurons": 3}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        HMMGLM(**args)
+
+
+def test_bad_parameters_and_fit_arguments(model):
+    with pytest.raises(ValueError, match="transition must be non-negative with rows summing to 1"):
+        make_params([0.5, 0.5], [[0.9, 0.2], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 3, 1)))
+    with pytest.raises(ValueError, match="initial must be non-negative"):
+        make_params([0.7, 0.7], [[0.9, 0.1], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 3, 1)))
+    with pytest.raises(ValueError, match="weights must be"):
+        make_params([0.5, 0.5], [[0.9, 0.1], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 1)))
+    with pytest.raises(ValueError, match="weights must have shape"):
+        model.set_params(make_params([0.5, 0.5], [[0.9, 0.1], [0.5, 0.5]], np.zeros((2, 3)),
+                                     np.zeros((2, 3, 3, 2))))
+    with pytest.raises(ValueError, match="no parameters"):
+        model.log_likelihood(good_spikes())
+    with pytest.raises(ValueError, match="num_restarts"):
+        model.fit(good_spikes(), num_restarts=0)
+    with pytest.raises(ValueError, match="tolerance"):
+        model.fit(good_spikes(), tolerance=float("nan"))
+    with pytest.raises(TypeError, match="seed"):
+        model.fit(good_spikes(), seed="abc")
+    model.fit(good_spikes(), num_iters=2)
+    with pytest.raises(ValueError, match="perm must be a permutation"):
+        model.permute([0, 0])
+    with pytest.raises(ValueError, match="num_timesteps"):
+        model.sample(0)
+
+
+def test_bad_inference_arguments():
+    with pytest.raises(ValueError, match="log_likelihoods must have shape"):
+        forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(5))
+    with pytest.raises(ValueError, match="do not match K"):
+        forward_backward(torch.zeros(3), torch.zeros(3, 3), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="lengths"):
+        forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2, 5, 2), lengths=torch.tensor([0, 9]))
