@@ -1,0 +1,42 @@
+"""End-to-end run of the what_when experiment at a tiny size (the science runs in the
+experiment itself: `neuro run what_when`)."""
+import json
+
+import numpy as np
+import pytest
+
+from experiments.config import ConfigError
+from experiments.runner import run_experiment
+
+TINY = {"num_neurons": 60, "in_degree": 20, "dt_ms": 1.0, "trials_per_block": (7, 7, 7), "evaluation_trials": 4,
+        "recovery_window": 2}
+
+
+def test_what_when_runs_end_to_end_and_writes_its_report(tmp_path):
+    result = run_experiment("what_when", overrides=TINY, out_root=tmp_path, seed=0, quiet=True)
+    metrics = result.metrics
+    for learner in ("three_factor", "force", "force_reset"):
+        for key in ("timing_error_ms", "what_probability_corr", "latency_recovery_trials",
+                    "probability_recovery_trials", "what_when_angle_deg"):
+            assert f"{learner}_{key}" in metrics
+        assert 0.0 <= metrics[f"{learner}_what_when_angle_deg"] <= 90.0
+        assert 0.0 <= metrics[f"{learner}_timing_error_ms"] <= 1000.0
+    assert metrics["mean_rate_hz"] > 0
+    for name in ("raster.png", "readouts.png", "learning_curves.png", "subspace_angles.png",
+                 "claims.csv", "session.npz", "report.html", "metrics.json"):
+        assert (result.path / name).exists(), name
+    saved = json.loads((result.path / "metrics.json").read_text())
+    assert saved["three_factor_timing_error_ms"] == pytest.approx(metrics["three_factor_timing_error_ms"])
+    arrays = np.load(result.path / "session.npz")
+    assert arrays["three_factor_outputs"].shape == (21, 1, 200, 4)
+    # FORCE with and without reset see the same spikes and agree until the first switch
+    assert np.array_equal(arrays["force_outputs"][:7], arrays["force_reset_outputs"][:7])
+
+
+def test_what_when_rejects_inconsistent_blocks(tmp_path):
+    with pytest.raises((ValueError, ConfigError), match="trials_per_block"):
+        run_experiment("what_when", overrides={**TINY, "trials_per_block": (7, 7)},
+                       out_root=tmp_path, seed=0, quiet=True)
+    with pytest.raises((ValueError, ConfigError), match="probabilities"):
+        run_experiment("what_when", overrides={**TINY, "probabilities_after": (0.5, 0.5)},
+                       out_root=tmp_path, seed=0, quiet=True)
