@@ -4,9 +4,15 @@ One step of B networks x N neurons is three launches over the state buffer
 ``state [B, 3N + 1] = [v | u | I_syn | sink]``:
 
 1. ``_neuron_kernel`` (B*N threads): the split-Euler update of v and u, synaptic decay,
-   threshold; writes v, u, I_syn and the spike flags. The expressions are the reference's,
-   in its order, with floating-point contraction (FMA) switched off, so float32 results
-   are bit-identical to the torch reference op by op.
+   threshold; writes v, u, I_syn and the spike flags. Arithmetic in float32 (float16 and
+   bfloat16 states are rounded once, at the store), the reference's expressions in its
+   order, compiler contraction switched off. The reference's float32 path writes
+   ``k2 + k1 v``, ``hc + v t`` and ``u u_decay + v u_v_gain`` as ``addcmul``: measured on
+   CPU, torch evaluates these ``out=`` calls with two roundings (mul, then add), so the
+   interpreter path rounds once per operation and reproduces the reference bit for bit;
+   on CUDA the kernel uses fused multiply-adds (what CUDA code generation does with such
+   expressions). ``experiments/gpu_check.py`` reports the first step at which the GPU
+   raster departs from the torch reference's.
 2. ``_deliver_kernel`` (rows of the outgoing table, 32 per program): event-driven delivery.
    A program loads the spike flags of its rows and reads the table rows of the spiking
    neurons only (masked loads: a silent neuron costs one byte of traffic), then adds the
@@ -46,32 +52,39 @@ def _scalar(x, IS_PTR: tl.constexpr):
 def _neuron_kernel(state, drive, spikes, u_decay, u_v_gain, half_step, k1, k2, v_peak,
                    syn_decay, N, param_batch_stride, HAS_SYN: tl.constexpr,
                    H_PTR: tl.constexpr, K1_PTR: tl.constexpr, K2_PTR: tl.constexpr,
-                   VP_PTR: tl.constexpr, SD_PTR: tl.constexpr, BLOCK: tl.constexpr):
+                   VP_PTR: tl.constexpr, SD_PTR: tl.constexpr, FUSED: tl.constexpr,
+                   BLOCK: tl.constexpr):
     i_b = tl.program_id(1)
     o_n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = o_n < N
     row = state + i_b * (3 * N + 1)
-    v = tl.load(row + o_n, mask=m, other=0.0)
-    u = tl.load(row + N + o_n, mask=m, other=0.0)
-    g = tl.load(drive + i_b * N + o_n, mask=m, other=0.0)
+    v = tl.load(row + o_n, mask=m, other=0.0).to(tl.float32)
+    u = tl.load(row + N + o_n, mask=m, other=0.0).to(tl.float32)
+    g = tl.load(drive + i_b * N + o_n, mask=m, other=0.0).to(tl.float32)
     h = _scalar(half_step, H_PTR)
     c1 = _scalar(k1, K1_PTR)
     c2 = _scalar(k2, K2_PTR)
     if HAS_SYN:
-        i_syn = tl.load(row + 2 * N + o_n, mask=m, other=0.0)
+        i_syn = tl.load(row + 2 * N + o_n, mask=m, other=0.0).to(tl.float32)
         hc = ((g + i_syn) - u) * h
     else:
         hc = (g - u) * h
-    for _ in tl.static_range(2):
-        t = v * c1
-        t = t + c2
-        t = t * v
-        v = t + hc
-    a = tl.load(u_decay + i_b * param_batch_stride + o_n, mask=m, other=0.0)
-    ab = tl.load(u_v_gain + i_b * param_batch_stride + o_n, mask=m, other=0.0)
-    t = v * ab
-    u = u * a
-    u = u + t
+    a = tl.load(u_decay + i_b * param_batch_stride + o_n, mask=m, other=0.0).to(tl.float32)
+    ab = tl.load(u_v_gain + i_b * param_batch_stride + o_n, mask=m, other=0.0).to(tl.float32)
+    if FUSED:  # one rounding per multiply-add
+        for _ in tl.static_range(2):
+            t = tl.fma(v, c1, c2)
+            v = tl.fma(v, t, hc)
+        u = tl.fma(v, ab, u * a)
+    else:  # one rounding per operation
+        for _ in tl.static_range(2):
+            t = v * c1
+            t = t + c2
+            t = t * v
+            v = t + hc
+        t = v * ab
+        u = u * a
+        u = u + t
     if HAS_SYN:
         i_syn = i_syn * _scalar(syn_decay, SD_PTR)
         tl.store(row + 2 * N + o_n, i_syn.to(state.dtype.element_ty), mask=m)
@@ -143,7 +156,7 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     sd, sd_ptr = _scalar_arg(synapse_decay, device) if has_syn else (0.0, False)
     grid = (triton.cdiv(num_neurons, BLOCK_NEURONS), batch)
     _neuron_kernel[grid](state, drive, spike_bytes, a, ab, h, c1, c2, vp, sd, num_neurons, stride,
-                         has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr, BLOCK_NEURONS,
+                         has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr, state.is_cuda, BLOCK_NEURONS,
                          **_NO_FMA)
     num_rows, cols = targets.shape
     _deliver_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
@@ -179,31 +192,36 @@ def triton_izhikevich_network_step_(state, v, u, synaptic_current, drive, spikes
 
 
 class CudaGraphStepper:
-    """Replays ``steps_per_graph`` Triton steps as one CUDA graph.
+    """Replays ``steps_per_graph`` Triton steps, drive included, as one CUDA graph.
 
-    ``drive`` is a static [steps_per_graph, B, N] buffer the caller refills between replays
-    (e.g. with ``torch.randn(..., out=...)`` on the same stream); ``spike_counts`` [B] int64
-    accumulates the number of spikes per network over all replays (no host sync). All
-    other arguments are those of :func:`izhikevich_step_no_sync_` and must stay alive.
+    ``drive_fn(t)`` returns the [B, N] drive of step t of a replay and must be capturable
+    (fixed buffers, e.g. ``torch.randn(..., out=noise)`` followed by in-place arithmetic).
+    ``spike_counts`` [B] int64 accumulates the spikes of each network over all replays
+    without a host sync. The other arguments are those of :func:`izhikevich_step_no_sync_`
+    and must stay alive as long as the stepper. Capturing runs the body once first
+    (compiling the kernels) and restores ``state`` afterwards.
     """
 
-    def __init__(self, state, drive, spikes, targets, weights, half_step_ms, k1, k2, u_decay,
-                 u_v_gain, v_reset, v_peak_mv, synapse_decay=None):
-        self.drive = drive
+    def __init__(self, state, spikes, targets, weights, half_step_ms, k1, k2, u_decay,
+                 u_v_gain, v_reset, v_peak_mv, synapse_decay=None, *, drive_fn,
+                 steps_per_graph: int = 50):
+        if steps_per_graph < 1:
+            raise ValueError(f"steps_per_graph must be >= 1, got {steps_per_graph}")
+        self.steps_per_graph = steps_per_graph
         self.spike_counts = torch.zeros(state.shape[0], dtype=torch.int64, device=state.device)
         args = (targets, weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv,
                 synapse_decay)
 
         def body():
-            for t in range(drive.shape[0]):
-                izhikevich_step_no_sync_(state, drive[t], spikes, *args)
+            for t in range(steps_per_graph):
+                izhikevich_step_no_sync_(state, drive_fn(t), spikes, *args)
                 self.spike_counts += spikes.sum(dim=1)
 
         backup = state.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            body()  # warm-up: compiles the kernels outside the capture
+            body()  # warm-up outside the capture: compiles the kernels
         torch.cuda.current_stream().wait_stream(stream)
         state.copy_(backup)
         self.spike_counts.zero_()
@@ -212,4 +230,5 @@ class CudaGraphStepper:
             body()
 
     def replay(self) -> None:
+        """Advance ``steps_per_graph`` steps (asynchronous, on the current stream)."""
         self.graph.replay()
