@@ -23,7 +23,7 @@ replaced by the current model, Z = M * X + (1 - M) * X_hat, and one unmasked ite
 on Z. ||M * (X - X_hat)||^2 <= ||Z - X_hat_new||^2 <= ||Z - X_hat_old||^2, so the masked error
 never increases under HALS, and the values at missing entries never enter the fit. Only the
 rows of the (P_left, P_right) view that hold missing entries are rebuilt (one GEMM of partial
-Khatri-Rao rows per chunk), and the masked error
+Khatri-Rao rows per chunk of ~1M entries) and only the missing entries are written, and the masked error
 ||Z - X_hat||^2 = ||M X||^2 + ||(1 - M) X_hat||^2 + ||X_hat||^2 - 2 <Z, X_hat> reuses the GEMM that
 starts the next iteration, so a masked iteration costs one extra pass over the tensor.
 """
@@ -226,33 +226,35 @@ def ntf(
     matrix = work.view(left_size, -1)
     epsilon = torch.finfo(dtype).eps
     right_size = matrix.shape[1]
-    missing_rows = row_masks = None
-    observed_row_squares = 0.0
+    chunks = []  # (rows of the (P_left, P_right) view, flat index of their missing entries, local)
     if mask is not None:
-        # Rows of the (P_left, P_right) view that hold a missing entry, with their masks.
-        mask_matrix = mask.reshape(left_size, right_size)
-        missing_rows = torch.nonzero(~mask_matrix.all(dim=1)).squeeze(1)
-        row_masks = mask_matrix.index_select(0, missing_rows)
-        rows = matrix.index_select(0, missing_rows).reshape(-1)
-        observed_row_squares = float(torch.dot(rows, rows))
-        del rows, mask_matrix
-    chunk_rows = max(1, _IMPUTE_CHUNK // right_size)
+        missing = torch.nonzero(~mask.reshape(-1)).squeeze(1)  # sorted flat indices
+        missing_row = missing // right_size
+        rows_with_missing = torch.unique_consecutive(missing_row)
+        chunk_rows = max(1, _IMPUTE_CHUNK // right_size)
+        for start in range(0, rows_with_missing.numel(), chunk_rows):
+            rows = rows_with_missing[start:start + chunk_rows]
+            first = int(torch.searchsorted(missing_row, rows[0]))
+            last = int(torch.searchsorted(missing_row, rows[-1], right=True))
+            local = (torch.searchsorted(rows, missing_row[first:last]) * right_size
+                     + missing[first:last] % right_size)
+            chunks.append((rows, missing[first:last], local.to(torch.int32)))
+        del missing, missing_row, rows_with_missing
 
     def impute_missing() -> float:
-        # Z = where(M, X, X_hat) on the rows with missing entries, X_hat of those rows from one
-        # GEMM of the partial Khatri-Rao products; returns sum over missing entries of X_hat^2.
+        # Z[missing] = X_hat[missing]: X_hat of the rows holding missing entries from one GEMM
+        # of partial Khatri-Rao products per chunk, then a gather/scatter of the missing
+        # entries only. Returns sum over missing entries of X_hat^2.
         left_product = partial_khatri_rao(factors[:split])
         right_product_t = partial_khatri_rao(factors[split:]).t()
+        flat_work = work.view(-1)
         total = 0.0
-        for start in range(0, missing_rows.numel(), chunk_rows):
-            rows = missing_rows[start:start + chunk_rows]
+        for rows, flat_index, local in chunks:
             block = left_product.index_select(0, rows) @ right_product_t
-            torch.where(row_masks[start:start + chunk_rows], matrix.index_select(0, rows), block,
-                        out=block)
-            matrix.index_copy_(0, rows, block)
-            flat = block.reshape(-1)
-            total += float(torch.dot(flat, flat))
-        return total - observed_row_squares
+            values = block.view(-1).index_select(0, local)
+            flat_work.index_copy_(0, flat_index, values)
+            total += float(torch.dot(values, values))
+        return total
 
     def right_partial_and_error():
         # T_right = Z @ KR(right) (the first pass of the next iteration) and the error of the
