@@ -73,7 +73,8 @@ def add_sweep_commands(subparsers) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler, tcp://HOST:PORT")
     where.add_argument("--cluster", metavar="FILE", help="SLURM/PBS cluster YAML (dask-jobqueue)")
     where.add_argument("--threads-per-task", type=_positive, metavar="T",
-                       help="compute threads per point on an existing Dask scheduler (default 1)")
+                       help="compute threads per point (default: CPUs / workers; 1 on an "
+                       "existing Dask scheduler)")
     where.add_argument("--batch", type=_positive, metavar="B",
                        help="run up to B compatible points in one call (experiments with run_batch)")
     where.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device")

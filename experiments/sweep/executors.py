@@ -2,7 +2,7 @@
 
 * ``local`` (default): a ``ProcessPoolExecutor`` of ``workers`` processes (``spawn`` start
   method: no fork of a parent holding torch/OpenMP threads). Each worker gets
-  ``cpus // workers`` compute threads. If a worker dies (killed, out of memory) the pool
+  ``cpus // workers`` compute threads unless ``threads_per_task`` says otherwise. If a worker dies (killed, out of memory) the pool
   breaks; :meth:`LocalPool.rebuild` starts a fresh one and :meth:`LocalPool.culprits`
   tells which in-flight tasks ran in the process that died on its own (the others were
   terminated by the pool's cleanup with SIGTERM), so only those are charged a death.
@@ -41,12 +41,12 @@ class LocalPool:
 
     kind = "local"
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, threads: int | None = None):
         cpus = available_cpus()
         self.workers = workers or cpus
         if self.workers < 1:
             raise ConfigError(f"--workers {workers!r}: expected a whole number >= 1")
-        self.threads = max(1, cpus // self.workers)
+        self.threads = threads or max(1, cpus // self.workers)
         self.slots = self.workers
         self.description = f"local process pool, {self.workers} workers x {self.threads} threads"
         self._context = multiprocessing.get_context("spawn")
@@ -158,7 +158,7 @@ class DaskPool:
             self.description = f"dask scheduler {scheduler} ({len(nthreads)} workers, {self.slots} threads)"
         else:
             count = workers or available_cpus()
-            self.threads = max(1, available_cpus() // count)
+            self.threads = threads_per_task or max(1, available_cpus() // count)
             self.cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
                                         host="127.0.0.1", dashboard_address=None,
                                         silence_logs=logging.ERROR)
@@ -196,5 +196,5 @@ def open_pool(executor: str = "local", workers: int | None = None, scheduler: st
     if executor == "local":
         if scheduler or cluster_file:
             raise ConfigError("--scheduler/--cluster need --executor dask")
-        return LocalPool(workers)
+        return LocalPool(workers, threads_per_task)
     return DaskPool(workers, scheduler, cluster_file, threads_per_task)

@@ -76,16 +76,20 @@ class SweepTable:
                 latest[row["config_hash"]] = row
         if latest != self.latest:
             self.latest, self._dirty = latest, True
+        self._recount()
 
     # --- state ----------------------------------------------------------------------
     def status(self, config_hash: str) -> str:
         return self.latest.get(config_hash, {}).get("status", "pending")
 
     def counts(self) -> dict[str, int]:
-        counts = {"complete": 0, "failed": 0, "pending": 0}
+        """``{"complete": n, "failed": n, "pending": n}`` (kept up to date, O(1))."""
+        return dict(self._counts)
+
+    def _recount(self) -> None:
+        self._counts = {"complete": 0, "failed": 0, "pending": 0}
         for point in self.points:
-            counts[self.status(point.config_hash)] += 1
-        return counts
+            self._counts[self.status(point.config_hash)] += 1
 
     # --- writing ----------------------------------------------------------------------
     def record(self, rows: list[dict]) -> None:
@@ -100,7 +104,9 @@ class SweepTable:
         finally:
             os.close(handle)
         for row in rows:
+            self._counts[self.status(row["config_hash"])] -= 1
             self.latest[row["config_hash"]] = row
+            self._counts[self.status(row["config_hash"])] += 1
         self._dirty = True
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
