@@ -159,7 +159,7 @@ def _run(config: Config, out: RunDir):
     metrics: dict[str, float] = {"brian2_import_s": time.perf_counter() - t0}
     rows: list[dict] = []
     seed = out.seed
-    sessions = {}
+    reruns: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench_reservoir_brian2_") as scratch:
         if brian2_available and "cython" in config.brian2_targets:
             import brian2
@@ -187,31 +187,34 @@ def _run(config: Config, out: RunDir):
                 metrics[f"n{n}_loop_ratio_vs_{short}"] = peer["loop_ratio"]
                 metrics[f"n{n}_whole_speedup_vs_{short}"] = peer["whole_speedup"]
                 if target == "cpp_standalone" and n == config.batch_num_neurons:
-                    sessions[n] = session
-                else:
-                    session.close()
-        _batched(config, out, rows, metrics, sessions, scratch, brian2_available)
-        for session in sessions.values():
+                    reruns.update(_brian2_sweeps(config, session, seed))
+                session.close()  # a standalone session must close before a runtime target runs
+        if (brian2_available and "cpp_standalone" in config.brian2_targets and not reruns):
+            _, session = _brian2(config, "cpp_standalone", config.batch_num_neurons, seed,
+                                 f"{scratch}/standalone_batch")
+            reruns.update(_brian2_sweeps(config, session, seed))
             session.close()
+        _batched(config, out, rows, metrics, reruns)
     _targets(config, metrics)
     return rows, metrics
 
 
-def _batched(config, out, rows, metrics, sessions, scratch, brian2_available) -> None:
+def _brian2_sweeps(config, session, seed) -> dict:
+    """{B: median wall time of B re-runs of the compiled standalone binary}."""
+    return {b: statistics.median([_brian2_sweep(config, session, b, seed + r) for r in range(config.repeats)])
+            for b in config.batch_sizes}
+
+
+def _batched(config, out, rows, metrics, reruns) -> None:
     n, seed = config.batch_num_neurons, out.seed
-    session = sessions.get(n)
-    if session is None and brian2_available and "cpp_standalone" in config.brian2_targets:
-        _, session = _brian2(config, "cpp_standalone", n, seed, f"{scratch}/standalone_batch")
-        sessions[n] = session
     for b in out.progress(config.batch_sizes, desc="batch"):
         ours = _ours(config, n, b, seed, out.device)
         ours_total = ours["setup_s"] + ours["loop_s"]
         row = {**ours, "backend": "torch (ours), batched", "whole_s": ours_total,
                "loop_ratio": float("nan"), "whole_speedup": float("nan")}
         metrics[f"batch{b}_ours_total_s"] = ours_total
-        if session is not None:
-            sweeps = [_brian2_sweep(config, session, b, seed + r) for r in range(config.repeats)]
-            peer_total = statistics.median(sweeps)
+        if b in reruns:
+            peer_total = reruns[b]
             row["whole_speedup"] = peer_total / ours_total
             metrics[f"batch{b}_standalone_reruns_s"] = peer_total
             metrics[f"batch{b}_speedup_vs_standalone"] = peer_total / ours_total
@@ -222,7 +225,7 @@ def _batched(config, out, rows, metrics, sessions, scratch, brian2_available) ->
         rows.append(row)
         out.log(f"batch {b} x N={n}: ours {ours_total:.3f} s" +
                 (f", brian2 standalone re-runs {metrics[f'batch{b}_standalone_reruns_s']:.3f} s"
-                 if session is not None else ""))
+                 if b in reruns else ""))
 
 
 def _targets(config: Config, metrics: dict) -> None:

@@ -220,6 +220,11 @@ noise_scale : 1 (constant)
     def _run_runtime(self, params, state) -> Brian2Result:
         import brian2 as b2
 
+        if b2.get_device().__class__.__name__ != "RuntimeDevice":
+            raise RuntimeError(
+                "Brian2's active device is cpp_standalone (another Brian2Session is open in standalone "
+                "mode); close that session before running a runtime target"
+            )
         old_target = b2.prefs.codegen.target
         b2.prefs.codegen.target = self.target
         try:
