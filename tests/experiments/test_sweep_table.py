@@ -1,0 +1,86 @@
+"""The journal/table and the report, without workers; and the per-task worker setup."""
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.hebbian_recall import Config
+from experiments.sweep import worker
+from experiments.sweep.report import write_sweep_report
+from experiments.sweep.spec import build_spec, expand
+from experiments.sweep.table import SweepTable, load_frame, read_journal, write_spec_file
+
+
+def fake_row(point, status="complete", **metrics):
+    return {"config_hash": point.config_hash, "point": point.index, "status": status,
+            "metrics": metrics, "error": None if status == "complete" else "boom", "seconds": 0.5,
+            "host": "h", "pid": 1, "run_dir": None, "started_utc": None, "finished_utc": None,
+            "batch_size": 1}
+
+
+def test_journal_latest_row_wins_torn_line_is_ignored_and_counts_follow(tmp_path):
+    spec = build_spec("hebbian_recall", Config, grid=["key_dim=8,16,32"])
+    points = expand(spec, Config)
+    table = SweepTable(tmp_path, points, spec.swept_keys)
+    table.record([fake_row(points[0], "failed"), fake_row(points[1], bit=0.5)])
+    table.record([fake_row(points[0], bit=0.25)])  # a retry replaces the failed row
+    with open(tmp_path / "journal.jsonl", "ab") as handle:
+        handle.write(b'{"config_hash": "' + points[2].config_hash.encode() + b'", "stat')  # killed mid-write
+    again = SweepTable(tmp_path, points, spec.swept_keys)
+    assert again.counts() == table.counts() == {"complete": 2, "failed": 0, "pending": 1}
+    assert len(read_journal(tmp_path / "journal.jsonl")) == 3
+    again.flush(force=True)
+    frame, meta = load_frame(tmp_path)
+    assert list(frame["status"]) == ["complete", "complete", "pending"]
+    assert frame["metric.bit"].tolist()[:2] == [0.25, 0.5] and np.isnan(frame["metric.bit"].iloc[2])
+    assert list(frame["config.key_dim"]) == [8, 16, 32] and meta == {"swept": ["key_dim"], "metrics": ["bit"]}
+    assert list(frame.columns[:5]) == ["point", "repeat", "seed", "config_hash", "config.key_dim"]
+
+
+def test_report_of_a_random_sweep_has_one_panel_per_parameter(tmp_path):
+    spec = build_spec("hebbian_recall", Config, grid=["key_dim=8:64", "trials=1:100:log", "value_dim=4,8"],
+                      random=12, seed=1)
+    points = expand(spec, Config)
+    write_spec_file(tmp_path / "sweep.yaml", spec.to_dict())
+    table = SweepTable(tmp_path, points, spec.swept_keys)
+    table.record([fake_row(p, error=p.overrides["key_dim"] / 64, loads=3) for p in points[:-1]]
+                 + [fake_row(points[-1], "failed")])
+    table.flush(force=True)
+    report = write_sweep_report(tmp_path).read_text()
+    assert report.count("<img") == 2  # error and loads (numeric metrics)
+    assert "every point (dots)" in report and "point 11: boom" in report
+    assert (tmp_path / "figures" / "error.png").stat().st_size > 1000
+    assert "11 complete" in report and "1 failed" in report
+
+
+def test_worker_limits_threads_and_isolates_brian2_dirs(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    for variable in worker._THREAD_VARIABLES + ("CYTHON_CACHE_DIR",):
+        monkeypatch.setenv(variable, "99")  # restored after the test
+    monkeypatch.setitem(worker._state, "threads", None)
+    threads_before = torch.get_num_threads()
+    spec = build_spec("hebbian_recall", Config, sets=["key_dim=8", "trials=1", "load_ratios=[1.0]"])
+    (point,) = expand(spec, Config)
+    task = worker.Task(0, "hebbian_recall", (worker.PointTask(0, point.seed, point.config, point.config_hash),),
+                       sweep_dir=str(tmp_path))
+    cwd = os.getcwd()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = contextlib.nullcontext
+    try:
+        with threadpool_limits(limits=None):  # restores this process's BLAS limits on exit
+            (row,) = worker.execute_task(task)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads_before)
+    assert row["status"] == "complete" and os.getcwd() == cwd
+    assert all(os.environ[v] == "1" for v in worker._THREAD_VARIABLES)
+    cache = Path(os.environ["CYTHON_CACHE_DIR"])  # brian2's default cache lives under it
+    assert cache.parent == tmp_path / "scratch" and cache.name.endswith(f"-{os.getpid()}")
+    assert not (tmp_path / "scratch" / f"task-{point.config_hash[:16]}").exists()  # removed on success
+    status = json.loads((tmp_path / row["run_dir"] / "status.json").read_text())
+    assert status["status"] == "complete" and status["config_hash"] == point.config_hash
