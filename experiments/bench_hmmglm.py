@@ -1,0 +1,297 @@
+"""HMM-GLM speed: our EM against dynamax with a Poisson-GLM emission, same data, same start.
+
+Problem (a) of ``neuro.hmmglm.simulate`` (K=3, N=20, T=20,000, softplus link). Measured:
+* ours, fit to convergence from the package's default (k-means) initialization, with the
+  problem's own basis and link: wall time, EM iterations, state accuracy (Hungarian),
+  coupling-filter correlation, final log-likelihood; medians over ``repeats``; the same for
+  the default 3-exponential basis and for raw lags (5 coefficients per pair) for reference;
+* ours and the peer, ``em_iters`` EM iterations from the SAME initial parameters (ours'
+  k-means start): seconds per iteration, final log-likelihood (ours, exact, float64),
+  state accuracy, weight correlation, and the ratios ours / peer (< 1: we are faster);
+* forward-backward alone at K=3, T=20,000: microseconds per time step, ours vs the peer's
+  ``hmm_smoother`` (jitted; compile excluded).
+The peer is dynamax (if it imports) with a Poisson-GLM emission written here
+(softplus link, Adam M-step, dynamax's defaults of 50 steps at lr 1e-2, float32: its default
+dtype). No peer ships this model; dynamax's built-in LinearRegressionHMM is not a Poisson GLM.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from experiments.store import RunDir
+from neuro.hmmglm import HMMGLM, default_basis, forward_backward, lag_basis, make_params
+from neuro.hmmglm import reference_problem
+from neuro.hmmglm.basis import design_matrix, filters_from_weights
+from neuro.hmmglm.data import prepare
+from neuro.hmmglm.init import kmeans_initialization
+
+
+@dataclass(frozen=True)
+class Config:
+    num_timesteps: int = field(default=20000, metadata={"min": 200, "help": "bins of problem (a)"})
+    repeats: int = field(default=3, metadata={"min": 1, "max": 20, "help": "repeats (medians)"})
+    em_iters: int = field(default=100, metadata={"min": 1, "max": 1000, "help": "fixed EM iterations"})
+    peer_iters: int = field(default=100, metadata={"min": 0, "max": 1000,
+                                                   "help": "peer EM iterations (0: skip the peer)"})
+    reference_bases: bool = field(default=True, metadata={"help": "also time default and raw-lag bases"})
+    threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch threads"})
+
+
+def _accuracy_and_corr(problem, gamma, weights, basis):
+    k = gamma.shape[-1]
+    overlap = np.zeros((k, k))
+    np.add.at(overlap, (problem.states, gamma.argmax(-1)), 1)
+    rows, cols = linear_sum_assignment(-overlap)
+    accuracy = overlap[rows, cols].sum() / len(problem.states)
+    fitted = filters_from_weights(np.asarray(weights)[cols], basis)
+    true = filters_from_weights(problem.weights, problem.basis)
+    return float(accuracy), float(np.corrcoef(fitted.ravel(), true.ravel())[0, 1])
+
+
+def _fit_to_convergence(problem, basis, repeats, out, label):
+    runs = []
+    for _ in out.progress(range(repeats), desc=f"ours to convergence ({label})"):
+        model = HMMGLM(3, problem.spikes.shape[1], basis=basis, link=problem.link, device=out.device)
+        history = model.fit(problem.spikes, num_iters=100)
+        gamma = model.posterior(problem.spikes).smoothed[0].cpu().numpy()
+        accuracy, corr = _accuracy_and_corr(problem, gamma, model.params.weights.cpu().numpy(), basis)
+        runs.append({"seconds": history["seconds"], "iterations": history["num_iters"],
+                     "state_accuracy": accuracy, "weight_correlation": corr,
+                     "log_likelihood": model.log_likelihood(problem.spikes)})
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def _ours_fixed(problem, init, iters, repeats, out):
+    runs = []
+    for _ in out.progress(range(repeats), desc="ours fixed iterations"):
+        model = HMMGLM(3, problem.spikes.shape[1], basis=problem.basis, link=problem.link, device=out.device)
+        history = model.fit(problem.spikes, num_iters=iters, tolerance=0.0, init_params=init)
+        gamma = model.posterior(problem.spikes).smoothed[0].cpu().numpy()
+        accuracy, corr = _accuracy_and_corr(problem, gamma, model.params.weights.cpu().numpy(), problem.basis)
+        runs.append({"seconds_per_iteration": history["seconds"] / max(history["num_iters"], 1),
+                     "log_likelihood": model.log_likelihood(problem.spikes),
+                     "state_accuracy": accuracy, "weight_correlation": corr})
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def _fb_time(log_pi, log_a, log_lik, repeats):
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        forward_backward(log_pi, log_a, log_lik)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]) / log_lik.shape[-2] * 1e6
+
+
+def run(config: Config, out: RunDir) -> dict[str, float]:
+    torch.set_num_threads(config.threads)
+    problem = reference_problem(config.num_timesteps, seed=out.seed)
+    n = problem.spikes.shape[1]
+    truth = HMMGLM(3, n, basis=problem.basis, link=problem.link, device=out.device)
+    truth.set_params(make_params(problem.initial, problem.transition, problem.bias, problem.weights))
+    oracle = truth.posterior(problem.spikes).smoothed[0].cpu().numpy().argmax(-1)
+    metrics = {"oracle_state_accuracy": float((oracle == problem.states).mean()),
+               "true_log_likelihood": truth.log_likelihood(problem.spikes),
+               "mean_rate_spikes_per_bin": float(problem.spikes.mean())}
+    rows = []
+    bases = [("problem basis (1 exp, matched)", problem.basis)]
+    if config.reference_bases:
+        bases += [("default basis (3 exp)", default_basis()), ("raw lags (5)", lag_basis(5))]
+    for index, (label, basis) in enumerate(bases):
+        summary = _fit_to_convergence(problem, basis, config.repeats if index == 0 else 1, out, label)
+        rows.append({"implementation": "neurobridge", "run": f"to convergence, {label}", **summary})
+        prefix = "ours_converged" if index == 0 else f"ours_converged_{['', 'default_basis', 'raw_lags'][index]}"
+        for key, value in summary.items():
+            metrics[f"{prefix}_{key}"] = value
+        out.log(f"to convergence, {label}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+
+    # the common start: our k-means initialization
+    data = prepare([torch.as_tensor(problem.spikes, device=out.device)],
+                   torch.as_tensor(problem.basis, device=out.device))
+    init = kmeans_initialization(data, 3, 1, np.random.default_rng(0), problem.link).select(0)
+    ours = _ours_fixed(problem, init, config.em_iters, config.repeats, out)
+    rows.append({"implementation": "neurobridge", "run": f"{config.em_iters} EM iterations", **ours})
+    for key, value in ours.items():
+        metrics[f"ours_{key}"] = value
+
+    log_lik = torch.as_tensor(np.random.default_rng(1).normal(0, 3, (1, config.num_timesteps, 3)))
+    log_pi = torch.log(torch.full((3,), 1 / 3, dtype=torch.float64))
+    log_a = torch.log(torch.as_tensor(problem.transition))
+    metrics["ours_forward_backward_us_per_step"] = _fb_time(log_pi, log_a, log_lik, config.repeats)
+
+    peer = _peer(problem, init, config, log_lik[0].numpy(), out) if config.peer_iters else None
+    if peer is None:
+        metrics["peer_available"] = False
+    else:
+        metrics["peer_available"] = True
+        rows.append({"implementation": peer.pop("name"), "run": f"{config.peer_iters} EM iterations",
+                     **{k: v for k, v in peer.items() if k != "forward_backward_us_per_step"}})
+        for key, value in peer.items():
+            metrics[f"peer_{key}"] = value
+        metrics["em_iteration_time_ratio"] = ours["seconds_per_iteration"] / peer["seconds_per_iteration"]
+        metrics["forward_backward_time_ratio"] = (metrics["ours_forward_backward_us_per_step"]
+                                                  / peer["forward_backward_us_per_step"])
+        metrics["converged_fit_vs_peer_em_time_ratio"] = (
+            metrics["ours_converged_seconds"] / (peer["seconds_per_iteration"] * config.peer_iters))
+    out.save_table("hmmglm_benchmark", rows, caption=(
+        f"Problem (a): K=3, N={n}, T={config.num_timesteps}, softplus link; ours (float64) and the "
+        "peer from the same k-means start; medians over repeats."))
+    _figure(out, metrics, rows)
+    return metrics
+
+
+def _figure(out, metrics, rows):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
+    labels = [r["implementation"] + "\n" + r["run"] for r in rows if "seconds_per_iteration" in r]
+    values = [r["seconds_per_iteration"] for r in rows if "seconds_per_iteration" in r]
+    ax.barh(range(len(values)), values)
+    ax.set_yticks(range(len(values)), labels, fontsize=6)
+    ax.set_xscale("log"), ax.set_xlabel("seconds per EM iteration")
+    out.save_figure(fig, "em_iteration_time", caption="Seconds per EM iteration (log scale).")
+
+
+def _peer(problem, init, config, fb_log_lik, out):
+    """dynamax with a user-written Poisson-GLM emission; None when dynamax does not import."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import dynamax
+        from dynamax.hidden_markov_model import hmm_smoother
+    except ImportError as error:
+        out.log(f"peer unavailable: {error}")
+        return None
+    model_class = _dynamax_poisson_glm_hmm()
+    spikes = problem.spikes
+    features = design_matrix(torch.as_tensor(spikes), torch.as_tensor(problem.basis))[:, 1:].numpy()
+    k, n = 3, spikes.shape[1]
+    model = model_class(k, n, features.shape[1])
+    start = init.numpy()
+    params, props = model.initialize(
+        initial_probs=jnp.asarray(start["initial"], jnp.float32),
+        transition_matrix=jnp.asarray(start["transition"], jnp.float32),
+        weights=jnp.asarray(start["weights"].reshape(k, n, -1), jnp.float32),
+        biases=jnp.asarray(start["bias"], jnp.float32))
+    emissions = jnp.asarray(spikes, jnp.float32)
+    inputs = jnp.asarray(features, jnp.float32)
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        compile_start = time.perf_counter()
+        warm, _ = model.fit_em(params, props, emissions, inputs, num_iters=1, verbose=True)
+        jax.block_until_ready(warm)
+        compile_seconds = time.perf_counter() - compile_start
+        fit_start = time.perf_counter()
+        fitted, log_probs = model.fit_em(params, props, emissions, inputs,
+                                         num_iters=config.peer_iters, verbose=True, print_every=1)
+        jax.block_until_ready(fitted)
+        seconds = time.perf_counter() - fit_start
+    # score the peer's parameters with our exact float64 likelihood
+    weights = np.asarray(fitted.emissions.weights, dtype=np.float64).reshape(k, n, n, -1)
+    scored = HMMGLM(k, n, basis=problem.basis, link=problem.link).set_params(make_params(
+        np.asarray(fitted.initial.probs, np.float64) / np.asarray(fitted.initial.probs).sum(),
+        _rows(np.asarray(fitted.transitions.transition_matrix, np.float64)),
+        np.asarray(fitted.emissions.biases, np.float64), weights))
+    gamma = scored.posterior(spikes).smoothed[0].numpy()
+    accuracy, corr = _accuracy_and_corr(problem, gamma, weights, problem.basis)
+
+    smoother = jax.jit(hmm_smoother)
+    pi = jnp.full((3,), 1 / 3, jnp.float32)
+    trans = jnp.asarray(problem.transition, jnp.float32)
+    lik = jnp.asarray(fb_log_lik, jnp.float32)
+    jax.block_until_ready(smoother(pi, trans, lik))
+    times = []
+    for _ in range(config.repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(smoother(pi, trans, lik))
+        times.append(time.perf_counter() - t0)
+    return {
+        "name": f"dynamax {dynamax.__version__} (jax {jax.__version__}, float32, Adam M-step)",
+        "seconds_per_iteration": seconds / config.peer_iters,
+        "compile_seconds": compile_seconds,
+        "log_likelihood": scored.log_likelihood(spikes),
+        "log_joint_reported": float(log_probs[-1]),
+        "state_accuracy": accuracy, "weight_correlation": corr,
+        "forward_backward_us_per_step": statistics.median(times) / lik.shape[0] * 1e6,
+    }
+
+
+def _rows(matrix):
+    matrix = np.clip(matrix, 0.0, None)
+    return matrix / matrix.sum(-1, keepdims=True)
+
+
+def _dynamax_poisson_glm_hmm():
+    """A dynamax HMM whose state-k emission is prod_n Poisson(softplus(W_k[n] u_t + b_k[n]))."""
+    from typing import NamedTuple
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    import tensorflow_probability.substrates.jax.distributions as tfd
+    from dynamax.hidden_markov_model.models.abstractions import HMM, HMMEmissions
+    from dynamax.hidden_markov_model.models.initial import StandardHMMInitialState
+    from dynamax.hidden_markov_model.models.transitions import StandardHMMTransitions
+    from dynamax.parameters import ParameterProperties
+
+    class EmissionParams(NamedTuple):
+        weights: jax.Array  # (K, N, M)
+        biases: jax.Array  # (K, N)
+
+    class ModelParams(NamedTuple):
+        initial: object
+        transitions: object
+        emissions: object
+
+    class PoissonGLMEmissions(HMMEmissions):
+        def __init__(self, num_states, num_neurons, input_dim):
+            super().__init__(m_step_optimizer=optax.adam(1e-2), m_step_num_iters=50)
+            self.num_states, self.num_neurons, self.input_dim = num_states, num_neurons, input_dim
+
+        @property
+        def emission_shape(self):
+            return (self.num_neurons,)
+
+        @property
+        def inputs_shape(self):
+            return (self.input_dim,)
+
+        def initialize(self, key=None, method="prior", weights=None, biases=None):
+            return (EmissionParams(weights, biases),
+                    EmissionParams(ParameterProperties(), ParameterProperties()))
+
+        def log_prior(self, params):
+            return 0.0
+
+        def distribution(self, params, state, inputs):
+            rate = jax.nn.softplus(params.weights[state] @ inputs + params.biases[state])
+            return tfd.Independent(tfd.Poisson(rate=rate), reinterpreted_batch_ndims=1)
+
+    class PoissonGLMHMM(HMM):
+        def __init__(self, num_states, num_neurons, input_dim):
+            super().__init__(num_states,
+                             StandardHMMInitialState(num_states, initial_probs_concentration=1.0),
+                             StandardHMMTransitions(num_states, concentration=1.0),
+                             PoissonGLMEmissions(num_states, num_neurons, input_dim))
+
+        @property
+        def inputs_shape(self):
+            return self.emission_component.inputs_shape
+
+        def initialize(self, initial_probs, transition_matrix, weights, biases):
+            key = jax.random.PRNGKey(0)
+            init, init_props = self.initial_component.initialize(key, initial_probs=initial_probs)
+            trans, trans_props = self.transition_component.initialize(key, transition_matrix=transition_matrix)
+            emis, emis_props = self.emission_component.initialize(weights=weights, biases=biases)
+            return ModelParams(init, trans, emis), ModelParams(init_props, trans_props, emis_props)
+
+    return PoissonGLMHMM

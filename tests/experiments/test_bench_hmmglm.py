@@ -1,0 +1,35 @@
+"""bench_hmmglm end to end on a short problem (a); the dynamax peer only if it imports."""
+import importlib.util
+
+import pytest
+
+from experiments.runner import run_experiment
+
+SMALL = {"num_timesteps": 1500, "repeats": 1, "em_iters": 3, "reference_bases": False}
+
+
+def test_bench_hmmglm_without_peer(tmp_path):
+    result = run_experiment("bench_hmmglm", overrides={**SMALL, "peer_iters": 0},
+                            out_root=tmp_path, seed=0, quiet=True)
+    metrics = result.metrics
+    assert metrics["peer_available"] is False
+    assert metrics["ours_seconds_per_iteration"] > 0
+    assert metrics["ours_forward_backward_us_per_step"] > 0
+    assert 0.0 <= metrics["ours_converged_state_accuracy"] <= 1.0
+    assert metrics["ours_converged_iterations"] <= 100
+    # the fit (parameters chosen by maximum likelihood) beats the generating parameters in-sample
+    assert metrics["ours_converged_log_likelihood"] > metrics["true_log_likelihood"]
+    assert (result.path / "hmmglm_benchmark.csv").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dynamax") is None, reason="dynamax (optional peer) not installed")
+def test_bench_hmmglm_with_dynamax_peer(tmp_path):
+    result = run_experiment("bench_hmmglm", overrides={**SMALL, "peer_iters": 2},
+                            out_root=tmp_path, seed=0, quiet=True)
+    metrics = result.metrics
+    assert metrics["peer_available"] is True
+    assert metrics["em_iteration_time_ratio"] > 0
+    assert metrics["forward_backward_time_ratio"] > 0
+    # same start, same model: after 2-3 iterations both improve on the start and stay close
+    assert abs(metrics["peer_log_likelihood"] - metrics["ours_log_likelihood"]) < 0.01 * abs(
+        metrics["ours_log_likelihood"])
