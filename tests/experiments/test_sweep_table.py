@@ -74,7 +74,7 @@ def test_worker_limits_threads_and_isolates_brian2_dirs(tmp_path, monkeypatch):
     try:
         with threadpool_limits(limits=None):  # restores this process's BLAS limits on exit
             (row,) = worker.execute_task(task)
-        assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads_before)
     assert row["status"] == "complete" and os.getcwd() == cwd
