@@ -55,9 +55,13 @@ def analyse(config, task, session, record) -> Analysis:
     chance = float(np.median(ev.random_subspace_angles_deg(m, 1, num_features, samples=100)))
     metrics["chance_what_when_angle_deg"] = chance
     for name in LEARNERS:
-        output = record.outputs[name]                                   # [trials, B, bins, R]
-        when_perf[name] = ev.trial_performance(output, record.ideal, [0])[:, 0]
-        what_perf[name] = ev.trial_performance(output, record.ideal, range(1, m + 1))[:, 0]
+        # scored on probe outputs: weights from the trial start, same spikes, no leak of the
+        # trial's own (outcome) targets through FORCE's within-trial updates
+        output = record.probe_outputs[name]                             # [trials, B, bins, R]
+        # scored inside the attention window (gate at 1), where the predictions live
+        window = record.gate >= 0.999
+        when_perf[name] = ev.trial_performance(output, record.ideal, [0], window)[:, 0]
+        what_perf[name] = ev.trial_performance(output, record.ideal, range(1, m + 1), window)[:, 0]
         timing, heights, truths = [], [], []
         for b in range(len(starts) - 1):
             last = slice(starts[b + 1] - evaluation, starts[b + 1])
@@ -170,7 +174,7 @@ def plot_all(out, config, task, session, record, analysis: Analysis) -> None:
                "just after": slice(starts[1], starts[1] + min(5, evaluation)),
                "end": slice(starts[2] - evaluation, starts[2])}
     for row, name in enumerate(LEARNERS):
-        output = record.outputs[name][:, 0]
+        output = record.probe_outputs[name][:, 0]
         ax = axes[row, 0]
         for (label, trials), style in zip(windows.items(), ("-", ":", "--")):
             ax.plot(time_ms, output[trials, :, 0].mean(0), style, color=COLORS[name], label=label)
@@ -192,7 +196,7 @@ def plot_all(out, config, task, session, record, analysis: Analysis) -> None:
     axes[0, 1].set_title("what: before (dotted) / after (solid) probability switch")
     for ax in axes[-1]:
         ax.set_xlabel("time in trial (ms)")
-    out.save_figure(fig, "readouts", caption=f"Readout outputs averaged over {evaluation} trials vs "
+    out.save_figure(fig, "readouts", caption=f"Probe outputs (weights at trial start) averaged over {evaluation} trials vs "
                     "ideal (expected-value) targets around the latency switch (left) and the "
                     "probability switch (right).")
 
@@ -236,5 +240,6 @@ def plot_all(out, config, task, session, record, analysis: Analysis) -> None:
                     population_rate_hz=record.population_rate_hz, identity=session.identity,
                     latency_ms=session.latency_ms, probabilities=session.probabilities,
                     **{f"{n}_outputs": record.outputs[n] for n in LEARNERS},
+                    **{f"{n}_probe_outputs": record.probe_outputs[n] for n in LEARNERS},
                     **{f"{n}_final_weights": record.weights[n][-1] for n in LEARNERS},
                     **{f"{n}_angles_deg": analysis.angles[n] for n in LEARNERS})

@@ -40,8 +40,11 @@ class Config:
     synapse_tau_ms: float = field(default=50.0, metadata={"min": 0.1, "help": "exponential synapse decay"})
     noise_std: float = field(default=2.0, metadata={"min": 0.0, "help": "mV rms per ms"})
     input_scale: float = field(default=10.0, metadata={"min": 0.0, "help": "input weights N(0, s^2)"})
-    when_rate: float = field(default=0.005, metadata={"min": 0.0, "help": "three-factor eta x <|x|^2> for the when readout"})
-    what_rate: float = field(default=0.0005, metadata={"min": 0.0, "help": "three-factor eta x <|x|^2> for the what readouts"})
+    when_rate: float = field(default=0.01, metadata={"min": 0.0, "help": "three-factor eta x <|x|^2> for the when readout"})
+    what_rate: float = field(default=0.01, metadata={"min": 0.0, "help": "three-factor eta x <|x|^2> for the what readouts"})
+    consolidation: str = field(default="replay", metadata={
+        "choices": ("replay", "accumulate"),
+        "help": "offline what learning: replay the trial, or apply its summed update once"})
     eligibility_tau_ms: float = field(default=20.0, metadata={"min": 0.0, "help": "tau_e"})
     force_alpha: float = field(default=1.0, metadata={"min": 1e-6, "help": "P(0) = I / alpha"})
     force_update_every: int = field(default=20, metadata={"min": 1, "help": "RLS every n steps"})
@@ -84,7 +87,8 @@ def build_learners(config: Config, task, num_features: int, feature_power: float
     rates = (config.when_rate / feature_power,) + (config.what_rate / feature_power,) * (readouts - 1)
     three = ThreeFactorReadout(readouts, num_features, learning_rate=rates,
                                eligibility_tau_ms=config.eligibility_tau_ms, dt_ms=config.dt_ms,
-                               online=(True,) + (False,) * (readouts - 1))
+                               online=(True,) + (False,) * (readouts - 1),
+                               consolidation=config.consolidation)
     force = FORCEReadout(readouts, num_features, alpha=config.force_alpha,
                          update_every=config.force_update_every)
     return [

@@ -38,16 +38,18 @@ def fitted_heights(output: np.ndarray, shape: np.ndarray, weight: np.ndarray | N
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
 
-def trial_performance(output: np.ndarray, ideal: np.ndarray, columns) -> np.ndarray:
-    """Per-trial score 1 - ||z - y*||^2 / ||y*||^2 over the trial, for the given readout
-    columns, against the ideal (expected-value) target y*. 1 is perfect, 0 is the score
-    of a silent readout; it can be negative. output [trials, B, bins, R], ideal
-    [trials, bins, R] -> [trials, B]."""
+def trial_performance(output: np.ndarray, ideal: np.ndarray, columns,
+                      mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-trial score 1 - ||z - y*||^2 / ||y*||^2 over the bins where ``mask`` is true
+    (default: the whole trial), for the given readout columns, against the ideal
+    (expected-value) target y*. 1 is perfect, 0 is the score of a silent readout; it can
+    be negative. output [trials, B, bins, R], ideal and mask [trials, bins, R] -> [trials, B]."""
     columns = list(columns)
     z = output[..., columns]
     y = ideal[:, None][..., columns]
-    residual = ((z - y) ** 2).sum(axis=(-1, -2))
-    power = (y**2).sum(axis=(-1, -2))
+    w = 1.0 if mask is None else mask[:, None][..., columns].astype(float)
+    residual = (w * (z - y) ** 2).sum(axis=(-1, -2))
+    power = (w * y**2).sum(axis=(-1, -2))
     return 1.0 - residual / power
 
 
@@ -56,7 +58,9 @@ def recovery_trials(performance: np.ndarray, switch: int, *, reference_trials: i
     """Trials after ``switch`` until performance is back: the smallest k >= 0 such that the
     mean of ``performance`` [trials] over trials switch + k .. switch + k + window - 1
     reaches ``fraction`` x the mean over the ``reference_trials`` trials before the
-    switch (0: no visible loss). Returns (k, reference); k is ``inf`` if never.
+    switch (0: no visible loss). For a negative reference the threshold is
+    reference - (1 - fraction) |reference| (always a small step below the reference).
+    Returns (k, reference); k is ``inf`` if never.
     """
     if switch < reference_trials:
         raise ValueError(f"switch={switch} leaves fewer than reference_trials={reference_trials} before it")
@@ -65,7 +69,7 @@ def recovery_trials(performance: np.ndarray, switch: int, *, reference_trials: i
     if after.shape[0] < window:
         return float("inf"), reference
     running = np.convolve(after, np.ones(window) / window, mode="valid")
-    hits = np.flatnonzero(running >= fraction * reference)
+    hits = np.flatnonzero(running >= reference - (1.0 - fraction) * abs(reference))
     return (float(hits[0]) if hits.size else float("inf")), reference
 
 

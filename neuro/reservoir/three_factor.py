@@ -12,8 +12,16 @@ constants: the rule below is OUR choice (three-factor framework of Fremaux & Ger
     dW = eta * g(t) * e outer E   gate g(t) in [0, 1] (attention window from the task)
 
 Online readouts ("when") apply dW at every step. Offline readouts ("what") keep W
-frozen during a trial, accumulate the gated changes in ``pending`` and apply them
-once in ``consolidate`` (between trials): W <- W + A, A <- 0.  The exact per-step
+frozen during a trial (their output is the prediction of the consolidated weights)
+and learn between trials, in one of two ways (``consolidation``, our choice):
+  "accumulate": the gated changes are summed in ``pending`` during the trial and
+      applied once in ``consolidate``: W <- W + A, A <- 0 (one batch gradient step per
+      trial; stable only for small eta, since the error is not re-evaluated);
+  "replay": ``replay`` runs the stored trial (features, targets, gate) once more
+      through the same rule with the offline rows learning online, starting from the
+      eligibility at the trial's start (an offline replay, as in sleep consolidation);
+      online rows are untouched (their learning rate is zero in the replay).
+The exact per-step
 order (E first, then z with the old W, then the write) is documented in
 ``kernels/three_factor/naive.py``; it is a gated delta-rule write with query x, key E,
 value y and beta = eta * g.
@@ -73,8 +81,13 @@ class ThreeFactorReadout:
     eligibility_tau_ms: float = 50.0
     dt_ms: float = 0.5
     online: bool | tuple[bool, ...] = True
+    consolidation: str = "accumulate"
 
     def __post_init__(self) -> None:
+        if self.consolidation not in ("accumulate", "replay"):
+            raise ValueError(
+                f"consolidation must be 'accumulate' or 'replay', got {self.consolidation!r}"
+            )
         for name in ("num_readouts", "num_features"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -167,6 +180,41 @@ class ThreeFactorReadout:
             weights=state.weights + scale * state.pending,
             pending=torch.zeros_like(state.pending),
         )
+
+    def replay(
+        self, state: ThreeFactorState, initial_eligibility: Tensor, features: Tensor,
+        target: Tensor, gate: Tensor,
+    ) -> ThreeFactorState:
+        """Offline replay of one trial for the offline rows (``consolidation="replay"``).
+
+        initial_eligibility [B, D] (E at the trial's start); features [B, T, D]; target,
+        gate [T, M]. Runs the kernel's steps 1-6 for t = 1..T with the offline rows
+        writing W online (learning rate eta_m) and the online rows frozen (rate 0).
+        Returns the state with new weights; its eligibility and pending are unchanged.
+        """
+        batch, readouts, num_features = state.weights.shape
+        if tuple(initial_eligibility.shape) != (batch, num_features):
+            raise ValueError(f"initial_eligibility must have shape {(batch, num_features)}, "
+                             f"got {tuple(initial_eligibility.shape)}")
+        if features.dim() != 3 or tuple(features.shape[::2]) != (batch, num_features):
+            raise ValueError(f"features must have shape {(batch, 'T', num_features)}, "
+                             f"got {tuple(features.shape)}")
+        num_steps = features.shape[1]
+        for name, value in (("target", target), ("gate", gate)):
+            if tuple(value.shape) != (num_steps, readouts):
+                raise ValueError(f"{name} must have shape {(num_steps, readouts)}, got {tuple(value.shape)}")
+        rate, online = self._constants(state.weights)
+        offline = ~online if isinstance(online, Tensor) else torch.full(
+            (readouts,), not online, dtype=torch.bool, device=rate.device)
+        replay_rate = rate * offline.to(rate.dtype)
+        weights, eligibility, pending = state.weights, initial_eligibility, state.pending
+        decay = self.eligibility_decay
+        for t in range(num_steps):
+            _, _, eligibility, weights, _ = three_factor_step(
+                weights, pending, eligibility, features[:, t], target[t].expand(batch, readouts),
+                gate[t].expand(batch, readouts), replay_rate, decay, True,
+            )
+        return state._replace(weights=weights)
 
     def reset_eligibility(self, state: ThreeFactorState) -> ThreeFactorState:
         """Set E = 0 (e.g. at a session start); weights and pending are kept."""

@@ -6,7 +6,8 @@ Per trial i of a sampled ``TaskSession``:
   3. every learner steps through the same T steps online: features x_t = [r_t, 1]
      (the constant 1 is a bias feature, our choice; ``bias=False`` drops it), target
      y_t and gate g_t; the readout output z_t is recorded;
-  4. trial end: three-factor learners consolidate their offline ("what") rows.
+  4. trial end: three-factor learners consolidate their offline ("what") rows
+     (``consolidate``, or ``replay`` of the trial for ``consolidation="replay"``).
 At the first trial of every block after the first, learners with ``reset_on_block``
 (FORCE with reset) get P <- I / alpha.
 The readouts do not feed back into the reservoir (as in Yamada & Chao, arXiv
@@ -45,7 +46,10 @@ class Learner(NamedTuple):
 class SessionRecord(NamedTuple):
     """What a session leaves, binned in ``bin_ms`` bins (num_bins = trial_ms / bin_ms).
 
-    outputs: name -> [trials, B, bins, R] readout outputs (bin means);
+    outputs: name -> [trials, B, bins, R] readout outputs during learning (bin means);
+    probe_outputs: name -> [trials, B, bins, R] outputs of the weights as they were at the
+    trial's start on the same spikes (a probe trial without learning: no leak of the
+    trial's own targets into its outputs through online updates);
     target, ideal, gate: [trials, bins, R]; population_rate_hz: [trials, B, bins];
     spikes: trial index -> SpikeRecord (steps counted from the trial start) for the
     trials in ``record_spikes``; weights: name -> [trials, B, R, D] float32 snapshots at
@@ -53,6 +57,7 @@ class SessionRecord(NamedTuple):
     """
 
     outputs: dict
+    probe_outputs: dict
     target: np.ndarray
     ideal: np.ndarray
     gate: np.ndarray
@@ -104,9 +109,13 @@ def _step_learner(learner: Learner, features: Tensor, target: Tensor, gate: Tens
     outputs = torch.empty(num_steps, features.shape[0], target.shape[1],
                           dtype=features.dtype, device=features.device)
     if isinstance(readout, ThreeFactorReadout):
+        initial_eligibility = state.eligibility
         for t in range(num_steps):
             state, outputs[t] = readout.step(state, features[:, t], target[t], gate[t])
-        state = readout.consolidate(state)
+        if readout.consolidation == "replay":
+            state = readout.replay(state, initial_eligibility, features, target, gate)
+        else:
+            state = readout.consolidate(state)
     else:
         # the loop owns this state: in-place RLS (no [B, D, D] allocation per update)
         state = state._replace(weights=state.weights.clone(),
@@ -165,6 +174,7 @@ def run_session(
 
     outputs = {name: [] for name in names}
     snapshots = {name: [] for name in names}
+    probes = {name: [] for name in names}
     targets, ideals, gates, rates, spikes = [], [], [], [], {}
     learners = list(learners)
     trials = range(session.num_trials)
@@ -190,6 +200,8 @@ def run_session(
             ]
         for index, learner in enumerate(learners):
             dtype = learner.state.weights.dtype
+            probe = torch.einsum("brd,btd->tbr", learner.state.weights, features.to(dtype))
+            probes[learner.name].append(_bin(probe, bin_steps).transpose(1, 0, 2))
             learners[index], trial_outputs = _step_learner(
                 learner, features.to(dtype), arrays.target.to(dtype), arrays.gate.to(dtype))
             outputs[learner.name].append(_bin(trial_outputs, bin_steps).transpose(1, 0, 2))
@@ -200,6 +212,7 @@ def run_session(
         gates.append(_bin(arrays.gate, bin_steps))
     return SessionRecord(
         outputs={name: np.stack(values) for name, values in outputs.items()},
+        probe_outputs={name: np.stack(values) for name, values in probes.items()},
         target=np.stack(targets), ideal=np.stack(ideals), gate=np.stack(gates),
         population_rate_hz=np.stack(rates), spikes=spikes,
         weights={name: np.stack(values) for name, values in snapshots.items()}, learners=tuple(learners),

@@ -29,6 +29,11 @@ def test_trial_performance_limits():
     assert np.allclose(ev.trial_performance(0 * perfect, ideal, [1]), 0.0)
     half = 0.5 * perfect
     assert np.allclose(ev.trial_performance(half, ideal, [0, 1, 2]), 0.75)
+    mask = np.zeros_like(ideal, dtype=bool)
+    mask[:, :10] = True
+    spoiled = perfect.copy()
+    spoiled[:, :, 10:] += 5.0  # errors outside the mask do not count
+    assert np.allclose(ev.trial_performance(spoiled, ideal, [0, 1], mask=mask), 1.0)
 
 
 def test_recovery_trials_on_a_known_sequence():
@@ -40,6 +45,8 @@ def test_recovery_trials_on_a_known_sequence():
     never = ev.recovery_trials(np.array([1.0] * 10 + [0.0] * 5), 10, reference_trials=10)
     assert never[0] == float("inf")
     assert ev.recovery_trials(np.ones(20), 10, reference_trials=10)[0] == 0
+    negative = np.array([-1.0] * 10 + [-3.0, -1.2, -1.05, -1.0])
+    assert ev.recovery_trials(negative, 10, reference_trials=10, window=1)[0] == 2  # threshold -1.1
     with pytest.raises(ValueError, match="reference_trials"):
         ev.recovery_trials(np.ones(20), 5, reference_trials=10)
 

@@ -233,3 +233,37 @@ def test_force_rejects_bad_arguments():
         readout.reset(state, networks=torch.tensor([1, 0]))
     with pytest.raises(ValueError, match="weights"):
         readout.initial_state(2, weights=torch.zeros(2, 2, 4))
+
+
+def test_replay_equals_online_learning_of_the_offline_rows_only():
+    g = torch.Generator().manual_seed(8)
+    batch, readouts, features, steps = 2, 3, 4, 25
+    online = (True, False, False)
+    rates = (0.05, 0.1, 0.2)
+    replaying = ThreeFactorReadout(readouts, features, learning_rate=rates, eligibility_tau_ms=3.0,
+                                   dt_ms=1.0, online=online, consolidation="replay")
+    # oracle: the same rule with the what rows online and the when row frozen
+    oracle = ThreeFactorReadout(readouts, features, learning_rate=(0.0, 0.1, 0.2),
+                                eligibility_tau_ms=3.0, dt_ms=1.0, online=True)
+    start = replaying.initial_state(batch, weights=_random((batch, readouts, features), g),
+                                    dtype=torch.float64)
+    start = start._replace(eligibility=_random((batch, features), g).abs())
+    xs = _random((batch, steps, features), g)
+    ys, gates = _random((steps, readouts), g), torch.rand((steps, readouts), generator=g, dtype=torch.float64)
+    state = start
+    for t in range(steps):
+        state, z = replaying.step(state, xs[:, t], ys[t], gates[t])
+        assert torch.allclose(z[:, 1:], torch.einsum("bmd,bd->bm", start.weights[:, 1:], xs[:, t]))
+    replayed = replaying.replay(state, start.eligibility, xs, ys, gates)
+    reference = start
+    for t in range(steps):
+        reference, _ = oracle.step(reference, xs[:, t], ys[t], gates[t])
+    assert torch.allclose(replayed.weights[:, 1:], reference.weights[:, 1:], atol=TOL, rtol=0)
+    assert torch.equal(replayed.weights[:, 0], state.weights[:, 0])  # when row: only its live updates
+    assert torch.equal(replayed.eligibility, state.eligibility)
+    with pytest.raises(ValueError, match="consolidation"):
+        ThreeFactorReadout(2, 3, consolidation="sleep")
+    with pytest.raises(ValueError, match="initial_eligibility"):
+        replaying.replay(state, start.eligibility[:1], xs, ys, gates)
+    with pytest.raises(ValueError, match="target"):
+        replaying.replay(state, start.eligibility, xs, ys[:3], gates)

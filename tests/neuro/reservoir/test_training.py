@@ -44,11 +44,14 @@ def test_run_session_equals_a_step_by_step_loop():
 
     states = {learner.name: learner.state for learner in learners}
     outputs = {learner.name: [] for learner in learners}
+    probes = {learner.name: [] for learner in learners}
     for trial in range(session.num_trials):
         if trial == task.block_starts()[1]:
             states["force_reset"] = learners[2].readout.reset(states["force_reset"])
         arrays = task.trial(session, trial, DT, dtype=torch.float64)
         trial_outputs = {name: [] for name in states}
+        trial_probes = {name: [] for name in states}
+        start_weights = {name: value.weights.clone() for name, value in states.items()}
         for t in range(arrays.inputs.shape[0]):
             state, _ = reservoir_step(state, params, arrays.inputs[t:t + 1], DT)
             x = torch.cat([(state.trace - offset) / scale, torch.ones(1, 1, dtype=torch.float64)], -1)
@@ -58,13 +61,17 @@ def test_run_session_equals_a_step_by_step_loop():
                 else:
                     states[learner.name], z = learner.readout.step(states[learner.name], x, arrays.target[t])
                 trial_outputs[learner.name].append(z)
+                trial_probes[learner.name].append(start_weights[learner.name][0] @ x[0])
         states["three"] = learners[0].readout.consolidate(states["three"])
         for name, values in trial_outputs.items():
             binned = torch.stack(values)[:, 0].reshape(-1, 5, task.num_readouts).mean(1)
             outputs[name].append(binned.numpy())
+            probes[name].append(torch.stack(trial_probes[name]).reshape(-1, 5, task.num_readouts).mean(1).numpy())
     # float64: the two loops run the same arithmetic, up to summation order in bmm / bins
     for learner in record.learners:
         assert np.allclose(record.outputs[learner.name][:, 0], np.stack(outputs[learner.name]),
+                           atol=1e-9, rtol=1e-9)
+        assert np.allclose(record.probe_outputs[learner.name][:, 0], np.stack(probes[learner.name]),
                            atol=1e-9, rtol=1e-9)
         assert torch.allclose(learner.state.weights, states[learner.name].weights, atol=1e-9, rtol=1e-9)
         assert np.allclose(record.weights[learner.name][-1], states[learner.name].weights.numpy(), atol=1e-5)
