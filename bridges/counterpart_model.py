@@ -1,0 +1,62 @@
+"""A causal sequence model over real-valued inputs (spike counts, task channels).
+
+The blocks are those of :class:`bridges.sequence_model.SequenceModel` (pre-norm, one token
+mixer per letter of ``pattern``, see :mod:`bridges.mixers`); only the ends differ:
+
+    x [B, T, C] -> Linear(C, d) + learned position embedding -> blocks -> RMSNorm
+                -> Linear(d, num_outputs) -> y [B, T, num_outputs]
+
+``forward(x, return_hidden=True)`` also returns the residual stream after the input layer and
+after each block (for linear probes). Used by the comparative studies: as the slow-weight
+key encoder of the what/when counterpart and as the next-bin Poisson model of spike trains.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bridges.sequence_model import Block, SequenceModelConfig, _torch_seed
+
+__all__ = ["ContinuousSequenceModel"]
+
+
+class ContinuousSequenceModel(nn.Module):
+    """Causal model (module docstring). ``pattern`` e.g. "SS", "LL", "GG", "DD"."""
+
+    def __init__(self, num_inputs: int, num_outputs: int, *, pattern: str = "SS", model_dim: int = 32,
+                 num_heads: int = 2, max_length: int = 256, mlp_ratio: int = 2, chunk_size: int = 64,
+                 seed=0, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        for name, value in (("num_inputs", num_inputs), ("num_outputs", num_outputs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        # vocab_size is unused here; the config validates the rest
+        self.config = SequenceModelConfig(vocab_size=1, pattern=pattern, model_dim=model_dim,
+                                          num_heads=num_heads, max_length=max_length,
+                                          mlp_ratio=mlp_ratio, chunk_size=chunk_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_torch_seed(seed))
+            self.input = nn.Linear(num_inputs, model_dim)
+            self.position = nn.Embedding(max_length, model_dim)
+            nn.init.normal_(self.position.weight, std=0.02)
+            self.blocks = nn.ModuleList(Block(letter, self.config) for letter in pattern)
+            self.final_norm = nn.RMSNorm(model_dim)
+            self.readout = nn.Linear(model_dim, num_outputs)
+        self.to(device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, return_hidden: bool = False):
+        if not isinstance(x, Tensor) or x.dim() != 3 or not x.is_floating_point():
+            raise ValueError(f"x must be a floating tensor [B, T, C], got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+        if x.shape[-1] != self.input.in_features:
+            raise ValueError(f"x has {x.shape[-1]} channels, the model expects {self.input.in_features}")
+        length = x.shape[1]
+        if length > self.config.max_length:
+            raise ValueError(f"sequence length {length} exceeds max_length {self.config.max_length}")
+        h = self.input(x) + self.position(torch.arange(length, device=x.device))
+        hidden = [h]
+        for block in self.blocks:
+            h = block(h)
+            hidden.append(h)
+        y = self.readout(self.final_norm(h))
+        return (y, hidden) if return_hidden else y

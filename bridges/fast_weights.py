@@ -1,0 +1,113 @@
+"""An online fast-weight memory written during a stream (test-time memorisation, Titans style).
+
+A memory S [B, K, V] maps keys to values. It is read and written one *write group*
+(e.g. one trial) at a time, so a prediction never sees the target it is scored on:
+
+    read:   z_t = q_t S                                  (q_t [K], z_t [V])
+    write:  for each step t of the group, in order,
+              S <- a_t S                                 (a_t = exp(g_t) in (0, 1]; 1: no decay)
+              e_t = v_t - S^T k_t                        (prediction error of the memory)
+              S <- S + beta_t k_t e_t^T                  (error-driven write of strength beta_t)
+
+The write is the delta rule (Widrow-Hoff; DeltaNet, Schlag et al. 2021, arXiv:2102.11174),
+which is one step of gradient descent on the associative loss 0.5 ||S^T k_t - v_t||^2 with
+step size beta_t (for unit keys) -- the inner-loop update of Titans (Behrouz et al.,
+arXiv:2501.00663) without momentum; with a decay it is the gated delta rule (Yang et al.,
+arXiv:2412.06464), Titans' forgetting gate. The sequential write of a whole group runs
+through :func:`bridges.delta_rule.delta_rule` / :func:`bridges.gated_delta_rule.gated_delta_rule`
+(chunked, differentiable), so the same code serves meta-training (gradients flow into the
+keys, values and write strengths) and the online test stream.
+
+Layout: one head; keys [B, T, K], values [B, T, V], write strengths [B, T], log decays
+[B, T] (<= 0). Splitting a write group into consecutive pieces gives the same memory as
+writing it at once (the update is sequential).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["FastWeightState", "initial_memory", "read", "write", "write_reference"]
+
+
+class FastWeightState(NamedTuple):
+    """memory [B, K, V]; writes: number of (key, value) steps written so far."""
+
+    memory: Tensor
+    writes: int = 0
+
+
+def initial_memory(batch_size: int, key_dim: int, value_dim: int, *,
+                   device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                   ) -> FastWeightState:
+    """An empty memory (S = 0)."""
+    for name, value in (("batch_size", batch_size), ("key_dim", key_dim), ("value_dim", value_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return FastWeightState(torch.zeros(batch_size, key_dim, value_dim, device=device, dtype=dtype), 0)
+
+
+def _check(state: FastWeightState, name: str, x: Tensor, last: int) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [B, T, {last}], got {type(x).__name__}")
+    batch = state.memory.shape[0]
+    if x.dim() != 3 or x.shape[0] != batch or x.shape[2] != last:
+        raise ValueError(f"{name} must have shape [B={batch}, T, {last}], got {tuple(x.shape)}")
+
+
+def read(state: FastWeightState, queries: Tensor) -> Tensor:
+    """z = q S: queries [B, T, K] -> [B, T, V] (the memory is not changed)."""
+    _check(state, "queries", queries, state.memory.shape[1])
+    return queries @ state.memory.to(queries.dtype)
+
+
+def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: Tensor,
+          log_decay: Tensor | None = None, *, chunk_size: int = 64) -> FastWeightState:
+    """Write the steps of one group in order (module docstring) and return the new state.
+
+    keys [B, T, K] (usually unit norm), values [B, T, V], write_strength beta [B, T],
+    log_decay g [B, T] <= 0 or None (no decay)."""
+    from bridges.delta_rule import delta_rule
+    from bridges.gated_delta_rule import gated_delta_rule
+
+    key_dim, value_dim = state.memory.shape[1:]
+    _check(state, "keys", keys, key_dim)
+    _check(state, "values", values, value_dim)
+    length = keys.shape[1]
+    if values.shape[1] != length:
+        raise ValueError(f"values must have T={length} steps like keys, got {values.shape[1]}")
+    if not isinstance(write_strength, Tensor) or tuple(write_strength.shape) != tuple(keys.shape[:2]):
+        raise ValueError(f"write_strength must be a tensor of shape {tuple(keys.shape[:2])} [B, T], "
+                         f"got {tuple(getattr(write_strength, 'shape', ()))}")
+    if log_decay is not None and (not isinstance(log_decay, Tensor)
+                                  or tuple(log_decay.shape) != tuple(keys.shape[:2])):
+        raise ValueError(f"log_decay must be None or a tensor of shape {tuple(keys.shape[:2])} "
+                         f"[B, T], got {tuple(getattr(log_decay, 'shape', ()))}")
+    if length == 0:
+        return state
+    k, v = keys.unsqueeze(2), values.unsqueeze(2)                       # [B, T, 1, D]
+    beta = write_strength.unsqueeze(2).to(keys.dtype)                   # [B, T, 1]
+    initial = state.memory.unsqueeze(1).to(keys.dtype)                  # [B, 1, K, V]
+    if log_decay is None:
+        _, final = delta_rule(k, k, v, beta, 1.0, initial_state=initial, output_final_state=True,
+                              chunk_size=chunk_size)
+    else:
+        _, final = gated_delta_rule(k, k, v, log_decay.unsqueeze(2).to(keys.dtype), beta, 1.0,
+                                    initial_state=initial, output_final_state=True,
+                                    chunk_size=chunk_size)
+    return FastWeightState(final.squeeze(1).to(state.memory.dtype), state.writes + length)
+
+
+def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: Tensor,
+                    log_decay: Tensor | None = None) -> FastWeightState:
+    """The same write as an explicit loop over steps (readable reference, test oracle)."""
+    memory = state.memory.clone()
+    for t in range(keys.shape[1]):
+        if log_decay is not None:
+            memory = torch.exp(log_decay[:, t])[:, None, None] * memory
+        k, v = keys[:, t], values[:, t]
+        error = v - torch.einsum("bk,bkv->bv", k, memory)
+        memory = memory + write_strength[:, t, None, None] * k.unsqueeze(-1) * error.unsqueeze(-2)
+    return FastWeightState(memory, state.writes + keys.shape[1])

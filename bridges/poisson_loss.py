@@ -1,0 +1,70 @@
+"""Next-bin Poisson loss for sequence models of spike counts, and bits per spike.
+
+A causal model reads counts y_1..y_t [N] and outputs a log rate eta_t [N] for bin t + 1.
+The negative log-likelihood of the next bin's counts under independent Poissons is
+
+    -log p(y_{t+1} | eta_t) = sum_n [ exp(eta_tn) - y_{t+1,n} eta_tn + log Gamma(y_{t+1,n} + 1) ]
+
+(``poisson_nll``; the log Gamma term does not depend on the model and is kept so that the
+value is the exact log-likelihood). Bits per spike (Pillow et al. 2008; the HMM-GLM's
+``score``): the log-likelihood gain over a homogeneous Poisson model with each neuron's mean
+rate on the same data, divided by the number of spikes and by ln 2.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["poisson_nll", "next_bin_loss", "homogeneous_log_likelihood", "bits_per_spike"]
+
+
+def _check(counts: Tensor, log_rate: Tensor) -> None:
+    if not isinstance(counts, Tensor) or not isinstance(log_rate, Tensor):
+        raise TypeError(f"counts and log_rate must be torch tensors, got {type(counts).__name__} "
+                        f"and {type(log_rate).__name__}")
+    if counts.shape != log_rate.shape:
+        raise ValueError(f"counts {tuple(counts.shape)} and log_rate {tuple(log_rate.shape)} "
+                         "must have the same shape")
+    if counts.numel() and bool((counts < 0).any()):
+        raise ValueError("counts must be non-negative")
+
+
+def poisson_nll(log_rate: Tensor, counts: Tensor) -> Tensor:
+    """Elementwise -log Poisson(counts | exp(log_rate)), same shape as the inputs (nats)."""
+    _check(counts, log_rate)
+    counts = counts.to(log_rate.dtype)
+    return torch.exp(log_rate) - counts * log_rate + torch.lgamma(counts + 1)
+
+
+def next_bin_loss(log_rate: Tensor, counts: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean next-bin NLL per scored (bin, neuron) entry.
+
+    log_rate [B, T, N]: the model's output after reading bins 0..t; counts [B, T, N]: the
+    same bins' counts. Output t is scored against counts t + 1 (the last output has no
+    target). mask [B, T - 1] (True = scored) selects the scored predictions."""
+    _check(counts, log_rate)
+    if log_rate.dim() != 3 or log_rate.shape[1] < 2:
+        raise ValueError(f"log_rate and counts must be [B, T >= 2, N], got {tuple(log_rate.shape)}")
+    loss = poisson_nll(log_rate[:, :-1], counts[:, 1:]).sum(-1)            # [B, T - 1]
+    if mask is None:
+        return loss.mean() / counts.shape[-1]
+    if mask.shape != loss.shape:
+        raise ValueError(f"mask must have shape {tuple(loss.shape)} [B, T - 1], got {tuple(mask.shape)}")
+    scored = mask.to(loss.dtype)
+    return (loss * scored).sum() / scored.sum().clamp_min(1.0) / counts.shape[-1]
+
+
+def homogeneous_log_likelihood(counts: Tensor) -> Tensor:
+    """log-likelihood (nats) of counts [T, N] under Poisson(mean rate of each neuron)."""
+    rate = counts.double().mean(0).clamp_min(1e-12)
+    c = counts.double()
+    return (c * torch.log(rate) - rate - torch.lgamma(c + 1)).sum()
+
+
+def bits_per_spike(log_likelihood: float, counts: Tensor) -> float:
+    """(log_likelihood - homogeneous_log_likelihood(counts)) / (spikes * ln 2); counts [T, N]
+    are the scored bins."""
+    spikes = float(counts.sum().clamp_min(1.0))
+    return float((log_likelihood - float(homogeneous_log_likelihood(counts))) / (spikes * math.log(2.0)))
