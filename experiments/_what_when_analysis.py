@@ -30,7 +30,7 @@ def unit_target_shapes(task, session, starts, dt_ms: float, bin_ms: float) -> np
         fake = TaskSession(block=np.zeros(1, int), latency_ms=session.latency_ms[start:start + 1],
                            identity=np.full(1, -1), probabilities=np.ones((1, task.num_identities)))
         ideal = task.trial(fake, 0, dt_ms).ideal.double().numpy()
-        steps = int(round(bin_ms / dt_ms))
+        steps = round(bin_ms / dt_ms)
         shapes.append(ideal.reshape(-1, steps, ideal.shape[-1]).mean(1))
     return np.stack(shapes)
 

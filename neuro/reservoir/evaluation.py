@@ -10,8 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "peak_times_ms", "fitted_heights", "trial_performance", "recovery_trials",
-    "principal_angles_deg", "random_subspace_angles_deg",
+    "fitted_heights",
+    "peak_times_ms",
+    "principal_angles_deg",
+    "random_subspace_angles_deg",
+    "recovery_trials",
+    "trial_performance",
 ]
 
 

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["Block", "WhatWhenTask", "TaskSession", "TrialArrays", "as_numpy_generator"]
+__all__ = ["Block", "TaskSession", "TrialArrays", "WhatWhenTask", "as_numpy_generator"]
 
 
 def as_numpy_generator(seed) -> np.random.Generator:
@@ -208,7 +208,7 @@ class WhatWhenTask:
     def num_steps(self, dt_ms: float) -> int:
         if not (isinstance(dt_ms, (int, float)) and 0 < dt_ms <= 1):
             raise ValueError(f"dt_ms must lie in (0, 1], got {dt_ms!r}")
-        return int(round(self.trial_ms / dt_ms))
+        return round(self.trial_ms / dt_ms)
 
     def trial(
         self, session: TaskSession, trial_index: int, dt_ms: float,

@@ -17,7 +17,8 @@ and every learner sees exactly the same spikes.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from neuro.reservoir.step import ReservoirParams, ReservoirState
 from neuro.reservoir.task import TaskSession, WhatWhenTask
 from neuro.reservoir.three_factor import ThreeFactorReadout
 
-__all__ = ["Learner", "SessionRecord", "run_session", "readout_features", "spike_counts_from_trace"]
+__all__ = ["Learner", "SessionRecord", "readout_features", "run_session", "spike_counts_from_trace"]
 
 
 class Learner(NamedTuple):
@@ -149,7 +150,7 @@ def run_session(
     feature_offset, feature_scale: [B, N], see ``readout_features``.
     """
     num_steps = task.num_steps(dt_ms)
-    bin_steps = int(round(bin_ms / dt_ms))
+    bin_steps = round(bin_ms / dt_ms)
     if bin_steps < 1 or num_steps % bin_steps:
         raise ValueError(f"bin_ms={bin_ms} must be a whole number of steps dividing the trial "
                          f"({num_steps} steps of {dt_ms} ms)")
@@ -167,7 +168,7 @@ def run_session(
             raise ValueError(f"learner {learner.name!r} has weights of shape {tuple(weights.shape)}, "
                              f"expected {expected} (B, readouts, neurons + bias)")
     generator = torch_generator(seed, params.device)
-    record_spikes = set(int(i) for i in record_spikes)
+    record_spikes = {int(i) for i in record_spikes}
     block_starts = set(task.block_starts()[1:])
     trace_decay = float(np.exp(-dt_ms / params.trace_tau_ms))
     batch = params.batch_size

@@ -118,7 +118,7 @@ def test_force_equals_ridge_regression_on_seen_samples(update_every):
     xs = _random((steps, batch, features), g)
     ys = _random((steps, batch, readouts), g)
     for t in range(steps):
-        state, z = readout.step(state, xs[t], ys[t])
+        state, _z = readout.step(state, xs[t], ys[t])
     seen = torch.arange(0, steps, update_every)
     for b in range(batch):
         expected = _ridge(xs[seen, b], ys[seen, b], alpha, w0[b])
@@ -179,14 +179,14 @@ def test_force_without_reset_anneals_its_learning_rate():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(num_readouts=0, num_features=3), "num_readouts"),
-    (dict(num_readouts=2, num_features=-1), "num_features"),
-    (dict(num_readouts=2, num_features=3, learning_rate=-0.1), "learning_rate"),
-    (dict(num_readouts=2, num_features=3, learning_rate=(0.1,)), "learning_rate"),
-    (dict(num_readouts=2, num_features=3, online=(True, False, True)), "online"),
-    (dict(num_readouts=2, num_features=3, eligibility_tau_ms=-1.0), "eligibility_tau_ms"),
-    (dict(num_readouts=2, num_features=3, dt_ms=1.5), "dt_ms"),
-    (dict(num_readouts=2, num_features=3, dt_ms=0.0), "dt_ms"),
+    ({"num_readouts": 0, "num_features": 3}, "num_readouts"),
+    ({"num_readouts": 2, "num_features": -1}, "num_features"),
+    ({"num_readouts": 2, "num_features": 3, "learning_rate": -0.1}, "learning_rate"),
+    ({"num_readouts": 2, "num_features": 3, "learning_rate": (0.1,)}, "learning_rate"),
+    ({"num_readouts": 2, "num_features": 3, "online": (True, False, True)}, "online"),
+    ({"num_readouts": 2, "num_features": 3, "eligibility_tau_ms": -1.0}, "eligibility_tau_ms"),
+    ({"num_readouts": 2, "num_features": 3, "dt_ms": 1.5}, "dt_ms"),
+    ({"num_readouts": 2, "num_features": 3, "dt_ms": 0.0}, "dt_ms"),
 ])
 def test_three_factor_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
