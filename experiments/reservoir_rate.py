@@ -79,7 +79,7 @@ def _replace_synapses(params, synapses):
 
 
 def _steps(config: Config) -> int:
-    return int(round((config.warmup_ms + config.duration_ms) / config.dt_ms))
+    return round((config.warmup_ms + config.duration_ms) / config.dt_ms)
 
 
 def _stack(networks: list):
@@ -120,7 +120,7 @@ def _simulate(configs: list[Config], seeds: list[int]) -> list[np.ndarray]:
     drive = torch.tensor([c.drive for c in configs], dtype=params.dtype)
     inputs = drive[:, None, None].expand(len(configs), steps, 1)                 # [B, T, 1]
     result = simulate(params, initial_state(params), inputs, first.dt_ms, noise=noise)
-    warmup_steps = int(round(first.warmup_ms / first.dt_ms))
+    warmup_steps = round(first.warmup_ms / first.dt_ms)
     record = result.spikes
     keep = record.step >= warmup_steps
     flat = record.batch_index[keep] * first.num_neurons + record.neuron[keep]
@@ -131,7 +131,7 @@ def _simulate(configs: list[Config], seeds: list[int]) -> list[np.ndarray]:
 def _metrics(config: Config, counts: np.ndarray) -> dict[str, float]:
     seconds = config.duration_ms / 1000.0
     rates = counts / seconds
-    excitatory = np.arange(config.num_neurons) < int(round(0.8 * config.num_neurons))
+    excitatory = np.arange(config.num_neurons) < round(0.8 * config.num_neurons)
     return {"rate_hz": float(rates.mean()), "excitatory_rate_hz": float(rates[excitatory].mean()),
             "inhibitory_rate_hz": float(rates[~excitatory].mean()) if (~excitatory).any() else 0.0,
             "rate_std_hz": float(rates.std()), "active_fraction": float((counts > 0).mean())}

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[signum] = signal.signal(signum, _on_signal)
-    progress = None
+    progress, finished = None, False
     try:
         if todo:
             if own_pool:
@@ -151,6 +152,7 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
             progress = _Progress(len(points), done_before, f"sweep {spec.experiment}", quiet)
             _dispatch(pool, queue, table, result, progress, max_worker_deaths, stop)
         result.interrupted = stop.is_set()
+        finished = True
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -159,16 +161,25 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
         if progress is not None:
             progress.close()
         if own_pool and pool is not None:
-            pool.close(cancel=result.interrupted)
+            pool.close(cancel=not finished or result.interrupted)
         table.reload()  # whatever reached the journal is in the table
         table.flush(force=True)
         result.counts = table.counts()
         result.failed_points = [p.index for p in points if table.status(p.config_hash) == "failed"]
         if report:
-            from experiments.sweep.report import write_sweep_report
-
-            result.report = write_sweep_report(sweep_dir)
+            result.report = _report(sweep_dir)
     return result
+
+
+def _report(sweep_dir: Path) -> Path | None:
+    """Write the sweep report; a plotting problem must not fail a finished sweep."""
+    from experiments.sweep.report import write_sweep_report
+
+    try:
+        return write_sweep_report(sweep_dir)
+    except Exception as error:  # noqa: BLE001 - the table is written; the report is a view of it
+        warnings.warn(f"sweep report not written: {type(error).__name__}: {error}", stacklevel=2)
+        return None
 
 
 def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Progress,

@@ -13,8 +13,9 @@ from experiments.config import ConfigError
 
 pytest.importorskip("dask_jobqueue", reason="the SLURM/PBS path needs the 'cluster' extra")
 
-from experiments.sweep.jobqueue import (job_arguments, load_cluster_config,  # noqa: E402
-                                        render_job_script)
+import itertools
+
+from experiments.sweep.jobqueue import job_arguments, load_cluster_config, render_job_script
 
 SLURM = """\
 kind: slurm
@@ -56,7 +57,7 @@ def test_slurm_job_script_has_directives_prologue_and_worker_command(tmp_path):
     worker = body[2].split()
     assert worker[:3] == ["/home/me/neurobridge/.venv/bin/python", "-m", "distributed.cli.dask_worker"]
     assert worker[3] == "tcp://10.0.0.5:8786"
-    options = dict(zip(worker[4::1], worker[5::1]))
+    options = dict(itertools.pairwise(worker))
     assert options["--nthreads"] == "2" and options["--nworkers"] == "4"
     assert options["--resources"] == "task_slot=1"  # one point per worker process at a time
     assert "--nanny" in worker

@@ -21,7 +21,7 @@ def spec(**kwargs):
 def test_grid_is_the_cartesian_product_in_order_and_zip_walks_together():
     s = spec(grid=["key_dim=8,16,32", "trials=1,2"], zip=["value_dim=4,5", "load_ratios=[[1.0],[0.5,2.0]]"])
     points = expand(s, Config)
-    expected = [dict(key_dim=k, trials=t, value_dim=v, load_ratios=r)
+    expected = [{"key_dim": k, "trials": t, "value_dim": v, "load_ratios": r}
                 for k, t in itertools.product((8, 16, 32), (1, 2))
                 for v, r in zip((4, 5), ((1.0,), (0.5, 2.0)))]
     assert [p.overrides for p in points] == expected
@@ -86,25 +86,25 @@ def test_sweep_yaml_is_a_valid_from_file_and_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(grid=["nokey=1,2"]), "unknown key 'nokey'; valid keys: key_dim, value_dim, load_ratios, trials"),
-    (dict(grid=["trials=a,b"]), "--grid trials=a,b: trials: expected an int, got 'a'"),
-    (dict(grid=["key_dim=1,8"]), "key_dim: 1 is out of range; allowed [2, 4096]"),
-    (dict(grid=["trials="]), "--grid trials=: no values given"),
-    (dict(grid=["trials=[]"]), "no values given"),
-    (dict(grid=["trials=1,,3"]), "empty value in the list"),
-    (dict(grid=["trials=1:x:3"]), "'x' is not a number; expected LO:HI:N"),
-    (dict(grid=["trials=1:3"]), "bad range syntax; expected LO:HI:N"),
-    (dict(grid=["trials=1:3:0"]), "the count must be at least 1"),
-    (dict(grid=["key_dim=8:30:4"]), "non-integer values"),
-    (dict(grid=["load_ratios=0:1:3:log"]), "ambiguous for a tuple field"),
-    (dict(grid=["trials=1:3:2:log", "key_dim=0:8:2:log"]), "a log range needs LO > 0"),
-    (dict(grid=["trials=1,1"]), "sweep points 0 and 1 are identical"),
-    (dict(grid=["trials=1,2"], zip=["trials=3,4"]), "already given by --grid"),
-    (dict(zip=["trials=1,2", "key_dim=8"]), "zipped lists must have equal lengths"),
-    (dict(grid=["trials=1:10:5"], random=3), "a count N belongs to grid ranges"),
-    (dict(grid=["trials=5:1"], random=3), "need LO < HI"),
-    (dict(grid=["trials"]), "expected KEY=VALUES"),
-    (dict(repeats=0), "--repeats 0"),
+    ({"grid": ["nokey=1,2"]}, "unknown key 'nokey'; valid keys: key_dim, value_dim, load_ratios, trials"),
+    ({"grid": ["trials=a,b"]}, "--grid trials=a,b: trials: expected an int, got 'a'"),
+    ({"grid": ["key_dim=1,8"]}, "key_dim: 1 is out of range; allowed [2, 4096]"),
+    ({"grid": ["trials="]}, "--grid trials=: no values given"),
+    ({"grid": ["trials=[]"]}, "no values given"),
+    ({"grid": ["trials=1,,3"]}, "empty value in the list"),
+    ({"grid": ["trials=1:x:3"]}, "'x' is not a number; expected LO:HI:N"),
+    ({"grid": ["trials=1:3"]}, "bad range syntax; expected LO:HI:N"),
+    ({"grid": ["trials=1:3:0"]}, "the count must be at least 1"),
+    ({"grid": ["key_dim=8:30:4"]}, "non-integer values"),
+    ({"grid": ["load_ratios=0:1:3:log"]}, "ambiguous for a tuple field"),
+    ({"grid": ["trials=1:3:2:log", "key_dim=0:8:2:log"]}, "a log range needs LO > 0"),
+    ({"grid": ["trials=1,1"]}, "sweep points 0 and 1 are identical"),
+    ({"grid": ["trials=1,2"], "zip": ["trials=3,4"]}, "already given by --grid"),
+    ({"zip": ["trials=1,2", "key_dim=8"]}, "zipped lists must have equal lengths"),
+    ({"grid": ["trials=1:10:5"], "random": 3}, "a count N belongs to grid ranges"),
+    ({"grid": ["trials=5:1"], "random": 3}, "need LO < HI"),
+    ({"grid": ["trials"]}, "expected KEY=VALUES"),
+    ({"repeats": 0}, "--repeats 0"),
 ])
 def test_invalid_specs_fail_with_a_clear_message(kwargs, message):
     with pytest.raises(ConfigError) as error:
