@@ -58,6 +58,7 @@ class PreparedData:
     design: torch.Tensor  # (T_total, D)
     lengths: torch.Tensor  # (B,)
     starts: torch.Tensor  # (B,)
+    log_count_factorial: torch.Tensor  # (T_total,) sum_n -log y_tn! (Poisson constant)
 
     @property
     def num_sequences(self) -> int:
@@ -87,4 +88,6 @@ def prepare(sequences: list[torch.Tensor], basis: torch.Tensor) -> PreparedData:
     designs = [design_matrix(y, basis) for y in sequences]
     lengths = torch.tensor([y.shape[0] for y in sequences], device=sequences[0].device)
     starts = torch.cumsum(lengths, 0) - lengths
-    return PreparedData(torch.cat(sequences, 0), torch.cat(designs, 0), lengths, starts)
+    counts = torch.cat(sequences, 0)
+    constant = -torch.lgamma(counts + 1.0).sum(-1)
+    return PreparedData(counts, torch.cat(designs, 0), lengths, starts, constant)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from neuro.hmmglm.data import PreparedData
-from neuro.hmmglm.glm import elementwise, emission_log_likelihoods, linear_predictor
+from neuro.hmmglm.glm import batched_terms, emission_log_likelihoods, linear_predictor
 from neuro.hmmglm.inference import forward_backward
 from neuro.hmmglm.newton import PackedOuterProducts, newton_step, objective, shared_bias_step
 from neuro.hmmglm.params import HMMGLMParams
@@ -62,11 +62,12 @@ def e_step(data: PreparedData, params: HMMGLMParams, settings: EMSettings, cache
     r, k = theta.shape[0], theta.shape[1]
     if cache is None:
         eta = linear_predictor(data.design, theta)
-        terms = elementwise(eta, data.counts[:, None, None, :], settings.link, derivatives=False)
+        terms = batched_terms(eta, data.counts, settings.link, derivatives=False)
     else:
         eta, terms = cache
     loglik = emission_log_likelihoods(data.design, data.counts, theta, settings.link,
-                                      settings.distribution, terms=terms)  # (T, R, K)
+                                      settings.distribution, terms=terms,
+                                      constant=data.log_count_factorial)  # (T, R, K)
     padded = data.pad(loglik)  # (R, B, T_max, K)
     b, t_max = padded.shape[1], padded.shape[2]
     lengths = None if b == 1 else data.lengths.repeat(r)
@@ -119,7 +120,7 @@ def markov_m_step(estep: EStep, params: HMMGLMParams, settings: EMSettings):
 def _gradient_and_curvature(data, resp, theta, link):
     """Per-coordinate gradient and curvature (Hessian diagonal) of every problem's F."""
     eta = linear_predictor(data.design, theta)
-    _, grad_eta, curv_eta = elementwise(eta, data.counts[:, None, None, :], link)
+    _, grad_eta, curv_eta = batched_terms(eta, data.counts, link, need_loglik=False)
     weight = resp.unsqueeze(-1)
     t = data.design.shape[0]
     grad = (data.design.T @ (weight * grad_eta).reshape(t, -1)).T.reshape(theta.shape)

@@ -84,6 +84,44 @@ def elementwise(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives:
     return loglik, counts - prob, prob * (1.0 - prob)
 
 
+def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives: bool = True,
+                  need_loglik: bool = True):
+    """``elementwise`` for eta (T, *batch, N) against counts (T, N), sparse-aware.
+
+    Returns (loglik or None, grad, curvature) with derivatives, else loglik. With the
+    softplus link the derivative terms that involve y (log f, f'/f) are evaluated only at
+    the nonzero counts (spike trains are mostly zeros), which halves the dense passes; the
+    result equals ``elementwise`` to rounding.
+    """
+    if link != "softplus" or not derivatives:  # the dense log-likelihood alone is cheaper
+        shape = (counts.shape[0],) + (1,) * (eta.dim() - 2) + (counts.shape[1],)
+        out = elementwise(eta, counts.reshape(shape), link, derivatives)
+        return out if not derivatives or need_loglik else (None,) + tuple(out[1:])
+    t_idx, n_idx = counts.nonzero(as_tuple=True)
+    eta = eta.contiguous()
+    middle = eta[0, ..., 0].numel()  # product of the batch dims
+    num_neurons = counts.shape[1]
+    # flat positions of every (spike, batch element) in the contiguous (T, *batch, N) array
+    offsets = torch.arange(middle, device=eta.device) * num_neurons
+    flat = ((t_idx * (middle * num_neurons) + n_idx).unsqueeze(1) + offsets).reshape(-1)
+    y = counts[t_idx, n_idx].repeat_interleave(middle)
+    rate = F.softplus(eta)
+    rate_at_spikes = rate.view(-1)[flat].clamp_min(1e-300)
+    loglik = None
+    if need_loglik:
+        loglik = rate.neg()
+        loglik.view(-1)[flat] += y * torch.log(rate_at_spikes)
+    slope = torch.sigmoid(eta)
+    grad = slope.neg()
+    curvature = torch.addcmul(slope, slope, slope, value=-1.0)  # f'' = s (1 - s)
+    slope_s = slope.view(-1)[flat]
+    ratio = slope_s / rate_at_spikes  # f'/f
+    grad.view(-1)[flat] += y * ratio
+    bend_s = slope_s * (1.0 - slope_s)
+    curvature.view(-1)[flat] = (bend_s + y * ratio * (ratio + slope_s - 1.0)).clamp_min(0.0)
+    return loglik, grad, curvature
+
+
 def count_constant(counts: torch.Tensor, distribution: str) -> torch.Tensor:
     """The -log y! term of the Poisson log-likelihood (0 for Bernoulli)."""
     if distribution == "poisson":
@@ -105,7 +143,7 @@ def linear_predictor(design: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 def emission_log_likelihoods(
     design: torch.Tensor, counts: torch.Tensor, theta: torch.Tensor, link: str, distribution: str,
-    terms: torch.Tensor | None = None,
+    terms: torch.Tensor | None = None, constant: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log p(y_t | z_t = k) summed over neurons: (T, *batch) for theta (*batch, N, D).
 
@@ -113,7 +151,7 @@ def emission_log_likelihoods(
     """
     if terms is None:
         eta = linear_predictor(design, theta)
-        shape = (counts.shape[0],) + (1,) * (theta.dim() - 2) + (counts.shape[1],)
-        terms = elementwise(eta, counts.reshape(shape), link, derivatives=False)
-    constant = count_constant(counts, distribution).sum(-1)
+        terms = batched_terms(eta, counts, link, derivatives=False)
+    if constant is None or distribution != "poisson":
+        constant = count_constant(counts, distribution).sum(-1)
     return terms.sum(-1) + constant.reshape((-1,) + (1,) * (theta.dim() - 2))

@@ -29,15 +29,23 @@ _WIDTH_FACTORS = (1.0, 0.5, 2.0, 0.75, 1.5, 0.35, 3.0, 1.25)
 
 
 def smoothed_rates(data: PreparedData, smoothing_bins: float) -> torch.Tensor:
-    """Per-sequence Gaussian smoothing of counts, z-scored per neuron: (T_total, N)."""
-    from scipy.ndimage import gaussian_filter1d  # lazy: keeps `import neuro` fast
-
-    counts = data.counts.cpu().numpy()
+    """Per-sequence Gaussian smoothing of counts (FFT convolution, edge-corrected), z-scored
+    per neuron: (T_total, N) in float32 (k-means features need no more)."""
+    half = int(np.ceil(3 * smoothing_bins))
+    counts = data.counts.to(torch.float32)
+    offsets = torch.arange(-half, half + 1, dtype=torch.float32, device=counts.device)
+    kernel = torch.exp(-0.5 * (offsets / smoothing_bins) ** 2)
+    kernel = kernel / kernel.sum()
     pieces = []
     for start, length in zip(data.starts.tolist(), data.lengths.tolist()):
         seq = counts[start:start + length]
-        pieces.append(gaussian_filter1d(seq, smoothing_bins, axis=0, mode="nearest", truncate=3.0))
-    rates = torch.as_tensor(np.concatenate(pieces, 0)).to(data.counts)
+        size = length + 2 * half + 1
+        spectrum = torch.fft.rfft(kernel, n=size).unsqueeze(-1)
+        smooth = torch.fft.irfft(torch.fft.rfft(seq, n=size, dim=0) * spectrum, n=size, dim=0)
+        ones = torch.ones(length, 1, dtype=torch.float32, device=counts.device)
+        norm = torch.fft.irfft(torch.fft.rfft(ones, n=size, dim=0) * spectrum, n=size, dim=0)
+        pieces.append(smooth[half:half + length] / norm[half:half + length].clamp_min(1e-6))
+    rates = torch.cat(pieces, 0)
     return (rates - rates.mean(0)) / rates.std(0).clamp_min(1e-12)
 
 
@@ -52,18 +60,23 @@ def kmeans(points: torch.Tensor, num_clusters: int, rng: np.random.Generator, it
     return best
 
 
+def _squared_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """|x - c|^2 = |x|^2 - 2 x.c + |c|^2 (one matrix product)."""
+    return (points * points).sum(1, keepdim=True) - 2 * points @ centres.T + (centres * centres).sum(1)
+
+
 def _lloyd(points: torch.Tensor, num_clusters: int, rng: np.random.Generator, iters: int):
     num_points = points.shape[0]
     centres = [points[int(rng.integers(num_points))]]
     for _ in range(1, num_clusters):
-        dist = torch.cdist(points, torch.stack(centres)).amin(1) ** 2
+        dist = _squared_distances(points, torch.stack(centres)).amin(1).clamp_min(0)
         probs = (dist / dist.sum().clamp_min(1e-300)).cpu().numpy()
         probs = probs / probs.sum() if probs.sum() > 0 else np.full(num_points, 1.0 / num_points)
         centres.append(points[int(rng.choice(num_points, p=probs))])
     centres = torch.stack(centres)
     labels = torch.zeros(num_points, dtype=torch.long, device=points.device)
     for _ in range(iters):
-        labels_new = torch.cdist(points, centres).argmin(1)
+        labels_new = _squared_distances(points, centres).argmin(1)
         if _ > 0 and bool((labels_new == labels).all()):
             break
         labels = labels_new

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from neuro.hmmglm.glm import elementwise, linear_predictor
+from neuro.hmmglm.glm import batched_terms, linear_predictor
 
 ARMIJO_C = 1e-4
 RELATIVE_TOLERANCE = 1e-12
@@ -70,7 +70,7 @@ class PackedOuterProducts:
 def objective(eta, counts, resp, theta, link, precision, prior_mean, terms=None):
     """F_p for every problem: (R, K, N). eta (T, R, K, N), resp (T, R, K), counts (T, N)."""
     if terms is None:
-        terms = elementwise(eta, counts[:, None, None, :], link, derivatives=False)
+        terms = batched_terms(eta, counts, link, derivatives=False)
     value = torch.einsum("trk,trkn->rkn", resp, terms)
     if precision is not None:
         value = value - 0.5 * (precision * (theta - prior_mean) ** 2).sum(-1)
@@ -105,9 +105,9 @@ def newton_step(
     if eta is None:
         eta = linear_predictor(design, theta)
     if loglik is None:
-        loglik, grad_eta, curv_eta = elementwise(eta, counts[:, None, None, :], link)
+        loglik, grad_eta, curv_eta = batched_terms(eta, counts, link)
     else:
-        _, grad_eta, curv_eta = elementwise(eta, counts[:, None, None, :], link)
+        _, grad_eta, curv_eta = batched_terms(eta, counts, link, need_loglik=False)
     weight = resp.unsqueeze(-1)
     f_old = torch.einsum("trk,trkn->rkn", resp, loglik)
     if precision is not None:
@@ -148,7 +148,7 @@ def newton_step(
         else:
             trial = theta + step * direction
             trial_eta = eta + step * delta_eta
-        trial_terms = elementwise(trial_eta, counts[:, None, None, :], link, derivatives=False)
+        trial_terms = batched_terms(trial_eta, counts, link, derivatives=False)
         f_trial = objective(trial_eta, counts, resp, trial, link, precision, prior_mean, trial_terms)
         slope = (grad * (trial - theta)).sum(-1)
         ok = (f_trial >= f_old + ARMIJO_C * slope - tolerance) & torch.isfinite(f_trial) & ~accepted
@@ -174,7 +174,7 @@ def shared_bias_step(design, counts, resp, theta, link, max_halvings: int = 16):
     Returns the new theta (R, K, N, D).
     """
     eta = linear_predictor(design, theta)
-    loglik, grad_eta, curv_eta = elementwise(eta, counts[:, None, None, :], link)
+    loglik, grad_eta, curv_eta = batched_terms(eta, counts, link)
     f_old = torch.einsum("trk,trkn->rn", resp, loglik)
     grad = torch.einsum("trk,trkn->rn", resp, grad_eta)
     curv = torch.einsum("trk,trkn->rn", resp, curv_eta).clamp_min(1e-12)
@@ -185,7 +185,7 @@ def shared_bias_step(design, counts, resp, theta, link, max_halvings: int = 16):
     tolerance = RELATIVE_TOLERANCE * f_old.abs()
     for _ in range(max_halvings):
         shift = step * direction
-        terms = elementwise(eta + shift[None, :, None, :], counts[:, None, None, :], link, False)
+        terms = batched_terms(eta + shift[None, :, None, :], counts, link, derivatives=False)
         f_trial = torch.einsum("trk,trkn->rn", resp, terms)
         ok = (f_trial >= f_old + ARMIJO_C * grad * shift - tolerance) & ~accepted
         best = torch.where(ok, shift, best)

@@ -108,3 +108,18 @@ def test_filters_from_weights():
     basis = exponential_basis(5, (1.0, 2.0))
     w = np.array([[0.5, -1.0]])
     np.testing.assert_allclose(filters_from_weights(w, basis), w @ basis)
+
+
+@pytest.mark.parametrize("link", ["exp", "softplus"])
+def test_sparse_batched_terms_equal_dense_elementwise(link):
+    from neuro.hmmglm.glm import batched_terms
+
+    rng = np.random.default_rng(6)
+    eta = torch.as_tensor(rng.normal(-1.5, 2.0, (200, 2, 3, 5)))
+    counts = torch.as_tensor(rng.poisson(0.3, (200, 5)).astype(float))
+    dense = elementwise(eta, counts[:, None, None, :], link)
+    sparse = batched_terms(eta, counts, link)
+    for a, b in zip(dense, sparse):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(batched_terms(eta, counts, link, derivatives=False).numpy(),
+                               dense[0].numpy(), rtol=1e-12, atol=1e-14)
