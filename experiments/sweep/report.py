@@ -95,8 +95,11 @@ def _heatmap_figure(frame, keys: list[str], metric: str):
     ax.set_yticks(range(len(table.index)), [str(v) for v in table.index])
     ax.set_xticks(range(len(table.columns)), [str(v) for v in table.columns], rotation=30)
     if table.size <= 100:
+        low, high = image.get_clim()
         for (i, j), value in _cells(table):
-            ax.text(j, i, format_metric(value), ha="center", va="center", fontsize=7, color="w")
+            bright = high > low and (value - low) / (high - low) > 0.6  # viridis is light at the top
+            ax.text(j, i, format_metric(value), ha="center", va="center", fontsize=7,
+                    color="k" if bright else "w")
     ax.set_ylabel(keys[0])
     ax.set_xlabel(keys[1])
     fig.colorbar(image, ax=ax, label=f"{metric} (mean over repeats)")

@@ -119,6 +119,43 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
     sweep_dir = Path(out) if out is not None else default_sweep_dir(spec, out_root)
     _claim_directory(sweep_dir, spec)
     sweep_dir = sweep_dir.resolve()
+    lock = _lock(sweep_dir)
+    try:
+        return _run_locked(spec, module, points, sweep_dir, executor=executor, workers=workers,
+                           scheduler=scheduler, cluster_file=cluster_file,
+                           threads_per_task=threads_per_task, batch=batch, retry_failed=retry_failed,
+                           max_worker_deaths=max_worker_deaths, device=device, quiet=quiet,
+                           report=report, pool=pool)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _lock(sweep_dir: Path):
+    """An exclusive ``flock`` on ``sweep_dir/.lock``: two runners never share a sweep.
+
+    Best effort: where ``flock`` is unavailable (Windows, some network file systems) the
+    sweep runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(sweep_dir / ".lock", "w")  # noqa: SIM115 - held until the sweep ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(f"another runner is working on {str(sweep_dir)!r}; wait for it or stop it "
+                          "(finished points are kept either way)") from None
+    except OSError:
+        return handle
+    return handle
+
+
+def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, scheduler, cluster_file,
+                threads_per_task, batch, retry_failed, max_worker_deaths, device, quiet, report,
+                pool) -> SweepResult:
     table = SweepTable(sweep_dir, points, spec.swept_keys)
     adopted = table.adopt_finished_runs(spec.experiment)
     wanted = {"pending"} | ({"failed"} if retry_failed else set())

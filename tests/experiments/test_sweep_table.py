@@ -84,3 +84,18 @@ def test_worker_limits_threads_and_isolates_brian2_dirs(tmp_path, monkeypatch):
     assert not (tmp_path / "scratch" / f"task-{point.config_hash[:16]}").exists()  # removed on success
     status = json.loads((tmp_path / row["run_dir"] / "status.json").read_text())
     assert status["status"] == "complete" and status["config_hash"] == point.config_hash
+
+
+def test_a_second_runner_on_the_same_sweep_is_refused(tmp_path):
+    fcntl = pytest.importorskip("fcntl", reason="flock is POSIX-only")
+    from experiments.config import ConfigError
+    from experiments.sweep.runner import run_sweep
+
+    spec = build_spec("hebbian_recall", Config, grid=["key_dim=8,16"])
+    out = tmp_path / "s"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # another runner holds the sweep
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match="another runner is working on"):
+            run_sweep(spec, out=out)
+    assert not (out / "journal.jsonl").exists()
