@@ -58,6 +58,9 @@ class Config:
     raster_steps: int = field(default=200, metadata={"min": 1, "help": "raster check steps"})
     readout_shape: tuple[int, ...] = field(default=(256, 4, 4096),
                                            metadata={"help": "three-factor B, M, D"})
+    gla_implementations: tuple[str, ...] = field(
+        default=("ours", "naive", "sdpa_causal", "fla_chunk_gla"),
+        metadata={"help": "GLA contenders timed (fla last: its first call autotunes)"})
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -561,17 +564,24 @@ def _run(config: Config, out: RunDir) -> dict[str, float]:
     metrics.update(spiking_metrics)
     _say(out, f"spiking timings done at {time.perf_counter() - t0:.1f} s")
     metrics.update(_guarded(lambda: time_three_factor(config, device), out, {}))
+    metrics.update(_guarded(lambda: check_wiring(device, out), out, {}))
+    _say(out, f"three-factor and wiring: { {k: v for k, v in metrics.items() if k.startswith(('three', 'wiring'))} }")
+    out.save_json("partial_metrics", metrics)
     gla_rows = []
     caption = f"GLA forward / forward+backward, median ms, on {name}"
-    for implementations in (("ours", "naive", "sdpa_causal"), ("fla_chunk_gla",)):
+    ours_and_references = tuple(i for i in config.gla_implementations if i != "fla_chunk_gla")
+    peers = tuple(i for i in config.gla_implementations if i == "fla_chunk_gla")
+    for implementations in (ours_and_references, peers):
+        if not implementations:
+            continue
         rows, gla_metrics = _guarded(lambda: time_gla(config, device, out, implementations),
                                      out, ([], {}))
         gla_rows += rows
         metrics.update(gla_metrics)
         out.save_table("gla_timings", gla_rows, caption=caption)
+        out.save_json("partial_metrics", metrics)
         _say(out, f"GLA timings {implementations} done at {time.perf_counter() - t0:.1f} s")
     metrics.update(_gla_ratios(config, metrics))
-    metrics.update(_guarded(lambda: check_wiring(device, out), out, {}))
     metrics["seconds_total"] = time.perf_counter() - t0
     return metrics
 
@@ -598,7 +608,8 @@ def main(argv=None) -> int:
             os.makedirs(args.out, exist_ok=True)
             for run_dir in __import__("pathlib").Path(root).glob("gpu_check/*"):
                 for name in ("metrics.json", "report.html", "verification.csv",
-                             "gla_timings.csv", "spiking_timings.csv", "device.json", "run.log"):
+                             "gla_timings.csv", "spiking_timings.csv", "partial_metrics.json",
+                             "run.log"):
                     if (run_dir / name).exists():
                         shutil.copy(run_dir / name, os.path.join(args.out, name))
     return 0

@@ -99,12 +99,13 @@ def _deliver_kernel(state, spikes, targets, weights, num_rows, COLS: tl.constexp
                     BC: tl.constexpr, ROWS: tl.constexpr):
     o_r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     fired = tl.load(spikes + o_r, mask=o_r < num_rows, other=0) != 0
-    o_c = tl.arange(0, BC)
-    mask = fired[:, None] & (o_c < COLS)[None, :]
-    offs = o_r.to(tl.int64)[:, None] * COLS + o_c[None, :]
-    slot = tl.load(targets + offs, mask=mask, other=0)
-    w = tl.load(weights + offs, mask=mask, other=0.0)
-    tl.atomic_add(state + slot, w, mask=mask, sem="relaxed")
+    if tl.sum(fired.to(tl.int32), axis=0) > 0:  # most blocks hold no spike: skip the tile
+        o_c = tl.arange(0, BC)
+        mask = fired[:, None] & (o_c < COLS)[None, :]
+        offs = o_r.to(tl.int64)[:, None] * COLS + o_c[None, :]
+        slot = tl.load(targets + offs, mask=mask, other=0)
+        w = tl.load(weights + offs, mask=mask, other=0.0)
+        tl.atomic_add(state + slot, w, mask=mask, sem="relaxed")
 
 
 @triton.jit

@@ -19,7 +19,8 @@ def relative_rms_error(actual: torch.Tensor, expected: torch.Tensor,
                        absolute: float = 0.0) -> float:
     """rms(actual - expected) / rms(expected); 0 when the error rms is below ``absolute``
     (the short-circuit for tensors whose entries are all ~0)."""
-    diff = (actual.double() - expected.double()).pow(2).mean().sqrt().item()
+    actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
+    diff = (actual - expected).pow(2).mean().sqrt().item()
     if diff <= absolute:
         return 0.0
     scale = expected.double().pow(2).mean().sqrt().item()
