@@ -57,11 +57,13 @@ class SweepTable:
     """The state of one sweep directory's points (see module docstring)."""
 
     def __init__(self, sweep_dir: str | Path, points: list, swept_keys: list[str],
-                 flush_seconds: float = 1.0):
+                 flush_seconds: float | None = None):
         self.sweep_dir = Path(sweep_dir)
         self.points = points
         self.swept_keys = list(swept_keys)
-        self.flush_seconds = flush_seconds
+        # rebuilding the table is O(points): flush big sweeps less often (1 s per 1000 points)
+        self.flush_seconds = max(1.0, len(points) / 1000) if flush_seconds is None else flush_seconds
+        self._config_cells: list[dict] | None = None
         self.latest: dict[str, dict] = {}
         self._known = {p.config_hash for p in points}
         self._last_flush = 0.0
@@ -138,13 +140,11 @@ class SweepTable:
         for row in self.latest.values():
             metric_names.extend(k for k in row.get("metrics", {}) if k not in metric_names)
         records = []
-        for point in self.points:
+        for point, config_cells in zip(self.points, self._config_columns()):
             row = self.latest.get(point.config_hash, {})
             record: dict[str, Any] = {"point": point.index, "repeat": point.repeat,
                                       "seed": point.seed, "config_hash": point.config_hash}
-            flat = flatten_config(point.config)
-            ordered = self.swept_keys + [k for k in flat if k not in self.swept_keys]
-            record.update({f"config.{k}": _cell(flat[k]) for k in ordered})
+            record.update(config_cells)
             record["status"] = row.get("status", "pending")
             metrics = row.get("metrics", {}) if record["status"] == "complete" else {}
             record.update({f"metric.{m}": metrics.get(m) for m in metric_names})
@@ -152,6 +152,16 @@ class SweepTable:
             record["worker_deaths"] = int(row.get("worker_deaths") or 0)
             records.append(record)
         return pd.DataFrame.from_records(records), metric_names
+
+    def _config_columns(self) -> list[dict]:
+        """``config.<key>`` cells per point (swept keys first), computed once."""
+        if self._config_cells is None:
+            self._config_cells = []
+            for point in self.points:
+                flat = flatten_config(point.config)
+                ordered = self.swept_keys + [k for k in flat if k not in self.swept_keys]
+                self._config_cells.append({f"config.{k}": _cell(flat[k]) for k in ordered})
+        return self._config_cells
 
     # --- recovery ----------------------------------------------------------------------
     def adopt_finished_runs(self, experiment: str) -> int:
