@@ -100,7 +100,7 @@ def log_prior(params, prior_state, settings: EMSettings) -> torch.Tensor:
         flat = params.weights.reshape(*params.weights.shape[:3], -1)
         value = value + prior_state.log_prior(flat)
     elif settings.prior == "onehot":
-        alpha = torch.tensor(settings.type_concentration, dtype=params.bias.dtype)
+        alpha = torch.tensor(settings.type_concentration, dtype=params.bias.dtype, device=params.bias.device)
         value = value + prior_state.log_prior(alpha)
     return value
 

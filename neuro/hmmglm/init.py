@@ -103,7 +103,7 @@ def kmeans_initialization(
         # restarts differ by their smoothing width (and k-means seeds), for diversity
         features = smoothed_rates(data, smoothing_bins * _WIDTH_FACTORS[r % len(_WIDTH_FACTORS)])
         labels = kmeans(features, num_states, rng)
-        resp[torch.arange(labels.numel()), r, labels] = 1.0
+        resp[torch.arange(labels.numel(), device=device), r, labels] = 1.0
         trans = torch.ones(num_states, num_states, dtype=dtype, device=device)
         first = torch.ones(num_states, dtype=dtype, device=device)
         for start, length in zip(data.starts.tolist(), data.lengths.tolist()):
