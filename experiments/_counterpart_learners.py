@@ -192,8 +192,9 @@ def meta_train(model: Counterpart, shapes: TrialShapes, *, steps: int, batch: in
                progress=None) -> np.ndarray:
     """AdamW on the episode MSE between predictions and the (outcome) targets; returns losses."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps,
-                                                   pct_start=0.1)
+    warmup = max(1, steps // 10)  # linear warm-up over 10 % of the steps, then cosine decay
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     losses = []
     for _ in (progress(range(steps)) if progress else range(steps)):
         inputs, target, _ = sample_episodes(shapes, batch, trials, latencies_ms, rng)
