@@ -117,7 +117,7 @@ class Brian2Session:
         state = state if state is not None else _initial(params)
         check_shape("state.neurons.v_mv", state.neurons.v_mv, (b, n))
         self.state = state
-        params64 = _to_float64(params)
+        params64 = self._params64 = _to_float64(params)
         injected = noise_source == "injected"
         if injected:
             if noise is None and bool((params.noise_std != 0).any()):
@@ -146,7 +146,7 @@ class Brian2Session:
         import brian2 as b2
 
         t0 = time.perf_counter()
-        params = _to_float64(self.params)
+        params = self._params64
         b, n = params.batch_size, params.num_neurons
         exponential = params.synapse == "exponential"
         refractory = params.neurons.refractory_ms > 0
@@ -211,7 +211,7 @@ noise_scale : 1 (constant)
         noise std and initial state for this run (the wiring must be unchanged)."""
         if params is not None:
             _check_same_wiring(self.params, params)
-        params = _to_float64(params if params is not None else self.params)
+        params = _to_float64(params) if params is not None else self._params64
         state = state if state is not None else self.state
         if self.target == "cpp_standalone":
             return self._run_standalone(params, state)
@@ -340,16 +340,10 @@ def _initial(params: ReservoirParams) -> ReservoirState:
 
 
 def _to_float64(params: ReservoirParams) -> ReservoirParams:
+    """Brian2 runs in float64 on the CPU."""
     if params.dtype == torch.float64 and params.device.type == "cpu":
         return params
-    import dataclasses
-
-    neurons = params.neurons._replace(**{k: getattr(params.neurons, k).double().cpu() for k in "abcd"})
-    syn = params.synapses
-    synapses = type(syn)(syn.batch_index.cpu(), syn.pre_index.cpu(), syn.post_index.cpu(), syn.weight.double().cpu())
-    return dataclasses.replace(params, neurons=neurons, is_excitatory=params.is_excitatory.cpu(), synapses=synapses,
-                               input_weights=params.input_weights.double().cpu(),
-                               noise_std=params.noise_std.double().cpu())
+    return params.to("cpu", torch.float64)
 
 
 def _constants(params: ReservoirParams, dt_ms: float) -> dict:

@@ -141,8 +141,11 @@ def bernoulli_synapses(num_neurons: int, connection_prob: float, batch_size: int
 def _sorted_by_pre(batch: Tensor, pre: Tensor, post: Tensor, num_neurons: int):
     """Reorder synapses given in (batch, post) order to (batch, pre, post) order: a stable
     sort on batch * N + pre keeps post ascending inside each presynaptic group."""
-    order = torch.sort(batch * num_neurons + pre, stable=True).indices
-    return batch[order], pre[order], post[order]
+    key = batch * num_neurons + pre
+    if key.numel() and int(key.max()) < 2**31:  # int32 keys sort about twice as fast
+        key = key.int()
+    order = torch.sort(key, stable=True).indices
+    return batch.index_select(0, order), pre.index_select(0, order), post.index_select(0, order)
 
 
 def matrix_synapses(matrix, num_neurons: int, batch_size: int, device,
@@ -217,9 +220,10 @@ def build_event_table(synapses: SynapseList, num_neurons: int, batch_size: int, 
     weights = torch.zeros(batch_size * n, max_degree + 1, dtype=dtype, device=device)
     if row.numel():
         row_start = torch.cumsum(counts, 0) - counts
-        column = torch.arange(row.numel(), device=device) - row_start[row]
-        targets[row, column] = synapses.batch_index * slots + target_offset + synapses.post_index
-        weights[row, column] = synapses.weight.to(dtype)
+        column = torch.arange(row.numel(), device=device) - row_start.index_select(0, row)
+        flat = row * (max_degree + 1) + column
+        targets.view(-1).scatter_(0, flat, synapses.batch_index * slots + target_offset + synapses.post_index)
+        weights.view(-1).scatter_(0, flat, synapses.weight.to(dtype))
     own = torch.arange(batch_size * n, device=device)
     targets[:, max_degree] = batch_of_row * slots + n + own % n
     weights[:, max_degree] = reset_increment.expand(batch_size, n).reshape(-1)
