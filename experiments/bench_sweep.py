@@ -11,10 +11,10 @@ compute thread per worker, as on a 2-core machine, whatever this machine has):
    ``ProcessPoolExecutor.map`` of ``run_experiment`` over the same points (no sweep
    machinery). Median over ``repeats``. Target: < 50 ms per point.
 2. Efficiency: ``long_points`` points of a ~1-second experiment (``reservoir_rate`` with
-   N=1000, K=100, its duration calibrated so that one point takes ``point_seconds`` on this
-   machine) on 2 workers vs the ideal points x point_seconds / 2. Target: <= 1.2x.
-   ``ratio_to_in_sweep_ideal`` uses the points' own measured times instead (robust to a
-   machine whose load changes between calibration and sweep).
+   N=1000, K=100, its duration calibrated in the pool so that one point takes
+   ``point_seconds`` here) on 2 workers vs the ideal points x point_seconds / 2. Target:
+   <= 1.2x. ``ratio_to_in_sweep_ideal`` uses the points' own measured times instead (the
+   runner's own cost, robust to a shared machine whose load changes during the sweep).
 3. Batching: ``batch_points`` reservoir points (N=200, K=20, 1 s simulated, drive swept)
    with and without ``--batch batch_size`` on 2 workers. Target: >= 3x faster batched.
 
@@ -59,8 +59,9 @@ def _bare_point(args) -> float:
     return 0.0
 
 
-def _status_seconds(sweep_dir: Path) -> list[float]:
-    return [json.loads(p.read_text())["seconds"] for p in (sweep_dir / "runs" / NAME).glob("*/status.json")]
+def _status_seconds(runs_root: Path) -> list[float]:
+    """Seconds inside ``run`` of every run under ``runs_root/<NAME>/`` (from status.json)."""
+    return [json.loads(p.read_text())["seconds"] for p in (runs_root / NAME).glob("*/status.json")]
 
 
 def _timed_sweep(spec, out: Path, pool, batch: int | None = None) -> tuple[float, object]:
@@ -75,6 +76,7 @@ def _timed_sweep(spec, out: Path, pool, batch: int | None = None) -> tuple[float
 
 
 def _overhead(config: Config, out: RunDir, root: Path) -> dict[str, float]:
+    """Part 1; ours and the bare pool alternate per repeat (so load drift hits both)."""
     import multiprocessing
 
     import pandas as pd
@@ -85,80 +87,79 @@ def _overhead(config: Config, out: RunDir, root: Path) -> dict[str, float]:
 
     sets = [f"{k}={v}" for k, v in EMPTY.items()]
     pool = LocalPool(workers=1, threads=1)
+    bare_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     ours, store, bare = [], [], []
     try:
         warm = build_spec(NAME, PointConfig, grid=["drive=0,1"], sets=sets, seed=10_000)
-        _timed_sweep(warm, root / "warm", pool)  # imports torch etc. in the worker once
+        _timed_sweep(warm, root / "warm", pool)  # imports torch etc. in the workers once
+        list(bare_pool.map(_bare_point, [(EMPTY, 99, str(root / "bare-warm"))]))
         for repeat in range(config.repeats):
             spec = build_spec(NAME, PointConfig, grid=[f"drive=0:10:{config.overhead_points}"], sets=sets,
                               seed=repeat)
             seconds, result = _timed_sweep(spec, root / f"overhead-{repeat}", pool)
-            inside_run = sum(_status_seconds(result.sweep_dir))
+            inside_run = sum(_status_seconds(result.sweep_dir / "runs"))
             ours.append((seconds - inside_run) / config.overhead_points)
             frame = pd.read_parquet(result.sweep_dir / "sweep.parquet")
             store.append((frame["seconds"].sum() - inside_run) / config.overhead_points)
+
+            args = [({**EMPTY, "drive": point.config.drive}, point.seed, str(root / f"bare-{repeat}"))
+                    for point in _points(spec)]
+            start = time.perf_counter()
+            list(bare_pool.map(_bare_point, args))
+            seconds = time.perf_counter() - start
+            bare.append((seconds - sum(_status_seconds(root / f"bare-{repeat}"))) / config.overhead_points)
     finally:
         pool.close()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as executor:
-        list(executor.map(_bare_point, [(EMPTY, 99, str(root / "bare-warm"))]))
-        for repeat in range(config.repeats):
-            args = [({**EMPTY, "drive": 10.0 * i / max(1, config.overhead_points - 1)}, repeat,
-                     str(root / f"bare-{repeat}")) for i in range(config.overhead_points)]
-            start = time.perf_counter()
-            list(executor.map(_bare_point, args))
-            seconds = time.perf_counter() - start
-            inside = sum(json.loads(p.read_text())["seconds"]
-                         for p in (root / f"bare-{repeat}" / NAME).glob("*/status.json"))
-            bare.append((seconds - inside) / config.overhead_points)
+        bare_pool.shutdown()
     overhead, store_ms, bare_ms = (1000 * statistics.median(v) for v in (ours, store, bare))
-    out.log(f"overhead per point: sweep {overhead:.1f} ms (store {store_ms:.1f} ms), bare pool {bare_ms:.1f} ms")
+    out.log(f"overhead per point: sweep {overhead:.1f} ms (run store {store_ms:.1f} ms), "
+            f"bare pool {bare_ms:.1f} ms")
     return {"overhead_ms_per_point": overhead, "run_store_ms_per_point": store_ms,
             "sweep_dispatch_ms_per_point": overhead - store_ms, "bare_pool_overhead_ms_per_point": bare_ms,
             "overhead_vs_bare_pool": overhead / bare_ms if bare_ms > 0 else float("nan"),
             "overhead_target_met": overhead < 50.0}
 
 
-def _calibrate(config: Config) -> float:
-    """duration_ms of reservoir_rate (N=1000, K=100) for one point of ~point_seconds here."""
+def _points(spec):
     from experiments.reservoir_rate import Config as PointConfig
-    from experiments.reservoir_rate import _simulate
+    from experiments.sweep.spec import expand
 
-    probe = 500.0
-    _simulate([PointConfig(num_neurons=1000, in_degree=100, duration_ms=50.0)], [0])  # warm-up
-    times = []
-    for seed in range(3):
-        start = time.perf_counter()
-        _simulate([PointConfig(num_neurons=1000, in_degree=100, duration_ms=probe, warmup_ms=0.0)], [seed])
-        times.append(time.perf_counter() - start)
-    return probe * config.point_seconds / statistics.median(times)
+    return expand(spec, PointConfig)
 
 
 def _efficiency(config: Config, out: RunDir, root: Path) -> dict[str, float]:
+    """Part 2. The point duration is calibrated in the pool itself: 2 x workers probe points
+    run side by side, as in the sweep, so contention is the same."""
+    import pandas as pd
+
     from experiments.reservoir_rate import Config as PointConfig
     from experiments.sweep.executors import LocalPool
     from experiments.sweep.spec import build_spec
 
-    duration = round(_calibrate(config), 1)
-    sets = ["num_neurons=1000", "in_degree=100", "warmup_ms=0", f"duration_ms={duration}"]
+    size = ["num_neurons=1000", "in_degree=100", "warmup_ms=0"]
+    probe_ms = 400.0
     pool = LocalPool(workers=config.workers, threads=1)
     try:
-        _timed_sweep(build_spec(NAME, PointConfig, grid=["drive=0,1"], sets=sets[:2] + ["duration_ms=10"],
-                                seed=10_000), root / "warm-long", pool)
-        spec = build_spec(NAME, PointConfig, grid=[f"drive=0:10:{config.long_points}"], sets=sets)
+        probe = build_spec(NAME, PointConfig, grid=[f"drive=0:1:{2 * config.workers}"],
+                           sets=[*size, f"duration_ms={probe_ms}"], seed=10_000)
+        _timed_sweep(probe, root / "probe-warm", pool)
+        _, result = _timed_sweep(probe, root / "probe", pool)
+        probe_seconds = statistics.median(_status_seconds(result.sweep_dir / "runs"))
+        duration = round(probe_ms * config.point_seconds / probe_seconds, 1)
+        spec = build_spec(NAME, PointConfig, grid=[f"drive=0:10:{config.long_points}"],
+                          sets=[*size, f"duration_ms={duration}"])
         seconds, result = _timed_sweep(spec, root / "long", pool)
     finally:
         pool.close()
-    import pandas as pd
-
-    point_seconds = pd.read_parquet(result.sweep_dir / "sweep.parquet")["seconds"]
+    inside = pd.Series(_status_seconds(result.sweep_dir / "runs"))
     ideal = config.long_points * config.point_seconds / config.workers
-    in_sweep_ideal = point_seconds.sum() / config.workers
-    out.log(f"{config.long_points} x {config.point_seconds} s points (duration_ms={duration}): "
-            f"{seconds:.1f} s vs ideal {ideal:.1f} s")
+    in_sweep_ideal = inside.sum() / config.workers
+    out.log(f"{config.long_points} points of ~{config.point_seconds} s (duration_ms={duration}, median "
+            f"{inside.median():.2f} s in the sweep) on {config.workers} workers: {seconds:.1f} s; ideal "
+            f"{ideal:.1f} s nominal, {in_sweep_ideal:.1f} s from the points' own times")
     return {"long_sweep_seconds": seconds, "long_ideal_seconds": ideal, "ratio_to_ideal": seconds / ideal,
             "ratio_to_in_sweep_ideal": seconds / in_sweep_ideal,
-            "median_point_seconds_in_sweep": float(point_seconds.median()),
+            "median_point_seconds_in_sweep": float(inside.median()),
             "calibrated_duration_ms": duration, "efficiency_target_met": seconds / ideal <= 1.2}
 
 
