@@ -19,7 +19,10 @@ Our choices (not fixed by the papers): for L, G, D, E the queries and keys are
 L2-normalised per head (unit keys, as in the capacity theory and DeltaNet), the scale is 1,
 and each head's output is RMS-normalised (as fla's GLA/DeltaNet layers do); GLA gates are
 ``logsigmoid(W x) / 16`` (fla's gate normaliser), delta write strengths ``sigmoid(W x)``,
-gated-delta decays ``logsigmoid(W x) / 16`` per head. S uses scale ``head_dim ** -0.5``.
+gated-delta decays ``logsigmoid(W x) / 16`` per head. S uses scale ``head_dim ** -0.5`` and
+rotary position embeddings on q and k (Su et al., arXiv:2104.09864, base 10000), the usual
+choice for softmax layers in recall studies (Zoology); the other mixers get no positions
+(recurrences and fixed mixing are order-aware by construction).
 """
 from __future__ import annotations
 
@@ -36,6 +39,20 @@ from bridges.softmax_attention import softmax_attention
 MIXER_NAMES = {"S": "softmax", "L": "linear", "G": "gla", "D": "delta", "E": "gated_delta",
                "F": "fixed", "N": "none"}
 GATE_LOGIT_NORMALIZER = 16.0
+
+
+def rotary(x: Tensor, base: float = 10000.0) -> Tensor:
+    """Rotate pairs (x_i, x_{i+D/2}) of x [B, T, H, D] by angle t * base^(-2i/D) (RoPE)."""
+    length, dim = x.shape[1], x.shape[-1]
+    half = dim // 2
+    if half == 0:
+        return x
+    frequencies = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    angles = torch.arange(length, dtype=torch.float32, device=x.device)[:, None] * frequencies
+    cos, sin = angles.cos().to(x.dtype)[:, None], angles.sin().to(x.dtype)[:, None]  # [T,1,half]
+    first, second = x[..., :half], x[..., half:2 * half]
+    rotated = torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
+    return torch.cat([rotated, x[..., 2 * half:]], dim=-1)
 
 
 class TokenMixer(nn.Module):
@@ -82,7 +99,7 @@ class TokenMixer(nn.Module):
             return self.output(mixed.flatten(-2))
         q, k = self._heads(self.query(x)), self._heads(self.key(x))
         if self.letter == "S":
-            out, _ = softmax_attention(q, k, v)
+            out, _ = softmax_attention(rotary(q), rotary(k), v)
             return self.output(out.flatten(-2))
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         if self.letter == "L":

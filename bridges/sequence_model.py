@@ -1,6 +1,6 @@
 """A small causal sequence model whose token mixer is chosen per layer by a pattern string.
 
-    tokens [B, T] -> embedding + learned absolute position embedding
+    tokens [B, T] -> embedding (+ learned absolute position embedding if asked)
                   -> L blocks:  x = x + mixer_l(norm(x));  x = x + mlp(norm(x))   (pre-norm)
                   -> norm -> readout -> logits [B, T, vocab_size]
 
@@ -8,8 +8,9 @@
 "SLLL" one softmax layer then three linear ones, "NN" no token mixing at all (the control of
 Xue et al., "Deconstructing Attention", arXiv:2510.11602), "FS" fixed mixing below softmax
 (a hybrid in the sense of that paper and of MASFormer). Norms are RMSNorm, the MLP is
-``W_2 gelu(W_1 x)`` with hidden size ``mlp_ratio * model_dim``. Position embeddings are our
-choice (the recurrent mixers do not need them; softmax and fixed mixing do).
+``W_2 gelu(W_1 x)`` with hidden size ``mlp_ratio * model_dim``. Positions: softmax layers
+use rotary embeddings (see :mod:`bridges.mixers`); an absolute learned position embedding
+is off by default (``absolute_positions``), our choice.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class SequenceModelConfig:
     max_length: int = 256
     mlp_ratio: int = 4
     chunk_size: int = 64
+    absolute_positions: bool = False
 
     def __post_init__(self):
         if not isinstance(self.pattern, str) or not self.pattern:
@@ -96,8 +98,10 @@ class SequenceModel(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_torch_seed(seed))
             self.embedding = nn.Embedding(config.vocab_size, config.model_dim)
-            self.position = nn.Embedding(config.max_length, config.model_dim)
-            nn.init.normal_(self.position.weight, std=0.02)
+            self.position = (nn.Embedding(config.max_length, config.model_dim)
+                             if config.absolute_positions else None)
+            if self.position is not None:
+                nn.init.normal_(self.position.weight, std=0.02)
             self.blocks = nn.ModuleList(Block(letter, config) for letter in config.pattern)
             self.final_norm = nn.RMSNorm(config.model_dim)
             self.readout = nn.Linear(config.model_dim, config.vocab_size, bias=False)
@@ -111,8 +115,9 @@ class SequenceModel(nn.Module):
         length = tokens.shape[1]
         if length > self.config.max_length:
             raise ValueError(f"sequence length {length} exceeds max_length {self.config.max_length}")
-        positions = torch.arange(length, device=tokens.device)
-        x = self.embedding(tokens) + self.position(positions)
+        x = self.embedding(tokens)
+        if self.position is not None:
+            x = x + self.position(torch.arange(length, device=tokens.device))
         for block in self.blocks:
             x = block(x)
         return self.readout(self.final_norm(x))

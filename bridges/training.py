@@ -1,12 +1,13 @@
 """Train and score a :class:`~bridges.sequence_model.SequenceModel` on a synthetic recall task.
 
 Plain next-token cross-entropy on the scored positions (``targets != -100``), AdamW
-(betas 0.9/0.98, weight decay 0.1 on every parameter), one-cycle learning-rate schedule
-with 10 % warm-up, gradient-norm clipping at 1. These optimiser settings are our choice
+(betas 0.9/0.98, weight decay 0.1 on every parameter), learning-rate schedule
+(linear warm-up over 10 % of the steps, then cosine decay), gradient-norm clipping at 1. These optimiser settings are our choice
 (the Zoology recipe, scaled to a few hundred CPU steps).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -43,6 +44,18 @@ def accuracy(model: nn.Module, tokens: Tensor, targets: Tensor, batch_size: int 
     return correct / total
 
 
+def _warmup_cosine(num_steps: int, warmup_fraction: float = 0.1):
+    """Learning-rate factor: linear warm-up over 10 % of the steps, then cosine to 0."""
+    warmup = max(1, int(round(warmup_fraction * num_steps)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, num_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
 def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_size: int = 32,
           learning_rate: float = 3e-3, seed=0, eval_set: tuple[Tensor, Tensor] | None = None,
           eval_every: int = 100, progress: Callable | None = None) -> TrainingResult:
@@ -55,8 +68,7 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.98),
                                   weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate,
-                                                   total_steps=num_steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(num_steps))
     losses, eval_steps, eval_accuracy = [], [], []
     steps = range(num_steps) if progress is None else progress(range(num_steps))
     model.train()
@@ -70,7 +82,7 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if eval_set is not None and ((step + 1) % eval_every == 0 or step + 1 == num_steps):
             eval_steps.append(step + 1)
             eval_accuracy.append(accuracy(model, *eval_set))

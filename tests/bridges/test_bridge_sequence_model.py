@@ -1,0 +1,100 @@
+"""The pattern-string sequence model, its mixers, the recall tasks and the training loop."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bridges.mixers import MIXER_NAMES, TokenMixer
+from bridges.recall_tasks import IGNORE_INDEX, copy_batch, mqar_batch, mqar_vocab_size
+from bridges.sequence_model import SequenceModel, SequenceModelConfig
+from bridges.training import accuracy, train
+
+
+@pytest.mark.parametrize("letter", sorted(MIXER_NAMES))
+def test_every_mixer_is_causal(letter):
+    # Changing the token at position t must leave every output before t unchanged.
+    torch.manual_seed(0)
+    mixer = TokenMixer(letter, model_dim=12, num_heads=3, max_length=20, chunk_size=4).double()
+    x = torch.randn(2, 20, 12, dtype=torch.float64)
+    changed = x.clone()
+    changed[:, 11] += 5.0
+    before, after = mixer(x), mixer(changed)
+    assert before.shape == x.shape
+    assert (before[:, :11] - after[:, :11]).abs().max() <= 1e-12
+    if letter != "N":   # every mixing layer carries the change forward
+        assert (before[:, 12:] - after[:, 12:]).abs().max() > 1e-6
+    else:               # no mixing: only position 11 itself changes
+        assert (before[:, 12:] - after[:, 12:]).abs().max() <= 1e-12
+
+
+def test_model_shapes_seed_and_global_rng_untouched():
+    config = SequenceModelConfig(vocab_size=11, pattern="SLGDEFN", model_dim=16, num_heads=2,
+                                 max_length=24)
+    state = torch.random.get_rng_state()
+    first, second = SequenceModel(config, seed=3), SequenceModel(config, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    tokens = torch.randint(0, 11, (3, 24))
+    logits = first(tokens)
+    assert logits.shape == (3, 24, 11)
+    assert torch.equal(logits, second(tokens))
+    assert not torch.equal(logits, SequenceModel(config, seed=4)(tokens))
+    assert len(first.blocks) == 7 and config.state_size == 2 * 8 * 8
+
+
+def test_pattern_and_input_errors():
+    with pytest.raises(ValueError, match=r"unknown mixer letter\(s\) \['X'\]"):
+        SequenceModelConfig(vocab_size=5, pattern="SX")
+    with pytest.raises(ValueError, match="pattern must be a non-empty string"):
+        SequenceModelConfig(vocab_size=5, pattern="")
+    with pytest.raises(ValueError, match=r"model_dim \(10\) must be divisible by num_heads \(3\)"):
+        SequenceModelConfig(vocab_size=5, model_dim=10, num_heads=3)
+    with pytest.raises(ValueError, match="vocab_size must be a positive int"):
+        SequenceModelConfig(vocab_size=0)
+    model = SequenceModel(SequenceModelConfig(vocab_size=5, model_dim=8, max_length=6))
+    with pytest.raises(ValueError, match="sequence length 7 exceeds max_length 6"):
+        model(torch.zeros(1, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match="tokens must be an integer tensor"):
+        model(torch.zeros(1, 4))
+
+
+def test_mqar_batch_structure():
+    tokens, targets = mqar_batch(64, 40, 6, num_keys=10, num_values=7, seed=1)
+    assert tokens.shape == targets.shape == (64, 40)
+    keys, values = tokens[:, 0:12:2], tokens[:, 1:12:2]
+    assert keys.min() >= 1 and keys.max() <= 10 and values.min() >= 11 and values.max() <= 17
+    assert tokens.max() < mqar_vocab_size(10, 7)
+    for row in range(64):
+        pairs = dict(zip(keys[row].tolist(), values[row].tolist()))
+        assert len(pairs) == 6                                  # distinct keys
+        scored = (targets[row] != IGNORE_INDEX).nonzero().flatten()
+        assert len(scored) == 6 and scored.min() >= 12
+        for position in scored.tolist():                         # query -> its value
+            assert pairs[int(tokens[row, position])] == int(targets[row, position])
+    with pytest.raises(ValueError, match="length must be >= 3 \\* num_pairs"):
+        mqar_batch(2, 10, 4)
+
+
+def test_copy_batch_structure():
+    tokens, targets = copy_batch(8, 20, vocab_size=12, seed=2)
+    assert torch.equal(tokens[:, :10], tokens[:, 10:])
+    assert torch.equal(targets[:, 10:19], tokens[:, 1:10])
+    assert (targets[:, :10] == IGNORE_INDEX).all() and (targets[:, 19] == IGNORE_INDEX).all()
+    assert all(len(set(row.tolist())) == 10 for row in tokens[:, :10])
+    with pytest.raises(ValueError, match="vocab_size must exceed length / 2"):
+        copy_batch(2, 30, vocab_size=12)
+
+
+def test_softmax_model_learns_copying_on_cpu():
+    torch.set_num_threads(1)
+    model = SequenceModel(SequenceModelConfig(vocab_size=16, pattern="SS", model_dim=32,
+                                              num_heads=2, max_length=16, mlp_ratio=2), seed=0)
+    make = lambda b, rng: copy_batch(b, 16, vocab_size=16, seed=rng)  # noqa: E731
+    eval_set = make(256, np.random.default_rng(99))
+    before = accuracy(model, *eval_set)
+    result = train(model, make, num_steps=150, batch_size=32, learning_rate=3e-3, seed=0,
+                   eval_set=eval_set, eval_every=50)
+    # Chance is 1/15; an induction circuit in two softmax layers copies almost perfectly.
+    assert before < 0.2
+    assert result.eval_accuracy[-1] > 0.8
+    assert result.losses[-10:].mean() < result.losses[:10].mean()
