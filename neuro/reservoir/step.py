@@ -257,6 +257,21 @@ def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
     return out
 
 
+def _resolve_network_step(buffer: Tensor, table: EventTable):
+    """The kernel for a whole simulation: ``kernels.izhikevich`` dispatches on every call
+    (~5 us on a CPU); the rule (``kernels.dispatch.use_triton``) is applied once here."""
+    import kernels.izhikevich as kernel
+
+    naive = getattr(kernel, "naive_izhikevich_network_step_", None)
+    if naive is None:
+        return izhikevich_network_step_
+    from kernels.dispatch import use_triton
+
+    if buffer.dtype != torch.float64 and use_triton(buffer, table.targets, table.weights):
+        return izhikevich_network_step_
+    return naive
+
+
 class Stepper:
     """Advances one state buffer [B, 3N+1] in place, one step per ``step(drive)`` call.
 
@@ -283,13 +298,14 @@ class Stepper:
         self.refractory = refractory
         if params.neurons.refractory_ms > 0 and refractory is None:
             self.refractory = torch.zeros_like(self.scratch_hc)
+        self._network_step = _resolve_network_step(buffer, params.event_table)
 
     def step(self, drive: Tensor) -> Tensor:
         """One step driven by ``drive`` [B, N] (external current + 140); returns the flat
         spike indices b * N + j; ``self.spikes`` holds the [B, N] spikes until the next step."""
         table, neurons = self.params.event_table, self.params.neurons
         if self.refractory is None:
-            return izhikevich_network_step_(
+            return self._network_step(
                 self.buffer, self.v, self.u, self.synaptic_current, drive, self.spikes, self.scratch_hc,
                 self.scratch_t, table.targets, table.weights, self.half_step, self.k1, self.k2,
                 self.u_decay, self.u_v_gain, neurons.c, self.v_peak, self.synapse_decay,
