@@ -206,7 +206,18 @@ def test_dask_local_cluster_matches_the_local_pool(tmp_path, local_pool, dask_po
     b, _ = load_frame(dask.sweep_dir)
     columns = ["point", "seed", "config_hash"] + [c for c in a if c.startswith(("config.", "metric."))]
     pd.testing.assert_frame_equal(a[columns], b[columns], check_exact=True)  # same seeds: identical
-    assert len(meta["metrics"]) == 3 and set(b["pid"]) <= set(dask_pool.worker_pids().values()) | set(b["pid"])
+    assert len(meta["metrics"]) == 3
+    # --scheduler: a second client on the same (now "existing") scheduler gives the same table
+    from experiments.sweep.executors import open_pool
+
+    existing = open_pool("dask", scheduler=dask_pool.cluster.scheduler_address)
+    try:
+        assert existing.slots == 2 and existing.threads == 1
+        via_address = run_sweep(spec, out=tmp_path / "address", pool=existing, report=False)
+    finally:
+        existing.close()
+    c, _ = load_frame(via_address.sweep_dir)
+    pd.testing.assert_frame_equal(a[columns], c[columns], check_exact=True)
 
 
 def test_dask_worker_killed_mid_point_is_rescheduled(tmp_path, dask_pool):
