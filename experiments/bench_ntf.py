@@ -243,7 +243,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
             per_iteration = []
             for _ in range(config.repeats):
                 plain, _ = _ours(planted.tensor, config.rank, "hals", init_torch, config.masked_iterations)
-                masked, fit = _ours(planted.tensor, config.rank, "hals", init_torch,
+                masked, _ = _ours(planted.tensor, config.rank, "hals", init_torch,
                                     config.masked_iterations, mask=mask)
                 per_iteration.append(masked["time_per_iteration_s"] / plain["time_per_iteration_s"])
             metrics[f"masked_hals_cost_ratio_{label}"] = statistics.median(per_iteration)

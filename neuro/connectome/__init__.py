@@ -19,8 +19,21 @@ from neuro.connectome.synthetic import (
 )
 
 __all__ = [
-    "AffinityTensor", "affinity_tensor", "load_celegans_connectomes", "neuron_class",
-    "adjusted_rand_index", "louvain_partition", "pair_graph", "NTFResult", "ntf",
-    "RankSelection", "factor_match_score", "select_rank", "SBMFit", "fit_sbm",
-    "make_dynamic_connectome", "make_planted_cp", "make_weighted_planted_partition",
+    "AffinityTensor",
+    "NTFResult",
+    "RankSelection",
+    "SBMFit",
+    "adjusted_rand_index",
+    "affinity_tensor",
+    "factor_match_score",
+    "fit_sbm",
+    "load_celegans_connectomes",
+    "louvain_partition",
+    "make_dynamic_connectome",
+    "make_planted_cp",
+    "make_weighted_planted_partition",
+    "neuron_class",
+    "ntf",
+    "pair_graph",
+    "select_rank",
 ]

@@ -30,7 +30,7 @@ import torch
 
 from neuro.connectome._checks import check_positive_int, resolve_dtype
 
-__all__ = ["AffinityTensor", "affinity_tensor", "MEASURES", "pair_index"]
+__all__ = ["MEASURES", "AffinityTensor", "affinity_tensor", "pair_index"]
 
 MEASURES = ("abs_correlation", "positive_correlation", "spearman")
 

@@ -22,8 +22,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DATASETS", "WITVLIET_STAGES", "STAGE_NAMES", "CElegansConnectomes",
-           "load_celegans_connectomes", "neuron_class", "NEURON_CLASSES"]
+__all__ = [
+    "DATASETS",
+    "NEURON_CLASSES",
+    "STAGE_NAMES",
+    "WITVLIET_STAGES",
+    "CElegansConnectomes",
+    "load_celegans_connectomes",
+    "neuron_class",
+]
 
 WITVLIET_STAGES = tuple(f"witvliet_{k}" for k in range(1, 9))
 STAGE_NAMES = dict(zip(WITVLIET_STAGES, ("L1", "L1", "L1", "L1", "L2", "L3", "adult", "adult")))

@@ -17,7 +17,7 @@ import numpy as np
 
 from neuro.connectome._checks import Seed, numpy_generator
 
-__all__ = ["pair_graph", "louvain_partition", "adjusted_rand_index", "labels_from_communities"]
+__all__ = ["adjusted_rand_index", "labels_from_communities", "louvain_partition", "pair_graph"]
 
 
 def pair_graph(pair_values, pairs: np.ndarray, num_neurons: int) -> np.ndarray:

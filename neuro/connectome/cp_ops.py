@@ -33,11 +33,11 @@ import torch
 
 __all__ = [
     "choose_split",
-    "partial_khatri_rao",
     "contract_group",
-    "cp_reconstruct",
     "cp_norm_squared",
+    "cp_reconstruct",
     "normalize_and_sort",
+    "partial_khatri_rao",
 ]
 
 

@@ -30,7 +30,7 @@ starts the next iteration, so a masked iteration costs one extra pass over the t
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np

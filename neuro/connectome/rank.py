@@ -26,7 +26,7 @@ from neuro.connectome._checks import Seed, check_positive_int, numpy_generator
 from neuro.connectome.cp_ops import normalize_and_sort
 from neuro.connectome.ntf import NTFResult, ntf
 
-__all__ = ["factor_match_score", "RankSelection", "select_rank"]
+__all__ = ["RankSelection", "factor_match_score", "select_rank"]
 
 
 def _as_cp(model) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -25,8 +25,13 @@ import torch
 from neuro.connectome._checks import Seed, check_positive_int, numpy_generator, torch_generator
 from neuro.connectome.cp_ops import cp_reconstruct
 
-__all__ = ["PlantedCP", "make_planted_cp", "DynamicConnectome", "make_dynamic_connectome",
-           "make_weighted_planted_partition"]
+__all__ = [
+    "DynamicConnectome",
+    "PlantedCP",
+    "make_dynamic_connectome",
+    "make_planted_cp",
+    "make_weighted_planted_partition",
+]
 
 
 class PlantedCP(NamedTuple):
@@ -122,7 +127,7 @@ def make_dynamic_connectome(
     labels[0] = _balanced_labels(num_neurons, num_communities, rng)
     for epoch in range(1, num_epochs):
         labels[epoch] = labels[epoch - 1]
-        movers = rng.choice(num_neurons, size=int(round(remix_fraction * num_neurons)),
+        movers = rng.choice(num_neurons, size=round(remix_fraction * num_neurons),
                             replace=False)
         labels[epoch, movers] = rng.permutation(labels[epoch, movers])
     boundaries = np.linspace(0, num_timesteps, num_epochs + 1).round().astype(int)

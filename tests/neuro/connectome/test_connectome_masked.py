@@ -48,8 +48,11 @@ def test_masked_iterates_equal_em_imputation_oracle():
     for iteration in range(8):
         imputed = torch.where(mask, planted.tensor, cp_reconstruct(ones, factors))
         captured = []
-        ntf(imputed, rank, init=factors, n_iter_max=1, tol=0.0,
-            callback=lambda i, f, e: captured.append([x.clone() for x in f]))
+
+        def capture(iteration, fitted, error, store=captured):
+            store.append([x.clone() for x in fitted])
+
+        ntf(imputed, rank, init=factors, n_iter_max=1, tol=0.0, callback=capture)
         factors = captured[0]
         residual = (planted.tensor - cp_reconstruct(ones, factors))[mask]
         expected_error = float(torch.linalg.vector_norm(residual) / observed_norm)

@@ -124,8 +124,8 @@ def test_all_zero_tensor_returns_zero_factors_with_warning():
 
 @pytest.mark.parametrize("shape", [(6, 5, 4), (4, 3, 5, 2), (3, 4, 2, 3, 2), (7, 6)])
 def test_partial_khatri_rao_mttkrp_matches_tensorly(shape):
-    from tensorly.tenalg import khatri_rao
     from tensorly.base import unfold
+    from tensorly.tenalg import khatri_rao
 
     tl.set_backend("numpy")
     rng = np.random.default_rng(0)
