@@ -36,16 +36,27 @@ def recall(weights: Tensor, probe: Tensor) -> Tensor:
 
 def hebbian_step(weights: Tensor, cue: Tensor, response: Tensor, *,
                  log_decay: Tensor | None = None, write_strength: Tensor | float = 1.0,
-                 error_driven: bool = False) -> tuple[Tensor, Tensor]:
+                 error_driven: bool = False, prediction_probe: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor]:
     """One synaptic update (module docstring); returns ``(new weights, e_t)``.
 
     weights [B, H, V, K]; cue [B, H, K]; response [B, H, V]; log_decay [B, H] or [B, H, K]
     or None; write_strength a float or [B, H].
+
+    ``prediction_probe`` [B, H, K] (error-driven only): the error is ``v_t - W p_t`` for
+    this probe instead of the cue. The delta rule predicts with the cue (p = k); a
+    three-factor readout predicts with its present input x_t while it writes along the
+    eligibility trace E_t (p = x, k = E): ``dW = beta (y - W x) E^T``. The two coincide
+    when E = x (no eligibility memory).
     """
     if log_decay is not None:
         factor = torch.exp(log_decay)
         weights = weights * (factor[..., None, None] if factor.dim() == 2 else factor[..., None, :])
-    error = response - recall(weights, cue) if error_driven else response
+    if prediction_probe is not None and not error_driven:
+        raise ValueError("prediction_probe is only used by an error-driven write "
+                         "(error_driven=True)")
+    probe = cue if prediction_probe is None else prediction_probe
+    error = response - recall(weights, probe) if error_driven else response
     if isinstance(write_strength, Tensor):
         error_scaled = write_strength[..., None] * error
     else:

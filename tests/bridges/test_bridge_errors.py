@@ -130,3 +130,11 @@ def test_unknown_form():
         linear_attention(q, k, v, form="sideways")
     with pytest.raises(ValueError, match=r"form must be one of .*'parallel'"):
         gated_linear_attention(q, k, v, None, form="parallel")
+
+
+def test_prediction_probe_needs_an_error_driven_write():
+    from bridges.hebbian import hebbian_step
+
+    weights, cue = torch.zeros(1, 1, 2, 3), torch.ones(1, 1, 3)
+    with pytest.raises(ValueError, match="prediction_probe is only used by an error-driven"):
+        hebbian_step(weights, cue, torch.ones(1, 1, 2), prediction_probe=cue)
