@@ -66,8 +66,8 @@ def add_sweep_commands(subparsers) -> None:
     spec.add_argument("--config", metavar="FILE", help="YAML file of base config values")
     spec.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
     where = sweep.add_argument_group("where to run")
-    where.add_argument("--executor", choices=("local", "dask"), default="local",
-                       help="local process pool (default) or Dask")
+    where.add_argument("--executor", choices=("local", "dask"),
+                       help="local process pool (default) or Dask (implied by --scheduler/--cluster)")
     where.add_argument("--workers", type=_positive, metavar="K",
                        help="worker processes (local pool / embedded LocalCluster; default: CPUs)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler, tcp://HOST:PORT")
@@ -119,7 +119,8 @@ def _cmd_sweep(args) -> int:
         print(f"{len(points)} points; sweep directory: {args.out or default_sweep_dir(spec)}")
         return EXIT_OK
     try:
-        result = run_sweep(spec, out=args.out, executor=args.executor, workers=args.workers,
+        executor = args.executor or ("dask" if args.scheduler or args.cluster else "local")
+        result = run_sweep(spec, out=args.out, executor=executor, workers=args.workers,
                            scheduler=args.scheduler, cluster_file=args.cluster,
                            threads_per_task=args.threads_per_task, batch=args.batch,
                            retry_failed=args.retry_failed, max_worker_deaths=args.max_worker_deaths,

@@ -130,9 +130,6 @@ class DaskPool:
         except ImportError:
             raise ConfigError("--executor dask needs the 'cluster' extra: "
                               "pip install 'neurobridge[cluster]' (dask, distributed, dask-jobqueue)") from None
-        if scheduler and cluster_file:
-            raise ConfigError("--scheduler and --cluster exclude each other: use an existing "
-                              "scheduler or let the sweep start a cluster, not both")
         self.cluster = None
         submit_options: dict[str, Any] = {"pure": False}
         if cluster_file:
@@ -186,15 +183,29 @@ class DaskPool:
                 self.cluster.close()
 
 
+def check_pool_options(executor: str = "local", workers: int | None = None, scheduler: str | None = None,
+                       cluster_file: str | None = None, threads_per_task: int | None = None) -> None:
+    """Reject bad executor options before anything is created (no connection is made)."""
+    if executor not in ("local", "dask"):
+        raise ConfigError(f"--executor {executor!r}: choose one of ['local', 'dask']")
+    for name, value in (("--workers", workers), ("--threads-per-task", threads_per_task)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} {value!r}: expected a whole number >= 1")
+    if executor == "local" and (scheduler or cluster_file):
+        raise ConfigError("--scheduler/--cluster need --executor dask")
+    if scheduler and cluster_file:
+        raise ConfigError("--scheduler and --cluster exclude each other: use an existing "
+                          "scheduler or let the sweep start a cluster, not both")
+    if cluster_file:
+        from experiments.sweep.jobqueue import load_cluster_config
+
+        load_cluster_config(cluster_file)
+
+
 def open_pool(executor: str = "local", workers: int | None = None, scheduler: str | None = None,
               cluster_file: str | None = None, threads_per_task: int | None = None):
     """Start the pool a sweep runs on; ``executor`` is ``local`` or ``dask``."""
-    if executor not in ("local", "dask"):
-        raise ConfigError(f"--executor {executor!r}: choose one of ['local', 'dask']")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"--workers {workers!r}: expected a whole number >= 1")
+    check_pool_options(executor, workers, scheduler, cluster_file, threads_per_task)
     if executor == "local":
-        if scheduler or cluster_file:
-            raise ConfigError("--scheduler/--cluster need --executor dask")
         return LocalPool(workers, threads_per_task)
     return DaskPool(workers, scheduler, cluster_file, threads_per_task)

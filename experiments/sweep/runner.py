@@ -33,7 +33,7 @@ from experiments.config import ConfigError
 from experiments.registry import load_experiment
 from experiments.runner import check_device
 from experiments.sweep.batch import group_points, supports_batch
-from experiments.sweep.executors import open_pool
+from experiments.sweep.executors import check_pool_options, open_pool
 from experiments.sweep.spec import SweepSpec, expand
 from experiments.sweep.table import SweepTable, write_spec_file
 from experiments.sweep.worker import PointTask, Task, execute_task, utc_now
@@ -108,6 +108,8 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
     """Run (or resume) ``spec``; see the module docstring. ``pool``: an already open pool."""
     module = load_experiment(spec.experiment)
     check_device(device)
+    if pool is None:
+        check_pool_options(executor, workers, scheduler, cluster_file, threads_per_task)
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"--batch {batch!r}: expected a whole number >= 1")
     if batch is not None and batch > 1 and not supports_batch(module):
