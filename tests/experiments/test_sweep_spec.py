@@ -133,3 +133,17 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys):
     assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--repeats", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "4 points" in out and "key_dim=16" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--executor", "local", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler/--cluster need --executor dask"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--cluster", "c.yaml"], "exclude each other"),
+    (["--cluster", "missing.yaml"], "--cluster 'missing.yaml': no such file"),
+    (["--from-file", "missing.yaml"], "--from-file 'missing.yaml': no such file"),
+    (["--batch", "2"], "has no run_batch"),
+])
+def test_bad_execution_options_fail_before_anything_is_created(tmp_path, capsys, argv, message):
+    out = tmp_path / "s"
+    assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--out", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
