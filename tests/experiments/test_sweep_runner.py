@@ -5,6 +5,7 @@ point, a runner terminated with SIGTERM and resumed. Executions are counted by r
 directories: every execution of a point creates exactly one (``<UTC>-<hash8>``).
 """
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -56,11 +57,11 @@ def completed_once(sweep_dir: Path, points) -> bool:
     return all(sum(s["status"] == "complete" for s in dirs.get(p.config_hash[:8], [])) == 1 for p in points)
 
 
-def busy_worker(pids) -> int | None:
-    """A pid among ``pids`` whose process is running a point (its cwd is a task scratch dir)."""
+def busy_worker(pids, sweep_dir: Path) -> int | None:
+    """A pid among ``pids`` running a point of this sweep (its cwd is the task's scratch dir)."""
     for pid in pids:
         try:
-            if "/scratch/task-" in os.readlink(f"/proc/{pid}/cwd"):
+            if os.readlink(f"/proc/{pid}/cwd").startswith(str(sweep_dir.resolve() / "scratch" / "task-")):
                 return pid
         except OSError:
             continue
@@ -72,7 +73,7 @@ def kill_busy_worker_when_running(sweep_dir: Path, pids_fn, killed: list, timeou
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not killed:
         if read_journal(sweep_dir / "journal.jsonl"):
-            pid = busy_worker(pids_fn())
+            pid = busy_worker(pids_fn(), sweep_dir)
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
@@ -122,9 +123,11 @@ def test_worker_killed_mid_point_is_retried_and_every_point_completes_once(tmp_p
     spec = build_spec(NAME, Config, grid=["key_dim=24,32,40,48,56,64"], sets=["trials=60"], seed=2)
     points = expand(spec, Config)
     killed: list[int] = []
-    pids_fn = lambda: [p.pid for p in (getattr(local_pool.executor, "_processes", None) or {}).values()]
+    def children():  # the local pool's workers are this process's multiprocessing children
+        return [p.pid for p in multiprocessing.active_children()]
+
     killer = threading.Thread(target=kill_busy_worker_when_running,
-                              args=(tmp_path / "s", pids_fn, killed), daemon=True)
+                              args=(tmp_path / "s", children, killed), daemon=True)
     killer.start()
     result = run_sweep(spec, out=tmp_path / "s", pool=local_pool)
     killer.join()
