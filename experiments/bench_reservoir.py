@@ -6,7 +6,9 @@ For each N: setup (building the network), compile (Brian2's code generation and 
 compilation, in a fresh temporary build directory and Cython cache), loop (the simulation
 itself; Brian2's own timer) and whole-run time, neuron-steps/s and synaptic events/s,
 medians over ``repeats``. Batched sweep: B networks of ``batch_num_neurons`` in one torch
-call vs B re-runs of one compiled Brian2 standalone binary (new weights each run).
+call (B independent wirings, and one shared wiring with per-network weights) vs B re-runs
+of one compiled Brian2 standalone binary (one wiring, new weights each run; the target is
+judged on the shared-wiring row, which does the same work).
 Brian2 draws its own noise (same statistics), so rates agree but rasters differ. Ratios:
 ``loop_ratio`` = our loop time / the peer's (< 1: we are faster), ``whole_speedup`` =
 the peer's whole-run time / ours (> 1: we are faster). The issue's four targets are
@@ -42,10 +44,11 @@ class Config:
     threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch threads for our loop"})
 
 
-def _network(config: Config, num_neurons: int, batch_size: int, seed: int, device: str):
+def _network(config: Config, num_neurons: int, batch_size: int, seed: int, device: str,
+             shared_wiring: bool = False):
     dtype = torch.float32 if config.dtype == "float32" else torch.float64
     return make_reservoir(num_neurons, 0, batch_size=batch_size, in_degree=config.in_degree, seed=seed,
-                          device=device, dtype=dtype)
+                          device=device, dtype=dtype, shared_wiring=shared_wiring)
 
 
 def _events(params, result) -> int:
@@ -62,10 +65,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _ours(config: Config, num_neurons: int, batch_size: int, seed: int, device: str) -> dict:
+def _ours(config: Config, num_neurons: int, batch_size: int, seed: int, device: str,
+          shared_wiring: bool = False) -> dict:
     steps = int(round(config.duration_ms / config.dt_ms))
     t0 = time.perf_counter()
-    params, state = _network(config, num_neurons, batch_size, seed, device)
+    params, state = _network(config, num_neurons, batch_size, seed, device, shared_wiring)
     _sync(device)
     setup_s = time.perf_counter() - t0
     loops, first_loop = [], None
@@ -206,26 +210,28 @@ def _brian2_sweeps(config, session, seed) -> dict:
 
 
 def _batched(config, out, rows, metrics, reruns) -> None:
+    """B networks in one torch call, with B independent wirings and with one shared wiring
+    and per-network weights (Brian2's re-runs keep one compiled wiring and change weights)."""
     n, seed = config.batch_num_neurons, out.seed
     for b in out.progress(config.batch_sizes, desc="batch"):
-        ours = _ours(config, n, b, seed, out.device)
-        ours_total = ours["setup_s"] + ours["loop_s"]
-        row = {**ours, "backend": "torch (ours), batched", "whole_s": ours_total,
-               "loop_ratio": float("nan"), "whole_speedup": float("nan")}
-        metrics[f"batch{b}_ours_total_s"] = ours_total
         if b in reruns:
-            peer_total = reruns[b]
-            row["whole_speedup"] = peer_total / ours_total
-            metrics[f"batch{b}_standalone_reruns_s"] = peer_total
-            metrics[f"batch{b}_speedup_vs_standalone"] = peer_total / ours_total
+            metrics[f"batch{b}_standalone_reruns_s"] = reruns[b]
             rows.append({"backend": "brian2 cpp_standalone, re-runs", "num_neurons": n, "batch_size": b,
-                         "setup_s": 0.0, "compile_s": 0.0, "loop_s": float("nan"), "whole_s": peer_total,
+                         "setup_s": 0.0, "compile_s": 0.0, "loop_s": float("nan"), "whole_s": reruns[b],
                          "neuron_steps_per_s": float("nan"), "synaptic_events_per_s": float("nan"),
                          "rate_hz": float("nan"), "loop_ratio": float("nan"), "whole_speedup": float("nan")})
-        rows.append(row)
-        out.log(f"batch {b} x N={n}: ours {ours_total:.3f} s" +
-                (f", brian2 standalone re-runs {metrics[f'batch{b}_standalone_reruns_s']:.3f} s"
-                 if b in reruns else ""))
+        for shared, label, key in ((False, "independent wirings", "ours"), (True, "shared wiring", "ours_shared")):
+            ours = _ours(config, n, b, seed, out.device, shared_wiring=shared)
+            total = ours["setup_s"] + ours["loop_s"]
+            row = {**ours, "backend": f"torch (ours), batched, {label}", "whole_s": total,
+                   "loop_ratio": float("nan"), "whole_speedup": float("nan")}
+            metrics[f"batch{b}_{key}_total_s"] = total
+            if b in reruns:
+                row["whole_speedup"] = reruns[b] / total
+                metrics[f"batch{b}_{key}_speedup_vs_standalone"] = reruns[b] / total
+            rows.append(row)
+            out.log(f"batch {b} x N={n}, {label}: ours {total:.3f} s (setup {ours['setup_s']:.3f} s)"
+                    + (f", brian2 standalone re-runs {reruns[b]:.3f} s" if b in reruns else ""))
 
 
 def _targets(config: Config, metrics: dict) -> None:
@@ -234,7 +240,8 @@ def _targets(config: Config, metrics: dict) -> None:
         metrics["target_whole_run_4k_10x_met"] = metrics["n4000_whole_speedup_vs_standalone"] >= 10.0
     if "n16000_loop_ratio_vs_standalone" in metrics and config.dtype == "float32":
         metrics["target_loop_16k_0p8x_met"] = metrics["n16000_loop_ratio_vs_standalone"] <= 0.8
-    if "batch32_speedup_vs_standalone" in metrics and config.batch_num_neurons == 1000:
-        metrics["target_batch32_3x_met"] = metrics["batch32_speedup_vs_standalone"] >= 3.0
+    if "batch32_ours_shared_speedup_vs_standalone" in metrics and config.batch_num_neurons == 1000:
+        # judged like Brian2's protocol: one wiring, new weights per network
+        metrics["target_batch32_3x_met"] = metrics["batch32_ours_shared_speedup_vs_standalone"] >= 3.0
     if "n1000_ours_per_step_us" in metrics:
         metrics["target_step_1k_40us_met"] = metrics["n1000_ours_per_step_us"] < 40.0

@@ -39,6 +39,7 @@ def make_reservoir(
     synapse_tau_ms: float = 5.0,
     trace_tau_ms: float = 20.0,
     refractory_ms: float = 0.0,
+    shared_wiring: bool = False,
     seed: Seed = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -50,7 +51,10 @@ def make_reservoir(
     scipy.sparse, same for every network; entries times ``weight_scale``, default 1; with
     ``sign_rule="presynaptic"`` magnitudes |W| get the presynaptic neuron's sign, with
     ``"as_given"`` W keeps its signs), else ``connection_prob`` (Bernoulli p), else
-    ``in_degree`` (fixed K, default 100). Random networks differ across the batch.
+    ``in_degree`` (fixed K, default 100). Random networks differ across the batch, unless
+    ``shared_wiring``: then one random wiring (pre/post pairs) serves every network and
+    only the weight magnitudes are drawn per network (a sweep over one connectome; cheaper
+    to build for large B).
     Weight magnitudes U(0, weight_scale) (default ``DEFAULT_WEIGHT_SCALE`` mV), inhibitory
     ones times ``inhibitory_scale``. ``noise_std``: mV rms per ms, scalar or [N].
     ``is_excitatory`` (bool [N]) overrides the first-80%-excitatory assignment.
@@ -61,6 +65,8 @@ def make_reservoir(
     num_inputs = check_count("num_inputs", num_inputs, minimum=0)
     batch_size = check_count("batch_size", batch_size, minimum=1)
     memory_limit_bytes = check_count("memory_limit_bytes", memory_limit_bytes, minimum=1)
+    if not isinstance(shared_wiring, bool):
+        raise TypeError(f"shared_wiring={shared_wiring!r} must be a bool")
     if synapse not in SYNAPSE_KINDS:
         raise ValueError(f"synapse={synapse!r}; allowed: {', '.join(SYNAPSE_KINDS)}")
     if sign_rule not in ("presynaptic", "as_given"):
@@ -128,10 +134,15 @@ def make_reservoir(
         else:
             weight = (value * scale).to(dtype)
     else:
+        wired = 1 if shared_wiring else batch_size
         if connection_prob is not None:
-            batch, pre, post = bernoulli_synapses(num_neurons, float(connection_prob), batch_size, generator, device)
+            batch, pre, post = bernoulli_synapses(num_neurons, float(connection_prob), wired, generator, device)
         else:
-            batch, pre, post = fixed_in_degree_synapses(num_neurons, in_degree, batch_size, generator, device)
+            batch, pre, post = fixed_in_degree_synapses(num_neurons, in_degree, wired, generator, device)
+        if wired != batch_size:
+            count = pre.numel()
+            batch = torch.arange(batch_size, device=device).repeat_interleave(count)
+            pre, post = pre.repeat(batch_size), post.repeat(batch_size)
         weight = sign_rule_weights(pre, is_excitatory, scale, inhibitory_scale, generator, dtype)
 
     input_weights = input_scale * torch.randn(

@@ -16,15 +16,17 @@ def test_bench_reservoir_tiny_run_reports_timings_and_ratios(tmp_path):
     result = run_experiment("bench_reservoir", overrides=overrides, out_root=tmp_path, seed=0, quiet=True)
     m = result.metrics
     for key in ("n200_ours_loop_s", "n200_ours_whole_s", "n200_numpy_loop_s", "n200_numpy_whole_s",
-                "n200_ours_per_step_us", "batch1_ours_total_s", "batch3_ours_total_s"):
+                "n200_ours_per_step_us", "batch1_ours_total_s", "batch3_ours_total_s",
+                "batch3_ours_shared_total_s"):
         assert m[key] > 0
     assert m["n200_loop_ratio_vs_numpy"] == pytest.approx(m["n200_ours_loop_s"] / m["n200_numpy_loop_s"])
     assert m["n200_whole_speedup_vs_numpy"] == pytest.approx(m["n200_numpy_whole_s"] / m["n200_ours_whole_s"])
     assert m["n200_ours_per_step_us"] == pytest.approx(m["n200_ours_loop_s"] / 100 * 1e6)
     with open(result.path / "timings.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["backend"] for r in rows] == ["torch (ours)", "brian2 numpy", "torch (ours), batched",
-                                             "torch (ours), batched"]
+    assert [r["backend"] for r in rows] == [
+        "torch (ours)", "brian2 numpy"] + ["torch (ours), batched, independent wirings",
+                                           "torch (ours), batched, shared wiring"] * 2
     for r in rows:
         steps_per_s = float(r["neuron_steps_per_s"])
         assert steps_per_s == pytest.approx(int(r["batch_size"]) * 200 * 100 / float(r["loop_s"]))

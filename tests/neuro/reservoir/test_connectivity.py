@@ -147,3 +147,14 @@ def test_event_table_rows_list_outgoing_synapses_and_the_reset():
     assert table.weights[n + 2].tolist() == [4.0, 0.0, 12.0]
     exp = build_event_table(syn, n, b, target_offset=2 * n, reset_increment=d, memory_limit_bytes=10**6)
     assert exp.targets[0].tolist() == [2 * n + 1, 2 * n + 4, n]
+
+
+def test_shared_wiring_repeats_the_pairs_with_new_weights():
+    params, _ = make_reservoir(200, 0, in_degree=20, batch_size=3, shared_wiring=True, seed=2,
+                               dtype=torch.float64)
+    mask = _dense(params) != 0
+    assert torch.equal(mask[0], mask[1]) and torch.equal(mask[0], mask[2])
+    assert torch.all(mask.sum(dim=2) == 20)
+    w = _dense(params)
+    assert not torch.equal(w[0], w[1])  # magnitudes drawn per network
+    assert torch.equal(torch.sign(w[0]), torch.sign(w[1]))  # Dale's rule fixes the signs
