@@ -26,8 +26,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bridges._validation import (check_chunk_size, check_log_decay, check_per_step, check_qkv,
-                                 check_state, compute_dtype, resolve_scale)
+from bridges._validation import (
+    check_chunk_size,
+    check_log_decay,
+    check_per_step,
+    check_qkv,
+    check_state,
+    compute_dtype,
+    resolve_scale,
+)
 
 FORMS = ("recurrent", "chunked")
 

@@ -16,8 +16,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bridges._validation import (check_chunk_size, check_log_decay, check_per_step, check_qkv,
-                                 check_state, resolve_scale)
+from bridges._validation import (
+    check_chunk_size,
+    check_log_decay,
+    check_per_step,
+    check_qkv,
+    check_state,
+    resolve_scale,
+)
 
 FORMS = ("recurrent", "chunked")
 

@@ -26,8 +26,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bridges._validation import (check_chunk_size, check_qkv, check_state, compute_dtype,
-                                 resolve_scale)
+from bridges._validation import (
+    check_chunk_size,
+    check_qkv,
+    check_state,
+    compute_dtype,
+    resolve_scale,
+)
 
 FORMS = ("parallel", "recurrent", "chunked")
 

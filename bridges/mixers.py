@@ -83,9 +83,22 @@ class TokenMixer(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim))
 
+    def queries_and_keys(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The q, k [B, T, H, D/H] this mixer uses (S: rotary; L, G, D, E: L2-normalised).
+
+        For analyses (attention maps) that must see exactly what the mixer computes.
+        """
+        if self.letter in ("N", "F"):
+            raise ValueError(f"mixer {self.letter!r} ({MIXER_NAMES[self.letter]}) has no "
+                             "queries and keys")
+        q, k = self._heads(self.query(x)), self._heads(self.key(x))
+        if self.letter == "S":
+            return rotary(q), rotary(k)
+        return F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+
     def forward(self, x: Tensor) -> Tensor:
         """x [B, T, model_dim] -> [B, T, model_dim]; causal."""
-        batch, length, _ = x.shape
+        length = x.shape[1]
         v = self._heads(self.value(x))
         if self.letter == "N":
             return self.output(v.flatten(-2))
@@ -97,11 +110,10 @@ class TokenMixer(nn.Module):
             logits = self.position_logits[:, :length, :length].masked_fill(~causal, float("-inf"))
             mixed = torch.einsum("hts,bshd->bthd", torch.softmax(logits, dim=-1), v)
             return self.output(mixed.flatten(-2))
-        q, k = self._heads(self.query(x)), self._heads(self.key(x))
+        q, k = self.queries_and_keys(x)
         if self.letter == "S":
-            out, _ = softmax_attention(rotary(q), rotary(k), v)
+            out, _ = softmax_attention(q, k, v)
             return self.output(out.flatten(-2))
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         if self.letter == "L":
             out, _ = linear_attention(q, k, v, 1.0, chunk_size=self.chunk_size)
         elif self.letter == "G":

@@ -32,7 +32,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from bridges.delta_rule import delta_rule
 from bridges.gated_delta_rule import gated_delta_rule
@@ -166,5 +165,5 @@ def simulate_recall(num_pairs: int, key_dim: int, value_dim: int = 64, num_trial
     for trial in range(num_trials):                                     # n x n per trial
         nearest = (recalled[trial] @ values[trial].T).argmax(-1)
         top1[trial] = (nearest == items).to(dtype)
-    as_numpy = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
+    as_numpy = lambda x: x.detach().cpu().double().numpy()
     return RecallStats(as_numpy(bit_error), as_numpy(cosine), as_numpy(top1))

@@ -8,7 +8,8 @@ Plain next-token cross-entropy on the scored positions (``targets != -100``), Ad
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ def accuracy(model: nn.Module, tokens: Tensor, targets: Tensor, batch_size: int 
 
 def _warmup_cosine(num_steps: int, warmup_fraction: float = 0.1):
     """Learning-rate factor: linear warm-up over 10 % of the steps, then cosine to 0."""
-    warmup = max(1, int(round(warmup_fraction * num_steps)))
+    warmup = max(1, round(warmup_fraction * num_steps))
 
     def factor(step: int) -> float:
         if step < warmup:

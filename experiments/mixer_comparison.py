@@ -133,7 +133,7 @@ def _claims(config: Config, rows: list[dict]) -> tuple[dict, list[dict]]:
                                "evidence": f"max N-only accuracy {max(no_mixing):.3f}, chance "
                                            f"{chance:.3f}", "holds": holds})
         softmax = at_base.get("SS")
-        for pattern in at_base:
+        for pattern, hybrid in at_base.items():
             letters = set(pattern)
             if softmax is None or "S" not in letters or len(letters) != 2:
                 continue
@@ -142,7 +142,7 @@ def _claims(config: Config, rows: list[dict]) -> tuple[dict, list[dict]]:
             if alone is None:
                 continue
             fails = alone < config.fail_fraction * softmax
-            recovers = at_base[pattern] >= config.recover_fraction * softmax
+            recovers = hybrid >= config.recover_fraction * softmax
             metrics[f"{task}_{relaxed}_fails_alone"] = fails
             metrics[f"{task}_{pattern}_recovers"] = recovers
             if fails:
@@ -150,7 +150,7 @@ def _claims(config: Config, rows: list[dict]) -> tuple[dict, list[dict]]:
             claim_rows.append({
                 "task": task, "claim": f"{relaxed} fails alone, {pattern} recovers",
                 "evidence": f"SS {softmax:.3f}, {relaxed * len(pattern)} {alone:.3f}, "
-                            f"{pattern} {at_base[pattern]:.3f}",
+                            f"{pattern} {hybrid:.3f}",
                 "holds": fails and recovers})
     if collapse_all:
         metrics["no_mixing_collapses"] = all(collapse_all)

@@ -57,7 +57,7 @@ def _trials(config: Config, key_dim: int) -> int:
     """Trials for a d_k: ``num_trials``, times max(key_dims)/d_k when ``equalize_items``."""
     if not config.equalize_items:
         return config.num_trials
-    return int(round(config.num_trials * max(config.key_dims) / key_dim))
+    return round(config.num_trials * max(config.key_dims) / key_dim)
 
 
 def _capacity_sweep(config: Config, seeds, out: RunDir):
@@ -66,7 +66,7 @@ def _capacity_sweep(config: Config, seeds, out: RunDir):
     rows = []
     points = [(d, r) for d in config.key_dims for r in config.load_ratios]
     for (key_dim, ratio), seed in zip(out.progress(points, desc="capacity"), seeds):
-        num_pairs = max(1, int(round(ratio * key_dim)))
+        num_pairs = max(1, round(ratio * key_dim))
         trials = _trials(config, key_dim)
         stats = simulate_recall(num_pairs, key_dim, config.value_dim, trials,
                                 seed=int(seed.generate_state(1)[0]), device=out.device)
@@ -110,7 +110,7 @@ def _rules(config: Config, seeds, out: RunDir):
     rows, by_age = [], {}
     d = config.forgetting_key_dim
     for ratio, seed in zip(config.load_ratios, seeds):
-        n = max(1, int(round(ratio * d)))
+        n = max(1, round(ratio * d))
         for rule in ("hebbian", "delta"):
             stats = simulate_recall(n, d, config.value_dim, _trials(config, d), rule=rule,
                                     write_strength=config.delta_write_strength if rule == "delta"

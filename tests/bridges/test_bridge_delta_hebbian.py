@@ -83,10 +83,10 @@ def test_chunked_equals_recurrent(make_qkv, gated, chunk_size):
     beta = _beta(q.shape[:3])
     if gated:
         g = _log_decay(q.shape[:3], strength=0.1)     # strong gates: decays down to e^-100
-        run = lambda form: gated_delta_rule(q, k, v, g, beta, None, None, True, form=form,  # noqa
+        run = lambda form: gated_delta_rule(q, k, v, g, beta, None, None, True, form=form,
                                             chunk_size=chunk_size)
     else:
-        run = lambda form: delta_rule(q, k, v, beta, None, None, True, form=form,  # noqa
+        run = lambda form: delta_rule(q, k, v, beta, None, None, True, form=form,
                                       chunk_size=chunk_size)
     (o_rec, s_rec), (o_chunk, s_chunk) = run("recurrent"), run("chunked")
     assert torch.isfinite(o_chunk).all()

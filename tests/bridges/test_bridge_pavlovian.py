@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from bridges.pavlovian import (depth_bit_error, predicted_bit_error, predicted_cosine,
-                               predicted_forgetting, redundant_heads_bit_error, simulate_recall,
-                               worst_case_capacity)
+from bridges.pavlovian import (
+    depth_bit_error,
+    predicted_bit_error,
+    predicted_cosine,
+    predicted_forgetting,
+    redundant_heads_bit_error,
+    simulate_recall,
+    worst_case_capacity,
+)
 
 
 def test_closed_forms():

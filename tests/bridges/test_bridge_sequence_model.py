@@ -89,7 +89,7 @@ def test_softmax_model_learns_copying_on_cpu():
     torch.set_num_threads(1)
     model = SequenceModel(SequenceModelConfig(vocab_size=16, pattern="SS", model_dim=32,
                                               num_heads=2, max_length=16, mlp_ratio=2), seed=0)
-    make = lambda b, rng: copy_batch(b, 16, vocab_size=16, seed=rng)  # noqa: E731
+    make = lambda b, rng: copy_batch(b, 16, vocab_size=16, seed=rng)
     eval_set = make(256, np.random.default_rng(99))
     before = accuracy(model, *eval_set)
     result = train(model, make, num_steps=150, batch_size=32, learning_rate=3e-3, seed=0,
