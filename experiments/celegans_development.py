@@ -7,10 +7,11 @@ by default (counts are heavy-tailed). Rank by `select_rank` (reconstruction erro
 stability); each component's stage loading is its developmental time course.
 
 Core vs stage-dependent (our definitions): a component is "core" when its time course
-follows the animal's overall growth (Pearson correlation >= `core_correlation` with the total
-synapse count per stage); the core share is the fraction of the fitted tensor's mass
-(sum of entries) in core components. Edge-level cross-check: the fraction of adult synapses
-on connections present at all eight stages.
+follows the animal's overall growth: Pearson correlation >= `core_correlation` with the total
+synapse count per stage, and its course relative to the tensor's total per stage is flat
+(coefficient of variation <= `core_max_relative_cv`); the core share is the fraction of the
+fitted tensor's mass (sum of entries) in core components. Edge-level cross-check: the
+fraction of adult synapses, and of adult connections, on connections present at all stages.
 
 Communities (our construction): component r's graph gives each real connection its share of
 the fit, G_r = sum_s X_s * (component_r,s / X_hat_s), symmetrised; communities by the weighted
@@ -45,6 +46,8 @@ class Config:
     min_relative_improvement: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0, "help": "rank rule"})
     core_correlation: float = field(default=0.9, metadata={"min": -1.0, "max": 1.0,
                                                            "help": "core: corr. with growth >= this"})
+    core_max_relative_cv: float = field(default=0.2, metadata={"min": 0.0, "max": 10.0,
+                                        "help": "core: CV of the growth-relative course <= this"})
     max_blocks: int = field(default=8, metadata={"min": 1, "max": 50, "help": "SBM blocks at most (ICL)"})
 
 
@@ -80,13 +83,18 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     mass = weights * pre.sum(0) * post.sum(0) * stage.sum(0)
     correlation = np.array([np.corrcoef(stage[:, r], growth)[0, 1] if stage[:, r].std() > 0 else 0.0
                             for r in range(rank)])
-    core = correlation >= config.core_correlation
+    # course relative to the tensor's own growth (its total per stage): flat = scales with the
+    # animal, varying = the component's share of the connectome changes with the stage
+    relative = stage / tensor.sum(axis=(0, 1))[:, None]
+    relative_cv = relative.std(0) / np.maximum(relative.mean(0), 1e-300)
+    core = (correlation >= config.core_correlation) & (relative_cv <= config.core_max_relative_cv)
     reconstruction = cp_reconstruct(fit.weights, list(fit.factors)).numpy()
     safe = np.where(reconstruction > 0, reconstruction, 1.0)
 
     adult = data.chemical[-1] + data.gap_junction[-1]
     persistent = ((data.chemical + data.gap_junction) > 0).all(axis=0)
     edge_core_fraction = float(adult[persistent].sum() / adult.sum())
+    edge_core_connections = float(persistent.sum() / (adult > 0).sum())
     known = np.isin(classes, CLASSES)
     rows, graphs = [], []
     for r in range(rank):
@@ -98,7 +106,8 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
         louvain_labels = louvain_partition(graph, seed=out.seed)
         rows.append({
             "component": r, "weight": float(weights[r]), "mass_share": float(mass[r] / mass.sum()),
-            "growth_correlation": float(correlation[r]), "core": bool(core[r]),
+            "growth_correlation": float(correlation[r]), "relative_cv": float(relative_cv[r]),
+            "core": bool(core[r]),
             **{f"stage_{k + 1}_{STAGE_NAMES[s]}": float(stage[k, r] / stage[:, r].max())
                for k, s in enumerate(WITVLIET_STAGES)},
             "sbm_blocks": int(sbm_labels.max() + 1), "louvain_blocks": int(louvain_labels.max() + 1),
@@ -126,6 +135,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
         "core_components": int(core.sum()),
         "core_mass_fraction": float(mass[core].sum() / mass.sum()),
         "edge_core_synapse_fraction": edge_core_fraction,
+        "edge_core_connection_fraction": edge_core_connections,
         "adult_synapses_over_l1": float(growth[-1] / growth[0]),
         "adult_sbm_blocks": int(adult_sbm.max() + 1),
         "adult_sbm_ari_vs_classes": adjusted_rand_index(adult_sbm[known], classes[known]),

@@ -12,7 +12,7 @@ def test_celegans_development_runs_and_reports(tmp_path):
     metrics = result.metrics
     assert metrics["num_neurons"] == 161  # neurons present at all eight stages
     assert metrics["chosen_rank"] in (1, 2, 3)
-    assert 0.0 < metrics["edge_core_synapse_fraction"] < 1.0
+    assert 0.0 < metrics["edge_core_connection_fraction"] < metrics["edge_core_synapse_fraction"] < 1.0
     assert 0.0 <= metrics["core_mass_fraction"] <= 1.0
     assert metrics["adult_synapses_over_l1"] > 3.0  # Witvliet 2021: synapses multiply with age
     for key in ("adult_sbm_ari_vs_classes", "adult_louvain_ari_vs_classes"):
