@@ -60,7 +60,7 @@ def _status(name: str, digest: str, started: str) -> dict[str, Any]:
 
 def run_batched(task) -> list[dict]:
     """Run ``task.points`` through ``run_batch``; fall back to one-by-one if it raises."""
-    from experiments.sweep.worker import _row, run_single, utc_now
+    from experiments.sweep.worker import point_row, run_single, utc_now
 
     module = load_experiment(task.experiment)
     sweep_dir = Path(task.sweep_dir)
@@ -103,6 +103,6 @@ def run_batched(task) -> list[dict]:
         status.update(status="complete", seconds=seconds / size, batch_size=size)
         write_run_report(out.path, title=task.experiment, description=description, status=status)
         atomic_write_text(out.path / "status.json", to_json(status))
-        rows.append(_row(point, "complete", metrics=point_metrics, seconds=seconds / size,
+        rows.append(point_row(point, "complete", metrics=point_metrics, seconds=seconds / size,
                          run_dir=out.path, sweep_dir=sweep_dir, started=started, batch_size=size))
     return rows

@@ -140,8 +140,9 @@ def find_run_dir(runs_root: Path, experiment: str, config_hash: str, since: floa
     return best
 
 
-def _row(point: PointTask, status: str, *, metrics=None, error=None, trace=None, seconds=0.0,
-         run_dir: Path | None = None, sweep_dir: Path, started: str, batch_size: int = 1) -> dict:
+def point_row(point: PointTask, status: str, *, metrics=None, error=None, trace=None, seconds=0.0,
+              run_dir: Path | None = None, sweep_dir: Path, started: str, batch_size: int = 1) -> dict:
+    """One journal row: the point's outcome, where and when it ran, its run directory."""
     return {"config_hash": point.config_hash, "point": point.index, "status": status,
             "metrics": dict(metrics or {}), "error": error, "traceback": trace,
             "seconds": float(seconds), "host": socket.gethostname(), "pid": os.getpid(),
@@ -161,10 +162,10 @@ def run_single(task: Task, point: PointTask) -> dict:
                                 out_root=runs_root, device=task.device, quiet=True)
     except Exception as error:  # noqa: BLE001 - a failing point is data, not a crash of the sweep
         run_dir = find_run_dir(runs_root, task.experiment, point.config_hash, since=wall_begin - 1)
-        return _row(point, "failed", error=f"{type(error).__name__}: {error}",
+        return point_row(point, "failed", error=f"{type(error).__name__}: {error}",
                     trace=traceback.format_exc(), seconds=time.perf_counter() - begin,
                     run_dir=run_dir, sweep_dir=sweep_dir, started=started)
-    return _row(point, "complete", metrics=result.metrics, seconds=time.perf_counter() - begin,
+    return point_row(point, "complete", metrics=result.metrics, seconds=time.perf_counter() - begin,
                 run_dir=result.path, sweep_dir=sweep_dir, started=started)
 
 
