@@ -67,7 +67,7 @@ def _sync(device: str) -> None:
 
 def _ours(config: Config, num_neurons: int, batch_size: int, seed: int, device: str,
           shared_wiring: bool = False) -> dict:
-    steps = int(round(config.duration_ms / config.dt_ms))
+    steps = round(config.duration_ms / config.dt_ms)
     t0 = time.perf_counter()
     params, state = _network(config, num_neurons, batch_size, seed, device, shared_wiring)
     _sync(device)
@@ -101,7 +101,7 @@ def _brian2(config, target, num_neurons, seed, directory) -> tuple[dict, object]
     """One peer run (+ repeats): returns (row, the open session for standalone re-runs)."""
     from neuro.reservoir.brian2_backend import Brian2Session
 
-    steps = int(round(config.duration_ms / config.dt_ms))
+    steps = round(config.duration_ms / config.dt_ms)
     params, state = _network(config, num_neurons, 1, seed, "cpu")
     t0 = time.perf_counter()
     session = Brian2Session(params, state, None, config.dt_ms, num_steps=steps, seed=seed, target=target,
@@ -161,7 +161,7 @@ def _run(config: Config, out: RunDir):
     brian2_available = True
     try:
         importlib.import_module("brian2")
-    except Exception as error:  # the peer is optional for the benchmark
+    except Exception as error:  # noqa: BLE001 -- the peer is optional; any import failure skips it
         brian2_available = False
         out.log(f"brian2 unavailable ({error}); only our backend is timed")
     metrics: dict[str, float] = {"brian2_import_s": time.perf_counter() - t0}

@@ -56,7 +56,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["izhikevich_neuron_update_", "propagate_spikes_", "izhikevich_network_step_", "reset_spiking_"]
+__all__ = ["izhikevich_network_step_", "izhikevich_neuron_update_", "propagate_spikes_", "reset_spiking_"]
 
 
 def izhikevich_neuron_update_(

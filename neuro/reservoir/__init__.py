@@ -10,11 +10,22 @@ arXiv 1609.02545.
 from neuro.reservoir.connectivity import EventTable, SynapseList, dense_weights
 from neuro.reservoir.force import FORCEReadout, FORCEState
 from neuro.reservoir.izhikevich import (
-    IzhikevichParams, IzhikevichState, heterogeneous_izhikevich, izhikevich_step, resting_state,
+    IzhikevichParams,
+    IzhikevichState,
+    heterogeneous_izhikevich,
+    izhikevich_step,
+    resting_state,
 )
 from neuro.reservoir.network import (
-    ReservoirParams, ReservoirState, SimulationDiverged, SimulationResult, SpikeRecord, initial_state,
-    make_reservoir, reservoir_step, simulate,
+    ReservoirParams,
+    ReservoirState,
+    SimulationDiverged,
+    SimulationResult,
+    SpikeRecord,
+    initial_state,
+    make_reservoir,
+    reservoir_step,
+    simulate,
 )
 from neuro.reservoir.task import Block, TaskSession, TrialArrays, WhatWhenTask
 from neuro.reservoir.three_factor import ThreeFactorReadout, ThreeFactorState

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import numpy as np
 import torch
 
-Seed = Union[int, np.random.Generator, torch.Generator]
+Seed = int | np.random.Generator | torch.Generator
 
 
 def torch_generator(seed: Seed, device: str | torch.device = "cpu") -> torch.Generator:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -305,7 +306,7 @@ noise_scale : 1 (constant)
         order = np.lexsort((spike_i, step))
         step, spike_i = torch.as_tensor(step[order]), torch.as_tensor(spike_i[order])
         spikes = SpikeRecord(step, spike_i // n, spike_i % n)
-        view = lambda name: torch.as_tensor(np.asarray(getattr(self._group, name)[:], dtype=np.float64)).view(b, n)  # noqa: E731
+        view = lambda name: torch.as_tensor(np.asarray(getattr(self._group, name)[:], dtype=np.float64)).view(b, n)
         refractory = view("ref_left") if params.neurons.refractory_ms > 0 else None
         v, u, current = view("v"), view("u"), view("I_syn")
         trace = _trace_from_spikes(spikes, b, n, self.num_steps, self.dt_ms, params.trace_tau_ms,
@@ -360,7 +361,7 @@ def _group_values(params: ReservoirParams, state: ReservoirState, dt_ms: float) 
     """Per-neuron arrays [B*N] for the Brian group (float64, in our arithmetic)."""
     b, n = params.batch_size, params.num_neurons
     coef = step_coefficients(params.neurons, dt_ms)
-    flat = lambda x: x.double().cpu().expand(b, n).reshape(-1).numpy().copy()  # noqa: E731
+    flat = lambda x: x.double().cpu().expand(b, n).reshape(-1).numpy().copy()
     values = {
         "u_decay": flat(coef.u_decay), "u_v_gain": flat(coef.u_v_gain),
         "c": flat(params.neurons.c), "d": flat(params.neurons.d),

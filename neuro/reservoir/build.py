@@ -5,15 +5,28 @@ import math
 
 import torch
 
-from neuro.reservoir._checks import Seed, check_count, check_fraction, check_positive, torch_generator
+from neuro.reservoir._checks import (
+    Seed,
+    check_count,
+    check_fraction,
+    check_positive,
+    torch_generator,
+)
 from neuro.reservoir.connectivity import (
-    DEFAULT_MEMORY_LIMIT_BYTES, SynapseList, _expected_max_degree, bernoulli_synapses, check_memory,
-    estimate_connectivity_bytes, fixed_in_degree_synapses, matrix_synapses, sign_rule_weights,
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    SynapseList,
+    _expected_max_degree,
+    bernoulli_synapses,
+    check_memory,
+    estimate_connectivity_bytes,
+    fixed_in_degree_synapses,
+    matrix_synapses,
+    sign_rule_weights,
 )
 from neuro.reservoir.izhikevich import heterogeneous_izhikevich
 from neuro.reservoir.step import SYNAPSE_KINDS, ReservoirParams, ReservoirState, initial_state
 
-__all__ = ["make_reservoir", "DEFAULT_WEIGHT_SCALE"]
+__all__ = ["DEFAULT_WEIGHT_SCALE", "make_reservoir"]
 
 # Measured: the default network (N = 1000, K = 100, delta synapses, noise 5 mV/sqrt(ms), dt 0.5 ms)
 # fires at ~8 Hz (Izhikevich 2003: ~10 Hz); weight_scale 5 runs away to ~30 Hz, 0.5 gives ~7.5 Hz

@@ -28,9 +28,17 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "SynapseList", "EventTable", "estimate_connectivity_bytes", "check_memory",
-    "fixed_in_degree_synapses", "bernoulli_synapses", "matrix_synapses", "sign_rule_weights",
-    "build_event_table", "dense_weights", "DEFAULT_MEMORY_LIMIT_BYTES",
+    "DEFAULT_MEMORY_LIMIT_BYTES",
+    "EventTable",
+    "SynapseList",
+    "bernoulli_synapses",
+    "build_event_table",
+    "check_memory",
+    "dense_weights",
+    "estimate_connectivity_bytes",
+    "fixed_in_degree_synapses",
+    "matrix_synapses",
+    "sign_rule_weights",
 ]
 
 DEFAULT_MEMORY_LIMIT_BYTES = 4 * 2**30
@@ -63,7 +71,7 @@ def estimate_connectivity_bytes(num_neurons: int, batch_size: int, synapses_per_
     list_bytes = num_synapses * (3 * 8 + weight_bytes)
     sort_bytes = num_synapses * 2 * 8
     table_bytes = batch_size * num_neurons * (max_out_degree + 1) * (8 + weight_bytes)
-    return int(math.ceil(list_bytes + sort_bytes + table_bytes))
+    return math.ceil(list_bytes + sort_bytes + table_bytes)
 
 
 def check_memory(estimate_bytes: int, memory_limit_bytes: int, what: str) -> None:

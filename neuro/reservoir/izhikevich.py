@@ -96,7 +96,7 @@ def heterogeneous_izhikevich(
         raise ValueError(f"refractory_ms={refractory_ms!r} must be >= 0")
     generator = torch_generator(seed, device)
     r = torch.rand(num_neurons, generator=generator, device=device, dtype=torch.float64)
-    num_excitatory = int(round(excitatory_fraction * num_neurons))
+    num_excitatory = round(excitatory_fraction * num_neurons)
     is_excitatory = torch.arange(num_neurons, device=device) < num_excitatory
     r2 = r * r
     a = torch.where(is_excitatory, torch.full_like(r, 0.02), 0.02 + 0.08 * r)

@@ -8,8 +8,15 @@
 from neuro.reservoir.build import DEFAULT_WEIGHT_SCALE, make_reservoir
 from neuro.reservoir.simulation import RECORD_KINDS, SimulationResult, SpikeRecord, simulate
 from neuro.reservoir.step import (
-    SYNAPSE_KINDS, ReservoirParams, ReservoirState, SimulationDiverged, draw_noise, external_drive,
-    initial_state, reservoir_step, state_to,
+    SYNAPSE_KINDS,
+    ReservoirParams,
+    ReservoirState,
+    SimulationDiverged,
+    draw_noise,
+    external_drive,
+    initial_state,
+    reservoir_step,
+    state_to,
 )
 
 __all__ = [

@@ -20,11 +20,17 @@ from torch import Tensor
 from neuro.reservoir._checks import Seed, check_count, check_dt, check_shape, torch_generator
 from neuro.reservoir.izhikevich import IzhikevichState
 from neuro.reservoir.step import (
-    ReservoirParams, ReservoirState, SimulationDiverged, Stepper, _state_buffer, check_finite, draw_noise,
+    ReservoirParams,
+    ReservoirState,
+    SimulationDiverged,
+    Stepper,
+    _state_buffer,
+    check_finite,
+    draw_noise,
     input_projection,
 )
 
-__all__ = ["SpikeRecord", "SimulationResult", "simulate", "RECORD_KINDS"]
+__all__ = ["RECORD_KINDS", "SimulationResult", "SpikeRecord", "simulate"]
 
 RECORD_KINDS = ("indices", "dense", "none")
 

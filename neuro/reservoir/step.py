@@ -24,14 +24,28 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from kernels.izhikevich import izhikevich_network_step_, izhikevich_neuron_update_, propagate_spikes_
+from kernels.izhikevich import (
+    izhikevich_network_step_,
+    izhikevich_neuron_update_,
+    propagate_spikes_,
+)
 from neuro.reservoir._checks import check_dt, check_shape
 from neuro.reservoir.connectivity import EventTable, SynapseList, build_event_table
 from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_coefficients
 
 __all__ = [
-    "ReservoirParams", "ReservoirState", "SimulationDiverged", "reservoir_step", "initial_state", "state_to",
-    "external_drive", "input_projection", "check_finite", "SYNAPSE_KINDS", "Stepper", "draw_noise",
+    "SYNAPSE_KINDS",
+    "ReservoirParams",
+    "ReservoirState",
+    "SimulationDiverged",
+    "Stepper",
+    "check_finite",
+    "draw_noise",
+    "external_drive",
+    "initial_state",
+    "input_projection",
+    "reservoir_step",
+    "state_to",
 ]
 
 SYNAPSE_KINDS = ("delta", "exponential")
@@ -85,11 +99,11 @@ class ReservoirParams:
                                   self.memory_limit_bytes)
         object.__setattr__(self, "event_table", table)
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "ReservoirParams":
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ReservoirParams:
         """A copy on ``device`` and/or in ``dtype`` (same wiring; the event table is rebuilt)."""
         device = self.device if device is None else torch.device(device)
         dtype = self.dtype if dtype is None else dtype
-        move = lambda x: x.to(device=device, dtype=dtype)  # noqa: E731
+        move = lambda x: x.to(device=device, dtype=dtype)
         neurons = self.neurons._replace(a=move(self.neurons.a), b=move(self.neurons.b), c=move(self.neurons.c),
                                         d=move(self.neurons.d))
         syn = self.synapses
@@ -142,7 +156,7 @@ class ReservoirState(NamedTuple):
 def state_to(state: ReservoirState, device: str | torch.device | None = None,
              dtype: torch.dtype | None = None) -> ReservoirState:
     """A copy of ``state`` on ``device`` and/or in ``dtype``."""
-    move = lambda x: None if x is None else x.to(device=device, dtype=dtype)  # noqa: E731
+    move = lambda x: None if x is None else x.to(device=device, dtype=dtype)
     neurons = IzhikevichState(move(state.neurons.v_mv), move(state.neurons.u), move(state.neurons.refractory_left_ms))
     return ReservoirState(neurons, move(state.synaptic_current), move(state.trace), state.step)
 
@@ -282,7 +296,7 @@ class Stepper:
 
     def __init__(self, params: ReservoirParams, buffer: Tensor, dt_ms: float, refractory: Tensor | None):
         n, b = params.num_neurons, params.batch_size
-        as_scalar = lambda x: torch.tensor(x, dtype=params.dtype, device=params.device)  # noqa: E731
+        as_scalar = lambda x: torch.tensor(x, dtype=params.dtype, device=params.device)
         coef = step_coefficients(params.neurons, dt_ms)
         self.params, self.buffer, self.dt_ms = params, buffer, dt_ms
         self.v, self.u = buffer[:, :n], buffer[:, n : 2 * n]

@@ -8,8 +8,8 @@ import torch
 
 pytest.importorskip("brian2")
 
-from neuro.reservoir.brian2_backend import Brian2Session, simulate_brian2  # noqa: E402
-from neuro.reservoir.network import make_reservoir, simulate  # noqa: E402
+from neuro.reservoir.brian2_backend import Brian2Session, simulate_brian2
+from neuro.reservoir.network import make_reservoir, simulate
 
 pytestmark = pytest.mark.brian2
 

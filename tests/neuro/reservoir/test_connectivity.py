@@ -8,7 +8,10 @@ import scipy.sparse
 import torch
 
 from neuro.reservoir.connectivity import (
-    SynapseList, build_event_table, dense_weights, fixed_in_degree_synapses,
+    SynapseList,
+    build_event_table,
+    dense_weights,
+    fixed_in_degree_synapses,
 )
 from neuro.reservoir.network import make_reservoir
 
@@ -36,7 +39,7 @@ def test_fixed_in_degree_is_uniform_over_partners(num_neurons, in_degree):
     # Each of the N - 1 candidates of a neuron is picked with probability K / (N - 1).
     # 20000 rows per neuron: binomial sd of a frequency <= 0.0036; bound at 5 sd.
     generator = torch.Generator().manual_seed(0)
-    batch, pre, post = fixed_in_degree_synapses(num_neurons, in_degree, 20000, generator, "cpu")
+    _, pre, post = fixed_in_degree_synapses(num_neurons, in_degree, 20000, generator, "cpu")
     freq = torch.zeros(num_neurons, num_neurons, dtype=torch.float64)
     freq.index_put_((post, pre), torch.ones_like(pre, dtype=torch.float64), accumulate=True)
     freq /= 20000
@@ -139,7 +142,7 @@ def test_event_table_rows_list_outgoing_synapses_and_the_reset():
     d = torch.arange(10.0, 15.0).unsqueeze(0)
     table = build_event_table(syn, n, b, target_offset=0, reset_increment=d, memory_limit_bytes=10**6)
     slots = 3 * n + 1
-    sink = lambda batch: batch * slots + 3 * n  # noqa: E731
+    sink = lambda batch: batch * slots + 3 * n
     assert table.targets.shape == (b * n, 3)
     assert table.targets[0].tolist() == [1, 4, n + 0] and table.weights[0].tolist() == [1.0, 2.0, 10.0]
     assert table.targets[3].tolist() == [0, sink(0), n + 3] and table.weights[3].tolist() == [3.0, 0.0, 13.0]

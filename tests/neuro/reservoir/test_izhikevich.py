@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from neuro.reservoir.izhikevich import (
-    IzhikevichParams, IzhikevichState, heterogeneous_izhikevich, izhikevich_step, resting_state,
+    IzhikevichParams,
+    IzhikevichState,
+    heterogeneous_izhikevich,
+    izhikevich_step,
+    resting_state,
 )
 
 

@@ -10,7 +10,12 @@ import torch
 from neuro.reservoir.connectivity import SynapseList, dense_weights
 from neuro.reservoir.izhikevich import IzhikevichState
 from neuro.reservoir.network import (
-    ReservoirState, SimulationDiverged, draw_noise, make_reservoir, reservoir_step, simulate,
+    ReservoirState,
+    SimulationDiverged,
+    draw_noise,
+    make_reservoir,
+    reservoir_step,
+    simulate,
 )
 
 
