@@ -49,7 +49,11 @@ def analyse(config, task, session, record) -> Analysis:
     onsets = task.cue_onset_ms + session.latency_ms
     m = task.num_identities
     evaluation = config.evaluation_trials
-    metrics: dict = {"mean_rate_hz": float(record.population_rate_hz.mean())}
+    rate = record.population_rate_hz                                    # [trials, B, bins]
+    late = int(round(200.0 / record.bin_ms))
+    metrics: dict = {"mean_rate_hz": float(rate.mean()),
+                     "late_trial_rate_hz": float(rate[..., -late:].mean()),  # last 200 ms: no input but the cue trace
+                     "peak_rate_hz": float(rate.mean(axis=(0, 1)).max())}
     when_perf, what_perf, angles = {}, {}, {}
     num_features = record.weights[LEARNERS[0]].shape[-1] - 1
     chance = float(np.median(ev.random_subspace_angles_deg(m, 1, num_features, samples=100)))
@@ -61,7 +65,13 @@ def analyse(config, task, session, record) -> Analysis:
         # scored inside the attention window (gate at 1), where the predictions live
         window = record.gate >= 0.999
         when_perf[name] = ev.trial_performance(output, record.ideal, [0], window)[:, 0]
-        what_perf[name] = ev.trial_performance(output, record.ideal, range(1, m + 1), window)[:, 0]
+        # what: per-trial least-squares heights of the anticipatory bumps vs the true p
+        trial_shapes = shapes[session.block]                            # [trials, bins, R]
+        trial_heights = ev.fitted_heights(output[:, 0], trial_shapes)  # [trials, R]
+        what_perf[name] = ev.height_performance(trial_heights[:, 1:], session.probabilities)
+        peaks = ev.peak_times_ms(output[:, 0, :, 0], record.bin_ms, task.cue_onset_ms + task.cue_ms)
+        metrics[f"{name}_latency_peak_shift_trials"] = ev.trials_until_within(
+            peaks - onsets, starts[1], config.target_width_ms, window=config.recovery_window)
         timing, heights, truths = [], [], []
         for b in range(len(starts) - 1):
             last = slice(starts[b + 1] - evaluation, starts[b + 1])
@@ -110,11 +120,14 @@ def _claims(config, metrics) -> list:
          "held": bool(tf_corr >= 0.9),
          "criterion": "three-factor corr >= 0.9"},
     ]
-    for label in ("latency", "probability"):
-        tf, force, reset = (get(n, f"{label}_recovery_trials") for n in LEARNERS)
+    for label, key, measure in (
+            ("latency", "latency_recovery_trials", "trials to 90% of pre-switch when score (1 - NMSE in window)"),
+            ("latency", "latency_peak_shift_trials", "trials until the when peak is within the target width of the new onset"),
+            ("probability", "probability_recovery_trials", "trials to 90% of pre-switch what score (fitted heights vs p)")):
+        tf, force, reset = (get(n, key) for n in LEARNERS)
         rows.append({
             "claim": f"fast re-adaptation after the {label} switch; FORCE needs a reset",
-            "measure": "trials to 90% of pre-switch performance",
+            "measure": measure,
             "three_factor": tf, "force": force, "force_reset": reset,
             "held": bool(tf < force and reset < force),
             "criterion": "three-factor and FORCE-with-reset both faster than FORCE without reset"})
@@ -212,12 +225,13 @@ def plot_all(out, config, task, session, record, analysis: Analysis) -> None:
     for ax, label in zip(axes, ("when", "what")):
         for start in starts[1:]:
             ax.axvline(start, color="k", ls="--", lw=0.8)
-        ax.set_ylabel(f"{label} performance\n(1 - NMSE, {window}-trial mean)")
+        ax.set_ylabel(f"{label} score\n({window}-trial mean)")
         ax.set_ylim(-1.0, 1.05)
     axes[0].legend(fontsize=8)
     axes[1].set_xlabel("trial (dashed: latency switch, probability switch)")
-    out.save_figure(fig, "learning_curves", caption="Per-trial performance against the ideal targets "
-                    "for the three learners across both switches.")
+    out.save_figure(fig, "learning_curves", caption="Per-trial scores of the probe outputs: when = "
+                    "1 - NMSE against the ideal pulse inside the attention window; what = 1 - "
+                    "sum (h_k - p_k)^2 / sum p_k^2 from the fitted bump heights h_k.")
 
     # 4. subspace angles over learning
     fig = Figure(figsize=(8, 4))

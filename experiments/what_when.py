@@ -45,6 +45,7 @@ class Config:
     consolidation: str = field(default="replay", metadata={
         "choices": ("replay", "accumulate"),
         "help": "offline what learning: replay the trial, or apply its summed update once"})
+    feature_clip: float = field(default=3.0, metadata={"min": 0.1, "help": "standardised features clamped to +-clip"})
     eligibility_tau_ms: float = field(default=20.0, metadata={"min": 0.0, "help": "tau_e"})
     force_alpha: float = field(default=1.0, metadata={"min": 1e-6, "help": "P(0) = I / alpha"})
     force_update_every: int = field(default=20, metadata={"min": 1, "help": "RLS every n steps"})
@@ -128,13 +129,14 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     # so that their first spikes later do not become huge features
     active = spread[spread > 0]
     spread = spread.clamp(min=0.1 * float(active.median()) if active.numel() else 1.0)
-    warm_features = readout_features(result.trace, offset=offset.unsqueeze(1), scale=spread.unsqueeze(1))
+    warm_features = readout_features(result.trace, offset=offset.unsqueeze(1), scale=spread.unsqueeze(1),
+                                     clip=config.feature_clip)
     feature_power = float((warm_features**2).sum(-1).mean())
     learners = build_learners(config, task, config.num_neurons + 1, feature_power)
     starts = task.block_starts()
     record = run_session(
         task, session, params, result.state, learners, config.dt_ms, seed=np.random.default_rng(noise_seed),
-        feature_offset=offset, feature_scale=spread, bin_ms=config.bin_ms, record_spikes=(starts[1] - 1, starts[2] - 1),
+        feature_offset=offset, feature_scale=spread, feature_clip=config.feature_clip, bin_ms=config.bin_ms, record_spikes=(starts[1] - 1, starts[2] - 1),
         progress=lambda trials: out.progress(trials, total=session.num_trials, desc="trials"),
     )
     out.log(f"feature power <|x|^2> = {feature_power:.1f}; mean rate "

@@ -16,6 +16,8 @@ __all__ = [
     "random_subspace_angles_deg",
     "recovery_trials",
     "trial_performance",
+    "height_performance",
+    "trials_until_within",
 ]
 
 
@@ -55,6 +57,24 @@ def trial_performance(output: np.ndarray, ideal: np.ndarray, columns,
     residual = (w * (z - y) ** 2).sum(axis=(-1, -2))
     power = (w * y**2).sum(axis=(-1, -2))
     return 1.0 - residual / power
+
+
+def height_performance(heights: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-trial amplitude score 1 - sum_k (h_k - p_k)^2 / sum_k p_k^2 from fitted heights
+    h [trials, ..., K] and true probabilities p [trials, ..., K] -> [trials, ...] (1 is
+    perfect, 0 a silent readout). Robust to output wiggles away from the target shape."""
+    return 1.0 - ((heights - truth) ** 2).sum(-1) / (truth**2).sum(-1)
+
+
+def trials_until_within(deviation: np.ndarray, switch: int, tolerance: float, window: int = 5) -> float:
+    """Smallest k >= 0 such that the median of |deviation| over trials switch + k ..
+    switch + k + window - 1 is <= tolerance (e.g. the when peak's distance from the new
+    onset, in ms); ``inf`` if never."""
+    after = np.abs(np.asarray(deviation, float)[switch:])
+    for k in range(after.shape[0] - window + 1):
+        if np.median(after[k:k + window]) <= tolerance:
+            return float(k)
+    return float("inf")
 
 
 def recovery_trials(performance: np.ndarray, switch: int, *, reference_trials: int = 10,

@@ -71,17 +71,23 @@ class SessionRecord(NamedTuple):
 
 
 def readout_features(trace: Tensor, bias: bool = True, offset: Tensor | None = None,
-                     scale: Tensor | None = None) -> Tensor:
-    """[..., N] traces r -> features [..., N + 1]: (r - offset) / scale and a trailing 1.
+                     scale: Tensor | None = None, clip: float | None = None) -> Tensor:
+    """[..., N] traces r -> features [..., N + 1]: (r - offset) / scale, clamped to
+    [-clip, clip] when ``clip`` is given, and a trailing 1.
 
     ``offset`` and ``scale`` broadcast against r (e.g. each neuron's mean and spread of its
     trace [B, 1, N]); standardising the features is our choice: it removes the common
     mean direction and the spread of firing rates that would otherwise dominate the
-    input correlation and slow a Hebbian/LMS rule. ``bias=False`` drops the 1."""
+    input correlation and slow a Hebbian/LMS rule. The clamp (a saturating presynaptic
+    efficacy, also our choice) bounds |x|^2 during population bursts such as the cue
+    response, which would otherwise make a fixed-step LMS rule overshoot.
+    ``bias=False`` drops the 1."""
     if offset is not None:
         trace = trace - offset
     if scale is not None:
         trace = trace / scale
+    if clip is not None:
+        trace = trace.clamp(-clip, clip)
     if not bias:
         return trace
     return torch.cat([trace, torch.ones_like(trace[..., :1])], dim=-1)
@@ -138,6 +144,7 @@ def run_session(
     bias: bool = True,
     feature_offset: Tensor | None = None,
     feature_scale: Tensor | None = None,
+    feature_clip: float | None = None,
     bin_ms: float = 5.0,
     record_spikes: Iterable[int] = (),
     progress: Callable[[Iterable], Iterable] | None = None,
@@ -147,7 +154,7 @@ def run_session(
     params/state: B reservoirs with ``task.num_inputs`` input channels; every network gets
     the same trial inputs. learners: readouts over D = N + bias features with
     ``task.num_readouts`` rows and B networks. seed: int | Generator for the noise.
-    feature_offset, feature_scale: [B, N], see ``readout_features``.
+    feature_offset, feature_scale: [B, N]; feature_clip: see ``readout_features``.
     """
     num_steps = task.num_steps(dt_ms)
     bin_steps = round(bin_ms / dt_ms)
@@ -192,7 +199,7 @@ def run_session(
         rates.append(_bin(counts.T, bin_steps).T / params.num_neurons / (dt_ms * 1e-3))
         features = readout_features(
             result.trace, bias, None if feature_offset is None else feature_offset.unsqueeze(1),
-            None if feature_scale is None else feature_scale.unsqueeze(1))
+            None if feature_scale is None else feature_scale.unsqueeze(1), feature_clip)
         if trial in block_starts:
             learners = [
                 learner._replace(state=learner.readout.reset(learner.state))

@@ -68,3 +68,14 @@ def test_random_subspaces_are_near_orthogonal_in_high_dimension():
     angles = ev.random_subspace_angles_deg(3, 1, 1000, samples=50)
     # cos of the angle ~ sqrt(k / D) for a k-dim subspace: ~3.1 deg from 90 at k=3, D=1000
     assert 84.0 < np.median(angles) < 89.5
+
+
+def test_height_performance_and_trials_until_within():
+    truth = np.array([[0.5, 0.3, 0.1], [0.1, 0.3, 0.5]])
+    assert np.allclose(ev.height_performance(truth, truth), 1.0)
+    assert np.allclose(ev.height_performance(0 * truth, truth), 0.0)
+    assert np.allclose(ev.height_performance(truth + 0.1, truth), 1 - 0.03 / 0.35)
+    deviation = np.array([0.0] * 5 + [100, 90, 80, 20, 10, 5, 5, 5])
+    # windows of 3 from trial 5: medians 90, 80, 20, 10, 5, 5 -> first <= 12.5 at k = 3
+    assert ev.trials_until_within(deviation, 5, 12.5, window=3) == 3
+    assert ev.trials_until_within(deviation, 5, 1.0, window=3) == float("inf")

@@ -100,6 +100,8 @@ def test_readout_features_standardise_and_append_bias():
     x = readout_features(trace, offset=torch.ones(1, 1, 3), scale=torch.full((1, 1, 3), 2.0))
     assert torch.equal(x, torch.tensor([[[-0.5, 0.0, 0.5, 1.0], [1.0, 1.5, 2.0, 1.0]]]))
     assert torch.equal(readout_features(trace, bias=False), trace)
+    clipped = readout_features(trace, offset=torch.ones(1, 1, 3), clip=2.5)
+    assert torch.equal(clipped, torch.tensor([[[-1.0, 0.0, 1.0, 1.0], [2.0, 2.5, 2.5, 1.0]]]))
 
 
 def test_run_session_rejects_mismatches():
