@@ -113,3 +113,20 @@ def test_cpp_standalone_builds_once_and_reruns_with_new_weights(tmp_path):
     assert first.timings["compile_s"] > 0 and second.timings["compile_s"] == 0
     _assert_same_raster(simulate(params, state, inputs, 0.5, noise=noise), first)
     _assert_same_raster(simulate(halved, state, inputs, 0.5, noise=noise), second)
+
+
+def test_per_network_neuron_parameters_reach_brian2():
+    # A sweep over neuron constants: a, b, c, d given per network ([B, N]) instead of shared.
+    params, state = make_reservoir(120, 1, in_degree=12, batch_size=2, seed=7, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    scale = 1.0 + 0.3 * torch.rand(2, 120, generator=g, dtype=torch.float64)
+    neurons = params.neurons._replace(a=params.neurons.a * scale, d=params.neurons.d * scale.flip(0),
+                                      c=params.neurons.c.expand(2, 120) + 3.0 * scale)
+    swept = dataclasses.replace(params, neurons=neurons)
+    inputs, noise = _inputs_and_noise(2, 300, 120, 1, seed=4)
+    ours = simulate(swept, state, inputs, 0.5, noise=noise)
+    theirs = simulate_brian2(swept, state, inputs, 0.5, noise=noise, target="numpy")
+    assert ours.num_spikes > 100
+    _assert_same_raster(ours, theirs)
+    baseline = simulate(params, state, inputs, 0.5, noise=noise)
+    assert baseline.num_spikes != ours.num_spikes  # the per-network constants changed the dynamics
