@@ -175,3 +175,24 @@ def test_bad_input_raises_clear_value_error(kwargs, message):
 def test_rank_of_wrong_type_is_type_error():
     with pytest.raises(TypeError, match="rank"):
         ntf(np.ones((3, 3, 3)), 2.5)
+
+
+def test_extrapolation_keeps_monotone_errors_and_needs_no_more_iterations():
+    planted = make_planted_cp((30, 25, 40, 4), 6, noise=0.1, seed=12)
+    generator = torch.Generator().manual_seed(13)
+    init = [torch.rand(size, 6, generator=generator, dtype=torch.float64)
+            for size in planted.tensor.shape]
+    plain = ntf(planted.tensor, 6, init=init, n_iter_max=100, tol=0.0)
+    fast = ntf(planted.tensor, 6, init=init, n_iter_max=100, tol=0.0, extrapolate=True)
+    mask = torch.rand(planted.tensor.shape, generator=generator) >= 0.2
+    masked = ntf(planted.tensor, 6, mask=mask, init=init, n_iter_max=30, tol=0.0, extrapolate=True)
+    for fit in (fast, masked):
+        assert (np.diff(fit.error_history.numpy()) <= MONOTONE_SLACK).all()
+        assert all((f >= 0).all() and torch.isfinite(f).all() for f in fit.factors)
+    final = float(plain.error_history[-1])
+    assert float(fast.error_history[-1]) <= final + 1e-6
+
+    def iterations_to(history):
+        return int(np.argmax(history.numpy() - final <= 1e-4))
+
+    assert iterations_to(fast.error_history) <= iterations_to(plain.error_history)
