@@ -79,7 +79,8 @@ def _timer(device: str):
         times = []
         for _ in range(repeats):
             if device == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
                 start.record()
                 fn()
                 end.record()
@@ -247,7 +248,8 @@ def verify_izhikevich(config: Config, device: str) -> list[dict]:
         rasters.append(torch.stack(raster))
     differs = (rasters[0] != rasters[1]).flatten(1).any(1)
     first = int(differs.nonzero()[0]) if bool(differs.any()) else steps
-    rows.append({"kernel": "izhikevich", "dtype": "float32", "quantity": "first_raster_divergence_step",
+    rows.append({"kernel": "izhikevich", "dtype": "float32",
+                 "quantity": "first_raster_divergence_step",
                  "rel_rms_error": float(first), "bound": float(steps),
                  "pass": bool(first == steps)})
     rows.append({"kernel": "izhikevich", "dtype": "float32", "quantity": "reference_spikes",
@@ -346,7 +348,7 @@ def time_gla(config: Config, device: str, out: RunDir, implementations: tuple[st
                         chunk_gla(*inputs)[0], fla_op(*inputs)[0])
             except Exception as error:
                 _say(out, f"GLA {shape} ours vs fla: {type(error).__name__}: {error}"[:300])
-        del inputs, grad_out, qt, kt, vt, functions
+        functions.clear()  # drop this shape's closures (and their tensors) before the next
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows, metrics
@@ -359,8 +361,9 @@ def _gla_ratios(config: Config, metrics: dict) -> dict:
         get = lambda name, kind: metrics.get(f"gla_{key}_{name}_{kind}_ms", float("nan"))  # noqa
         for kind in ("fwd", "fwd_bwd"):
             ratios[f"gla_{key}_naive_over_ours_{kind}"] = get("naive", kind) / get("ours", kind)
-            ratios[f"gla_{key}_ours_over_fla_{kind}"] = get("ours", kind) / get("fla_chunk_gla", kind)
-            ratios[f"gla_{key}_ours_over_sdpa_{kind}"] = get("ours", kind) / get("sdpa_causal", kind)
+            ours = get("ours", kind)
+            ratios[f"gla_{key}_ours_over_fla_{kind}"] = ours / get("fla_chunk_gla", kind)
+            ratios[f"gla_{key}_ours_over_sdpa_{kind}"] = ours / get("sdpa_causal", kind)
     return ratios
 
 
@@ -436,7 +439,7 @@ def time_spiking(config: Config, device: str, out: RunDir) -> tuple[list[dict], 
             metrics[f"{key}_events_per_s"] = row["synaptic_events_per_s"]
             metrics[f"{key}_rate_hz"] = rate
             _say(out, f"spiking {key}: {row}")
-        del net, state, targets, weights, noise_buffer, drive_buffer
+        del net
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows, metrics
@@ -565,7 +568,8 @@ def _run(config: Config, out: RunDir) -> dict[str, float]:
     _say(out, f"spiking timings done at {time.perf_counter() - t0:.1f} s")
     metrics.update(_guarded(lambda: time_three_factor(config, device), out, {}))
     metrics.update(_guarded(lambda: check_wiring(device, out), out, {}))
-    _say(out, f"three-factor and wiring: { {k: v for k, v in metrics.items() if k.startswith(('three', 'wiring'))} }")
+    so_far = {k: v for k, v in metrics.items() if k.startswith(("three", "wiring"))}
+    _say(out, f"three-factor and wiring: {so_far}")
     out.save_json("partial_metrics", metrics)
     gla_rows = []
     caption = f"GLA forward / forward+backward, median ms, on {name}"

@@ -45,7 +45,8 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
         if not isinstance(tensor, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
         if tensor.dim() != 4:
-            raise ValueError(f"{name} must have shape [B, T, H, D], got shape {tuple(tensor.shape)}")
+            raise ValueError(f"{name} must have shape [B, T, H, D], got shape "
+                             f"{tuple(tensor.shape)}")
     if k.shape != q.shape:
         raise ValueError(f"k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
     if v.shape[:3] != q.shape[:3]:

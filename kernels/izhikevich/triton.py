@@ -157,7 +157,8 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     sd, sd_ptr = _scalar_arg(synapse_decay, device) if has_syn else (0.0, False)
     grid = (triton.cdiv(num_neurons, BLOCK_NEURONS), batch)
     _neuron_kernel[grid](state, drive, spike_bytes, a, ab, h, c1, c2, vp, sd, num_neurons, stride,
-                         has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr, state.is_cuda, BLOCK_NEURONS,
+                         has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr, state.is_cuda,
+                         BLOCK_NEURONS,
                          **_NO_FMA)
     num_rows, cols = targets.shape
     _deliver_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](

@@ -26,7 +26,9 @@ def _make(batch, length, heads, key_dim, value_dim, dtype, seed, gate_scale=1.0,
         torch.randn(batch, length, heads, key_dim, generator=gen) + 2.0)
     h0 = (torch.randn(num_states or batch, heads, key_dim, value_dim, generator=gen)
           if with_h0 else None)
-    cast = (lambda x: None if x is None else x.to(dtype).to(DEVICE))
+
+    def cast(x):
+        return None if x is None else x.to(dtype).to(DEVICE)
     return cast(q), cast(k), cast(v), cast(g), None if h0 is None else h0.to(DEVICE)
 
 
@@ -130,7 +132,8 @@ def test_fused_recurrent_varlen_decoding_continues_the_chunked_state():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 is wrong under the interpreter")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs CUDA: bf16 arithmetic is wrong under the Triton interpreter")
 def test_chunk_gla_bf16_on_gpu():
     # bf16 (8-bit mantissa) operands: fla's own bound is rel-RMS < ~5e-3 on outputs; grads
     # of g suffer cancellation in q dq - k dk, hence 1e-2 there.

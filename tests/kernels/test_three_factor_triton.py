@@ -49,7 +49,8 @@ def test_scalar_learning_rate_and_fp16():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 is wrong under the interpreter")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs CUDA: bf16 arithmetic is wrong under the Triton interpreter")
 def test_bf16_on_gpu():
     args = _inputs(4, 3, 4096, torch.bfloat16, seed=2)
     got = three_factor_step(*args, 0.05, 0.9, False)
