@@ -196,13 +196,24 @@ def _peer(problem, init, config, fb_log_lik, out):
         jax.block_until_ready(fitted)
         seconds = time.perf_counter() - fit_start
     # score the peer's parameters with our exact float64 likelihood
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    finite = np.isfinite(log_probs)
+    first_nan = int(np.argmin(finite)) if not finite.all() else -1
     weights = np.asarray(fitted.emissions.weights, dtype=np.float64).reshape(k, n, n, -1)
-    scored = HMMGLM(k, n, basis=problem.basis, link=problem.link).set_params(make_params(
-        np.asarray(fitted.initial.probs, np.float64) / np.asarray(fitted.initial.probs).sum(),
-        _rows(np.asarray(fitted.transitions.transition_matrix, np.float64)),
-        np.asarray(fitted.emissions.biases, np.float64), weights))
-    gamma = scored.posterior(spikes).smoothed[0].numpy()
-    accuracy, corr = _accuracy_and_corr(problem, gamma, weights, problem.basis)
+    leaves = [np.asarray(x) for x in (fitted.initial.probs, fitted.transitions.transition_matrix,
+                                     fitted.emissions.biases, fitted.emissions.weights)]
+    if all(np.isfinite(x).all() for x in leaves):
+        scored = HMMGLM(k, n, basis=problem.basis, link=problem.link).set_params(make_params(
+            np.asarray(fitted.initial.probs, np.float64) / np.asarray(fitted.initial.probs).sum(),
+            _rows(np.asarray(fitted.transitions.transition_matrix, np.float64)),
+            np.asarray(fitted.emissions.biases, np.float64), weights))
+        gamma = scored.posterior(spikes).smoothed[0].numpy()
+        accuracy, corr = _accuracy_and_corr(problem, gamma, weights, problem.basis)
+        log_likelihood = scored.log_likelihood(spikes)
+    else:
+        out.log(f"peer parameters are not finite after {config.peer_iters} iterations "
+                f"(first non-finite log joint at iteration {first_nan})")
+        accuracy = corr = log_likelihood = float("nan")
 
     smoother = jax.jit(hmm_smoother)
     pi = jnp.full((3,), 1 / 3, jnp.float32)
@@ -218,8 +229,10 @@ def _peer(problem, init, config, fb_log_lik, out):
         "name": f"dynamax {dynamax.__version__} (jax {jax.__version__}, float32, Adam M-step)",
         "seconds_per_iteration": seconds / config.peer_iters,
         "compile_seconds": compile_seconds,
-        "log_likelihood": scored.log_likelihood(spikes),
+        "log_likelihood": log_likelihood,
         "log_joint_reported": float(log_probs[-1]),
+        "finite": bool(np.isfinite(log_likelihood)),
+        "first_nonfinite_iteration": first_nan,
         "state_accuracy": accuracy, "weight_correlation": corr,
         "forward_backward_us_per_step": statistics.median(times) / lik.shape[0] * 1e6,
     }
@@ -273,8 +286,10 @@ def _dynamax_poisson_glm_hmm():
             return 0.0
 
         def distribution(self, params, state, inputs):
-            rate = jax.nn.softplus(params.weights[state] @ inputs + params.biases[state])
-            return tfd.Independent(tfd.Poisson(rate=rate), reinterpreted_batch_ndims=1)
+            eta = params.weights[state] @ inputs + params.biases[state]
+            # log softplus(eta), stable where softplus underflows in float32 (eta < -87)
+            log_rate = jnp.where(eta < -20.0, eta, jnp.log(jax.nn.softplus(jnp.maximum(eta, -20.0))))
+            return tfd.Independent(tfd.Poisson(log_rate=log_rate), reinterpreted_batch_ndims=1)
 
     class PoissonGLMHMM(HMM):
         def __init__(self, num_states, num_neurons, input_dim):
