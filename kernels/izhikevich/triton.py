@@ -14,10 +14,11 @@ One step of B networks x N neurons is three launches over the state buffer
    expressions). ``experiments/gpu_check.py`` reports the first step at which the GPU
    raster departs from the torch reference's.
 2. ``_deliver_kernel`` (rows of the outgoing table, 32 per program): event-driven delivery.
-   A program loads the spike flags of its rows and reads the table rows of the spiking
-   neurons only (masked loads: a silent neuron costs one byte of traffic), then adds the
-   weights into the state with atomics (this also applies the ``u += d`` reset, which is
-   the table's last column). Atomic float addition makes the order in which several spikes
+   A program loads the spike flags of its rows (and stops there when none fired) and reads
+   the table rows of the spiking neurons only (masked loads: a silent neuron costs one
+   byte of traffic), then adds the non-zero weights into the state with atomics (this also
+   applies the ``u += d`` reset, which is the table's last column; zero-weight padding,
+   which the reference adds into the sink slot, is skipped: x + 0 == x). Atomic float addition makes the order in which several spikes
    arriving at one neuron are summed unspecified on a GPU (rounding-level differences from
    the reference; the interpreter sums in the reference's order).
 3. ``_reset_kernel``: v <- c where a spike occurred (after delivery, as in the reference).
@@ -105,7 +106,9 @@ def _deliver_kernel(state, spikes, targets, weights, num_rows, COLS: tl.constexp
         offs = o_r.to(tl.int64)[:, None] * COLS + o_c[None, :]
         slot = tl.load(targets + offs, mask=mask, other=0)
         w = tl.load(weights + offs, mask=mask, other=0.0)
-        tl.atomic_add(state + slot, w, mask=mask, sem="relaxed")
+        # Padding entries (weight 0, all aimed at the one sink slot) are skipped: adding 0
+        # changes nothing, and thousands of atomics on one address per step serialise.
+        tl.atomic_add(state + slot, w, mask=mask & (w != 0), sem="relaxed")
 
 
 @triton.jit
