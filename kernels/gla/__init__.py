@@ -12,6 +12,7 @@ otherwise the torch references of ``naive.py``. ``NEUROBRIDGE_KERNELS`` forces e
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from kernels.dispatch import use_triton
@@ -42,9 +43,14 @@ def fused_recurrent_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
                         ) -> tuple[Tensor, Tensor | None]:
     """GLA computed step by step (decoding); same contract as :func:`chunk_gla`.
 
-    The Triton path is forward-only (inference); the naive path is differentiable.
+    The Triton recurrent kernel is forward-only (inference); when a gradient is needed
+    (grad mode on and an input requires grad) the Triton path runs the differentiable
+    chunked kernels instead (same maths), so gradients are never silently dropped.
     """
     if use_triton(q, k, v, g, initial_state):
+        tensors = (q, k, v, g, initial_state)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+            return chunk_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
         from kernels.gla.triton import triton_fused_recurrent_gla
         return triton_fused_recurrent_gla(q, k, v, g, scale, initial_state, output_final_state,
                                           cu_seqlens)

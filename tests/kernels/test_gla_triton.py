@@ -148,3 +148,16 @@ def test_chunk_gla_bf16_on_gpu():
     (ref_out.sum() + ref_final.sum()).backward()
     for name, leaf, r in zip(("dq", "dk", "dv", "dg", "dh0"), leaves, ref):
         assert relative_rms_error(leaf.grad, r.grad, 1e-4) <= 1e-2, name
+
+
+def test_fused_recurrent_with_grad_falls_back_to_a_differentiable_kernel():
+    q, k, v, g, h0 = _make(1, 20, 1, 16, 16, torch.float32, seed=23)
+    q.requires_grad_()
+    out, _ = fused_recurrent_gla(q, k, v, g, initial_state=h0)
+    assert out.grad_fn is not None
+    out.sum().backward()
+    ref_q = q.detach().double().cpu().requires_grad_()
+    ref, _ = naive_recurrent_gla(ref_q, k.double().cpu(), v.double().cpu(), g.double().cpu(),
+                                 initial_state=h0.double().cpu())
+    ref.sum().backward()
+    assert relative_rms_error(q.grad, ref_q.grad, FP32_ABS) <= FP32_TOL
