@@ -7,9 +7,17 @@ readouts trained by an error-modulated, attention-gated three-factor Hebbian rul
 when latency or probabilities switch, where FORCE needs an explicit reset of P, and
 (4) ends with near-orthogonal what/when readout weights. One reservoir, one trial
 sequence; three learners read the same spikes: three-factor, FORCE, FORCE with a
-reset of P at each block switch. Blocks: baseline, latency switch, probability
-switch. The rule, task timing, gate and learning rates are our choices (documented
-in neuro/reservoir/three_factor.py and task.py); the paper's are not public.
+reset of P at each block switch. Blocks: baseline, latency switch, probability switch.
+
+Our choices where the paper is silent (all documented in neuro/reservoir/): the rule's
+equations and rates (three_factor.py; rates normalised by the mean feature power),
+what-consolidation by replaying the trial (or a summed update), the task's timing,
+targets ("what" targets are the trial's outcome, so amplitude = p must be learned
+from outcomes) and gate (task.py), a decaying cue trace as an input (a random
+reservoir alone forgets a 50 ms cue within ~150 ms), features = spike traces
+standardised per neuron on a warm-up trial and clamped to +-3, plus a bias. Scores use
+probe outputs: each trial's output of the weights it started with (no leak of the
+trial's own target through FORCE's within-trial updates).
 """
 from __future__ import annotations
 
