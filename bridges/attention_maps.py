@@ -36,14 +36,13 @@ def _mixer_map(mixer: nn.Module, x: Tensor) -> Tensor:
     """x [B, T, d] (the mixer's input) -> mean map [H, T, T] (module docstring)."""
     from bridges.mixers import GATE_LOGIT_NORMALIZER
 
-    q, k = mixer._heads(mixer.query(x)), mixer._heads(mixer.key(x))      # [B, T, H, D]
+    q, k = mixer.queries_and_keys(x)                                    # [B, T, H, D]
     length = x.shape[1]
     causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
     if mixer.letter == "S":
         scores = torch.einsum("bthd,bshd->bhts", q, k) * mixer.head_dim ** -0.5
         maps = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
     else:
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         if mixer.letter == "L":
             maps = torch.einsum("bthd,bshd->bhts", q, k).abs()
         else:
