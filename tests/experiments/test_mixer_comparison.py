@@ -25,10 +25,10 @@ def test_tiny_comparison_runs_and_checks_the_claims(tmp_path):
     assert metrics["mqar_no_mixing_collapses"] is True
     assert {"mqar_F_fails_alone", "mqar_FS_recovers", "hybrids_tested_after_failing_alone"} \
         <= set(metrics)
-    rows = list(csv.DictReader(result.path / "runs.csv".open()))
+    rows = list(csv.DictReader((result.path / "runs.csv").open()))
     assert {r["pattern"] for r in rows} == {"SS", "NN", "FF", "FS"}
     assert all(float(r["chance"]) == pytest.approx(chance) for r in rows)
-    claims = list(csv.DictReader(result.path / "claims.csv".open()))
+    claims = list(csv.DictReader((result.path / "claims.csv").open()))
     assert any("no token mixing" in c["claim"] for c in claims)
     assert (result.path / "accuracy.png").stat().st_size > 1000
 

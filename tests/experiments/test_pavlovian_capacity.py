@@ -20,7 +20,7 @@ def test_capacity_curves_collapse_and_match_theory(tmp_path):
     assert metrics["collapse_holds"] and metrics["theory_match"]
     # The delta rule (beta = 1, unit keys) recalls its newest item exactly at any load.
     assert metrics["delta_newest_bit_error_at_max_load"] == 0.0
-    rows = list(csv.DictReader(result.path / "capacity.csv".open()))
+    rows = list(csv.DictReader((result.path / "capacity.csv").open()))
     at_load_one = [r for r in rows if float(r["ratio"]) == 1.0]
     for row in at_load_one:
         # Control: at n = d_k a sixth of the bits are wrong, yet the nearest stored value is
