@@ -1,0 +1,93 @@
+"""The online fast-weight memory (bridges.fast_weights): one hand-computed delta-rule step,
+the chunked write against the explicit loop, exact recall, gradients, argument errors."""
+import pytest
+import torch
+
+from bridges.fast_weights import FastWeightState, initial_memory, read, write, write_reference
+
+# float64 throughout: the chunked write solves a triangular system; 1e-12 is ~1e4 ulp of
+# float64 for O(1) entries over tens of steps, far below any algorithmic difference.
+TOL = 1e-12
+
+
+def _one_step(log_decay=None):
+    memory = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]], dtype=torch.float64)      # S0 [1, K=2, V=2]
+    key = torch.tensor([[[0.6, 0.8]]], dtype=torch.float64)                     # unit key
+    value = torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)
+    beta = torch.tensor([[0.5]], dtype=torch.float64)
+    return FastWeightState(memory, 0), key, value, beta
+
+
+def test_one_write_matches_the_hand_computed_delta_step():
+    # S^T k = [1*.6 + 3*.8, 2*.6 + 4*.8] = [3.0, 4.4]; e = v - S^T k = [-2.0, -5.4]
+    # S1 = S0 + 0.5 k e^T = [[1 - .6, 2 - 1.62], [3 - .8, 4 - 2.16]]
+    expected = torch.tensor([[[0.4, 0.38], [2.2, 1.84]]], dtype=torch.float64)
+    state, key, value, beta = _one_step()
+    new = write(state, key, value, beta)
+    assert torch.allclose(new.memory, expected, atol=TOL, rtol=0)
+    assert new.writes == 1
+    assert torch.allclose(write_reference(state, key, value, beta).memory, expected, atol=TOL, rtol=0)
+
+
+def test_one_gated_write_decays_before_the_error():
+    # a = exp(g) = 0.5: S' = 0.5 S0; S'^T k = [1.5, 2.2]; e = [-0.5, -3.2]
+    # S1 = S' + 0.5 k e^T = [[.5 - .15, 1 - .96], [1.5 - .2, 2 - 1.28]]
+    expected = torch.tensor([[[0.35, 0.04], [1.3, 0.72]]], dtype=torch.float64)
+    state, key, value, beta = _one_step()
+    log_decay = torch.log(torch.tensor([[0.5]], dtype=torch.float64))
+    assert torch.allclose(write(state, key, value, beta, log_decay).memory, expected, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+@pytest.mark.parametrize("gated", [False, True])
+def test_chunked_write_equals_the_loop_and_splitting_a_group_changes_nothing(chunk_size, gated):
+    generator = torch.Generator().manual_seed(3)
+    batch, length, key_dim, value_dim = 3, 29, 6, 4
+    keys = torch.nn.functional.normalize(torch.randn(batch, length, key_dim, generator=generator, dtype=torch.float64), dim=-1)
+    values = torch.randn(batch, length, value_dim, generator=generator, dtype=torch.float64)
+    beta = torch.rand(batch, length, generator=generator, dtype=torch.float64)
+    log_decay = -torch.rand(batch, length, generator=generator, dtype=torch.float64) * 0.3 if gated else None
+    start = FastWeightState(torch.randn(batch, key_dim, value_dim, generator=generator, dtype=torch.float64), 5)
+    fast = write(start, keys, values, beta, log_decay, chunk_size=chunk_size)
+    slow = write_reference(start, keys, values, beta, log_decay)
+    assert torch.allclose(fast.memory, slow.memory, atol=TOL, rtol=0)
+    assert fast.writes == slow.writes == 5 + length
+    split = 11
+    first = write(start, keys[:, :split], values[:, :split], beta[:, :split],
+                  None if log_decay is None else log_decay[:, :split], chunk_size=chunk_size)
+    second = write(first, keys[:, split:], values[:, split:], beta[:, split:],
+                   None if log_decay is None else log_decay[:, split:], chunk_size=chunk_size)
+    assert torch.allclose(second.memory, fast.memory, atol=TOL, rtol=0)
+
+
+def test_unit_key_with_full_write_strength_recalls_the_newest_value_exactly():
+    generator = torch.Generator().manual_seed(0)
+    keys = torch.nn.functional.normalize(torch.randn(2, 5, 8, generator=generator, dtype=torch.float64), dim=-1)
+    values = torch.randn(2, 5, 3, generator=generator, dtype=torch.float64)
+    state = write(initial_memory(2, 8, 3, dtype=torch.float64), keys, values, torch.ones(2, 5, dtype=torch.float64))
+    recalled = read(state, keys[:, -1:])
+    assert torch.allclose(recalled, values[:, -1:], atol=TOL, rtol=0)
+
+
+def test_gradients_flow_into_keys_values_and_write_strengths():
+    generator = torch.Generator().manual_seed(1)
+    keys = torch.randn(2, 9, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(2, 9, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    beta = torch.rand(2, 9, generator=generator, dtype=torch.float64).requires_grad_()
+    unit = torch.nn.functional.normalize(keys, dim=-1)
+    state = write(initial_memory(2, 4, 3, dtype=torch.float64), unit, values, beta, chunk_size=4)
+    read(state, unit).square().sum().backward()
+    for tensor in (keys, values, beta):
+        assert tensor.grad is not None and torch.isfinite(tensor.grad).all() and tensor.grad.abs().sum() > 0
+
+
+def test_bad_arguments_name_themselves():
+    state = initial_memory(2, 4, 3)
+    with pytest.raises(ValueError, match="keys"):
+        write(state, torch.zeros(2, 5, 3), torch.zeros(2, 5, 3), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="write_strength"):
+        write(state, torch.zeros(2, 5, 4), torch.zeros(2, 5, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="queries"):
+        read(state, torch.zeros(1, 5, 4))
+    with pytest.raises(ValueError, match="key_dim"):
+        initial_memory(2, 0, 3)
