@@ -71,8 +71,10 @@ class ThreeFactorReadout:
 
     num_readouts: M; num_features: D; learning_rate: eta (>= 0), one value or one per
     readout; eligibility_tau_ms: tau_e (0 makes E = x, the plain gated delta rule);
-    dt_ms: step in (0, 1]; online: True (apply every step) or False (accumulate and
-    consolidate between trials), one value or one per readout.
+    dt_ms: step in (0, 1]; online: True (learn every step) or False (frozen during the
+    trial, learn between trials), one value or one per readout; consolidation: how the
+    offline rows learn between trials, "accumulate" (``consolidate``) or "replay"
+    (``replay``), see the module docstring.
     """
 
     num_readouts: int
