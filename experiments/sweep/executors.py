@@ -63,7 +63,8 @@ class LocalPool:
 
     def note_processes(self) -> None:
         """Remember the pool's worker processes (to read their exit codes after a break)."""
-        self._processes.update(getattr(self.executor, "_processes", None) or {})
+        if self.executor is not None:
+            self._processes.update(getattr(self.executor, "_processes", None) or {})
 
     def drain_started(self) -> dict[int, int]:
         """``{task_id: worker pid}`` for tasks that started since the last call."""
@@ -110,12 +111,17 @@ class LocalPool:
             for process in self._processes.values():
                 if process.is_alive():
                     process.terminate()  # its run directory keeps status "running": incomplete
-        self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
-        for process in self._processes.values():
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+            for process in self._processes.values():
                 process.join(timeout=5)
+                if process.is_alive():
+                    process.kill()
+                    process.join(timeout=5)
+        # with every worker gone the pool's manager thread finds it broken and ends at once;
+        # waiting for it releases the pool's queues (no leaked semaphores at exit)
+        self.executor.shutdown(wait=True, cancel_futures=cancel)
+        # drop the queues now: their semaphores are released only when garbage collected,
+        # and an interrupted sweep's traceback can keep this object alive until exit
+        self.executor = self.started = None
 
 
 class DaskPool:

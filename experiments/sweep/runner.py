@@ -10,7 +10,7 @@ finished task in the journal at once (see :mod:`experiments.sweep.table`), and
   in flight; the task whose worker died is charged one ``worker_deaths`` and is failed
   after ``max_worker_deaths`` deaths ("killed or out of memory"). Dask retries on its own;
   its ``KilledWorker`` is recorded the same way;
-* on Ctrl-C or SIGTERM (handled as a flag between records, so the journal and table never
+* on Ctrl-C, SIGTERM or SIGHUP (handled as a flag between records, so the journal and table never
   disagree; a second Ctrl-C stops at once) stops dispatching, stops the workers, writes
   the table and report, and returns ``interrupted=True`` (in-flight points stay ``pending``).
 """
@@ -173,8 +173,10 @@ def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, sch
                 raise KeyboardInterrupt  # a second Ctrl-C: stop at once
             stop.set()  # the loop notices within half a second, between two records
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous_handlers[signum] = signal.signal(signum, _on_signal)
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # Ctrl-C, kill/scancel, a closed terminal
+            if hasattr(signal, name):
+                signum = getattr(signal, name)
+                previous_handlers[signum] = signal.signal(signum, _on_signal)
     progress, finished = None, False
     try:
         if todo:

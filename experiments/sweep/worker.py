@@ -98,6 +98,14 @@ def local_worker_init(parent_pid: int, threads: int, started_queue) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # tqdm's default lock is a named multiprocessing semaphore, which a worker killed
+        # on Ctrl-C would leave to the resource tracker (a warning at exit); workers never
+        # share a terminal bar, so a thread lock is enough
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
+    except ImportError:
+        pass
     prepare_process(threads)
     _state["started_queue"] = started_queue
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
