@@ -40,6 +40,10 @@ u_decay, u_v_gain, synaptic_current=None, synapse_decay=None) -> None``
     ``targets`` [B*N, K+1] int64 flat slot indices into ``state.view(-1)``,
     ``weights`` [B*N, K+1]. Returns the flat indices ``b * N + j`` of the spikes.
 
+``network_stepper(state, v, u, synaptic_current, spikes, ..., synapse_decay=None) -> step``
+    the same step with everything but ``drive`` bound: ``step(drive) -> spike index``
+    (for CPU loops of many small steps; bit-identical to ``izhikevich_network_step_``).
+
 ``izhikevich_network_step_(state, v, u, synaptic_current, drive, spikes, scratch_hc,
 scratch_t, targets, weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv,
 synapse_decay=None) -> Tensor[S] int64``
@@ -56,7 +60,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["izhikevich_network_step_", "izhikevich_neuron_update_", "propagate_spikes_", "reset_spiking_"]
+__all__ = [
+    "izhikevich_network_step_", "izhikevich_neuron_update_", "network_stepper", "propagate_spikes_", "reset_spiking_",
+]
 
 
 def izhikevich_neuron_update_(
@@ -156,3 +162,67 @@ def reset_spiking_(state: Tensor, v: Tensor, spikes: Tensor, spike_index: Tensor
     # v of (b, j) sits at slot b * (3N + 1) + j = flat + b * (2N + 1) of the state buffer
     slots = spike_index if batch == 1 else spike_index + (spike_index // num_neurons) * (2 * num_neurons + 1)
     state.view(-1).index_copy_(0, slots, values)
+
+
+def network_stepper(
+    state: Tensor,
+    v: Tensor,
+    u: Tensor,
+    synaptic_current: Tensor | None,
+    spikes: Tensor,
+    scratch_hc: Tensor,
+    scratch_t: Tensor,
+    targets: Tensor,
+    weights: Tensor,
+    half_step_ms,
+    k1,
+    k2,
+    u_decay: Tensor,
+    u_v_gain: Tensor,
+    v_reset: Tensor,
+    v_peak_mv,
+    synapse_decay=None,
+):
+    """``izhikevich_network_step_`` with every argument but ``drive`` bound once.
+
+    Returns ``step(drive) -> spike_index``: the same ops in the same order (bit-identical
+    results), written with local names and the flat views made once, which saves the
+    Python-level overhead (~5 us per step on a CPU) of a loop of many small steps.
+    """
+    state_flat, spikes_flat = state.view(-1), spikes.view(-1)
+    sparse_reset = v.shape[0] * v.shape[1] >= SPARSE_RESET_MIN_NEURONS
+    if sparse_reset:
+        return lambda drive: izhikevich_network_step_(
+            state, v, u, synaptic_current, drive, spikes, scratch_hc, scratch_t, targets, weights,
+            half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay)
+    add, sub, mul, ge, where, nonzero = torch.add, torch.sub, torch.mul, torch.ge, torch.where, torch.nonzero
+    exponential = synaptic_current is not None and synapse_decay is not None
+
+    def step(drive: Tensor) -> Tensor:
+        if exponential:
+            add(drive, synaptic_current, out=scratch_hc)
+            scratch_hc.sub_(u)
+        else:
+            sub(drive, u, out=scratch_hc)
+        scratch_hc.mul_(half_step_ms)
+        mul(v, k1, out=scratch_t)
+        scratch_t.add_(k2)
+        scratch_t.mul_(v)
+        add(scratch_t, scratch_hc, out=v)
+        mul(v, k1, out=scratch_t)
+        scratch_t.add_(k2)
+        scratch_t.mul_(v)
+        add(scratch_t, scratch_hc, out=v)
+        mul(v, u_v_gain, out=scratch_t)
+        u.mul_(u_decay)
+        u.add_(scratch_t)
+        if exponential:
+            synaptic_current.mul_(synapse_decay)
+        ge(v, v_peak_mv, out=spikes)
+        spike_index = nonzero(spikes_flat).view(-1)
+        state_flat.scatter_add_(0, targets.index_select(0, spike_index).view(-1),
+                                weights.index_select(0, spike_index).view(-1))
+        where(spikes, v_reset, v, out=v)
+        return spike_index
+
+    return step

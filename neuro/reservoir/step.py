@@ -313,6 +313,16 @@ class Stepper:
         if params.neurons.refractory_ms > 0 and refractory is None:
             self.refractory = torch.zeros_like(self.scratch_hc)
         self._network_step = _resolve_network_step(buffer, params.event_table)
+        if self.refractory is None and self._network_step is not izhikevich_network_step_:
+            # torch reference on this device: bind everything once (same ops, less Python)
+            from kernels.izhikevich.naive import network_stepper
+
+            table = params.event_table
+            self.step = network_stepper(  # shadows the method below for this instance
+                buffer, self.v, self.u, self.synaptic_current, self.spikes, self.scratch_hc, self.scratch_t,
+                table.targets, table.weights, self.half_step, self.k1, self.k2, self.u_decay, self.u_v_gain,
+                params.neurons.c, self.v_peak, self.synapse_decay,
+            )
 
     def step(self, drive: Tensor) -> Tensor:
         """One step driven by ``drive`` [B, N] (external current + 140); returns the flat

@@ -210,3 +210,28 @@ def test_params_and_state_move_between_dtypes_keeping_the_wiring():
     assert torch.equal(as64.synapses.weight, params.synapses.weight.double())
     result = simulate(as64, state64, x, 0.5, noise=noise)
     assert result.state.neurons.v_mv.dtype == torch.float64 and result.num_spikes > 0
+
+
+@pytest.mark.parametrize("synapse", ["delta", "exponential"])
+def test_bound_stepper_equals_the_kernel_step(synapse):
+    # kernels.izhikevich.naive.network_stepper (used by simulate on CPU) must be the same
+    # computation as izhikevich_network_step_ (used by reservoir_step): compare op for op.
+    from kernels.izhikevich.naive import izhikevich_network_step_
+    from neuro.reservoir.step import Stepper, _state_buffer
+
+    params, state = make_reservoir(300, 0, in_degree=30, batch_size=2, synapse=synapse, weight_scale=4.0,
+                                   seed=9)
+    g = torch.Generator().manual_seed(0)
+    drives = 140.0 + 9.0 * torch.randn(80, 2, 300, generator=g)
+    bound = Stepper(params, _state_buffer(state, params), 0.5, None)
+    plain = Stepper(params, _state_buffer(state, params), 0.5, None)
+    assert bound.step.__name__ == "step" and "network_stepper" in bound.step.__qualname__
+    table = params.event_table
+    for drive in drives:
+        a = bound.step(drive)
+        b = izhikevich_network_step_(plain.buffer, plain.v, plain.u, plain.synaptic_current, drive, plain.spikes,
+                                     plain.scratch_hc, plain.scratch_t, table.targets, table.weights,
+                                     plain.half_step, plain.k1, plain.k2, plain.u_decay, plain.u_v_gain,
+                                     params.neurons.c, plain.v_peak, plain.synapse_decay)
+        assert torch.equal(a, b)
+    assert torch.equal(bound.buffer, plain.buffer)
