@@ -200,13 +200,17 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
                 metrics[f"ours_{method}_extrapolated_iterations_to_1e-4"] = reach_x + 1
                 metrics[f"ours_{method}_extrapolated_time_to_1e-4_s"] = time_x
                 metrics[f"ours_{method}_extrapolated_final_error"] = extrapolated[0][3]
-                rows.append({"method": f"{method} + extrapolation", "implementation": "neurobridge",
+                extrapolated_row = ({"method": f"{method} + extrapolation", "implementation": "neurobridge",
                              "iterations": iterations, "final_error": extrapolated[0][3],
                              "time_to_1e-4_s": time_x, "iterations_to_1e-4": reach_x + 1,
                              "fms_vs_planted": factor_match_score(extrapolated[0][4], truth)})
+            else:
+                extrapolated_row = None
             row = {"method": method, "implementation": "neurobridge", "iterations": iterations, **ours,
                    "fms_vs_planted": factor_match_score(ours_fit, truth)}
             rows.append(row)
+            if extrapolated_row is not None:
+                rows.append(extrapolated_row)
             for key in ("final_error", "time_to_1e-4_s", "time_per_iteration_s", "iterations_to_1e-4"):
                 metrics[f"ours_{method}_{key}"] = ours[key]
             metrics[f"ours_{method}_fms"] = row["fms_vs_planted"]
