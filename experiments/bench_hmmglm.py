@@ -10,6 +10,9 @@ Problem (a) of ``neuro.hmmglm.simulate`` (K=3, N=20, T=20,000, softplus link). M
   state accuracy, weight correlation, and the ratios ours / peer (< 1: we are faster);
 * forward-backward alone at K=3, T=20,000: microseconds per time step, ours vs the peer's
   ``hmm_smoother`` (jitted; compile excluded).
+Wall times and process CPU times are both reported: on a shared, loaded machine the CPU
+time of a one-thread run is the better estimate of its idle wall time (jax may use more
+threads; its CPU time counts all of them).
 The peer is dynamax (if it imports) with a Poisson-GLM emission written here
 (softplus link, Adam M-step, dynamax's defaults of 50 steps at lr 1e-2, float32: its default
 dtype). No peer ships this model; dynamax's built-in LinearRegressionHMM is not a Poisson GLM.
@@ -60,10 +63,12 @@ def _fit_to_convergence(problem, basis, repeats, out, label):
     runs = []
     for _ in out.progress(range(repeats), desc=f"ours to convergence ({label})"):
         model = HMMGLM(3, problem.spikes.shape[1], basis=basis, link=problem.link, device=out.device)
+        cpu_start = time.process_time()
         history = model.fit(problem.spikes, num_iters=100)
+        cpu = time.process_time() - cpu_start
         gamma = model.posterior(problem.spikes).smoothed[0].cpu().numpy()
         accuracy, corr = _accuracy_and_corr(problem, gamma, model.params.weights.cpu().numpy(), basis)
-        runs.append({"seconds": history["seconds"], "iterations": history["num_iters"],
+        runs.append({"seconds": history["seconds"], "cpu_seconds": cpu, "iterations": history["num_iters"],
                      "state_accuracy": accuracy, "weight_correlation": corr,
                      "log_likelihood": model.log_likelihood(problem.spikes)})
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
@@ -73,22 +78,28 @@ def _ours_fixed(problem, init, iters, repeats, out):
     runs = []
     for _ in out.progress(range(repeats), desc="ours fixed iterations"):
         model = HMMGLM(3, problem.spikes.shape[1], basis=problem.basis, link=problem.link, device=out.device)
+        cpu_start = time.process_time()
         history = model.fit(problem.spikes, num_iters=iters, tolerance=0.0, init_params=init)
+        cpu = time.process_time() - cpu_start
         gamma = model.posterior(problem.spikes).smoothed[0].cpu().numpy()
         accuracy, corr = _accuracy_and_corr(problem, gamma, model.params.weights.cpu().numpy(), problem.basis)
         runs.append({"seconds_per_iteration": history["seconds"] / max(history["num_iters"], 1),
+                     "cpu_seconds_per_iteration": cpu / max(history["num_iters"], 1),
                      "log_likelihood": model.log_likelihood(problem.spikes),
                      "state_accuracy": accuracy, "weight_correlation": corr})
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
 def _fb_time(log_pi, log_a, log_lik, repeats):
-    times = []
+    """Median (wall, CPU) microseconds per time step of one forward-backward pass."""
+    times, cpus = [], []
     for _ in range(repeats + 1):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         forward_backward(log_pi, log_a, log_lik)
         times.append(time.perf_counter() - start)
-    return statistics.median(times[1:]) / log_lik.shape[-2] * 1e6
+        cpus.append(time.process_time() - cpu_start)
+    steps = log_lik.shape[-2]
+    return statistics.median(times[1:]) / steps * 1e6, statistics.median(cpus[1:]) / steps * 1e6
 
 
 def run(config: Config, out: RunDir) -> dict[str, float]:
@@ -125,7 +136,8 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     log_lik = torch.as_tensor(np.random.default_rng(1).normal(0, 3, (1, config.num_timesteps, 3)))
     log_pi = torch.log(torch.full((3,), 1 / 3, dtype=torch.float64))
     log_a = torch.log(torch.as_tensor(problem.transition))
-    metrics["ours_forward_backward_us_per_step"] = _fb_time(log_pi, log_a, log_lik, config.repeats)
+    (metrics["ours_forward_backward_us_per_step"],
+     metrics["ours_forward_backward_cpu_us_per_step"]) = _fb_time(log_pi, log_a, log_lik, max(config.repeats, 5))
 
     peer = _peer(problem, init, config, log_lik[0].numpy(), out) if config.peer_iters else None
     if peer is None:
@@ -133,10 +145,12 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     else:
         metrics["peer_available"] = True
         rows.append({"implementation": peer.pop("name"), "run": f"{config.peer_iters} EM iterations",
-                     **{k: v for k, v in peer.items() if k != "forward_backward_us_per_step"}})
+                     **{k: v for k, v in peer.items() if not k.startswith("forward_backward")}})
         for key, value in peer.items():
             metrics[f"peer_{key}"] = value
         metrics["em_iteration_time_ratio"] = ours["seconds_per_iteration"] / peer["seconds_per_iteration"]
+        metrics["em_iteration_cpu_time_ratio"] = (ours["cpu_seconds_per_iteration"]
+                                                  / peer["cpu_seconds_per_iteration"])
         metrics["forward_backward_time_ratio"] = (metrics["ours_forward_backward_us_per_step"]
                                                   / peer["forward_backward_us_per_step"])
         metrics["converged_fit_vs_peer_em_time_ratio"] = (
@@ -190,11 +204,12 @@ def _peer(problem, init, config, fb_log_lik, out):
         warm, _ = model.fit_em(params, props, emissions, inputs, num_iters=1, verbose=True)
         jax.block_until_ready(warm)
         compile_seconds = time.perf_counter() - compile_start
-        fit_start = time.perf_counter()
+        fit_start, cpu_start = time.perf_counter(), time.process_time()
         fitted, log_probs = model.fit_em(params, props, emissions, inputs,
                                          num_iters=config.peer_iters, verbose=True, print_every=1)
         jax.block_until_ready(fitted)
         seconds = time.perf_counter() - fit_start
+        cpu = time.process_time() - cpu_start
     # score the peer's parameters with our exact float64 likelihood
     log_probs = np.asarray(log_probs, dtype=np.float64)
     finite = np.isfinite(log_probs)
@@ -220,14 +235,16 @@ def _peer(problem, init, config, fb_log_lik, out):
     trans = jnp.asarray(problem.transition, jnp.float32)
     lik = jnp.asarray(fb_log_lik, jnp.float32)
     jax.block_until_ready(smoother(pi, trans, lik))
-    times = []
-    for _ in range(config.repeats):
-        t0 = time.perf_counter()
+    times, cpus = [], []
+    for _ in range(max(config.repeats, 5)):
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(smoother(pi, trans, lik))
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     return {
         "name": f"dynamax {dynamax.__version__} (jax {jax.__version__}, float32, Adam M-step)",
         "seconds_per_iteration": seconds / config.peer_iters,
+        "cpu_seconds_per_iteration": cpu / config.peer_iters,
         "compile_seconds": compile_seconds,
         "log_likelihood": log_likelihood,
         "log_joint_reported": float(log_probs[-1]),
@@ -235,6 +252,7 @@ def _peer(problem, init, config, fb_log_lik, out):
         "first_nonfinite_iteration": first_nan,
         "state_accuracy": accuracy, "weight_correlation": corr,
         "forward_backward_us_per_step": statistics.median(times) / lik.shape[0] * 1e6,
+        "forward_backward_cpu_us_per_step": statistics.median(cpus) / lik.shape[0] * 1e6,
     }
 
 
