@@ -133,7 +133,8 @@ def _cmd_sweep(args) -> int:
     counts = result.counts
     print(f"sweep {spec.experiment}: {counts['complete']} complete, {counts['failed']} failed, "
           f"{counts['pending']} pending ({result.executed} run now, {result.skipped} already done"
-          + (f", {result.adopted} recovered" if result.adopted else "") + ")")
+          + (f", {result.adopted} recovered" if result.adopted else "") + ")"
+          + (f" on {result.executor}" if result.executor else ""))
     print(f"table:  {result.table}")
     if result.report:
         print(f"report: {result.report}")

@@ -48,7 +48,8 @@ class LocalPool:
             raise ConfigError(f"--workers {workers!r}: expected a whole number >= 1")
         self.threads = threads or max(1, cpus // self.workers)
         self.slots = self.workers
-        self.description = f"local process pool, {self.workers} workers x {self.threads} threads"
+        self.description = (f"local process pool, {self.workers} worker{'s' * (self.workers > 1)} x "
+                            f"{self.threads} thread{'s' * (self.threads > 1)}")
         self._context = multiprocessing.get_context("spawn")
         self.executor: Executor
         self._processes: dict[int, Any] = {}

@@ -48,6 +48,7 @@ class SweepResult:
     adopted: int = 0           # finished run directories recovered from a killed runner
     interrupted: bool = False
     report: Path | None = None
+    executor: str = ""         # where the points ran, e.g. "local process pool, 2 workers x 1 threads"
     failed_points: list[int] = field(default_factory=list)
 
     @property
@@ -182,6 +183,7 @@ def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, sch
         if todo:
             if own_pool:
                 pool = open_pool(executor, workers, scheduler, cluster_file, threads_per_task)
+            result.executor = pool.description
             groups = group_points(module, todo, batch) if batch and batch > 1 else [[p] for p in todo]
             queue = collections.deque(
                 Task(task_id=i, experiment=spec.experiment, sweep_dir=str(sweep_dir), device=device,
