@@ -25,6 +25,7 @@ they are set for the duration of a build/run and restored afterwards.
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -139,6 +140,7 @@ class Brian2Session:
         if not injected and seed is not None:
             self._brian_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch_generator(seed, "cpu")))
         self.directory = directory
+        self._temporary: str | None = None
         self._built = False
         self._runs = 0
 
@@ -255,8 +257,9 @@ noise_scale : 1 (constant)
         import brian2 as b2
 
         if not self._built:
-            directory = self.directory or tempfile.mkdtemp(prefix="neuro_brian2_standalone_")
-            self.directory = directory
+            if self.directory is None:  # our own temporary project, deleted by close()
+                self.directory = self._temporary = tempfile.mkdtemp(prefix="neuro_brian2_standalone_")
+            directory = self.directory
             b2.set_device("cpp_standalone", directory=directory, build_on_run=False)
             try:
                 setup_s = self._build()
@@ -287,10 +290,14 @@ noise_scale : 1 (constant)
         return result
 
     def close(self) -> None:
-        """Leave Brian2's standalone device (runtime sessions need nothing)."""
+        """Leave Brian2's standalone device and delete the temporary project directory that
+        the session created (a ``directory`` given by the caller is kept)."""
         if self.target == "cpp_standalone" and self._built:
             _leave_standalone(self._b2)
             self._built = False
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None
 
     def __enter__(self):
         return self

@@ -2,6 +2,7 @@
 matching firing rates with Brian's own noise, standalone re-runs and the readout refusal."""
 import dataclasses
 import math
+import os
 
 import pytest
 import torch
@@ -100,16 +101,18 @@ def test_argument_errors():
 
 
 @pytest.mark.slow
-def test_cpp_standalone_builds_once_and_reruns_with_new_weights(tmp_path):
+def test_cpp_standalone_builds_once_and_reruns_with_new_weights():
     # One compilation (~20-40 s on 2 cores), then a re-run with new weights via run_args.
     # With injected noise the compiled C++ also reproduces our float64 raster.
     params, state = make_reservoir(200, 1, in_degree=20, batch_size=2, seed=1, dtype=torch.float64)
     inputs, noise = _inputs_and_noise(2, 300, 200, 1, seed=0)
     halved = dataclasses.replace(params, synapses=params.synapses._replace(weight=params.synapses.weight * 0.5))
-    with Brian2Session(params, state, inputs, 0.5, noise=noise, target="cpp_standalone",
-                       directory=str(tmp_path / "standalone")) as session:
+    with Brian2Session(params, state, inputs, 0.5, noise=noise, target="cpp_standalone") as session:
         first = session.run()
         second = session.run(params=halved)
+        project = session.directory
+        assert os.path.isdir(project)
+    assert not os.path.exists(project)  # the session's temporary project is deleted on close
     assert first.timings["compile_s"] > 0 and second.timings["compile_s"] == 0
     _assert_same_raster(simulate(params, state, inputs, 0.5, noise=noise), first)
     _assert_same_raster(simulate(halved, state, inputs, 0.5, noise=noise), second)
