@@ -1,11 +1,12 @@
 """``simulate``: run B reservoirs for T steps on the in-place fast path.
 
-Same arithmetic as ``reservoir_step`` (bit-identical in float64), but one state buffer
-is advanced in place (``kernels.izhikevich``), noise is drawn in blocks of
-``block_steps`` steps into a preallocated buffer, the input projection is one batched
-matmul per block, and finiteness is checked once per block (on failure the block is
-replayed step by step from a snapshot so that ``SimulationDiverged`` names the exact
-step). Spikes are recorded as indices (no per-step copy); the final trace
+Same arithmetic as ``reservoir_step`` (bit-identical in every dtype for up to 16 input
+channels, see ``input_projection``), but one state buffer is advanced in place
+(``kernels.izhikevich``, with its arguments bound once), noise is drawn in blocks of
+``block_steps`` steps (default: up to 100 steps, ~4M values) into a preallocated buffer,
+the input projection is computed once per block, and finiteness is checked once per
+block (on failure the block is replayed step by step from a snapshot so that
+``SimulationDiverged`` names the exact step). Spikes are recorded as indices (no per-step copy); the final trace
 r_T = r_0 d^T + sum_t d^(T-1-t) s_t (d = exp(-dt/trace_tau)) is formed from them at the
 end unless ``record_trace`` asks for the per-step traces.
 """
