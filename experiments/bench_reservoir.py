@@ -169,43 +169,56 @@ def _run(config: Config, out: RunDir):
     seed = out.seed
     reruns: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench_reservoir_brian2_") as scratch:
-        if brian2_available and "cython" in config.brian2_targets:
+        private_cache = brian2_available and "cython" in config.brian2_targets
+        if private_cache:
             import brian2
 
+            # a cold, private Cython cache: compilation is timed, and parallel runs never
+            # share a cache lock (brian2 issue #1154); restored afterwards
+            previous_cache = brian2.prefs.codegen.runtime.cython.cache_dir
             brian2.prefs.codegen.runtime.cython.cache_dir = f"{scratch}/cython_cache"
-        for n in out.progress(config.sizes, desc="sizes"):
-            ours = _ours(config, n, 1, seed, out.device)
-            rows.append({**ours, "loop_ratio": float("nan"), "whole_speedup": float("nan")})
-            out.log(f"N={n} ours: loop {ours['loop_s']:.3f} s, whole {ours['whole_s']:.3f} s, "
-                    f"{ours['rate_hz']:.2f} Hz")
-            metrics[f"n{n}_ours_loop_s"] = ours["loop_s"]
-            metrics[f"n{n}_ours_whole_s"] = ours["whole_s"]
-            metrics[f"n{n}_ours_per_step_us"] = ours["loop_s"] / (config.duration_ms / config.dt_ms) * 1e6
-            metrics[f"n{n}_ours_per_step_cpu_us"] = ours["loop_cpu_s"] / (config.duration_ms / config.dt_ms) * 1e6
-            for target in (config.brian2_targets if brian2_available else ()):
-                directory = f"{scratch}/standalone_{n}" if target == "cpp_standalone" else None
-                peer, session = _brian2(config, target, n, seed, directory)
-                peer["loop_ratio"] = ours["loop_s"] / peer["loop_s"]
-                peer["whole_speedup"] = peer["whole_s"] / ours["whole_s"]
-                rows.append(peer)
-                out.log(f"N={n} brian2 {target}: loop {peer['loop_s']:.3f} s, compile {peer['compile_s']:.1f} s, "
-                        f"whole {peer['whole_s']:.2f} s, {peer['rate_hz']:.2f} Hz")
-                short = "standalone" if target == "cpp_standalone" else target
-                metrics[f"n{n}_{short}_loop_s"] = peer["loop_s"]
-                metrics[f"n{n}_{short}_whole_s"] = peer["whole_s"]
-                metrics[f"n{n}_loop_ratio_vs_{short}"] = peer["loop_ratio"]
-                metrics[f"n{n}_whole_speedup_vs_{short}"] = peer["whole_speedup"]
-                if target == "cpp_standalone" and n == config.batch_num_neurons:
-                    reruns.update(_brian2_sweeps(config, session, seed))
-                session.close()  # a standalone session must close before a runtime target runs
-        if (brian2_available and "cpp_standalone" in config.brian2_targets and not reruns):
-            _, session = _brian2(config, "cpp_standalone", config.batch_num_neurons, seed,
-                                 f"{scratch}/standalone_batch")
-            reruns.update(_brian2_sweeps(config, session, seed))
-            session.close()
-        _batched(config, out, rows, metrics, reruns)
+        try:
+            _measure(config, out, rows, metrics, reruns, brian2_available, scratch, seed)
+        finally:
+            if private_cache:
+                brian2.prefs.codegen.runtime.cython.cache_dir = previous_cache
     _targets(config, metrics)
     return rows, metrics
+
+
+def _measure(config, out, rows, metrics, reruns, brian2_available, scratch, seed) -> None:
+    """Single networks at every size (ours and each peer), then the batched sweep."""
+    for n in out.progress(config.sizes, desc="sizes"):
+        ours = _ours(config, n, 1, seed, out.device)
+        rows.append({**ours, "loop_ratio": float("nan"), "whole_speedup": float("nan")})
+        out.log(f"N={n} ours: loop {ours['loop_s']:.3f} s, whole {ours['whole_s']:.3f} s, "
+                f"{ours['rate_hz']:.2f} Hz")
+        metrics[f"n{n}_ours_loop_s"] = ours["loop_s"]
+        metrics[f"n{n}_ours_whole_s"] = ours["whole_s"]
+        metrics[f"n{n}_ours_per_step_us"] = ours["loop_s"] / (config.duration_ms / config.dt_ms) * 1e6
+        metrics[f"n{n}_ours_per_step_cpu_us"] = ours["loop_cpu_s"] / (config.duration_ms / config.dt_ms) * 1e6
+        for target in (config.brian2_targets if brian2_available else ()):
+            directory = f"{scratch}/standalone_{n}" if target == "cpp_standalone" else None
+            peer, session = _brian2(config, target, n, seed, directory)
+            peer["loop_ratio"] = ours["loop_s"] / peer["loop_s"]
+            peer["whole_speedup"] = peer["whole_s"] / ours["whole_s"]
+            rows.append(peer)
+            out.log(f"N={n} brian2 {target}: loop {peer['loop_s']:.3f} s, compile {peer['compile_s']:.1f} s, "
+                    f"whole {peer['whole_s']:.2f} s, {peer['rate_hz']:.2f} Hz")
+            short = "standalone" if target == "cpp_standalone" else target
+            metrics[f"n{n}_{short}_loop_s"] = peer["loop_s"]
+            metrics[f"n{n}_{short}_whole_s"] = peer["whole_s"]
+            metrics[f"n{n}_loop_ratio_vs_{short}"] = peer["loop_ratio"]
+            metrics[f"n{n}_whole_speedup_vs_{short}"] = peer["whole_speedup"]
+            if target == "cpp_standalone" and n == config.batch_num_neurons:
+                reruns.update(_brian2_sweeps(config, session, seed))
+            session.close()  # a standalone session must close before a runtime target runs
+    if (brian2_available and "cpp_standalone" in config.brian2_targets and not reruns):
+        _, session = _brian2(config, "cpp_standalone", config.batch_num_neurons, seed,
+                             f"{scratch}/standalone_batch")
+        reruns.update(_brian2_sweeps(config, session, seed))
+        session.close()
+    _batched(config, out, rows, metrics, reruns)
 
 
 def _brian2_sweeps(config, session, seed) -> dict:
