@@ -72,7 +72,7 @@ def test_twenty_percent_missing_neuron_rows_in_one_animal():
     mask[missing_rows, :, :, 0] = False
     corrupted = planted.tensor.clone()
     corrupted[~mask] = float("nan")
-    fit = ntf(corrupted, rank, mask=mask, n_iter_max=200, seed=0)
+    fit = ntf(corrupted, rank, mask=mask, n_iter_max=80, seed=0)  # FMS ~0.995 by then
     truth = (torch.ones(rank, dtype=torch.float64), planted.factors)
     assert factor_match_score(fit, truth) >= 0.9
     assert (np.diff(fit.error_history.numpy()) <= 1e-10).all()
