@@ -29,7 +29,7 @@ from experiments.store import RunDir
 
 @dataclass(frozen=True)
 class Config:
-    task: str = field(default="copy", metadata={"choices": ("copy", "mqar"), "help": "recall task"})
+    task: str = field(default="copy", metadata={"choices": ("copy", "repeat", "mqar"), "help": "copy (bridges, distinct tokens), repeat (random tokens with replacement), mqar"})
     length: int = field(default=32, metadata={"min": 8, "max": 256, "help": "sequence length T"})
     vocab_size: int = field(default=64, metadata={"min": 8, "help": "copy task vocabulary"})
     num_pairs: int = field(default=8, metadata={"min": 1, "help": "MQAR key-value pairs"})

@@ -1,0 +1,56 @@
+"""attention_connectome: induction scores on planted maps, the repeated-token task layout, and a
+tiny end-to-end run (train -> maps -> connectome tensor -> NTF -> communities)."""
+import numpy as np
+import pytest
+import torch
+
+from experiments.attention_connectome import first_crossing, induction_scores, repeat_batch
+from experiments.runner import run_experiment
+
+
+def test_induction_and_previous_token_scores_of_planted_maps():
+    length, half = 12, 6
+    induction = np.zeros((length, length))
+    previous = np.zeros((length, length))
+    induction[0, 0] = previous[0, 0] = 1.0
+    for t in range(1, length):
+        previous[t, t - 1] = 1.0
+        induction[t, t - half + 1 if t >= half else t] = 1.0
+    maps = np.stack([induction, previous, np.tril(np.ones((length, length))) / np.arange(1, length + 1)[:, None]])
+    ind, prev = induction_scores(maps, length)
+    assert ind[0] == pytest.approx(1.0) and prev[1] == pytest.approx(1.0)
+    assert prev[0] == pytest.approx(0.0) and ind[1] == pytest.approx(0.0)
+    uniform = np.mean([1 / (t + 1) for t in range(half, length - 1)])
+    assert ind[2] == pytest.approx(uniform)
+
+
+def test_repeat_batch_layout_and_first_crossing():
+    tokens, targets = repeat_batch(3, 10, 4, seed=0)
+    assert torch.equal(tokens[:, :5], tokens[:, 5:])
+    assert (tokens >= 1).all() and (tokens < 4).all()
+    assert torch.equal(targets[:, 5:9], tokens[:, 1:5]) and (targets[:, :5] == -100).all() and (targets[:, 9] == -100).all()
+    assert first_crossing(np.array([0.1, 0.4, 0.6, 0.2]), np.array([0, 10, 20, 30]), 0.5) == 20.0
+    assert first_crossing(np.array([0.1]), np.array([0]), 0.5) == float("inf")
+
+
+def test_end_to_end_tiny_run(tmp_path):
+    overrides = {"num_seeds": 2, "train_steps": 20, "checkpoint_every": 10, "rank": 3, "length": 12, "vocab_size": 16,
+                 "num_heads": 2, "model_dim": 16, "probe_sequences": 8, "ntf_iterations": 20, "batch_size": 8}
+    result = run_experiment("attention_connectome", overrides=overrides, out_root=tmp_path, seed=0, quiet=True)
+    m = result.metrics
+    for key in ("ntf_relative_error", "induction_component", "induction_component_fraction",
+                "induction_component_formed_step", "head_communities_sbm", "head_communities_ari_sbm_vs_louvain",
+                "seed0_final_accuracy", "seed1_induction_head_formed_step"):
+        assert key in m, key
+    assert 0 <= m["ntf_relative_error"] < 1 and 0 <= m["induction_component"] < 3
+    for name in ("formation.png", "components.png", "final_maps.png", "head_communities.png", "components.csv",
+                 "heads.csv", "ntf.npz", "attention.npz"):
+        assert (result.path / name).exists(), name
+    arrays = np.load(result.path / "attention.npz")
+    assert arrays["maps"].shape == (3, 2, 2, 2, 12, 12)                 # checkpoints 0, 10, 20
+    assert np.array_equal(arrays["steps"], [0, 10, 20])
+
+
+def test_pattern_without_maps_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="pattern"):
+        run_experiment("attention_connectome", overrides={"pattern": "SD"}, out_root=tmp_path, seed=0, quiet=True)
