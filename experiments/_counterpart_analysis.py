@@ -14,7 +14,7 @@ import numpy as np
 from neuro.reservoir import evaluation as ev
 
 COLORS = {"three_factor": "tab:green", "force": "tab:red", "force_reset": "tab:blue",
-          "fast_weights": "tab:purple", "softmax": "tab:orange"}
+          "fast_weights": "tab:purple", "gated_fast_weights": "tab:brown", "softmax": "tab:orange"}
 
 
 def unit_shapes(task, session, shapes, starts) -> np.ndarray:
@@ -96,7 +96,7 @@ def plot_all(out, config, task, session, ideal, outputs, performance, metrics, l
         for s in starts[1:]:
             ax.axvline(s, color="k", ls="--", lw=0.8)
         ax.set_ylabel(label), ax.set_ylim(-1, 1.05)
-    axes[0].legend(fontsize=7, ncol=5), axes[1].set_xlabel("trial")
+    axes[0].legend(fontsize=7, ncol=6), axes[1].set_xlabel("trial")
     out.save_figure(fig, "performance", caption="Per-trial performance 1 - ||z - y*||^2/||y*||^2 "
                     f"(running mean over {window} trials, clipped to [-1, 1]) of every learner; dashed: "
                     f"latency switch, probability switch. {text}")

@@ -8,6 +8,11 @@ a write strength beta_t per bin. Across trials they differ only in the memory:
 * ``fast_weights``: a delta-rule memory S [K, R] (:mod:`bridges.fast_weights`) read with
   the trial's queries at the trial start (z_t = q_t S), then written with the trial's
   (key, target) pairs -- test-time memorisation; fixed state, whole history.
+* ``gated_fast_weights``: the same with a learned forgetting gate (gated delta rule,
+  arXiv:2412.06464; Titans' forgetting): before each write the memory decays by
+  exp(g_t), g_t = logsigmoid(u_t) / bins, so the retention over a trial is the geometric
+  mean of sigmoid(u_t) over its bins (our parameterisation; u_t from the encoder, its bias
+  initialised at +2, i.e. ~0.88 retention per trial).
 * ``softmax``: softmax attention from the trial's queries over the (key, target) pairs of
   the last ``context_trials`` trials, z_t = sum_s softmax_s(tau q_t . k_s) y_s; the cache
   grows with the context.
@@ -30,7 +35,7 @@ from torch import Tensor, nn
 from bridges.counterpart_model import ContinuousSequenceModel
 from bridges.fast_weights import FastWeightState, initial_memory, read, write
 
-KINDS = ("fast_weights", "softmax")
+KINDS = ("fast_weights", "gated_fast_weights", "softmax")
 
 
 class TrialShapes:
@@ -117,32 +122,39 @@ class Counterpart(nn.Module):
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind, self.key_dim, self.num_readouts = kind, key_dim, num_readouts
         self.context_trials = context_trials
-        self.encoder = ContinuousSequenceModel(num_inputs, 2 * key_dim + 1, pattern=pattern,
+        self.bins = bins
+        self.encoder = ContinuousSequenceModel(num_inputs, 2 * key_dim + 2, pattern=pattern,
                                                model_dim=model_dim, num_heads=2, max_length=bins,
                                                seed=seed, device=device)
+        with torch.no_grad():
+            self.encoder.readout.bias[-1] = 2.0
         # softmax temperature (log tau); unit keys and queries need tau >> 1 to be selective
         self.log_temperature = nn.Parameter(torch.tensor(math.log(10.0), device=device))
 
     def encode(self, inputs: Tensor):
-        """inputs [n, bins, C] -> queries, keys [n, bins, K] (unit norm), beta [n, bins]."""
+        """inputs [n, bins, C] -> queries, keys [n, bins, K] (unit norm), beta [n, bins],
+        log decay [n, bins] (None unless gated)."""
         out = self.encoder(inputs)
         q = F.normalize(out[..., :self.key_dim], dim=-1)
         k = F.normalize(out[..., self.key_dim:2 * self.key_dim], dim=-1)
-        return q, k, torch.sigmoid(out[..., -1])
+        gated = self.kind == "gated_fast_weights"
+        log_decay = F.logsigmoid(out[..., -1]) / self.bins if gated else None
+        return q, k, torch.sigmoid(out[..., -2]), log_decay
 
     def episode(self, inputs: Tensor, target: Tensor) -> Tensor:
         """Predictions [B, E, bins, R] for episodes inputs [B, E, bins, C], each trial read from
         the memory left by the episode's earlier trials (differentiable)."""
         batch, trials, bins, _ = inputs.shape
-        q, k, beta = self.encode(inputs.flatten(0, 1))
+        q, k, beta, log_decay = self.encode(inputs.flatten(0, 1))
         q, k, beta = (x.unflatten(0, (batch, trials)) for x in (q, k, beta))
         if self.kind == "softmax":
             return self._softmax_episode(q, k, target)
+        log_decay = None if log_decay is None else log_decay.unflatten(0, (batch, trials))
         state = initial_memory(batch, self.key_dim, self.num_readouts, device=inputs.device)
         predictions = []
         for t in range(trials):
             predictions.append(read(state, q[:, t]))
-            state = write(state, k[:, t], target[:, t], beta[:, t])
+            state = write(state, k[:, t], target[:, t], beta[:, t], None if log_decay is None else log_decay[:, t])
         return torch.stack(predictions, 1)
 
     def _softmax_episode(self, q, k, target):
@@ -159,12 +171,12 @@ class Counterpart(nn.Module):
     def stream_trial(self, state, inputs: Tensor, target: Tensor):
         """One test trial: inputs, target [bins, .] -> (prediction [bins, R] from the memory at
         the trial start, memory after writing the trial)."""
-        q, k, beta = self.encode(inputs.unsqueeze(0))
-        if self.kind == "fast_weights":
+        q, k, beta, log_decay = self.encode(inputs.unsqueeze(0))
+        if self.kind != "softmax":
             state = state if state is not None else initial_memory(1, self.key_dim, self.num_readouts,
                                                                    device=inputs.device)
             prediction = read(state, q)[0]
-            return prediction, write(state, k, target.unsqueeze(0), beta)
+            return prediction, write(state, k, target.unsqueeze(0), beta, log_decay)
         keys, values = state if state is not None else ([], [])
         if keys:
             cache_k, cache_v = torch.cat(keys), torch.cat(values)
@@ -182,8 +194,9 @@ class Counterpart(nn.Module):
         config = self.encoder.config
         mixer = len(config.pattern) * 3 * config.model_dim * (config.model_dim // config.num_heads)
         encoder = bins * (linear + mixer)
-        if self.kind == "fast_weights":
-            return int(encoder + bins * 4 * self.key_dim * self.num_readouts)
+        if self.kind != "softmax":
+            gate = int(self.kind == "gated_fast_weights")
+            return int(encoder + bins * (4 + gate) * self.key_dim * self.num_readouts)
         return int(encoder + bins * self.context_trials * bins * (self.key_dim + self.num_readouts))
 
 

@@ -7,7 +7,7 @@ with FORCE, and FORCE with a reset of P at each switch, (c) a slow-weight sequen
 (bridges mixer pattern, default one delta-rule layer) whose delta-rule fast-weight memory is
 written with each trial's (key, target) pairs during the stream (test-time memorisation,
 Titans style, arXiv:2501.00663), its slow weights meta-trained beforehand on episodes with
-OTHER latencies and probabilities, and (d) the same encoder with softmax attention over the
+OTHER latencies and probabilities; also with a learned forgetting gate (gated delta rule), and (d) the same encoder with softmax attention over the
 (key, target) pairs of the last ``context_trials`` trials. Same inputs (bin means of the
 task's input channels), same targets, same switch schedule; every learner is scored on its
 output from its state at the trial start (no leak of a trial's own targets).
@@ -26,10 +26,8 @@ from experiments import what_when
 from experiments.store import RunDir
 
 RESERVOIR_LEARNERS = ("three_factor", "force", "force_reset")
-SEQUENCE_LEARNERS = ("fast_weights", "softmax")
+SEQUENCE_LEARNERS = ("fast_weights", "gated_fast_weights", "softmax")
 LEARNERS = RESERVOIR_LEARNERS + SEQUENCE_LEARNERS
-COLORS = {"three_factor": "tab:green", "force": "tab:red", "force_reset": "tab:blue",
-          "fast_weights": "tab:purple", "softmax": "tab:orange"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     shapes = TrialShapes(task, rc.dt_ms, rc.bin_ms)
     inputs, target, _ = shapes.trials(session.latency_ms, session.identity, session.probabilities)
     bins = inputs.shape[1]
-    meta_seeds = np.random.SeedSequence(out.seed).spawn(8)[6:]
+    meta_seeds = np.random.SeedSequence(out.seed).spawn(9)[6:]
     losses = {}
     for kind, meta_seed in zip(SEQUENCE_LEARNERS, meta_seeds):
         rng = np.random.default_rng(meta_seed)

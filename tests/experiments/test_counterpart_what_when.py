@@ -27,7 +27,7 @@ def test_composed_trials_equal_the_task_arrays_binned():
         assert np.allclose(ideal[trial].numpy(), binned(arrays.ideal), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["fast_weights", "softmax"])
+@pytest.mark.parametrize("kind", ["fast_weights", "gated_fast_weights", "softmax"])
 def test_streaming_trials_equals_the_episode_path(kind):
     task = _task()
     session = task.sample(np.random.default_rng(2))
@@ -55,7 +55,7 @@ TINY = {"reservoir.num_neurons": 60, "reservoir.in_degree": 20, "reservoir.dt_ms
 def test_end_to_end_tiny_run(tmp_path):
     result = run_experiment("counterpart_what_when", overrides=TINY, out_root=tmp_path, seed=0, quiet=True)
     m = result.metrics
-    for learner in ("three_factor", "force", "force_reset", "fast_weights", "softmax"):
+    for learner in ("three_factor", "force", "force_reset", "fast_weights", "gated_fast_weights", "softmax"):
         for key in ("timing_error_ms", "what_probability_corr", "latency_recovery_trials",
                     "probability_recovery_trials", "seconds_per_trial", "macs_per_trial"):
             assert f"{learner}_{key}" in m
