@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -31,23 +32,22 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment_facts(seed: int, device: str) -> dict:
-    """Python, package versions, git commit, device, CPU/GPU name, seed."""
+@lru_cache(maxsize=1)
+def _static_facts() -> dict:
+    """What does not change within a process (read once: package metadata is slow)."""
     versions = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    facts = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": versions,
-        "git_commit": _git_commit(),
-        "device": device,
-        "cpu": _cpu_name(),
-        "seed": int(seed),
-    }
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "packages": versions, "git_commit": _git_commit(), "cpu": _cpu_name()}
+
+
+def environment_facts(seed: int, device: str) -> dict:
+    """Python, package versions, git commit, device, CPU/GPU name, seed."""
+    facts = {**_static_facts(), "device": device, "seed": int(seed)}
     if device.startswith("cuda"):
         import torch
 

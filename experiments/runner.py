@@ -36,6 +36,56 @@ def check_device(device: str) -> str:
     return device
 
 
+class ActiveRun:
+    """One run directory between :func:`begin_run` and :func:`finish_run` / :func:`fail_run`."""
+
+    def __init__(self, out: RunDir, status: dict[str, Any], description: str):
+        self.out, self.status, self.description = out, status, description
+        self.start = time.perf_counter()
+
+    def _write_status(self) -> None:
+        atomic_write_text(self.out.path / "status.json", to_json(self.status))
+
+
+def begin_run(module, name: str, config: Any, seed: int, device: str, quiet: bool,
+              out_root: str | Path, **status_extra) -> ActiveRun:
+    """Create ``out_root/<name>/<UTC>-<hash8>/`` and record ``status.json`` (``running``)
+    first, then ``config.yaml`` and ``env.json``: a run killed at any point is visibly
+    incomplete."""
+    digest = config_hash(config, seed)
+    path = new_run_path(out_root, name, digest[:8])
+    status = {"experiment": name, "config_hash": digest, "status": "running",
+              "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **status_extra}
+    run = ActiveRun(RunDir(path, seed=seed, device=device, quiet=quiet), status,
+                    (module.__doc__ or "").strip())
+    run._write_status()
+    atomic_write_text(path / "config.yaml", config_to_yaml(config))
+    atomic_write_text(path / "env.json", to_json(environment_facts(seed, device)))
+    return run
+
+
+def finish_run(run: ActiveRun, metrics: Any, seconds: float | None = None, **status_extra) -> dict:
+    """Store the metrics and the report, then mark the run ``complete``."""
+    metrics = clean_metrics(metrics)
+    atomic_write_text(run.out.path / "metrics.json", to_json(metrics))
+    elapsed = time.perf_counter() - run.start if seconds is None else seconds
+    run.status.update(status="complete", seconds=elapsed, **status_extra)
+    write_run_report(run.out.path, title=run.status["experiment"], description=run.description,
+                     status=run.status)
+    run._write_status()
+    return metrics
+
+
+def fail_run(run: ActiveRun, error: BaseException, **status_extra) -> None:
+    """Mark the run ``failed`` (``interrupted`` for Ctrl-C / SystemExit) with the traceback."""
+    interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+    run.status.update(status="interrupted" if interrupted else "failed",
+                      seconds=time.perf_counter() - run.start,
+                      error=f"{type(error).__name__}: {error}",
+                      traceback="".join(traceback.format_exception(error)), **status_extra)
+    run._write_status()
+
+
 def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = None,
                    config_file: str | Path | None = None, out_root: str | Path = "runs",
                    seed: int = 0, device: str = "cpu", quiet: bool = True,
@@ -57,26 +107,11 @@ def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = 
         config = resolve_config(module.Config, config_file, overrides)
     elif not isinstance(config, module.Config):
         raise TypeError(f"config: expected {name}.Config, got {type(config).__name__}")
-    digest = config_hash(config, seed)
-    path = new_run_path(out_root, name, digest[:8])
-    out = RunDir(path, seed=seed, device=device, quiet=quiet)
-    atomic_write_text(path / "config.yaml", config_to_yaml(config))
-    atomic_write_text(path / "env.json", to_json(environment_facts(seed, device)))
-    status = {"experiment": name, "config_hash": digest, "status": "running",
-              "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    atomic_write_text(path / "status.json", to_json(status))
-    start = time.perf_counter()
+    run = begin_run(module, name, config, seed, device, quiet, out_root)
     try:
-        metrics = clean_metrics(module.run(config, out))
+        metrics = finish_run(run, module.run(config, run.out))
     except BaseException as error:
-        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
-        status.update(status="interrupted" if interrupted else "failed", seconds=time.perf_counter() - start,
-                      error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
-        atomic_write_text(path / "status.json", to_json(status))
+        fail_run(run, error)
         raise
-    atomic_write_text(path / "metrics.json", to_json(metrics))
-    status.update(status="complete", seconds=time.perf_counter() - start)
-    write_run_report(path, title=name, description=(module.__doc__ or "").strip(), status=status)
-    atomic_write_text(path / "status.json", to_json(status))
-    return RunResult(path=path, metrics=metrics, config=config, status="complete")
+    return RunResult(path=run.out.path, metrics=metrics, config=config, status="complete")
 

@@ -17,16 +17,12 @@ with ``run``, so one bad point cannot fail its batch-mates.
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
 
-from experiments.config import config_to_yaml
-from experiments.environment import environment_facts
 from experiments.registry import load_experiment
-from experiments.report import write_run_report
-from experiments.store import RunDir, atomic_write_text, clean_metrics, new_run_path, to_json
+from experiments.runner import begin_run, fail_run, finish_run
+from experiments.store import clean_metrics
 
 
 def supports_batch(module) -> bool:
@@ -53,56 +49,36 @@ def group_points(module, points: list, batch_size: int) -> list[list]:
     return groups
 
 
-def _status(name: str, digest: str, started: str) -> dict[str, Any]:
-    return {"experiment": name, "config_hash": digest, "status": "running", "started_utc": started,
-            "batched": True}
-
-
 def run_batched(task) -> list[dict]:
     """Run ``task.points`` through ``run_batch``; fall back to one-by-one if it raises."""
     from experiments.sweep.worker import point_row, run_single, utc_now
 
     module = load_experiment(task.experiment)
     sweep_dir = Path(task.sweep_dir)
-    runs_root = sweep_dir / "runs"
     size = len(task.points)
-    started, begin = utc_now(), time.perf_counter()
-    facts = environment_facts(0, task.device)
-    outs, statuses = [], []
-    for point in task.points:
-        path = new_run_path(runs_root, task.experiment, point.config_hash[:8])
-        atomic_write_text(path / "config.yaml", config_to_yaml(point.config))
-        atomic_write_text(path / "env.json", to_json({**facts, "seed": int(point.seed)}))
-        status = _status(task.experiment, point.config_hash, started)
-        atomic_write_text(path / "status.json", to_json(status))
-        outs.append(RunDir(path, seed=point.seed, device=task.device, quiet=True))
-        statuses.append(status)
+    started = utc_now()
+    runs = [begin_run(module, task.experiment, point.config, point.seed, task.device, True,
+                      sweep_dir / "runs", batched=True) for point in task.points]
+    begin = runs[0].start
     try:
-        results = module.run_batch([p.config for p in task.points], outs)
+        results = module.run_batch([p.config for p in task.points], [run.out for run in runs])
         if not isinstance(results, (list, tuple)) or len(results) != size:
             raise TypeError(f"run_batch must return a list of {size} metrics dicts, got "
                             f"{type(results).__name__} of length {len(results) if hasattr(results, '__len__') else '?'}")
         metrics = [clean_metrics(m) for m in results]
     except Exception as error:  # noqa: BLE001 - any failure: rerun the points alone
-        seconds = time.perf_counter() - begin
-        for out, status in zip(outs, statuses):
-            status.update(status="failed", seconds=seconds, error=f"{type(error).__name__}: {error}",
-                          traceback=traceback.format_exc(), note="batch failed; point rerun alone")
-            atomic_write_text(out.path / "status.json", to_json(status))
+        for run in runs:
+            fail_run(run, error, note="batch failed; point rerun alone")
         return [run_single(task, point) for point in task.points]
     except BaseException as error:  # Ctrl-C / SystemExit: visible as interrupted, then propagate
-        for out, status in zip(outs, statuses):
-            status.update(status="interrupted", error=f"{type(error).__name__}: {error}")
-            atomic_write_text(out.path / "status.json", to_json(status))
+        for run in runs:
+            fail_run(run, error)
         raise
-    seconds = time.perf_counter() - begin
-    description = (module.__doc__ or "").strip()
+    seconds = (time.perf_counter() - begin) / size
     rows = []
-    for point, out, status, point_metrics in zip(task.points, outs, statuses, metrics):
-        atomic_write_text(out.path / "metrics.json", to_json(point_metrics))
-        status.update(status="complete", seconds=seconds / size, batch_size=size)
-        write_run_report(out.path, title=task.experiment, description=description, status=status)
-        atomic_write_text(out.path / "status.json", to_json(status))
-        rows.append(point_row(point, "complete", metrics=point_metrics, seconds=seconds / size,
-                         run_dir=out.path, sweep_dir=sweep_dir, started=started, batch_size=size))
+    for point, run, point_metrics in zip(task.points, runs, metrics):
+        finish_run(run, point_metrics, seconds=seconds, batch_size=size)
+        rows.append(point_row(point, "complete", metrics=point_metrics, seconds=seconds,
+                              run_dir=run.out.path, sweep_dir=sweep_dir, started=started,
+                              batch_size=size))
     return rows

@@ -148,6 +148,24 @@ def find_run_dir(runs_root: Path, experiment: str, config_hash: str, since: floa
     return best
 
 
+def _finished_run(runs_root: Path, experiment: str, config_hash: str) -> tuple[Path, dict] | None:
+    """A complete run directory of ``config_hash`` and its metrics, if one exists.
+
+    A worker killed (or a Dask task lost) after its run finished leaves such a directory;
+    the retry adopts it, so no point is run twice."""
+    import json
+
+    run_dir = find_run_dir(runs_root, experiment, config_hash)
+    if run_dir is None or not (run_dir / "metrics.json").exists():
+        return None
+    try:
+        if json.loads((run_dir / "status.json").read_text()).get("status") != "complete":
+            return None
+        return run_dir, json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def point_row(point: PointTask, status: str, *, metrics=None, error=None, trace=None, seconds=0.0,
               run_dir: Path | None = None, sweep_dir: Path, started: str, batch_size: int = 1) -> dict:
     """One journal row: the point's outcome, where and when it ran, its run directory."""
@@ -165,6 +183,11 @@ def run_single(task: Task, point: PointTask) -> dict:
     sweep_dir = Path(task.sweep_dir)
     runs_root = sweep_dir / "runs"
     started, begin, wall_begin = utc_now(), time.perf_counter(), time.time()
+    finished = _finished_run(runs_root, task.experiment, point.config_hash)
+    if finished is not None:  # an earlier attempt finished but its result never came back
+        run_dir, metrics = finished
+        return point_row(point, "complete", metrics=metrics, run_dir=run_dir,
+                         sweep_dir=sweep_dir, started=started)
     try:
         result = run_experiment(task.experiment, config=point.config, seed=point.seed,
                                 out_root=runs_root, device=task.device, quiet=True)
