@@ -23,7 +23,7 @@ def test_tiny_comparison_runs_and_checks_the_claims(tmp_path):
     # expected accuracy is exactly chance; 1024 scored queries give a standard error ~0.008.
     assert abs(metrics["mqar_acc_NN_T16_d64"] - chance) < 0.04
     assert metrics["mqar_no_mixing_collapses"] is True
-    assert {"mqar_F_fails_alone", "mqar_FS_recovers", "hybrids_tested_after_failing_alone"} \
+    assert {"mqar_F_fails_alone", "mqar_FS_recovers", "mixers_failing_alone_with_a_hybrid"} \
         <= set(metrics)
     rows = list(csv.DictReader((result.path / "runs.csv").open()))
     assert {r["pattern"] for r in rows} == {"SS", "NN", "FF", "FS"}
