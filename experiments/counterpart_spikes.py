@@ -139,6 +139,9 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
         if dataset == "hmmglm":
             metrics["hmmglm_true_heldout_bits_per_spike"] = true_bps
         out.log(f"{dataset}: {train_counts.shape[1]} neurons, {train_counts.mean():.3f} spikes/bin, K={k}")
+        # chance of the probes: the most frequent state in the half of the held-out bins they are tested on
+        tested = test_states[len(test_states) // 2:]
+        metrics[f"{dataset}_probe_chance_accuracy"] = float(np.bincount(tested).max() / tested.size)
         for length in config.train_lengths:
             spikes = train_counts[:length]
             for prior in out.progress(config.priors, desc=f"{dataset} HMM-GLM T={length}"):
