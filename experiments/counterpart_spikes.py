@@ -45,13 +45,15 @@ class Config:
     learning_rate: float = field(default=3e-3, metadata={"min": 0.0, "help": "peak AdamW learning rate"})
     validation_fraction: float = field(default=0.1, metadata={"min": 0.02, "max": 0.5, "help": "end of the training bins used for early stopping"})
     reservoir_neurons: int = field(default=200, metadata={"min": 20, "help": "reservoir size"})
-    reservoir_in_degree: int = field(default=50, metadata={"min": 1, "help": "synapses per neuron"})
+    reservoir_in_degree: int = field(default=100, metadata={"min": 1, "help": "synapses per neuron"})
+    reservoir_weight_scale: float = field(default=0.5, metadata={"min": 0.0, "help": "recurrent weights U(0, w)"})
+    reservoir_noise_std: float = field(default=2.0, metadata={"min": 0.0, "help": "mV rms per ms"})
     recorded_neurons: int = field(default=20, metadata={"min": 2, "help": "neurons recorded from the reservoir"})
     reservoir_states: int = field(default=3, metadata={"min": 2, "help": "input regimes (hidden states)"})
     regime_stay_probability: float = field(default=0.99, metadata={"min": 0.0, "max": 1.0, "help": "per bin"})
     input_amplitude: float = field(default=1.0, metadata={"min": 0.0, "help": "regime input level"})
-    input_scale: float = field(default=5.0, metadata={"min": 0.0, "help": "input weights N(0, s^2)"})
-    bin_ms: float = field(default=5.0, metadata={"min": 0.5, "help": "reservoir counting bin"})
+    input_scale: float = field(default=10.0, metadata={"min": 0.0, "help": "input weights N(0, s^2)"})
+    bin_ms: float = field(default=10.0, metadata={"min": 0.5, "help": "reservoir counting bin (~0.1 spikes per bin at ~10 Hz)"})
     dt_ms: float = field(default=0.5, metadata={"min": 0.05, "max": 1.0, "help": "reservoir time step"})
 
 
@@ -88,8 +90,11 @@ def _reservoir_data(config: Config, seeds, device):
     if steps < 1 or abs(steps * config.dt_ms - config.bin_ms) > 1e-9:
         raise ValueError(f"bin_ms={config.bin_ms} must be a whole number of dt_ms={config.dt_ms} steps")
     in_degree = min(config.reservoir_in_degree, config.reservoir_neurons - 1)
+    # network constants of the what_when study (weights U(0, 0.5), 50 ms exponential synapses,
+    # 2 mV/ms noise): an asynchronous ~10 Hz regime
     params, state = make_reservoir(config.reservoir_neurons, k, in_degree=in_degree, input_scale=config.input_scale,
-                                   synapse="exponential", synapse_tau_ms=20.0, noise_std=3.0,
+                                   weight_scale=config.reservoir_weight_scale, synapse="exponential",
+                                   synapse_tau_ms=50.0, noise_std=config.reservoir_noise_std,
                                    seed=np.random.default_rng(seeds[1]), device=device)
     recorded = np.sort(rng.choice(config.reservoir_neurons, config.recorded_neurons, replace=False))
     counts = np.zeros((total, config.reservoir_neurons))
