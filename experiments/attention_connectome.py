@@ -41,7 +41,7 @@ class Config:
     batch_size: int = field(default=32, metadata={"min": 1, "help": "sequences per step"})
     learning_rate: float = field(default=3e-3, metadata={"min": 0.0, "help": "peak AdamW learning rate"})
     weight_decay: float = field(default=0.1, metadata={"min": 0.0, "help": "AdamW weight decay"})
-    checkpoint_every: int = field(default=25, metadata={"min": 1, "help": "steps between recorded checkpoints"})
+    checkpoint_every: int = field(default=10, metadata={"min": 1, "help": "steps between recorded checkpoints"})
     probe_sequences: int = field(default=64, metadata={"min": 1, "help": "sequences averaged per map"})
     rank: int = field(default=6, metadata={"min": 1, "max": 50, "help": "NTF rank"})
     ntf_iterations: int = field(default=300, metadata={"min": 1, "help": "HALS iterations"})
