@@ -36,7 +36,7 @@ class Config:
     bin_ms: float = field(default=10.0, metadata={"min": 0.5, "help": "bin of every learner's inputs, outputs and scores (replaces reservoir.bin_ms)"})
     encoder_pattern: str = field(default="D", metadata={"help": "mixer letters of the slow encoder (bridges.mixers)"})
     model_dim: int = field(default=32, metadata={"min": 4, "help": "encoder width"})
-    key_dim: int = field(default=32, metadata={"min": 2, "help": "fast-weight / attention key size K"})
+    key_dim: int = field(default=64, metadata={"min": 2, "help": "fast-weight / attention key size K (a linear memory resolves at most K of the trial's bins)"})
     context_trials: int = field(default=10, metadata={"min": 1, "help": "softmax counterpart: trials in its KV cache"})
     pretrain_latencies_ms: tuple[float, ...] = field(
         default=(150.0, 250.0, 350.0, 450.0), metadata={"min": 60.0, "help": "meta-training latencies (test ones excluded)"})
