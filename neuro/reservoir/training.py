@@ -142,9 +142,8 @@ def _step_learner(learner: Learner, features: Tensor, target: Tensor, gate: Tens
         else:
             state = readout.consolidate(state)
     else:
-        # the loop owns this state: in-place RLS (no [B, D, D] allocation per update)
-        state = state._replace(weights=state.weights.clone(),
-                               inverse_correlation=state.inverse_correlation.clone())
+        # run_session owns this state (copied once at its start): in-place RLS, no
+        # [B, D, D] allocation per update
         for t in range(num_steps):
             state, outputs[t] = readout.step(state, features[:, t], target[t], inplace=True)
     return learner._replace(state=state), outputs
@@ -202,7 +201,14 @@ def run_session(
     snapshots = {name: [] for name in names}
     probes = {name: [] for name in names}
     targets, ideals, gates, rates, spikes = [], [], [], [], {}
-    learners = list(learners)
+    # private copies of the FORCE states, which the loop then updates in place
+    learners = [
+        learner._replace(state=learner.state._replace(
+            weights=learner.state.weights.clone(),
+            inverse_correlation=learner.state.inverse_correlation.clone()))
+        if isinstance(learner.readout, FORCEReadout) else learner
+        for learner in learners
+    ]
     buffers: dict = {}
     trials = range(session.num_trials)
     for trial in (progress(trials) if progress else trials):
