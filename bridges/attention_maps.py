@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["attention_maps", "connectome_tensor", "causal_pairs", "MAPPABLE"]
+__all__ = ["MAPPABLE", "attention_maps", "causal_pairs", "connectome_tensor"]
 
 MAPPABLE = ("S", "L", "G")
 

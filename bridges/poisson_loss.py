@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["poisson_nll", "next_bin_loss", "homogeneous_log_likelihood", "bits_per_spike"]
+__all__ = ["bits_per_spike", "homogeneous_log_likelihood", "next_bin_loss", "poisson_nll"]
 
 
 def _check(counts: Tensor, log_rate: Tensor) -> None:

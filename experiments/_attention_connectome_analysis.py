@@ -17,7 +17,7 @@ def _fractions(pattern: np.ndarray, length: int) -> dict:
     total = pattern.sum()
     t = np.arange(half, length - 1)
     rows = np.arange(1, length)
-    share = lambda values: float(values.sum() / total) if total > 0 else 0.0  # noqa: E731
+    share = lambda values: float(values.sum() / total) if total > 0 else 0.0
     return {"induction_fraction": share(pattern[t, t - half + 1]), "previous_token_fraction": share(pattern[rows, rows - 1]),
             "sink_fraction": share(pattern[rows, 0]), "self_fraction": share(pattern[np.arange(length), np.arange(length)])}
 
@@ -26,7 +26,7 @@ def analyse(config, maps, accuracies, steps, tensor, pairs, recordings, out):
     from experiments.attention_connectome import first_crossing, induction_scores
     from neuro.connectome import adjusted_rand_index, fit_sbm, louvain_partition, ntf
 
-    checkpoints, seeds, layers, heads, length, _ = maps.shape
+    checkpoints, seeds, _layers, _heads, length, _ = maps.shape
     metrics, threshold = {}, config.formed_threshold
     direct, previous = induction_scores(maps, length)                    # [C, S, L, H]
     for s in range(seeds):
@@ -85,7 +85,7 @@ def analyse(config, maps, accuracies, steps, tensor, pairs, recordings, out):
         graph = component["_pattern"] + component["_pattern"].T
         np.fill_diagonal(graph, 0.0)
         labels = louvain_partition(graph, seed=out.seed)
-        component["position_communities"] = int(len(np.unique(labels)))
+        component["position_communities"] = len(np.unique(labels))
         position_communities.append(labels)
 
     head_rows = []
@@ -97,13 +97,13 @@ def analyse(config, maps, accuracies, steps, tensor, pairs, recordings, out):
                           "induction_component_loading": float(induction["_loading"][i]),
                           "sbm_community": int(sbm.labels[i]), "louvain_community": int(louvain[i])})
     component_rows = [{k: v for k, v in c.items() if not k.startswith("_")} for c in components]
-    tables = {"components": (component_rows, "NTF components of the (position pair x checkpoint x head) "
+    tables = {"components": (component_rows, ("NTF components of the (position pair x checkpoint x head) "
                              "tensor: weight, share of the pattern on induction / previous-token / sink / self "
                              "pairs, first checkpoint at half its maximum, heads loading >= half the largest, "
-                             "Louvain communities of its position graph."),
-              "heads": (head_rows, "Per recorded head: direct induction and previous-token scores at the end, "
+                             "Louvain communities of its position graph.")),
+              "heads": (head_rows, ("Per recorded head: direct induction and previous-token scores at the end, "
                         "step its induction score first reached the threshold, loading on the induction "
-                        "component, and its community (weighted SBM and Louvain on loading similarity).")}
+                        "component, and its community (weighted SBM and Louvain on loading similarity)."))}
     extra = {"components": components, "direct": direct, "previous": previous, "similarity": similarity,
              "sbm": sbm.labels, "position_communities": position_communities}
     out.save_arrays("ntf", pair_factor=pair_factor, time_factor=time_factor, head_factor=head_factor,
@@ -117,7 +117,7 @@ def figures(out, config, maps, accuracies, steps, metrics, tables):
 
     extra = metrics.pop("_extra")
     components, direct = extra["components"], extra["direct"]
-    checkpoints, seeds, layers, heads, length, _ = maps.shape
+    checkpoints, seeds, layers, heads, _length, _ = maps.shape
     induction = components[int(metrics["induction_component"])]
 
     fig = Figure(figsize=(11, 3.4))

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bridges.counterpart_model import ContinuousSequenceModel
-from bridges.fast_weights import FastWeightState, initial_memory, read, write
+from bridges.fast_weights import initial_memory, read, write
 
 KINDS = ("fast_weights", "gated_fast_weights", "softmax")
 
@@ -45,7 +45,7 @@ class TrialShapes:
     def __init__(self, task, dt_ms: float, bin_ms: float):
         from neuro.reservoir.task import TaskSession
 
-        self.task, self.dt_ms, self.bin_steps = task, dt_ms, int(round(bin_ms / dt_ms))
+        self.task, self.dt_ms, self.bin_steps = task, dt_ms, round(bin_ms / dt_ms)
         self._session = TaskSession
         self._cache: dict[float, dict] = {}
 
@@ -86,7 +86,7 @@ class TrialShapes:
                 target[i, :, 1 + identity[i]] = s["bump"]
             target[i, :, 0] = ideal[i, :, 0] = s["when"]
             ideal[i, :, 1:] = s["bump"][:, None] * probabilities[i][None, :]
-        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)
         return as_tensor(inputs), as_tensor(target), as_tensor(ideal)
 
 
@@ -108,7 +108,7 @@ def sample_episodes(shapes: TrialShapes, batch: int, trials: int, latencies_ms, 
             draw = rng.choice(m + 1, p=np.append(p, max(0.0, 1 - p.sum())) / max(1.0, p.sum() + max(0.0, 1 - p.sum())))
             ident[b, t] = draw if draw < m else -1
     inputs, target, ideal = shapes.trials(lat.ravel(), ident.ravel(), probs.reshape(-1, m))
-    unflat = lambda x: x.reshape(batch, trials, *x.shape[1:])  # noqa: E731
+    unflat = lambda x: x.reshape(batch, trials, *x.shape[1:])
     return unflat(inputs), unflat(target), unflat(ideal)
 
 
@@ -144,7 +144,7 @@ class Counterpart(nn.Module):
     def episode(self, inputs: Tensor, target: Tensor) -> Tensor:
         """Predictions [B, E, bins, R] for episodes inputs [B, E, bins, C], each trial read from
         the memory left by the episode's earlier trials (differentiable)."""
-        batch, trials, bins, _ = inputs.shape
+        batch, trials, _bins, _ = inputs.shape
         q, k, beta, log_decay = self.encode(inputs.flatten(0, 1))
         q, k, beta = (x.unflatten(0, (batch, trials)) for x in (q, k, beta))
         if self.kind == "softmax":
@@ -158,7 +158,7 @@ class Counterpart(nn.Module):
         return torch.stack(predictions, 1)
 
     def _softmax_episode(self, q, k, target):
-        batch, trials, bins, _ = q.shape
+        _batch, trials, bins, _ = q.shape
         trial_of = torch.arange(trials, device=q.device).repeat_interleave(bins)
         lag = trial_of[:, None] - trial_of[None, :]
         allowed = (lag >= 1) & (lag <= self.context_trials)

@@ -36,7 +36,7 @@ def train(model: nn.Module, counts: np.ndarray, *, window: int, steps: int, batc
           validation_fraction: float, eval_every: int, rng: np.random.Generator, device) -> dict:
     """Train in place on counts [T, N]; returns losses and the best validation loss (nats/bin/neuron)."""
     data = torch.as_tensor(counts, dtype=torch.float32, device=device)
-    split = int(round(data.shape[0] * (1 - validation_fraction)))
+    split = round(data.shape[0] * (1 - validation_fraction))
     train_part, valid_part = data[:split], data[split:]
     length = min(window, train_part.shape[0])
     if length < 8 or valid_part.shape[0] < 2:

@@ -96,14 +96,14 @@ def _train_seed(config: Config, seed_index: int, root_seed: int, device, out):
     data_seed, probe_seed, model_seed = np.random.SeedSequence([root_seed, seed_index]).spawn(3)
     if config.task == "copy":
         vocab = config.vocab_size
-        make = lambda n, rng: copy_batch(n, config.length, vocab, seed=rng, device=device)  # noqa: E731
+        make = lambda n, rng: copy_batch(n, config.length, vocab, seed=rng, device=device)
     elif config.task == "repeat":
         vocab = config.vocab_size
-        make = lambda n, rng: repeat_batch(n, config.length, vocab, seed=rng, device=device)  # noqa: E731
+        make = lambda n, rng: repeat_batch(n, config.length, vocab, seed=rng, device=device)
     else:
         keys = max(config.num_pairs, 16)
         vocab = mqar_vocab_size(keys, keys)
-        make = lambda n, rng: mqar_batch(n, config.length, config.num_pairs, keys, keys, seed=rng, device=device)  # noqa: E731
+        make = lambda n, rng: mqar_batch(n, config.length, config.num_pairs, keys, keys, seed=rng, device=device)
     model = SequenceModel(SequenceModelConfig(vocab_size=vocab, pattern=config.pattern, model_dim=config.model_dim,
                                               num_heads=config.num_heads, max_length=config.length),
                           seed=int(model_seed.generate_state(1)[0]), device=device)

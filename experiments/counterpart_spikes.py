@@ -86,7 +86,7 @@ def _reservoir_data(config: Config, seeds, device):
     transition = np.full((k, k), (1 - config.regime_stay_probability) / (k - 1))
     np.fill_diagonal(transition, config.regime_stay_probability)
     states = sample_states(np.full(k, 1.0 / k), transition, total, rng)
-    steps = int(round(config.bin_ms / config.dt_ms))
+    steps = round(config.bin_ms / config.dt_ms)
     if steps < 1 or abs(steps * config.dt_ms - config.bin_ms) > 1e-9:
         raise ValueError(f"bin_ms={config.bin_ms} must be a whole number of dt_ms={config.dt_ms} steps")
     in_degree = min(config.reservoir_in_degree, config.reservoir_neurons - 1)
@@ -140,7 +140,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     for d_index, dataset in enumerate(config.datasets):
         seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence([out.seed, d_index]).spawn(6)]
         data = _hmmglm_data(config, seeds) if dataset == "hmmglm" else _reservoir_data(config, seeds, out.device)
-        train_counts, train_states, test, test_states, k, basis, true_bps = data
+        train_counts, _train_states, test, test_states, k, basis, true_bps = data
         if dataset == "hmmglm":
             metrics["hmmglm_true_heldout_bits_per_spike"] = true_bps
         out.log(f"{dataset}: {train_counts.shape[1]} neurons, {train_counts.mean():.3f} spikes/bin, K={k}")

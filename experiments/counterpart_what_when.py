@@ -53,7 +53,6 @@ DEMO = {"reservoir.num_neurons": 300, "reservoir.trials_per_block": (16, 16, 16)
 
 def _reservoir_session(config: Config, out: RunDir, task, session):
     """Simulate the reservoir stream once with the three reservoir learners (what_when's set-up)."""
-    import torch
 
     from neuro.reservoir.build import make_reservoir
     from neuro.reservoir.simulation import simulate
@@ -76,7 +75,7 @@ def _reservoir_session(config: Config, out: RunDir, task, session):
     features = readout_features(result.trace, offset=offset.unsqueeze(1), scale=spread.unsqueeze(1))
     power = float((features**2).sum(-1).mean())
     learners = what_when.build_learners(rc, task, rc.num_neurons + 1, power)
-    kwargs = dict(feature_offset=offset, feature_scale=spread, bin_ms=rc.bin_ms)
+    kwargs = {"feature_offset": offset, "feature_scale": spread, "bin_ms": rc.bin_ms}
     record = run_session(task, session, params, result.state, learners, rc.dt_ms,
                          seed=np.random.default_rng(noise_seed),
                          progress=lambda t: out.progress(t, total=session.num_trials, desc="reservoir trials"),

@@ -6,7 +6,12 @@ import pytest
 import torch
 from scipy.stats import poisson
 
-from bridges.poisson_loss import bits_per_spike, homogeneous_log_likelihood, next_bin_loss, poisson_nll
+from bridges.poisson_loss import (
+    bits_per_spike,
+    homogeneous_log_likelihood,
+    next_bin_loss,
+    poisson_nll,
+)
 
 # float64: lgamma and exp agree with scipy's logpmf to a few ulp; 1e-10 relative leaves room
 # for the summations over hundreds of entries.

@@ -20,7 +20,7 @@ def test_composed_trials_equal_the_task_arrays_binned():
     inputs, target, ideal = shapes.trials(session.latency_ms, session.identity, session.probabilities)
     for trial in (0, 17, 33, 44):
         arrays = task.trial(session, trial, 0.5, dtype=torch.float64)
-        binned = lambda a: a.numpy().reshape(-1, 20, a.shape[-1]).mean(1)  # noqa: E731
+        binned = lambda a: a.numpy().reshape(-1, 20, a.shape[-1]).mean(1)
         # float32 storage of bin means of O(1) values: 1e-6
         assert np.allclose(inputs[trial].numpy(), binned(arrays.inputs), atol=1e-6)
         assert np.allclose(target[trial].numpy(), binned(arrays.target), atol=1e-6)
