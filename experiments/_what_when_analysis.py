@@ -50,7 +50,7 @@ def analyse(config, task, session, record) -> Analysis:
     m = task.num_identities
     evaluation = config.evaluation_trials
     rate = record.population_rate_hz                                    # [trials, B, bins]
-    late = int(round(200.0 / record.bin_ms))
+    late = round(200.0 / record.bin_ms)
     metrics: dict = {"mean_rate_hz": float(rate.mean()),
                      "late_trial_rate_hz": float(rate[..., -late:].mean()),  # last 200 ms: no input but the cue trace
                      "peak_rate_hz": float(rate.mean(axis=(0, 1)).max())}

@@ -11,12 +11,12 @@ import numpy as np
 
 __all__ = [
     "fitted_heights",
+    "height_performance",
     "peak_times_ms",
     "principal_angles_deg",
     "random_subspace_angles_deg",
     "recovery_trials",
     "trial_performance",
-    "height_performance",
     "trials_until_within",
 ]
 
