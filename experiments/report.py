@@ -19,7 +19,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em a
 color:#1d2430;padding:0 1em;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;border-bottom:1px solid #d8dee8;
 padding-bottom:.2em;margin-top:1.6em} h3{font-size:1.05em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em} td,th{border:1px solid #d8dee8;
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;overflow-x:auto;max-width:100%} td,th{border:1px solid #d8dee8;
 padding:.25em .6em;text-align:left} th{background:#eef2f7} td.num{text-align:right;
 font-variant-numeric:tabular-nums}
 figure{margin:1em 0;display:inline-block;max-width:100%} figure img{max-width:100%;
