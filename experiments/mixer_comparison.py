@@ -19,7 +19,8 @@ runs the Triton kernel). The default run (54 models, one seed each) took 295 s o
 (one thread; 437 s wall on a shared, loaded 2-core machine of the CI kind); the recurrent
 mixers' learning curves are still rising at the end, so their accuracies are
 budget-limited, not asymptotic, and single-seed numbers vary by seed (copy LS at d = 32:
-0.81 and 0.48 under two seeds).
+0.81 and 0.48 under two seeds): ``num_seeds`` trains replicates, and tables, figures and
+claims then use the mean over seeds.
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ class Config:
         "min": 0.01, "max": 0.333, "help": "MQAR key-value pairs per sequence position"})
     mqar_vocab: int = field(default=16, metadata={"min": 2, "help": "MQAR keys (= values)"})
     copy_vocab: int = field(default=64, metadata={"min": 4, "help": "copy-task vocabulary"})
+    num_seeds: int = field(default=1, metadata={
+        "min": 1, "help": "models trained per point (different seeds); claims use the mean"})
     eval_sequences: int = field(default=512, metadata={"min": 1, "help": "held-out sequences"})
     chance_margin: float = field(default=0.05, metadata={
         "min": 0.0, "help": "'collapsed' means accuracy <= chance + this"})
@@ -119,6 +122,25 @@ def _train_one(config: Config, task: str, pattern: str, length: int, model_dim: 
             "chance": chance, "final_loss": float(result.losses[-20:].mean()),
             "seconds": time.perf_counter() - start,
             "_curve": (result.eval_steps, result.eval_accuracy)}
+
+
+def _mean_over_seeds(rows: list[dict]) -> list[dict]:
+    """One row per (task, pattern, length, model_dim): accuracy and curve averaged over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["pattern"], row["length"], row["model_dim"]),
+                          []).append(row)
+    merged = []
+    for group in groups.values():
+        accuracies = np.array([r["accuracy"] for r in group])
+        steps = group[0]["_curve"][0]
+        curve = np.mean([r["_curve"][1] for r in group], axis=0)
+        merged.append({**group[0], "accuracy": float(accuracies.mean()),
+                       "accuracy_min": float(accuracies.min()),
+                       "accuracy_max": float(accuracies.max()), "num_seeds": len(group),
+                       "seconds": float(sum(r["seconds"] for r in group)),
+                       "_curve": (steps, curve)})
+    return merged
 
 
 def _claims(config: Config, rows: list[dict]) -> tuple[dict, list[dict]]:
@@ -202,8 +224,9 @@ def _figures(config: Config, rows: list[dict], out: RunDir) -> None:
         by_state.set_xscale("log", base=2)
         by_length.legend(frameon=False, fontsize=7, ncol=2)
     out.save_figure(fig, "accuracy", caption=(
-        "Held-out accuracy per mixer pattern (first letter = lower layer) against sequence "
-        "length, recurrent state size and training step; dotted: chance."))
+        "Held-out accuracy per mixer pattern (first letter = lower layer; mean over "
+        f"{config.num_seeds} seed(s)) against sequence length, recurrent state size and "
+        "training step; dotted: chance."))
 
 
 def run(config: Config, out: RunDir) -> dict[str, float]:
@@ -220,25 +243,29 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
             and config.model_dims):
         raise ValueError("tasks, patterns, mqar_lengths, copy_lengths and model_dims must be "
                          "non-empty")
-    jobs = [(task, pattern, length, dim) for task in config.tasks for pattern in config.patterns
-            for length, dim in _settings(config, task)]
+    points = [(task, pattern, length, dim) for task in config.tasks
+              for pattern in config.patterns for length, dim in _settings(config, task)]
+    jobs = [(point, replicate) for replicate in range(config.num_seeds) for point in points]
     # One seed per job identity (not per index): adding a pattern leaves every other run as is.
-    seeds = [np.random.SeedSequence([out.seed, zlib.crc32("/".join(map(str, job)).encode())])
-             for job in jobs]
+    seeds = [np.random.SeedSequence([out.seed, zlib.crc32(
+        ("/".join(map(str, point)) + (f"/seed{replicate}" if replicate else "")).encode())])
+        for point, replicate in jobs]
     threads = torch.get_num_threads()
     if out.device == "cpu":
         torch.set_num_threads(1)     # small per-step ops: one thread is faster on 2 cores
     rows = []
     try:
-        for job, seed in zip(out.progress(jobs, desc="models"), seeds):
-            row = _train_one(config, *job, seed, out.device)
+        for (point, replicate), seed in zip(out.progress(jobs, desc="models"), seeds):
+            row = _train_one(config, *point, seed, out.device)
+            row["replicate"] = replicate
             rows.append(row)
-            out.log(f"{row['task']} {row['pattern']} T={row['length']} d={row['model_dim']}: "
-                    f"accuracy {row['accuracy']:.3f} ({row['seconds']:.1f} s)")
+            out.log(f"{row['task']} {row['pattern']} T={row['length']} d={row['model_dim']} "
+                    f"#{replicate}: accuracy {row['accuracy']:.3f} ({row['seconds']:.1f} s)")
     finally:
         torch.set_num_threads(threads)
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     out.save_table("runs", public, caption="One row per trained model: held-out accuracy.")
+    rows = _mean_over_seeds(rows)
     metrics, claim_rows = _claims(config, rows)
     out.save_table("claims", claim_rows, caption="Deconstructing Attention (arXiv:2510.11602) "
                    "claims checked on these runs.")

@@ -33,6 +33,22 @@ def test_tiny_comparison_runs_and_checks_the_claims(tmp_path):
     assert (result.path / "accuracy.png").stat().st_size > 1000
 
 
+def test_seeds_are_replicates_and_metrics_their_mean(tmp_path):
+    overrides = {**TINY, "patterns": ("SS", "NN"), "mqar_steps": 20, "eval_sequences": 64,
+                 "num_seeds": 2}
+    result = run_experiment("mixer_comparison", overrides=overrides, out_root=tmp_path, seed=0,
+                            quiet=True)
+    rows = list(csv.DictReader((result.path / "runs.csv").open()))
+    assert sorted((r["pattern"], r["replicate"]) for r in rows) == [
+        ("NN", "0"), ("NN", "1"), ("SS", "0"), ("SS", "1")]
+    for pattern in ("SS", "NN"):
+        mean = sum(float(r["accuracy"]) for r in rows if r["pattern"] == pattern) / 2
+        assert result.metrics[f"mqar_acc_{pattern}_T16_d64"] == pytest.approx(mean, abs=1e-12)
+    # Different seeds train different models (the two SS replicates are not copies).
+    ss = [r for r in rows if r["pattern"] == "SS"]
+    assert ss[0]["final_loss"] != ss[1]["final_loss"]
+
+
 def test_bad_pattern_and_task_are_rejected_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"unknown mixer letter\(s\) \['Q'\]"):
         run_experiment("mixer_comparison", overrides={"patterns": ("SQ",)}, out_root=tmp_path,
