@@ -11,6 +11,10 @@ OTHER latencies and probabilities; also with a learned forgetting gate (gated de
 (key, target) pairs of the last ``context_trials`` trials. Same inputs (bin means of the
 task's input channels), same targets, same switch schedule; every learner is scored on its
 output from its state at the trial start (no leak of a trial's own targets).
+Not a like-for-like budget: the counterparts' slow weights have seen pretrain_steps x
+pretrain_batch x pretrain_trials meta-training trials (28,800 by default) before the stream,
+the reservoir readouts start from zero; the study asks how each re-adapts online, not which
+is cheaper to obtain. A "recovery" from a negative pre-switch performance is not informative.
 Metrics per learner: timing error of the "when" peak, correlation of fitted "what"
 amplitudes with the true probabilities, trials to recover after each switch, compute per
 trial (measured seconds and counted multiply-accumulates).
