@@ -120,8 +120,18 @@ def _check_range(key: str, field: dataclasses.Field, value: Any) -> None:
             raise ConfigError(f"{key}: {item!r} is out of range; allowed {bounds}")
 
 
-def config_from_dict(config_cls, data: Mapping[str, Any], _prefix: str = ""):
-    """Build ``config_cls`` from a nested mapping; missing keys keep their defaults."""
+def _field_default(field: dataclasses.Field):
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
+
+
+def config_from_dict(config_cls, data: Mapping[str, Any], _prefix: str = "", _base=None):
+    """Build ``config_cls`` from a nested mapping; missing keys keep their defaults.
+
+    A nested section starts from the default its parent gives it (``default_factory``),
+    not from the nested class's own defaults, so overriding one nested field keeps the
+    parent's choices for the others."""
     if not isinstance(data, Mapping):
         where = _prefix.rstrip(".") or "config"
         raise ConfigError(f"{where}: expected a mapping of its fields, got {type(data).__name__}")
@@ -135,11 +145,14 @@ def config_from_dict(config_cls, data: Mapping[str, Any], _prefix: str = ""):
         field, f_type = fields[name]
         key = _prefix + name
         if dataclasses.is_dataclass(f_type):
-            kwargs[name] = config_from_dict(f_type, value, key + ".")
+            nested_base = getattr(_base, name) if _base is not None else _field_default(field)
+            kwargs[name] = config_from_dict(f_type, value, key + ".", nested_base)
         else:
             kwargs[name] = _coerce(key, f_type, value)
             _check_range(key, field, kwargs[name])
     try:
+        if _base is not None:
+            return dataclasses.replace(_base, **kwargs)
         return config_cls(**kwargs)
     except (ValueError, TypeError) as error:
         if isinstance(error, ConfigError):

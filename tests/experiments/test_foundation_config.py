@@ -113,3 +113,13 @@ def test_hash_depends_on_config_and_seed_only():
 
 def test_parse_assignments_keeps_equals_in_values():
     assert parse_assignments(["label=a=b"]) == {"label": "a=b"}
+
+
+def test_nested_override_keeps_the_parents_nested_default():
+    @dataclass(frozen=True)
+    class Parent:
+        synapse: Inner = field(default_factory=lambda: Inner(tau_ms=5.0, kind="exponential"))
+
+    config = resolve_config(Parent, overrides=["synapse.tau_ms=7"])
+    assert config.synapse == Inner(tau_ms=7.0, kind="exponential")
+    assert resolve_config(Parent) == Parent()
