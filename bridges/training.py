@@ -57,6 +57,29 @@ def _warmup_cosine(num_steps: int, warmup_fraction: float = 0.1):
     return factor
 
 
+class Optimization:
+    """One optimiser step as every sequence model here takes it: AdamW, linear warm-up over
+    10 % of ``num_steps`` then cosine decay (:func:`_warmup_cosine`), gradient-norm
+    clipping at ``max_grad_norm``. ``step(loss)`` back-propagates and returns the loss."""
+
+    def __init__(self, model: nn.Module, learning_rate: float, num_steps: int, *,
+                 weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.98),
+                 max_grad_norm: float = 1.0):
+        self.parameters = list(model.parameters())
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=learning_rate, betas=betas,
+                                           weight_decay=weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _warmup_cosine(num_steps))
+        self.max_grad_norm = max_grad_norm
+
+    def step(self, loss: Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
+        self.optimizer.step()
+        self.schedule.step()
+        return float(loss.detach())
+
+
 def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_size: int = 32,
           learning_rate: float = 3e-3, seed=0, eval_set: tuple[Tensor, Tensor] | None = None,
           eval_every: int = 100, progress: Callable | None = None) -> TrainingResult:
@@ -67,9 +90,7 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.98),
-                                  weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(num_steps))
+    optimization = Optimization(model, learning_rate, num_steps)
     losses, eval_steps, eval_accuracy = [], [], []
     steps = range(num_steps) if progress is None else progress(range(num_steps))
     model.train()
@@ -78,12 +99,7 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
         logits = model(tokens)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
                                ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimization.step(loss))
         if eval_set is not None and ((step + 1) % eval_every == 0 or step + 1 == num_steps):
             eval_steps.append(step + 1)
             eval_accuracy.append(accuracy(model, *eval_set))

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from bridges.counterpart_model import ContinuousSequenceModel
 from bridges.fast_weights import initial_memory, read, write
+from bridges.training import Optimization
 
 KINDS = ("fast_weights", "gated_fast_weights", "softmax")
 
@@ -204,20 +205,12 @@ def meta_train(model: Counterpart, shapes: TrialShapes, *, steps: int, batch: in
                latencies_ms, learning_rate: float, rng: np.random.Generator, device="cpu",
                progress=None) -> np.ndarray:
     """AdamW on the episode MSE between predictions and the (outcome) targets; returns losses."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    warmup = max(1, steps // 10)  # linear warm-up over 10 % of the steps, then cosine decay
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    optimization = Optimization(model, learning_rate, steps, weight_decay=0.01, betas=(0.9, 0.999))
     losses = []
     for _ in (progress(range(steps)) if progress else range(steps)):
         inputs, target, _ = sample_episodes(shapes, batch, trials, latencies_ms, rng)
         inputs, target = inputs.to(device), target.to(device)
         loss = F.mse_loss(model.episode(inputs, target), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimization.step(loss))
     model.eval()
     return np.asarray(losses)

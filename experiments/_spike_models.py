@@ -21,6 +21,7 @@ from torch import nn
 
 from bridges.counterpart_model import ContinuousSequenceModel
 from bridges.poisson_loss import bits_per_spike, next_bin_loss, poisson_nll
+from bridges.training import Optimization
 
 
 def make_model(pattern: str, num_neurons: int, *, model_dim: int, num_heads: int, window: int,
@@ -42,22 +43,14 @@ def train(model: nn.Module, counts: np.ndarray, *, window: int, steps: int, batc
     if length < 8 or valid_part.shape[0] < 2:
         raise ValueError(f"too little data: {data.shape[0]} bins for window {window} and validation "
                          f"fraction {validation_fraction}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    warmup = max(1, steps // 10)  # linear warm-up over 10 % of the steps, then cosine decay
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    optimization = Optimization(model, learning_rate, steps, weight_decay=0.01, betas=(0.9, 0.999))
     best, best_state, losses, valid_losses = math.inf, copy.deepcopy(model.state_dict()), [], []
     for step in range(steps):
         starts = rng.integers(0, train_part.shape[0] - length + 1, size=batch)
         x = torch.stack([train_part[s:s + length] for s in starts])
         model.train()
         loss = next_bin_loss(model(torch.log1p(x)), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimization.step(loss))
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             # validation bins predicted with the end of the training part as context
             context = torch.cat([train_part[-(window // 2):], valid_part])

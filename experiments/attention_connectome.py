@@ -19,7 +19,6 @@ Singh et al. 2024, arXiv:2404.07129; Olsson et al. 2022).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,13 +84,12 @@ def induction_scores(maps: np.ndarray, length: int) -> tuple[np.ndarray, np.ndar
 
 def _train_seed(config: Config, seed_index: int, root_seed: int, device, out):
     """Train one seed, recording maps and accuracy at every checkpoint (step 0 included)."""
-    import torch
     import torch.nn.functional as F
 
     from bridges.attention_maps import attention_maps
     from bridges.recall_tasks import IGNORE_INDEX, copy_batch, mqar_batch, mqar_vocab_size
     from bridges.sequence_model import SequenceModel, SequenceModelConfig
-    from bridges.training import accuracy
+    from bridges.training import Optimization, accuracy
 
     data_seed, probe_seed, model_seed = np.random.SeedSequence([root_seed, seed_index]).spawn(3)
     if config.task == "copy":
@@ -109,10 +107,8 @@ def _train_seed(config: Config, seed_index: int, root_seed: int, device, out):
                           seed=int(model_seed.generate_state(1)[0]), device=device)
     probe_tokens, probe_targets = make(config.probe_sequences, np.random.default_rng(probe_seed))
     rng = np.random.default_rng(data_seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=config.weight_decay)
-    steps, warmup = config.train_steps, max(1, config.train_steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # bridges.training's recipe: warm-up, cosine
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    steps = config.train_steps
+    optimization = Optimization(model, config.learning_rate, steps, weight_decay=config.weight_decay)
     maps, accuracies, checkpoints, losses = [], [], [], []
     for step in out.progress(range(steps + 1), desc=f"seed {seed_index}"):
         if step % config.checkpoint_every == 0 or step == steps:
@@ -124,12 +120,7 @@ def _train_seed(config: Config, seed_index: int, root_seed: int, device, out):
         model.train()
         tokens, targets = make(config.batch_size, rng)
         loss = F.cross_entropy(model(tokens).flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimization.step(loss))
     return np.stack(maps), np.asarray(accuracies), np.asarray(checkpoints), np.asarray(losses)
 
 
