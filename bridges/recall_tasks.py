@@ -61,17 +61,24 @@ def mqar_batch(batch_size: int, length: int, num_pairs: int, num_keys: int = 64,
     return (torch.as_tensor(tokens, device=device), torch.as_tensor(targets, device=device))
 
 
-def copy_batch(batch_size: int, length: int, vocab_size: int = 128, *, seed=0, device="cpu"
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One copy batch (module docstring); ``length`` even, ``length / 2 < vocab_size``."""
+def copy_batch(batch_size: int, length: int, vocab_size: int = 128, *, seed=0, device="cpu",
+               with_replacement: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One copy batch (module docstring); ``length`` even, ``length / 2 < vocab_size``.
+
+    ``with_replacement=True`` draws the segment's tokens uniformly WITH replacement from
+    1..vocab_size - 1, so a token may recur inside a copy (the repeated-random-tokens task
+    of Olsson et al. 2022); then ``vocab_size`` need not exceed ``length / 2``."""
     if length < 4 or length % 2:
         raise ValueError(f"length must be an even number >= 4, got {length}")
     half = length // 2
-    if half >= vocab_size:
+    rng = _rng(seed)
+    if with_replacement:
+        segment = rng.integers(1, vocab_size, size=(batch_size, half))
+    elif half >= vocab_size:
         raise ValueError(f"vocab_size must exceed length / 2 = {half} (distinct tokens), "
                          f"got {vocab_size}")
-    rng = _rng(seed)
-    segment = np.argsort(rng.random((batch_size, vocab_size - 1)), axis=1)[:, :half] + 1
+    else:
+        segment = np.argsort(rng.random((batch_size, vocab_size - 1)), axis=1)[:, :half] + 1
     tokens = np.concatenate([segment, segment], axis=1).astype(np.int64)
     targets = np.full((batch_size, length), IGNORE_INDEX, dtype=np.int64)
     targets[:, half:length - 1] = segment[:, 1:]

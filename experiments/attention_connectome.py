@@ -50,25 +50,6 @@ class Config:
 DEMO = {"num_seeds": 2, "train_steps": 250, "checkpoint_every": 25, "rank": 4}
 
 
-def repeat_batch(batch_size: int, length: int, vocab_size: int, *, seed, device="cpu"):
-    """Repeated random tokens (Olsson et al. 2022): x_1..x_n x_1..x_n with x_i drawn uniformly
-    WITH replacement from 1..vocab_size - 1 (so a token may recur inside a copy); positions of
-    the second copy predict the next token. Targets -100 elsewhere (as ``bridges.recall_tasks``)."""
-    import torch
-
-    from bridges.recall_tasks import IGNORE_INDEX
-
-    if length < 4 or length % 2:
-        raise ValueError(f"length must be an even number >= 4, got {length}")
-    half = length // 2
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    segment = rng.integers(1, vocab_size, size=(batch_size, half))
-    tokens = np.concatenate([segment, segment], axis=1).astype(np.int64)
-    targets = np.full((batch_size, length), IGNORE_INDEX, dtype=np.int64)
-    targets[:, half:length - 1] = segment[:, 1:]
-    return torch.as_tensor(tokens, device=device), torch.as_tensor(targets, device=device)
-
-
 def induction_scores(maps: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-map induction and previous-token scores for the copy layout x_1..x_n x_1..x_n.
 
@@ -97,7 +78,8 @@ def _train_seed(config: Config, seed_index: int, root_seed: int, device, out):
         make = lambda n, rng: copy_batch(n, config.length, vocab, seed=rng, device=device)
     elif config.task == "repeat":
         vocab = config.vocab_size
-        make = lambda n, rng: repeat_batch(n, config.length, vocab, seed=rng, device=device)
+        make = lambda n, rng: copy_batch(n, config.length, vocab, seed=rng, device=device,
+                                          with_replacement=True)
     else:
         keys = max(config.num_pairs, 16)
         vocab = mqar_vocab_size(keys, keys)

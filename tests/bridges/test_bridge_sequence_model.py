@@ -85,6 +85,15 @@ def test_copy_batch_structure():
         copy_batch(2, 30, vocab_size=12)
 
 
+def test_copy_batch_with_replacement_repeats_tokens_inside_a_copy():
+    tokens, targets = copy_batch(64, 40, vocab_size=6, seed=3, with_replacement=True)
+    assert torch.equal(tokens[:, :20], tokens[:, 20:])
+    assert torch.equal(targets[:, 20:39], tokens[:, 1:20])
+    assert int(tokens.min()) >= 1 and int(tokens.max()) <= 5
+    # 20 draws from 5 tokens must repeat (pigeonhole): the distinct-token rule is off.
+    assert all(len(set(row.tolist())) < 20 for row in tokens[:, :20])
+
+
 def test_softmax_model_learns_copying_on_cpu():
     torch.set_num_threads(1)
     model = SequenceModel(SequenceModelConfig(vocab_size=16, pattern="SS", model_dim=32,
