@@ -2,9 +2,8 @@
 tiny end-to-end run (train -> maps -> connectome tensor -> NTF -> communities)."""
 import numpy as np
 import pytest
-import torch
 
-from experiments.attention_connectome import first_crossing, induction_scores, repeat_batch
+from experiments.attention_connectome import first_crossing, induction_scores
 from experiments.runner import run_experiment
 
 
@@ -24,11 +23,7 @@ def test_induction_and_previous_token_scores_of_planted_maps():
     assert ind[2] == pytest.approx(uniform)
 
 
-def test_repeat_batch_layout_and_first_crossing():
-    tokens, targets = repeat_batch(3, 10, 4, seed=0)
-    assert torch.equal(tokens[:, :5], tokens[:, 5:])
-    assert (tokens >= 1).all() and (tokens < 4).all()
-    assert torch.equal(targets[:, 5:9], tokens[:, 1:5]) and (targets[:, :5] == -100).all() and (targets[:, 9] == -100).all()
+def test_first_crossing():
     assert first_crossing(np.array([0.1, 0.4, 0.6, 0.2]), np.array([0, 10, 20, 30]), 0.5) == 20.0
     assert first_crossing(np.array([0.1]), np.array([0]), 0.5) == float("inf")
 
