@@ -1,6 +1,6 @@
 # Two-command set-up: `make demo` runs the main job, `make test` runs the tests.
-# Both create .venv on first use and install the package (editable, with dev extras).
-# TORCH_SPEC picks the torch build: the default is the CPU wheel that lies on this
+# Both create .venv on first use and install the package (editable, with the dev and cluster extras).
+# TORCH_SPEC (pip arguments) picks the torch build: the default is the CPU wheel that lies on this
 # machine kind's disk; on a GPU box use e.g. `make demo TORCH_SPEC="torch==2.9.1"`
 # (a CUDA build from PyPI) or TORCH_SPEC="" to keep the torch you already have.
 PYTHON ?= python3
@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install -q "$(TORCH_SPEC)"; fi
+	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install -q $(TORCH_SPEC); fi
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 

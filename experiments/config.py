@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -112,6 +114,8 @@ def _check_range(key: str, field: dataclasses.Field, value: Any) -> None:
     for item in values:
         if item is None:
             continue
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{key}: {item!r} is not a finite number")
         if "choices" in meta and item not in meta["choices"]:
             raise ConfigError(f"{key}: {item!r} is not allowed; choose one of {list(meta['choices'])}")
         lo, hi = meta.get("min"), meta.get("max")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -16,7 +16,7 @@ from experiments.config import ConfigError
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def _scan() -> dict[str, tuple[str, dict | None]]:
     found: dict[str, tuple[str, dict | None]] = {}
     for path in sorted(_PACKAGE_DIR.glob("*.py")):

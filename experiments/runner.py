@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from experiments.config import ConfigError, config_hash, config_to_yaml, resolve_config
 from experiments.environment import environment_facts
 from experiments.registry import canonical_name, load_experiment
 from experiments.report import write_run_report
-from experiments.store import (RunDir, atomic_write_text, clean_metrics, new_run_path,
-                               to_json)
+from experiments.store import RunDir, atomic_write_text, clean_metrics, new_run_path, to_json
 
 DEVICES = ("cpu", "cuda")
 
@@ -107,11 +107,16 @@ def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = 
         config = resolve_config(module.Config, config_file, overrides)
     elif not isinstance(config, module.Config):
         raise TypeError(f"config: expected {name}.Config, got {type(config).__name__}")
+    import torch  # every experiment but the smallest uses it; its thread count is restored
+
+    threads = torch.get_num_threads()
     run = begin_run(module, name, config, seed, device, quiet, out_root)
     try:
         metrics = finish_run(run, module.run(config, run.out))
     except BaseException as error:
         fail_run(run, error)
         raise
+    finally:
+        torch.set_num_threads(threads)  # an experiment's own setting never leaks to the next
     return RunResult(path=run.out.path, metrics=metrics, config=config, status="complete")
 

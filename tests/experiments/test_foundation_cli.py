@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-import experiments.hebbian_recall as hebbian_recall
+from experiments import hebbian_recall
 from experiments.cli import build_parser, main
 
 SMALL = ["--set", "trials=2", "--set", "key_dim=8", "--set", "load_ratios=0.5,2"]

@@ -3,8 +3,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from experiments.config import (ConfigError, config_from_dict, config_hash, config_to_yaml,
-                                flatten_config, parse_assignments, resolve_config)
+from experiments.config import (
+    ConfigError,
+    config_from_dict,
+    config_hash,
+    config_to_yaml,
+    flatten_config,
+    parse_assignments,
+    resolve_config,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ def test_yaml_round_trip_gives_the_same_config(tmp_path):
     (["rate_hz=fast"], "rate_hz: expected a float, got 'fast'"),
     (["use_noise=maybe"], "use_noise: expected a bool"),
     (["num_neurons=0"], "num_neurons: 0 is out of range; allowed [1, inf]"),
+    (["rate_hz=nan"], "rate_hz: nan is not a finite number"),
+    (["synapse.tau_ms=inf"], "synapse.tau_ms: inf is not a finite number"),
     (["lengths=3,0"], "lengths: 0 is out of range"),
     (["synapse.tau_ms=5000"], "synapse.tau_ms: 5000.0 is out of range; allowed [0.1, 1000.0]"),
     (["synapse.kind=alpha"], "synapse.kind: 'alpha' is not allowed; choose one of ['delta', 'exponential']"),

@@ -6,8 +6,7 @@ import re
 import numpy as np
 import pytest
 
-import experiments.hebbian_recall as hebbian_recall
-from experiments import store
+from experiments import hebbian_recall, store
 from experiments.runner import run_experiment
 from experiments.store import RunDir, atomic_write_text
 
@@ -20,6 +19,27 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     atomic_write_text(path, "new content")
     assert path.read_text() == "new content"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    mask = os.umask(0)
+    os.umask(mask)
+    path = atomic_write_text(tmp_path / "shared.json", "{}")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_experiment_thread_settings_do_not_leak(tmp_path, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+
+    def greedy(config, out):
+        torch.set_num_threads(before + 1)
+        return {"x": 1.0}
+
+    monkeypatch.setattr(hebbian_recall, "run", greedy)
+    run_experiment("hebbian_recall", out_root=tmp_path)
+    assert torch.get_num_threads() == before
 
 
 def test_crash_mid_write_leaves_old_file_and_no_partial(tmp_path, monkeypatch):
