@@ -77,8 +77,8 @@ class Block(nn.Module):
 
 
 def _torch_seed(seed) -> int:
-    if isinstance(seed, torch.Generator):
-        return int(seed.initial_seed())
+    if isinstance(seed, torch.Generator):  # consumed, like any generator (not its initial seed)
+        return int(torch.randint(0, 2**62, (1,), generator=seed))
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(2**63 - 1))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):

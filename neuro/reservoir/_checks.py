@@ -6,37 +6,7 @@ import math
 import numpy as np
 import torch
 
-Seed = int | np.random.Generator | torch.Generator
-
-
-def torch_generator(seed: Seed, device: str | torch.device = "cpu") -> torch.Generator:
-    """A torch.Generator on ``device`` from an int, a numpy Generator or a torch.Generator.
-
-    An int seeds a fresh generator; a numpy Generator is consumed for one 63-bit seed; a
-    torch.Generator is returned as is (it must live on ``device``'s type).
-    """
-    device = torch.device(device)
-    if isinstance(seed, torch.Generator):
-        if seed.device.type != device.type:
-            raise ValueError(
-                f"seed is a torch.Generator on {seed.device.type!r} but device={str(device)!r}; "
-                "pass a generator on the same device type or an int seed"
-            )
-        return seed
-    if isinstance(seed, np.random.Generator):
-        value = int(seed.integers(0, 2**63 - 1))
-    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"seed={seed} is negative; allowed: an int >= 0")
-        value = int(seed)
-    else:
-        raise TypeError(
-            f"seed={seed!r} has type {type(seed).__name__}; allowed: int, "
-            "numpy.random.Generator, torch.Generator"
-        )
-    generator = torch.Generator(device=device)
-    generator.manual_seed(value)
-    return generator
+from neuro.seeding import Seed, torch_generator  # noqa: F401 (re-exported)
 
 
 def check_dt(dt_ms: float) -> float:

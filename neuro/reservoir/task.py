@@ -38,20 +38,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from neuro.seeding import numpy_generator
+
 __all__ = ["Block", "TaskSession", "TrialArrays", "WhatWhenTask", "as_numpy_generator"]
 
 
-def as_numpy_generator(seed) -> np.random.Generator:
-    """int | np.random.Generator | torch.Generator -> np.random.Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, torch.Generator):
-        return np.random.default_rng(seed.initial_seed())
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        return np.random.default_rng(int(seed))
-    raise TypeError(
-        f"seed must be a non-negative int, np.random.Generator or torch.Generator, got {seed!r}"
-    )
+as_numpy_generator = numpy_generator  # int | np.random.Generator | torch.Generator
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:

@@ -49,8 +49,10 @@ def test_seeding_reproduces_and_accepts_generators():
     a, b, c = task.sample(3), task.sample(np.random.default_rng(3)), task.sample(4)
     assert np.array_equal(a.identity, b.identity)
     assert not np.array_equal(a.identity, c.identity)
-    d = task.sample(torch.Generator().manual_seed(3))
-    assert np.array_equal(d.identity, a.identity)
+    generator = torch.Generator().manual_seed(3)
+    d, e = task.sample(generator), task.sample(generator)  # a generator is consumed
+    assert np.array_equal(d.identity, task.sample(torch.Generator().manual_seed(3)).identity)
+    assert not np.array_equal(d.identity, e.identity)
 
 
 def test_trial_arrays_place_cue_stimulus_targets_and_gate():
@@ -118,7 +120,7 @@ def test_probability_targets_and_no_stimulus_trials():
     (lambda: _task(cue_trace_tau_ms=-5.0), ValueError, "cue_trace_tau_ms"),
     (lambda: _task(what_target="sometimes"), ValueError, "what_target"),
     (lambda: _task(cue_ms="long"), TypeError, "cue_ms"),
-    (lambda: as_numpy_generator(-1), TypeError, "seed"),
+    (lambda: as_numpy_generator(-1), ValueError, "seed=-1 is negative"),
     (lambda: as_numpy_generator("seed"), TypeError, "seed"),
     (lambda: _task().num_steps(1.5), ValueError, "dt_ms"),
     (lambda: _task().num_steps(0.0), ValueError, "dt_ms"),
