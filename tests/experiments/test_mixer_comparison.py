@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import pytest
 
@@ -25,10 +26,10 @@ def test_tiny_comparison_runs_and_checks_the_claims(tmp_path):
     assert metrics["mqar_no_mixing_collapses"] is True
     assert {"mqar_F_fails_alone", "mqar_FS_recovers", "mixers_failing_alone_with_a_hybrid"} \
         <= set(metrics)
-    rows = list(csv.DictReader((result.path / "runs.csv").open()))
+    rows = list(csv.DictReader(io.StringIO((result.path / "runs.csv").read_text())))
     assert {r["pattern"] for r in rows} == {"SS", "NN", "FF", "FS"}
     assert all(float(r["chance"]) == pytest.approx(chance) for r in rows)
-    claims = list(csv.DictReader((result.path / "claims.csv").open()))
+    claims = list(csv.DictReader(io.StringIO((result.path / "claims.csv").read_text())))
     assert any("no token mixing" in c["claim"] for c in claims)
     assert (result.path / "accuracy.png").stat().st_size > 1000
 
@@ -38,7 +39,7 @@ def test_seeds_are_replicates_and_metrics_their_mean(tmp_path):
                  "num_seeds": 2}
     result = run_experiment("mixer_comparison", overrides=overrides, out_root=tmp_path, seed=0,
                             quiet=True)
-    rows = list(csv.DictReader((result.path / "runs.csv").open()))
+    rows = list(csv.DictReader(io.StringIO((result.path / "runs.csv").read_text())))
     assert sorted((r["pattern"], r["replicate"]) for r in rows) == [
         ("NN", "0"), ("NN", "1"), ("SS", "0"), ("SS", "1")]
     for pattern in ("SS", "NN"):
