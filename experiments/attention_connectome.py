@@ -46,6 +46,16 @@ class Config:
     ntf_iterations: int = field(default=300, metadata={"min": 1, "help": "HALS iterations"})
     formed_threshold: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0, "help": "induction score / accuracy that counts as formed"})
 
+    def __post_init__(self):
+        from bridges.attention_maps import MAPPABLE
+
+        bad = sorted(set(self.pattern) - set(MAPPABLE))
+        if bad or not self.pattern:
+            raise ValueError(f"pattern must use only the mixers {MAPPABLE} (maps are defined for them), got {self.pattern!r}")
+        if self.task == "copy" and (self.length % 2 or self.length // 2 >= self.vocab_size):
+            raise ValueError(f"copy task: length must be even and length / 2 < vocab_size, got length={self.length}, "
+                             f"vocab_size={self.vocab_size}")
+
 
 DEMO = {"num_seeds": 2, "train_steps": 250, "checkpoint_every": 25, "rank": 4}
 
@@ -115,16 +125,10 @@ def first_crossing(values: np.ndarray, steps: np.ndarray, threshold: float) -> f
 def run(config: Config, out: RunDir) -> dict[str, float]:
     import torch
 
-    from bridges.attention_maps import MAPPABLE, connectome_tensor
+    from bridges.attention_maps import connectome_tensor
     from experiments._attention_connectome_analysis import analyse, figures
 
     torch.set_num_threads(1)
-    bad = sorted(set(config.pattern) - set(MAPPABLE))
-    if bad or not config.pattern:
-        raise ValueError(f"pattern must use only the mixers {MAPPABLE} (maps are defined for them), got {config.pattern!r}")
-    if config.task == "copy" and (config.length % 2 or config.length // 2 >= config.vocab_size):
-        raise ValueError(f"copy task: length must be even and length / 2 < vocab_size, got length={config.length}, "
-                         f"vocab_size={config.vocab_size}")
     runs = [_train_seed(config, s, out.seed, out.device, out) for s in range(config.num_seeds)]
     maps = np.stack([r[0] for r in runs], axis=1)                          # [C, S, L, H, T, T]
     accuracies = np.stack([r[1] for r in runs])                           # [S, C]

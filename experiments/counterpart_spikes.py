@@ -29,12 +29,12 @@ DATASETS = ("hmmglm", "reservoir")
 
 @dataclass(frozen=True)
 class Config:
-    datasets: tuple[str, ...] = field(default=DATASETS, metadata={"help": "hmmglm, reservoir"})
+    datasets: tuple[str, ...] = field(default=DATASETS, metadata={"choices": DATASETS, "help": "hmmglm, reservoir"})
     train_lengths: tuple[int, ...] = field(default=(1000, 4000, 16000), metadata={"help": "training bins (nested prefixes)"})
     test_length: int = field(default=4000, metadata={"min": 200, "help": "held-out bins"})
     num_states: int = field(default=5, metadata={"min": 2, "max": 20, "help": "HMM-GLM ground truth: K"})
     num_neurons: int = field(default=20, metadata={"min": 2, "max": 200, "help": "HMM-GLM ground truth: N"})
-    priors: tuple[str, ...] = field(default=PRIORS, metadata={"help": "none, gaussian, onehot"})
+    priors: tuple[str, ...] = field(default=PRIORS, metadata={"choices": PRIORS, "help": "none, gaussian, onehot"})
     em_iterations: int = field(default=60, metadata={"min": 1, "help": "max EM iterations per fit"})
     patterns: tuple[str, ...] = field(default=("SS", "LL", "GG", "DD"), metadata={"help": "mixer pattern per sequence model"})
     model_dim: int = field(default=32, metadata={"min": 4, "help": "sequence-model width"})
@@ -55,6 +55,16 @@ class Config:
     input_scale: float = field(default=10.0, metadata={"min": 0.0, "help": "input weights N(0, s^2)"})
     bin_ms: float = field(default=10.0, metadata={"min": 0.5, "help": "reservoir counting bin (~0.1 spikes per bin at ~10 Hz)"})
     dt_ms: float = field(default=0.5, metadata={"min": 0.05, "max": 1.0, "help": "reservoir time step"})
+
+    def __post_init__(self):
+        if not self.datasets or not self.priors or not self.train_lengths:
+            raise ValueError("datasets, priors and train_lengths must each name at least one value")
+        if min(self.train_lengths) < 2 * self.window or sorted(self.train_lengths) != list(self.train_lengths):
+            raise ValueError(f"train_lengths must be increasing and each >= 2 * window = {2 * self.window}, "
+                             f"got {self.train_lengths}")
+        steps = round(self.bin_ms / self.dt_ms)
+        if steps < 1 or abs(steps * self.dt_ms - self.bin_ms) > 1e-9:
+            raise ValueError(f"bin_ms={self.bin_ms} must be a whole number of dt_ms={self.dt_ms} steps")
 
 
 DEMO = {"train_lengths": (1000, 4000), "test_length": 2000, "em_iterations": 25, "patterns": ("SS", "DD"),
@@ -87,8 +97,6 @@ def _reservoir_data(config: Config, seeds, device):
     np.fill_diagonal(transition, config.regime_stay_probability)
     states = sample_states(np.full(k, 1.0 / k), transition, total, rng)
     steps = round(config.bin_ms / config.dt_ms)
-    if steps < 1 or abs(steps * config.dt_ms - config.bin_ms) > 1e-9:
-        raise ValueError(f"bin_ms={config.bin_ms} must be a whole number of dt_ms={config.dt_ms} steps")
     in_degree = min(config.reservoir_in_degree, config.reservoir_neurons - 1)
     # network constants of the what_when study (weights U(0, 0.5), 50 ms exponential synapses,
     # 2 mV/ms noise): an asynchronous ~10 Hz regime
@@ -129,13 +137,6 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     from neuro.hmmglm import HMMGLM
 
     torch.set_num_threads(1)
-    for name, values, allowed in (("datasets", config.datasets, DATASETS), ("priors", config.priors, PRIORS)):
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            raise ValueError(f"{name}: {bad} not in {allowed}")
-    if min(config.train_lengths) < 2 * config.window or sorted(config.train_lengths) != list(config.train_lengths):
-        raise ValueError(f"train_lengths must be increasing and each >= 2 * window = {2 * config.window}, "
-                         f"got {config.train_lengths}")
     rows, metrics, curves = [], {}, {}
     for d_index, dataset in enumerate(config.datasets):
         seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence([out.seed, d_index]).spawn(6)]

@@ -27,15 +27,20 @@ PRIOR_CHOICES = ("none", "gaussian", "onehot")
 
 @dataclass(frozen=True)
 class Config:
-    train_lengths: tuple[int, ...] = field(default=(2000, 5000, 20000),
-                                           metadata={"help": "training lengths (bins), nested prefixes"})
+    train_lengths: tuple[int, ...] = field(default=(2000, 5000, 20000), metadata={
+        "min": 50, "help": "training lengths (bins), nested prefixes"})
     test_length: int = field(default=10000, metadata={"min": 100, "help": "held-out bins"})
-    priors: tuple[str, ...] = field(default=PRIOR_CHOICES, metadata={"help": "none, gaussian, onehot"})
+    priors: tuple[str, ...] = field(default=PRIOR_CHOICES, metadata={"choices": PRIOR_CHOICES,
+                                                                     "help": "none, gaussian, onehot"})
     num_states: int = field(default=5, metadata={"min": 1, "max": 20, "help": "K"})
     num_neurons: int = field(default=20, metadata={"min": 2, "max": 200, "help": "N"})
     num_iters: int = field(default=100, metadata={"min": 1, "max": 1000, "help": "max EM iterations"})
     num_restarts: int = field(default=1, metadata={"min": 1, "max": 64, "help": "restarts per fit"})
     threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch threads"})
+
+    def __post_init__(self):
+        if not self.train_lengths or not self.priors:
+            raise ValueError("train_lengths and priors must each name at least one value")
 
 
 DEMO = {"train_lengths": (2000, 5000), "test_length": 5000}
@@ -58,11 +63,6 @@ def _types(model: HMMGLM) -> np.ndarray:
 
 def run(config: Config, out: RunDir) -> dict[str, float]:
     torch.set_num_threads(config.threads)
-    for prior in config.priors:
-        if prior not in PRIOR_CHOICES:
-            raise ValueError(f"priors: {prior!r} is not one of {PRIOR_CHOICES}")
-    if not config.train_lengths or min(config.train_lengths) < 50:
-        raise ValueError(f"train_lengths must be non-empty and each >= 50, got {config.train_lengths}")
     k, n = config.num_states, config.num_neurons
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(out.seed).spawn(3)]
     problem = paper_problem(max(config.train_lengths), seed=seeds[0], num_states=k, num_neurons=n)
