@@ -23,8 +23,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
 
 import numpy as np
 import torch
@@ -152,17 +155,29 @@ def _memory_child(path, rank, iterations, method, mask_rows, queue):  # runs in 
     queue.put((rss_kib("VmHWM:") - before) * 1024)
 
 
-def _peak_memory(tensor: torch.Tensor, rank, iterations, method, mask_rows, directory) -> float:
-    path = directory / "tensor_for_memory.npy"
-    np.save(path, tensor.cpu().numpy())
+def _peak_memory(tensor: torch.Tensor, rank, iterations, method, mask_rows) -> float:
+    """Peak resident memory of a fresh process running the fit, over the tensor's size."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_memory_child,
-                              args=(str(path), rank, iterations, method, mask_rows, queue))
-    process.start()
-    peak = queue.get(timeout=900)
-    process.join()
-    path.unlink()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "tensor_for_memory.npy"
+        np.save(path, tensor.cpu().numpy())
+        process = context.Process(target=_memory_child,
+                                  args=(str(path), rank, iterations, method, mask_rows, queue))
+        process.start()
+        try:
+            while True:  # wait for the child's answer, but never for a child that died
+                try:
+                    peak = queue.get(timeout=5)
+                    break
+                except Empty:
+                    if not process.is_alive():
+                        raise RuntimeError(f"memory-measuring process died (exit code "
+                                           f"{process.exitcode})") from None
+        finally:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
     return peak / tensor.element_size() / tensor.numel()
 
 
@@ -284,7 +299,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
                 if method == "tensorly" and not config.peer_repeats:
                     continue
                 metrics[f"peak_memory_over_tensor_{label}"] = _peak_memory(
-                    planted.tensor, config.rank, 3, method, mask_rows, out.path)
+                    planted.tensor, config.rank, 3, method, mask_rows)
         except (OSError, RuntimeError) as error:  # no /proc (not Linux): report and go on
             out.log(f"peak memory not measured: {error}")
     out.save_table("ntf_benchmark", rows, caption=(
