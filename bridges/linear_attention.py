@@ -56,7 +56,12 @@ def _prepare(q, k, v, scale, initial_state, normalize):
 
 def _finish(out, state, normalize, value_dim, out_dtype, output_final_state):
     if normalize:
-        out = out[..., :value_dim] / out[..., value_dim:]
+        denominator = out[..., value_dim:]
+        if not bool((denominator > 0).all()):
+            raise ValueError("normalize=True needs q_t . sum_{i<=t} k_i > 0 at every step (use "
+                             "positive feature maps, e.g. elu(x) + 1); got a zero or negative "
+                             "normaliser, which would give inf/NaN")
+        out = out[..., :value_dim] / denominator
     return out.to(out_dtype), (state if output_final_state else None)
 
 

@@ -48,11 +48,17 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
 def _check_counts(num_pairs, key_dim) -> tuple[np.ndarray, np.ndarray]:
     n = np.asarray(num_pairs, dtype=float)
     d = np.asarray(key_dim, dtype=float)
-    if np.any(n < 1):
-        raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
-    if np.any(d < 1):
-        raise ValueError(f"key_dim must be >= 1, got {key_dim}")
+    if not np.all(np.isfinite(n)) or np.any(n < 1):
+        raise ValueError(f"num_pairs must be finite and >= 1, got {num_pairs}")
+    if not np.all(np.isfinite(d)) or np.any(d < 1):
+        raise ValueError(f"key_dim must be finite and >= 1, got {key_dim}")
     return n, d
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def predicted_bit_error(num_pairs, key_dim):
@@ -75,6 +81,7 @@ def predicted_forgetting(num_pairs: int, key_dim: int, decay: float) -> tuple[np
     signal a^s, noise variance ``(sum_j a^(2j) - a^(2s)) / d_k``:
     bit error ``Phi(-a^s / sigma_s)``, cosine ``(1 + sigma_s^2 / a^(2s))^(-1/2)``.
     """
+    _check_int("num_pairs", num_pairs, 1)
     _check_counts(num_pairs, key_dim)
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"decay must be in (0, 1], got {decay}")
@@ -90,6 +97,7 @@ def predicted_forgetting(num_pairs: int, key_dim: int, decay: float) -> tuple[np
 
 def worst_case_capacity(key_dim: int) -> int:
     """Largest n with ``(n - 1) * sqrt(4 ln n / d_k) < 1``: the coherence guarantee, ~sqrt(d_k)."""
+    _check_int("key_dim", key_dim, 1)
     n = 1
     while (n) * math.sqrt(4 * math.log(n + 1) / key_dim) < 1.0:
         n += 1
@@ -98,12 +106,17 @@ def worst_case_capacity(key_dim: int) -> int:
 
 def redundant_heads_bit_error(num_pairs, key_dim, num_heads):
     """Ours: h heads with independent keys, recalls averaged: ``Phi(-sqrt(h d_k / (n-1)))``."""
+    _check_int("num_heads", num_heads, 1)
     return predicted_bit_error(num_pairs, np.asarray(key_dim, dtype=float) * num_heads)
 
 
 def depth_bit_error(bit_error, num_layers: int):
     """Ours: L re-thresholding layers as binary symmetric channels: ``(1 - (1 - 2p)^L) / 2``."""
-    return 0.5 * (1.0 - (1.0 - 2.0 * np.asarray(bit_error, dtype=float)) ** num_layers)
+    _check_int("num_layers", num_layers, 0)
+    p = np.asarray(bit_error, dtype=float)
+    if not np.all((p >= 0.0) & (p <= 0.5)):
+        raise ValueError(f"bit_error must be in [0, 0.5], got {bit_error}")
+    return 0.5 * (1.0 - (1.0 - 2.0 * p) ** num_layers)
 
 
 class RecallStats(NamedTuple):

@@ -138,3 +138,28 @@ def test_prediction_probe_needs_an_error_driven_write():
     weights, cue = torch.zeros(1, 1, 2, 3), torch.ones(1, 1, 3)
     with pytest.raises(ValueError, match="prediction_probe is only used by an error-driven"):
         hebbian_step(weights, cue, torch.ones(1, 1, 2), prediction_probe=cue)
+
+
+def test_normalized_linear_attention_refuses_a_zero_normaliser():
+    from bridges.linear_attention import linear_attention
+
+    q = torch.zeros(1, 3, 1, 4)
+    k = torch.rand(1, 3, 1, 4) + 0.1
+    v = torch.randn(1, 3, 1, 2)
+    with pytest.raises(ValueError, match="normalize=True needs"):
+        linear_attention(q, k, v, normalize=True)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: p.predicted_bit_error(float("nan"), 64), "num_pairs must be finite"),
+    (lambda p: p.worst_case_capacity(0), "key_dim must be an int >= 1"),
+    (lambda p: p.depth_bit_error(0.1, -2), "num_layers must be an int >= 0"),
+    (lambda p: p.depth_bit_error(0.7, 2), r"bit_error must be in \[0, 0.5\]"),
+    (lambda p: p.redundant_heads_bit_error(10, 64, 0), "num_heads must be an int >= 1"),
+    (lambda p: p.predicted_forgetting(2.5, 64, 0.9), "num_pairs must be an int >= 1"),
+])
+def test_capacity_theory_rejects_bad_arguments(call, message):
+    from bridges import pavlovian
+
+    with pytest.raises(ValueError, match=message):
+        call(pavlovian)

@@ -79,7 +79,7 @@ def test_seed_reproducible_and_validated():
     assert np.array_equal(a.bit_error, b.bit_error)
     with pytest.raises(ValueError, match="rule must be one of"):
         simulate_recall(20, 16, rule="oja")
-    with pytest.raises(ValueError, match="num_pairs must be >= 1"):
+    with pytest.raises(ValueError, match="num_pairs must be finite and >= 1"):
         predicted_bit_error(0, 16)
     with pytest.raises(TypeError, match="seed must be"):
         simulate_recall(20, 16, seed="zero")
