@@ -593,9 +593,11 @@ def _run(config: Config, out: RunDir) -> dict[str, float]:
 def main(argv=None) -> int:
     import argparse
     import sys
-    import shutil
     import tempfile
+    from pathlib import Path
+
     from experiments.runner import run_experiment
+    from experiments.store import atomic_write_bytes
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for metrics.json, report, tables")
     parser.add_argument("--set", action="append", default=[], help="config override a=b")
@@ -610,12 +612,12 @@ def main(argv=None) -> int:
             print({k: v for k, v in result.metrics.items()})
         finally:
             os.makedirs(args.out, exist_ok=True)
-            for run_dir in __import__("pathlib").Path(root).glob("gpu_check/*"):
+            for run_dir in Path(root).glob("gpu_check/*"):
                 for name in ("metrics.json", "report.html", "verification.csv",
                              "gla_timings.csv", "spiking_timings.csv", "partial_metrics.json",
                              "run.log"):
                     if (run_dir / name).exists():
-                        shutil.copy(run_dir / name, os.path.join(args.out, name))
+                        atomic_write_bytes(Path(args.out) / name, (run_dir / name).read_bytes())
     return 0
 
 
