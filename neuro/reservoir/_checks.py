@@ -57,3 +57,16 @@ def check_shape(name: str, tensor: torch.Tensor, expected: tuple) -> None:
     if not ok:
         pretty = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"
         raise ValueError(f"{name} has shape {list(shape)}; expected {pretty}")
+
+
+def initial_readout_weights(batch_size: int, num_readouts: int, num_features: int,
+                            weights, device, dtype) -> torch.Tensor:
+    """Readout weights [B, M, D]: zeros, or a validated copy of ``weights`` on device/dtype."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    shape = (batch_size, num_readouts, num_features)
+    if weights is None:
+        return torch.zeros(shape, device=device, dtype=dtype)
+    if tuple(weights.shape) != shape:
+        raise ValueError(f"weights must have shape {shape}, got {tuple(weights.shape)}")
+    return weights.to(device=device, dtype=dtype).clone()

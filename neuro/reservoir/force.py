@@ -27,6 +27,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from neuro.reservoir._checks import initial_readout_weights
+
 __all__ = ["FORCEReadout", "FORCEState", "rls_update", "rls_update_"]
 
 
@@ -101,15 +103,8 @@ class FORCEReadout:
         dtype: torch.dtype = torch.float32,
     ) -> FORCEState:
         """P = I / alpha for every network; weights zero or a copy of ``weights`` [B, M, D]."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        shape = (batch_size, self.num_readouts, self.num_features)
-        if weights is None:
-            weights = torch.zeros(shape, device=device, dtype=dtype)
-        else:
-            if tuple(weights.shape) != shape:
-                raise ValueError(f"weights must have shape {shape}, got {tuple(weights.shape)}")
-            weights = weights.to(device=device, dtype=dtype).clone()
+        weights = initial_readout_weights(batch_size, self.num_readouts, self.num_features,
+                                          weights, device, dtype)
         identity = torch.eye(self.num_features, device=device, dtype=dtype) / self.alpha
         return FORCEState(weights, identity.expand(batch_size, -1, -1).clone(), 0)
 

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from kernels.three_factor import three_factor_step
+from neuro.reservoir._checks import initial_readout_weights
 
 __all__ = ["ThreeFactorReadout", "ThreeFactorState"]
 
@@ -124,15 +125,8 @@ class ThreeFactorReadout:
         dtype: torch.dtype = torch.float32,
     ) -> ThreeFactorState:
         """Zero eligibility and pending change; weights zero or a copy of ``weights`` [B, M, D]."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        shape = (batch_size, self.num_readouts, self.num_features)
-        if weights is None:
-            weights = torch.zeros(shape, device=device, dtype=dtype)
-        else:
-            if tuple(weights.shape) != shape:
-                raise ValueError(f"weights must have shape {shape}, got {tuple(weights.shape)}")
-            weights = weights.to(device=device, dtype=dtype).clone()
+        weights = initial_readout_weights(batch_size, self.num_readouts, self.num_features,
+                                          weights, device, dtype)
         return ThreeFactorState(
             weights=weights,
             eligibility=torch.zeros(batch_size, self.num_features, device=device, dtype=dtype),
