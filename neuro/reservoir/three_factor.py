@@ -130,7 +130,7 @@ class ThreeFactorReadout:
         return ThreeFactorState(
             weights=weights,
             eligibility=torch.zeros(batch_size, self.num_features, device=device, dtype=dtype),
-            pending=torch.zeros(shape, device=device, dtype=dtype),
+            pending=torch.zeros_like(weights),
         )
 
     def _constants(self, like: Tensor) -> tuple[Tensor, Tensor | bool]:
