@@ -223,19 +223,21 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
     return parsed
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file with ``yaml.safe_load`` (no arbitrary objects)."""
+def load_config_file(path: str | Path, option: str = "--config") -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load`` (no arbitrary objects); errors name
+    ``option`` (the command-line flag that gave the path)."""
     path = Path(path)
+    where = f"{option} {str(path)!r}"
     if not path.is_file():
-        raise ConfigError(f"--config {str(path)!r}: no such file")
+        raise ConfigError(f"{where}: no such file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise ConfigError(f"--config {str(path)!r}: not valid YAML ({error})") from error
+        raise ConfigError(f"{where}: not valid YAML ({error})") from error
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"--config {str(path)!r}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected a mapping at the top level")
     return data
 
 

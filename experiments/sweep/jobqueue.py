@@ -57,12 +57,7 @@ def _string_list(settings: dict, key: str, where: str) -> list[str]:
 def load_cluster_config(path: str | Path) -> dict[str, Any]:
     """Read and check a cluster YAML file; returns the settings with defaults filled in."""
     where = f"--cluster {str(path)!r}"
-    if not Path(path).is_file():
-        raise ConfigError(f"{where}: no such file")
-    try:
-        raw = load_config_file(path)
-    except ConfigError as error:  # the foundation's message names --config
-        raise ConfigError(f"{where}: {str(error).split(': ', 1)[-1]}") from None
+    raw = load_config_file(path, option="--cluster")
     unknown = [k for k in raw if k not in _KEYS]
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(_KEYS)}")

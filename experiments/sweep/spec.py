@@ -143,12 +143,7 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     """
     file_data: dict[str, Any] = {}
     if from_file is not None:
-        if not Path(from_file).is_file():
-            raise ConfigError(f"--from-file {str(from_file)!r}: no such file")
-        try:
-            file_data = load_config_file(from_file)
-        except ConfigError as error:  # the foundation's message names --config
-            raise ConfigError(f"--from-file {str(from_file)!r}: {str(error).split(': ', 1)[-1]}") from None
+        file_data = load_config_file(from_file, option="--from-file")
         unknown = [k for k in file_data if k not in SPEC_FILE_KEYS]
         if unknown:
             raise ConfigError(f"--from-file {str(from_file)!r}: unknown key {unknown[0]!r}; "
