@@ -98,17 +98,24 @@ def sample_spikes(states, bias, weights, basis, link: str, distribution: str, rn
     return spikes, rates
 
 
+def _sticky_chain(num_states: int, stay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform initial distribution; stay with probability ``stay``, else switch uniformly."""
+    transition = np.full((num_states, num_states), (1 - stay) / (num_states - 1))
+    np.fill_diagonal(transition, stay)
+    return np.full(num_states, 1.0 / num_states), transition
+
+
+def _inverse_link(rate: float, link: str) -> float:
+    """The drive whose link output is ``rate`` (softplus or exp)."""
+    return float(np.log(np.expm1(rate)) if link == "softplus" else np.log(rate))
+
+
 def reference_problem(num_timesteps: int = 20_000, seed=0, link: str = "softplus") -> SimulatedProblem:
     """Problem (a): K=3, N=20, states differing mainly in coupling (see module docstring)."""
     rng = numpy_generator(seed)
     num_states, num_neurons = 3, 20
     basis = _unit_area_filter()
-    base_rate = 0.19
-    if link == "softplus":
-        base = np.log(np.expm1(base_rate))
-    else:
-        base = np.log(base_rate)
-    bias = base + 0.1 * rng.standard_normal(num_neurons)
+    bias = _inverse_link(0.19, link) + 0.1 * rng.standard_normal(num_neurons)
     bias = np.tile(bias, (num_states, 1)) + 0.05 * rng.standard_normal((num_states, num_neurons))
     def random_coupling(density):
         mask = rng.random((num_neurons, num_neurons)) < density
@@ -121,10 +128,7 @@ def reference_problem(num_timesteps: int = 20_000, seed=0, link: str = "softplus
         own = random_coupling(0.15)
         weights[k, :, :, 0] = np.where(shared != 0, shared, own)
         np.fill_diagonal(weights[k, :, :, 0], -1.0)  # refractoriness, shared
-    stay = 0.99
-    transition = np.full((num_states, num_states), (1 - stay) / (num_states - 1))
-    np.fill_diagonal(transition, stay)
-    initial = np.full(num_states, 1.0 / num_states)
+    initial, transition = _sticky_chain(num_states, stay=0.99)
     states = sample_states(initial, transition, num_timesteps, rng)
     spikes, rates = sample_spikes(states, bias, weights, basis, link, "poisson", rng)
     return SimulatedProblem(spikes, states, rates, initial, transition, bias, weights, basis, link)
@@ -144,13 +148,8 @@ def paper_problem(num_timesteps: int = 20_000, seed=0, link: str = "softplus",
     types = TYPE_VALUES[np.minimum((draw > cumulative).sum(-1), 2)]  # (K, N, N)
     strength = np.log1p(3.0 * rng.random((num_states, num_neurons, num_neurons)))
     weights = (types * strength)[..., None]
-    base_rate = 0.15
-    base = np.log(np.expm1(base_rate)) if link == "softplus" else np.log(base_rate)
-    bias = base + 0.1 * rng.standard_normal((num_states, num_neurons))
-    stay = 0.99
-    transition = np.full((num_states, num_states), (1 - stay) / (num_states - 1))
-    np.fill_diagonal(transition, stay)
-    initial = np.full(num_states, 1.0 / num_states)
+    bias = _inverse_link(0.15, link) + 0.1 * rng.standard_normal((num_states, num_neurons))
+    initial, transition = _sticky_chain(num_states, stay=0.99)
     states = sample_states(initial, transition, num_timesteps, rng)
     spikes, rates = sample_spikes(states, bias, weights, basis, link, "poisson", rng)
     return SimulatedProblem(spikes, states, rates, initial, transition, bias, weights, basis, link,
