@@ -47,6 +47,8 @@ class Config:
                                                    "help": "peer EM iterations (0: skip the peer)"})
     reference_bases: bool = field(default=True, metadata={"help": "also time default and raw-lag bases"})
     threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch threads"})
+    restart_batch: int = field(default=0, metadata={
+        "min": 0, "max": 1024, "help": "also time one fit of this many restarts vs one (0: skip)"})
 
 
 def _accuracy_and_corr(problem, gamma, weights, basis):
@@ -89,6 +91,33 @@ def _ours_fixed(problem, init, iters, repeats, out):
                      "log_likelihood": model.log_likelihood(problem.spikes),
                      "state_accuracy": accuracy, "weight_correlation": corr})
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def _restart_batch(problem, restarts, iters, out):
+    """One fit of ``restarts`` restarts batched vs one restart: the k-means initialization and
+    ``iters`` EM iterations (fixed count) timed apart. The claim under test: on a GPU, a batch
+    of 64 restarts costs about the time of one."""
+    data = prepare([torch.as_tensor(problem.spikes, device=out.device)],
+                   torch.as_tensor(problem.basis, device=out.device))
+    metrics = {"restart_batch_size": restarts}
+    for count, label in ((1, "one"), (restarts, "all")):
+        init_start = time.perf_counter()
+        init = kmeans_initialization(data, 3, count, np.random.default_rng(0), problem.link)
+        init_seconds = time.perf_counter() - init_start
+        model = HMMGLM(3, problem.spikes.shape[1], basis=problem.basis, link=problem.link,
+                       device=out.device)
+        model.fit(problem.spikes, num_iters=1, tolerance=0.0, init_params=init)  # warm-up
+        seconds = []
+        for _ in range(2):
+            history = model.fit(problem.spikes, num_iters=iters, tolerance=0.0, init_params=init)
+            seconds.append(history["seconds"])
+        metrics[f"restart_batch_{label}_em_seconds"] = min(seconds)
+        metrics[f"restart_batch_{label}_init_seconds"] = init_seconds
+        out.log(f"{count} restart(s): k-means init {init_seconds:.3f} s, {iters} EM iterations "
+                f"{min(seconds):.3f} s (best objective {history['objective'][-1]:.2f})")
+    metrics["restart_batch_em_time_ratio"] = (metrics["restart_batch_all_em_seconds"]
+                                              / metrics["restart_batch_one_em_seconds"])
+    return metrics
 
 
 def _fb_time(log_pi, log_a, log_lik, repeats):
@@ -140,6 +169,8 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     (metrics["ours_forward_backward_us_per_step"],
      metrics["ours_forward_backward_cpu_us_per_step"]) = _fb_time(log_pi, log_a, log_lik, max(config.repeats, 5))
 
+    if config.restart_batch:
+        metrics.update(_restart_batch(problem, config.restart_batch, config.em_iters, out))
     peer = _peer(problem, init, config, log_lik[0].numpy(), out) if config.peer_iters else None
     if peer is None:
         metrics["peer_available"] = False
