@@ -185,44 +185,109 @@ def network_stepper(
 ):
     """``izhikevich_network_step_`` with every argument but ``drive`` bound once.
 
-    Returns ``step(drive) -> spike_index``: the same ops in the same order (bit-identical
-    results), written with local names and the flat views made once, which saves the
-    Python-level overhead (~5 us per step on a CPU) of a loop of many small steps.
+    Returns ``step(drive) -> spike_index``: the same values as ``izhikevich_network_step_``
+    (bit for bit: every multiply, add and compare of the reference, in its order, each
+    rounded once), with less per-op overhead, which is what bounds a CPU loop of small
+    steps (N = 1k: ~1 us per op). ``spike_index`` holds the same flat indices b * N + j
+    (ascending) with shape [S, 1] (``nonzero``'s shape; ``.view(-1)`` flattens). Differences
+    from the reference, all of which leave every rounded value unchanged:
+
+    * ``u * u_decay`` is computed by the op that computes the first ``v * k1``: one
+      multiply of the [B, 2N] view ``[v | u]`` of the state by ``[k1 ... k1 | u_decay]``;
+      then ``u = v * u_v_gain + (u * u_decay)`` (one addition, commutative);
+    * rows of the table are gathered with ``torch.embedding`` (any index shape, no views)
+      and delivered with ``Tensor.put_(accumulate=True)`` on the state (flat indexing, no
+      views), which adds serially in index order, as ``scatter_add_`` does; with several
+      torch threads ``put_`` may add large batches in parallel (atomics, any order), so the
+      stepper then keeps ``scatter_add_``. Above ``SPARSE_RESET_MIN_NEURONS`` neurons (a batch
+      of networks) the reference's ``scatter_add_`` is faster for the many events and the
+      reset writes the spiking neurons only (slot and value tables built here, gathered
+      with ``index_select``).
+
+    Falls back to the reference step when ``v`` and ``u`` are not the [B, N] views
+    ``state[:, :N]``, ``state[:, N:2N]`` of the documented layout.
     """
-    state_flat, spikes_flat = state.view(-1), spikes.view(-1)
-    sparse_reset = v.shape[0] * v.shape[1] >= SPARSE_RESET_MIN_NEURONS
-    if sparse_reset:
+    batch, num_neurons = v.shape
+    dtype, device = state.dtype, state.device
+    as_tensor = lambda x: x if isinstance(x, Tensor) else torch.tensor(x, dtype=dtype, device=device)  # noqa: E731
+    half_step_ms, k1, k2, v_peak_mv = (as_tensor(x) for x in (half_step_ms, k1, k2, v_peak_mv))
+    if synapse_decay is not None:
+        synapse_decay = as_tensor(synapse_decay)
+    item = state.element_size()
+    views_of_state = (
+        state.is_contiguous() and state.dim() == 2 and state.shape == (batch, 3 * num_neurons + 1)
+        and v.data_ptr() == state.data_ptr() and u.data_ptr() == state.data_ptr() + num_neurons * item
+        and v.stride() == state.stride() and u.stride() == state.stride()
+    )
+    if not views_of_state:
         return lambda drive: izhikevich_network_step_(
             state, v, u, synaptic_current, drive, spikes, scratch_hc, scratch_t, targets, weights,
             half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay)
-    add, sub, mul, ge, where, nonzero = torch.add, torch.sub, torch.mul, torch.ge, torch.where, torch.nonzero
-    exponential = synaptic_current is not None and synapse_decay is not None
 
-    def step(drive: Tensor) -> Tensor:
+    v_and_u = state[:, : 2 * num_neurons]
+    first_coefficients = torch.cat([k1.expand(u_decay.shape), u_decay], dim=1).contiguous()
+    products = torch.empty(batch, 2 * num_neurons, dtype=dtype, device=device)
+    t, u_decayed = products[:, :num_neurons], products[:, num_neurons:]  # v * k1, u * u_decay
+    state_flat, spikes_flat = state.view(-1), spikes.view(-1)
+    exponential = synaptic_current is not None and synapse_decay is not None
+    add, sub, mul, ge, where, nonzero = torch.add, torch.sub, torch.mul, torch.ge, torch.where, torch.nonzero
+    gather_rows, index_select = torch.embedding, torch.index_select
+    hc_mul_, hc_sub_, t_add_, t_mul_ = scratch_hc.mul_, scratch_hc.sub_, t.add_, t.mul_
+    put_ = state.put_
+
+    def neurons(drive: Tensor) -> None:
         if exponential:
             add(drive, synaptic_current, out=scratch_hc)
-            scratch_hc.sub_(u)
+            hc_sub_(u)
         else:
             sub(drive, u, out=scratch_hc)
-        scratch_hc.mul_(half_step_ms)
-        mul(v, k1, out=scratch_t)
-        scratch_t.add_(k2)
-        scratch_t.mul_(v)
-        add(scratch_t, scratch_hc, out=v)
-        mul(v, k1, out=scratch_t)
-        scratch_t.add_(k2)
-        scratch_t.mul_(v)
-        add(scratch_t, scratch_hc, out=v)
-        mul(v, u_v_gain, out=scratch_t)
-        u.mul_(u_decay)
-        u.add_(scratch_t)
+        hc_mul_(half_step_ms)
+        mul(v_and_u, first_coefficients, out=products)  # v * k1 and u * u_decay
+        t_add_(k2)
+        t_mul_(v)
+        add(t, scratch_hc, out=v)
+        mul(v, k1, out=t)
+        t_add_(k2)
+        t_mul_(v)
+        add(t, scratch_hc, out=v)
+        mul(v, u_v_gain, out=t)
+        add(t, u_decayed, out=u)
         if exponential:
             synaptic_current.mul_(synapse_decay)
         ge(v, v_peak_mv, out=spikes)
-        spike_index = nonzero(spikes_flat).view(-1)
-        state_flat.scatter_add_(0, targets.index_select(0, spike_index).view(-1),
-                                weights.index_select(0, spike_index).view(-1))
-        where(spikes, v_reset, v, out=v)
+
+    if batch * num_neurons < SPARSE_RESET_MIN_NEURONS:
+        if torch.get_num_threads() == 1:
+            def step(drive: Tensor) -> Tensor:
+                neurons(drive)
+                spike_index = nonzero(spikes_flat)
+                put_(gather_rows(targets, spike_index), gather_rows(weights, spike_index), True)
+                where(spikes, v_reset, v, out=v)
+                return spike_index
+        else:
+            scatter_add_ = state_flat.scatter_add_
+
+            def step(drive: Tensor) -> Tensor:
+                neurons(drive)
+                spike_index = nonzero(spikes_flat)
+                flat = spike_index.view(-1)
+                scatter_add_(0, index_select(targets, 0, flat).view(-1), index_select(weights, 0, flat).view(-1))
+                where(spikes, v_reset, v, out=v)
+                return spike_index
+        return step
+
+    # a batch of networks: sparse reset through tables of the v slot and c of every neuron
+    own = torch.arange(batch * num_neurons, device=device)
+    reset_slots = own + (own // num_neurons) * (2 * num_neurons + 1)
+    reset_values = v_reset.expand(batch, num_neurons).reshape(-1).contiguous()
+    scatter_add_, index_copy_ = state_flat.scatter_add_, state_flat.index_copy_
+
+    def step(drive: Tensor) -> Tensor:
+        neurons(drive)
+        spike_index = nonzero(spikes_flat)
+        flat = spike_index.view(-1)
+        scatter_add_(0, index_select(targets, 0, flat).view(-1), index_select(weights, 0, flat).view(-1))
+        index_copy_(0, index_select(reset_slots, 0, flat), index_select(reset_values, 0, flat))
         return spike_index
 
     return step

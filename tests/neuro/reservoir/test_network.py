@@ -212,26 +212,39 @@ def test_params_and_state_move_between_dtypes_keeping_the_wiring():
     assert result.state.neurons.v_mv.dtype == torch.float64 and result.num_spikes > 0
 
 
-@pytest.mark.parametrize("synapse", ["delta", "exponential"])
-def test_bound_stepper_equals_the_kernel_step(synapse):
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("synapse,batch,neurons", [("delta", 2, 300), ("exponential", 2, 300),
+                                                   ("delta", 3, 1400), ("exponential", 3, 1400)])
+def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, threads):
     # kernels.izhikevich.naive.network_stepper (used by simulate on CPU) must be the same
     # computation as izhikevich_network_step_ (used by reservoir_step): compare op for op.
+    # The bound step has three delivery paths (one thread: put_; several threads: scatter_add_;
+    # B * N >= 4096: scatter_add_ and the indexed reset), chosen when it is built.
     from kernels.izhikevich.naive import izhikevich_network_step_
     from neuro.reservoir.step import Stepper, _state_buffer
 
-    params, state = make_reservoir(300, 0, in_degree=30, batch_size=2, synapse=synapse, weight_scale=4.0,
-                                   seed=9)
+    params, state = make_reservoir(neurons, 0, in_degree=30, batch_size=batch, synapse=synapse,
+                                   weight_scale=4.0, seed=9)
     g = torch.Generator().manual_seed(0)
-    drives = 140.0 + 9.0 * torch.randn(80, 2, 300, generator=g)
-    bound = Stepper(params, _state_buffer(state, params), 0.5, None)
+    drives = 140.0 + 9.0 * torch.randn(80, batch, neurons, generator=g)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        bound = Stepper(params, _state_buffer(state, params), 0.5, None)
+    finally:
+        torch.set_num_threads(previous_threads)
     plain = Stepper(params, _state_buffer(state, params), 0.5, None)
     assert bound.step.__name__ == "step" and "network_stepper" in bound.step.__qualname__
     table = params.event_table
+    num_spikes = 0
     for drive in drives:
         a = bound.step(drive)
         b = izhikevich_network_step_(plain.buffer, plain.v, plain.u, plain.synaptic_current, drive, plain.spikes,
                                      plain.scratch_hc, plain.scratch_t, table.targets, table.weights,
                                      plain.half_step, plain.k1, plain.k2, plain.u_decay, plain.u_v_gain,
                                      params.neurons.c, plain.v_peak, plain.synapse_decay)
-        assert torch.equal(a, b)
+        assert torch.equal(a.view(-1), b)  # the bound step returns nonzero's [S, 1]
+        assert torch.equal(bound.spikes, plain.spikes)
+        num_spikes += a.numel()
+    assert num_spikes > 20 * batch  # delivery was exercised
     assert torch.equal(bound.buffer, plain.buffer)
