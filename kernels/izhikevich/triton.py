@@ -13,14 +13,18 @@ One step of B networks x N neurons is three launches over the state buffer
    on CUDA the kernel uses fused multiply-adds (what CUDA code generation does with such
    expressions). ``experiments/gpu_check.py`` reports the first step at which the GPU
    raster departs from the torch reference's.
-2. ``_deliver_kernel`` (rows of the outgoing table, 32 per program): event-driven delivery.
-   A program loads the spike flags of its rows (and stops there when none fired) and reads
-   the table rows of the spiking neurons only (masked loads: a silent neuron costs one
-   byte of traffic), then adds the non-zero weights into the state with atomics (this also
-   applies the ``u += d`` reset, which is the table's last column; zero-weight padding,
-   which the reference adds into the sink slot, is skipped: x + 0 == x). Atomic float addition makes the order in which several spikes
-   arriving at one neuron are summed unspecified on a GPU (rounding-level differences from
-   the reference; the interpreter sums in the reference's order).
+2. ``_deliver_kernel`` (a fixed grid of a few programs per SM): event-driven delivery
+   from a spike queue. Step 1 also appends the flat index of every neuron that fired to
+   ``queue`` (one atomic reservation per block of neurons, then a prefix sum for the
+   positions), so delivery reads the table rows of the spiking neurons only and its cost
+   does not grow with N at a fixed number of spikes. The programs stride over the queue,
+   ``ROWS_PER_ITERATION`` rows at a time, and add the non-zero weights into the state with
+   atomics (this also applies the ``u += d`` reset, which is the table's last column;
+   zero-weight padding, which the reference adds into the sink slot, is skipped: x + 0 == x).
+   Atomic float addition makes the order in which several spikes arriving at one neuron
+   are summed unspecified on a GPU (rounding-level differences from the reference). Under
+   the interpreter one program walks the queue, which is then in ascending order, so the
+   sums are the reference's.
 3. ``_reset_kernel``: v <- c where a spike occurred (after delivery, as in the reference).
 
 No host synchronisation happens inside a step, so a loop of steps can be captured in a
@@ -38,7 +42,8 @@ import triton.language as tl
 __all__ = ["triton_izhikevich_network_step_", "izhikevich_step_no_sync_", "CudaGraphStepper"]
 
 BLOCK_NEURONS = 1024
-ROWS_PER_PROGRAM = 32
+ROWS_PER_ITERATION = 8
+PROGRAMS_PER_SM = 4
 
 
 @triton.jit
@@ -50,8 +55,8 @@ def _scalar(x, IS_PTR: tl.constexpr):
 
 
 @triton.jit
-def _neuron_kernel(state, drive, spikes, u_decay, u_v_gain, half_step, k1, k2, v_peak,
-                   syn_decay, N, param_batch_stride, HAS_SYN: tl.constexpr,
+def _neuron_kernel(state, drive, spikes, queue, queue_length, u_decay, u_v_gain, half_step, k1,
+                   k2, v_peak, syn_decay, N, param_batch_stride, HAS_SYN: tl.constexpr,
                    H_PTR: tl.constexpr, K1_PTR: tl.constexpr, K2_PTR: tl.constexpr,
                    VP_PTR: tl.constexpr, SD_PTR: tl.constexpr, FUSED: tl.constexpr,
                    BLOCK: tl.constexpr):
@@ -93,17 +98,25 @@ def _neuron_kernel(state, drive, spikes, u_decay, u_v_gain, half_step, k1, k2, v
     tl.store(row + o_n, v.to(state.dtype.element_ty), mask=m)
     tl.store(row + N + o_n, u.to(state.dtype.element_ty), mask=m)
     tl.store(spikes + i_b * N + o_n, fired.to(tl.uint8), mask=m)
+    fired_int = (fired & m).to(tl.int32)
+    num_fired = tl.sum(fired_int, axis=0)
+    if num_fired > 0:  # reserve num_fired queue slots, then write the indices in order
+        base = tl.atomic_add(queue_length, num_fired)
+        position = base + tl.cumsum(fired_int, axis=0) - 1
+        tl.store(queue + position, i_b * N + o_n, mask=fired & m)
 
 
 @triton.jit
-def _deliver_kernel(state, spikes, targets, weights, num_rows, COLS: tl.constexpr,
+def _deliver_kernel(state, queue, queue_length, targets, weights, COLS: tl.constexpr,
                     BC: tl.constexpr, ROWS: tl.constexpr):
-    o_r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-    fired = tl.load(spikes + o_r, mask=o_r < num_rows, other=0) != 0
-    if tl.sum(fired.to(tl.int32), axis=0) > 0:  # most blocks hold no spike: skip the tile
-        o_c = tl.arange(0, BC)
-        mask = fired[:, None] & (o_c < COLS)[None, :]
-        offs = o_r.to(tl.int64)[:, None] * COLS + o_c[None, :]
+    length = tl.load(queue_length)
+    o_c = tl.arange(0, BC)
+    for start in range(tl.program_id(0) * ROWS, length, tl.num_programs(0) * ROWS):
+        o_q = start + tl.arange(0, ROWS)
+        m_q = o_q < length
+        row = tl.load(queue + o_q, mask=m_q, other=0)
+        mask = m_q[:, None] & (o_c < COLS)[None, :]
+        offs = row.to(tl.int64)[:, None] * COLS + o_c[None, :]
         slot = tl.load(targets + offs, mask=mask, other=0)
         w = tl.load(weights + offs, mask=mask, other=0.0)
         # Padding entries (weight 0, all aimed at the one sink slot) are skipped: adding 0
@@ -158,16 +171,27 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     vp, vp_ptr = _scalar_arg(v_peak_mv, device)
     has_syn = synapse_decay is not None
     sd, sd_ptr = _scalar_arg(synapse_decay, device) if has_syn else (0.0, False)
+    queue = torch.empty(batch * num_neurons, dtype=torch.int32, device=device)
+    queue_length = torch.zeros(1, dtype=torch.int32, device=device)
     grid = (triton.cdiv(num_neurons, BLOCK_NEURONS), batch)
-    _neuron_kernel[grid](state, drive, spike_bytes, a, ab, h, c1, c2, vp, sd, num_neurons, stride,
+    _neuron_kernel[grid](state, drive, spike_bytes, queue, queue_length, a, ab, h, c1, c2, vp, sd,
+                         num_neurons, stride,
                          has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr, state.is_cuda,
                          BLOCK_NEURONS,
                          **_NO_FMA)
-    num_rows, cols = targets.shape
-    _deliver_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
-        state, spike_bytes, targets, weights, num_rows, cols, triton.next_power_of_2(cols),
-        ROWS_PER_PROGRAM)
+    cols = targets.shape[1]
+    _deliver_kernel[(_delivery_programs(device),)](
+        state, queue, queue_length, targets, weights, cols, triton.next_power_of_2(cols),
+        ROWS_PER_ITERATION)
     _reset_kernel[grid](state, spike_bytes, c, num_neurons, c_stride, BLOCK_NEURONS)
+
+
+def _delivery_programs(device: torch.device) -> int:
+    """Programs of the delivery grid: one under the interpreter (queue order = reference
+    order), else a few per streaming multiprocessor."""
+    if not device.type == "cuda":
+        return 1
+    return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _no_fma_options() -> dict:
