@@ -199,10 +199,12 @@ def network_stepper(
       and delivered with ``Tensor.put_(accumulate=True)`` on the state (flat indexing, no
       views), which adds serially in index order, as ``scatter_add_`` does; with several
       torch threads ``put_`` may add large batches in parallel (atomics, any order), so the
-      stepper then keeps ``scatter_add_``. Above ``SPARSE_RESET_MIN_NEURONS`` neurons (a batch
-      of networks) the reference's ``scatter_add_`` is faster for the many events and the
-      reset writes the spiking neurons only (slot and value tables built here, gathered
-      with ``index_select``).
+      stepper then keeps ``scatter_add_``;
+    * from ``SPARSE_RESET_MIN_NEURONS`` neurons on (B * N; a batch of networks) the
+      threshold goes through a float 0/1 mask and a two-level ``nonzero`` (see the code),
+      delivery uses the reference's ``scatter_add_`` (faster than ``put_`` for many events),
+      and the reset writes the spiking neurons only, as the reference's does there;
+      ``spikes`` is filled from the indices.
 
     Falls back to the reference step when ``v`` and ``u`` are not the [B, N] views
     ``state[:, :N]``, ``state[:, N:2N]`` of the documented layout.
@@ -254,12 +256,12 @@ def network_stepper(
         add(t, u_decayed, out=u)
         if exponential:
             synaptic_current.mul_(synapse_decay)
-        ge(v, v_peak_mv, out=spikes)
 
     if batch * num_neurons < SPARSE_RESET_MIN_NEURONS:
         if torch.get_num_threads() == 1:
             def step(drive: Tensor) -> Tensor:
                 neurons(drive)
+                ge(v, v_peak_mv, out=spikes)
                 spike_index = nonzero(spikes_flat)
                 put_(gather_rows(targets, spike_index), gather_rows(weights, spike_index), True)
                 where(spikes, v_reset, v, out=v)
@@ -269,6 +271,7 @@ def network_stepper(
 
             def step(drive: Tensor) -> Tensor:
                 neurons(drive)
+                ge(v, v_peak_mv, out=spikes)
                 spike_index = nonzero(spikes_flat)
                 flat = spike_index.view(-1)
                 scatter_add_(0, index_select(targets, 0, flat).view(-1), index_select(weights, 0, flat).view(-1))
@@ -276,16 +279,39 @@ def network_stepper(
                 return spike_index
         return step
 
-    # a batch of networks: sparse reset through tables of the v slot and c of every neuron
-    own = torch.arange(batch * num_neurons, device=device)
+    # A batch of networks (B * N >= SPARSE_RESET_MIN_NEURONS). Threshold: ``ge`` into a
+    # float 0/1 mask (vectorised; ``ge`` into bool and ``nonzero`` over all B * N flags take
+    # ~0.7 and ~1.2 ns per neuron), folded three times by halves with ``maximum`` so that
+    # ``nonzero`` scans B*N/8 group flags; then the members of the groups that fired are
+    # checked (exact comparisons and maxima of 0/1: the same spikes, in the same order).
+    # Reset: tables of every neuron's v slot and c, gathered for the spiking ones.
+    total = batch * num_neurons
+    groups = (total + 7) // 8
+    mask = torch.zeros(8 * groups, dtype=dtype, device=device)  # padding stays 0
+    mask_bn = mask[:total].view(batch, num_neurons)
+    half, quarter, eighth = (torch.empty(k * groups, dtype=dtype, device=device) for k in (4, 2, 1))
+    halves = ((mask[: 4 * groups], mask[4 * groups :], half), (half[: 2 * groups], half[2 * groups :], quarter),
+              (quarter[:groups], quarter[groups:], eighth))
+    member_offset = torch.arange(8, device=device) * groups  # group k holds k, k + G, ..., k + 7G
+    own = torch.arange(total, device=device)
     reset_slots = own + (own // num_neurons) * (2 * num_neurons + 1)
     reset_values = v_reset.expand(batch, num_neurons).reshape(-1).contiguous()
     scatter_add_, index_copy_ = state_flat.scatter_add_, state_flat.index_copy_
+    spikes_zero_, spikes_index_fill_ = spikes_flat.zero_, spikes_flat.index_fill_
+    maximum, take = torch.maximum, torch.take
 
     def step(drive: Tensor) -> Tensor:
         neurons(drive)
-        spike_index = nonzero(spikes_flat)
+        ge(v, v_peak_mv, out=mask_bn)
+        for low, high, out in halves:
+            maximum(low, high, out=out)
+        # members [8, G'] of the G' groups that fired: row m holds k + m * G, so reading
+        # the flags in row-major order visits the flat indices in ascending order
+        members = add(nonzero(eighth), member_offset).t()
+        spike_index = take(members, nonzero(take(mask, members).view(-1)))  # [S, 1]
         flat = spike_index.view(-1)
+        spikes_zero_()
+        spikes_index_fill_(0, flat, True)
         scatter_add_(0, index_select(targets, 0, flat).view(-1), index_select(weights, 0, flat).view(-1))
         index_copy_(0, index_select(reset_slots, 0, flat), index_select(reset_values, 0, flat))
         return spike_index

@@ -93,12 +93,24 @@ def _expected_max_degree(mean: float, count: int) -> float:
 def fixed_in_degree_synapses(num_neurons: int, in_degree: int, batch_size: int,
                              generator: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
     """(batch, pre, post) int64 of B networks where each neuron has exactly ``in_degree``
-    distinct presynaptic partners (no autapses), sorted by (batch, pre, post)."""
-    rows = batch_size * num_neurons
-    num_candidates = num_neurons - 1
+    distinct presynaptic partners (no autapses), sorted by (batch, pre, post).
+
+    On a CPU the sorts run in numpy (``_fixed_in_degree_cpu``: ~7x faster for 32 networks
+    of 1k), elsewhere in torch; both consume the generator identically and sort the same
+    keys, so they return the same synapses for the same seed."""
     if in_degree == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty, empty
+    if 2 * in_degree <= num_neurons - 1 and torch.device(device).type == "cpu":
+        return _fixed_in_degree_cpu(num_neurons, in_degree, batch_size, generator)
+    return _fixed_in_degree_torch(num_neurons, in_degree, batch_size, generator, device)
+
+
+def _fixed_in_degree_torch(num_neurons: int, in_degree: int, batch_size: int,
+                           generator: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+    """``fixed_in_degree_synapses`` in torch ops (any device; the reference of the CPU path)."""
+    rows = batch_size * num_neurons
+    num_candidates = num_neurons - 1
     if 2 * in_degree > num_candidates:
         # Dense regime: K smallest of uniform keys per row (row chunks bound the memory).
         picks = []
@@ -127,6 +139,44 @@ def fixed_in_degree_synapses(num_neurons: int, in_degree: int, batch_size: int,
     pre = draws.reshape(-1)
     pre = pre + (pre >= post).long()  # skip the neuron itself
     return _sorted_by_pre(batch, pre, post, num_neurons)
+
+
+def _fixed_in_degree_cpu(num_neurons: int, in_degree: int, batch_size: int,
+                         generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """The sparse regime (2K <= N - 1) of ``_fixed_in_degree_torch`` with numpy sorts.
+
+    Same draws from ``generator`` in the same order, the same row sorts and duplicate
+    redraws (numpy's row sort of small integers is vectorised, torch's is not), and the
+    same final order: a stable sort of each network's presynaptic indices (int16 radix sort
+    when N <= 32768) replaces torch's stable sort of the keys b * N + pre."""
+    n, k = num_neurons, in_degree
+    rows = batch_size * n
+    num_candidates = n - 1
+    small = np.int16 if n <= 2**15 else np.int32
+    draw = lambda count: torch.randint(0, num_candidates, (count,), generator=generator).numpy()  # noqa: E731
+    draws = torch.randint(0, num_candidates, (rows, k), generator=generator).numpy().astype(small)
+    draws.sort(axis=1)
+    pending = np.arange(rows)  # rows that may still hold duplicates
+    while pending.size:
+        block = draws[pending]
+        duplicate = np.zeros(block.shape, dtype=bool)
+        np.equal(block[:, 1:], block[:, :-1], out=duplicate[:, 1:])
+        count = int(np.count_nonzero(duplicate))
+        if count == 0:
+            break
+        block[duplicate] = draw(count)
+        block.sort(axis=1)
+        draws[pending] = block
+        pending = pending[duplicate.any(axis=1)]
+    post_of_row = np.tile(np.arange(n, dtype=small), batch_size)[:, None]
+    pre = draws + (draws >= post_of_row)  # skip the neuron itself; still < N
+    pre = pre.reshape(batch_size, n * k)
+    # Stable per network: within one presynaptic neuron the synapses keep their (post) order.
+    order = np.argsort(pre, axis=1, kind="stable")
+    pre_sorted = np.take_along_axis(pre, order, axis=1).astype(np.int64).reshape(-1)
+    post_sorted = (order // k).reshape(-1)  # slot i of a network belongs to post i // K
+    batch = torch.arange(batch_size).repeat_interleave(n * k)
+    return batch, torch.from_numpy(pre_sorted), torch.from_numpy(post_sorted)
 
 
 def bernoulli_synapses(num_neurons: int, connection_prob: float, batch_size: int,
@@ -199,10 +249,14 @@ def sign_rule_weights(pre: Tensor, is_excitatory: Tensor, weight_scale: float, i
     """Dale's rule: w = weight_scale * m for excitatory presynaptic neurons, and
     -inhibitory_scale * weight_scale * m for inhibitory ones; m ~ U(0, 1) unless
     ``magnitude`` (e.g. |W| of a user matrix) is given."""
-    if magnitude is None:
+    fresh = magnitude is None
+    if fresh:
         magnitude = torch.rand(pre.shape, generator=generator, device=pre.device, dtype=torch.float64)
-    scale = torch.where(is_excitatory[pre], weight_scale, -inhibitory_scale * weight_scale)
-    return (magnitude.to(torch.float64).abs() * scale.to(torch.float64)).to(dtype)
+    else:
+        magnitude = magnitude.to(torch.float64).abs()  # U(0, 1) draws are >= 0 already
+    scale_of_neuron = torch.where(is_excitatory, weight_scale, -inhibitory_scale * weight_scale).to(
+        device=pre.device, dtype=torch.float64)
+    return (magnitude * scale_of_neuron.index_select(0, pre)).to(dtype)
 
 
 def build_event_table(synapses: SynapseList, num_neurons: int, batch_size: int, target_offset: int,
@@ -214,26 +268,29 @@ def build_event_table(synapses: SynapseList, num_neurons: int, batch_size: int, 
     """
     n = num_neurons
     slots = 3 * n + 1
+    rows = batch_size * n
     device, dtype = synapses.weight.device, reset_increment.dtype
-    row = synapses.batch_index * n + synapses.pre_index
-    counts = torch.bincount(row, minlength=batch_size * n)
+    row = synapses.batch_index * n + synapses.pre_index  # sorted: the list is in (batch, pre) order
+    counts = torch.bincount(row, minlength=rows)
     max_degree = int(counts.max()) if counts.numel() else 0
     check_memory(
         estimate_connectivity_bytes(n, batch_size, 0.0, max_degree, dtype.itemsize),
         memory_limit_bytes, f"the event table ({batch_size} x {n} rows, {max_degree + 1} columns)",
     )
-    batch_of_row = torch.arange(batch_size * n, device=device) // n
-    sink = (batch_of_row * slots + 3 * n).unsqueeze(1)
-    targets = sink.expand(batch_size * n, max_degree + 1).clone()
-    weights = torch.zeros(batch_size * n, max_degree + 1, dtype=dtype, device=device)
+    width = max_degree + 1
+    row_ids = torch.arange(rows, device=device)
+    batch_of_row = row_ids // n
+    targets = (batch_of_row * slots + 3 * n).unsqueeze(1).expand(rows, width).contiguous()
+    weights = torch.zeros(rows, width, dtype=dtype, device=device)
     if row.numel():
-        row_start = torch.cumsum(counts, 0) - counts
-        column = torch.arange(row.numel(), device=device) - row_start.index_select(0, row)
-        flat = row * (max_degree + 1) + column
-        targets.view(-1).scatter_(0, flat, synapses.batch_index * slots + target_offset + synapses.post_index)
-        weights.view(-1).scatter_(0, flat, synapses.weight.to(dtype))
-    own = torch.arange(batch_size * n, device=device)
-    targets[:, max_degree] = batch_of_row * slots + n + own % n
+        # synapse e (the c-th of its row r) goes to table slot r * width + c = e + shift[r],
+        # shift[r] = r * width - (index of the row's first synapse in the list)
+        shift = row_ids * width - (torch.cumsum(counts, 0) - counts)
+        flat = torch.arange(row.numel(), device=device).add_(shift.index_select(0, row))
+        first_slot = batch_of_row * slots + target_offset  # v (or I_syn) of network b, neuron 0
+        targets.view(-1).index_copy_(0, flat, synapses.post_index + first_slot.index_select(0, row))
+        weights.view(-1).index_copy_(0, flat, synapses.weight.to(dtype))
+    targets[:, max_degree] = batch_of_row * slots + n + row_ids % n
     weights[:, max_degree] = reset_increment.expand(batch_size, n).reshape(-1)
     return EventTable(targets, weights)
 

@@ -163,3 +163,42 @@ def test_shared_wiring_repeats_the_pairs_with_new_weights():
     w = _dense(params)
     assert not torch.equal(w[0], w[1])  # magnitudes drawn per network
     assert torch.equal(torch.sign(w[0]), torch.sign(w[1]))  # Dale's rule fixes the signs
+
+
+@pytest.mark.parametrize("num_neurons,in_degree,batch_size", [(7, 3, 40), (300, 40, 3), (1000, 100, 2), (64, 31, 5)])
+def test_cpu_builder_gives_the_torch_builders_synapses(num_neurons, in_degree, batch_size):
+    # The CPU path sorts in numpy; it must consume the generator as the torch path does and
+    # return the same synapses in the same (batch, pre, post) order, for the same seed.
+    from neuro.reservoir.connectivity import _fixed_in_degree_cpu, _fixed_in_degree_torch
+
+    for seed in range(3):
+        fast = _fixed_in_degree_cpu(num_neurons, in_degree, batch_size, torch.Generator().manual_seed(seed))
+        reference = _fixed_in_degree_torch(num_neurons, in_degree, batch_size,
+                                           torch.Generator().manual_seed(seed), "cpu")
+        for a, b in zip(fast, reference):
+            assert a.dtype == b.dtype == torch.int64 and torch.equal(a, b)
+        batch, pre, post = fast
+        key = (batch * num_neurons + pre) * num_neurons + post
+        assert bool((key[1:] > key[:-1]).all())  # strictly sorted: distinct pairs
+        assert torch.all(torch.bincount(batch * num_neurons + post, minlength=batch_size * num_neurons)
+                         == in_degree)
+        assert not bool((pre == post).any())
+
+
+def test_event_table_equals_a_row_by_row_reference():
+    params, _ = make_reservoir(60, 0, in_degree=9, batch_size=3, seed=7, dtype=torch.float64)
+    syn, n, b = params.synapses, 60, 3
+    d = params.neurons.d
+    table = build_event_table(syn, n, b, target_offset=2 * n, reset_increment=d, memory_limit_bytes=10**7)
+    slots = 3 * n + 1
+    rows: dict = {}
+    for bi, j, i, w in zip(syn.batch_index.tolist(), syn.pre_index.tolist(), syn.post_index.tolist(),
+                           syn.weight.tolist()):
+        rows.setdefault(bi * n + j, []).append((bi * slots + 2 * n + i, w))
+    width = max(len(r) for r in rows.values()) + 1
+    assert table.targets.shape == (b * n, width)
+    for r in range(b * n):
+        bi, j = divmod(r, n)
+        expected = rows.get(r, []) + [(bi * slots + 3 * n, 0.0)] * (width - 1 - len(rows.get(r, [])))
+        expected.append((bi * slots + n + j, float(d[0, j])))
+        assert list(zip(table.targets[r].tolist(), table.weights[r].tolist())) == expected
