@@ -283,13 +283,14 @@ def build_event_table(synapses: SynapseList, num_neurons: int, batch_size: int, 
     targets = (batch_of_row * slots + 3 * n).unsqueeze(1).expand(rows, width).contiguous()
     weights = torch.zeros(rows, width, dtype=dtype, device=device)
     if row.numel():
-        # synapse e (the c-th of its row r) goes to table slot r * width + c = e + shift[r],
-        # shift[r] = r * width - (index of the row's first synapse in the list)
-        shift = row_ids * width - (torch.cumsum(counts, 0) - counts)
-        flat = torch.arange(row.numel(), device=device).add_(shift.index_select(0, row))
-        first_slot = batch_of_row * slots + target_offset  # v (or I_syn) of network b, neuron 0
-        targets.view(-1).index_copy_(0, flat, synapses.post_index + first_slot.index_select(0, row))
-        weights.view(-1).index_copy_(0, flat, synapses.weight.to(dtype))
+        # row r holds its synapses in columns 0 .. counts[r] - 1, in list order: the list is
+        # sorted by row, so a row-major masked fill puts every synapse in its place
+        filled = torch.arange(width, device=device) < counts.unsqueeze(1)
+        post_slot = synapses.batch_index * slots
+        post_slot += synapses.post_index
+        post_slot += target_offset
+        targets.masked_scatter_(filled, post_slot)
+        weights.masked_scatter_(filled, synapses.weight.to(dtype))
     targets[:, max_degree] = batch_of_row * slots + n + row_ids % n
     weights[:, max_degree] = reset_increment.expand(batch_size, n).reshape(-1)
     return EventTable(targets, weights)
