@@ -202,3 +202,19 @@ def test_event_table_equals_a_row_by_row_reference():
         expected = rows.get(r, []) + [(bi * slots + 3 * n, 0.0)] * (width - 1 - len(rows.get(r, [])))
         expected.append((bi * slots + n + j, float(d[0, j])))
         assert list(zip(table.targets[r].tolist(), table.weights[r].tolist())) == expected
+
+
+@pytest.mark.parametrize("synapse", ["delta", "exponential"])
+def test_tiled_event_table_of_shared_pairs_equals_the_general_build(synapse, monkeypatch):
+    import neuro.reservoir.connectivity as connectivity
+
+    params, _ = make_reservoir(150, 0, in_degree=12, batch_size=4, shared_wiring=True, synapse=synapse, seed=3)
+    d = torch.rand(4, 150, generator=torch.Generator().manual_seed(0))  # one d per network
+    offset = 0 if synapse == "delta" else 300
+    assert connectivity._same_pairs_in_every_network(params.synapses, 4)
+    tiled = build_event_table(params.synapses, 150, 4, offset, d, 10**8)
+    monkeypatch.setattr(connectivity, "_same_pairs_in_every_network", lambda *args: False)
+    general = build_event_table(params.synapses, 150, 4, offset, d, 10**8)
+    assert torch.equal(tiled.targets, general.targets) and torch.equal(tiled.weights, general.weights)
+    independent, _ = make_reservoir(150, 0, in_degree=12, batch_size=4, seed=3)
+    assert not connectivity._same_pairs_in_every_network(independent.synapses, 4)
