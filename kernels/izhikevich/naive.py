@@ -41,8 +41,9 @@ u_decay, u_v_gain, synaptic_current=None, synapse_decay=None) -> None``
     ``weights`` [B*N, K+1]. Returns the flat indices ``b * N + j`` of the spikes.
 
 ``network_stepper(state, v, u, synaptic_current, spikes, ..., synapse_decay=None) -> step``
-    the same step with everything but ``drive`` bound: ``step(drive) -> spike index``
-    (for CPU loops of many small steps; bit-identical to ``izhikevich_network_step_``).
+    the same step with everything but ``drive`` bound: ``step(drive) -> spike index [S, 1]``
+    (for CPU loops of many small steps; bit-identical to ``izhikevich_network_step_``, with
+    fewer and cheaper ops: see its docstring).
 
 ``izhikevich_network_step_(state, v, u, synaptic_current, drive, spikes, scratch_hc,
 scratch_t, targets, weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv,

@@ -9,7 +9,9 @@ Random wiring (our choices where the papers are silent, all documented here):
 * ``fixed_in_degree``: every neuron receives exactly K synapses from K distinct other
   neurons drawn uniformly (no autapses). Drawn on the device: K draws with replacement
   per row, duplicates redrawn until none are left; the procedure is symmetric under
-  relabelling the candidates, so every K-subset is equally likely.
+  relabelling the candidates, so every K-subset is equally likely. On a CPU the row
+  sorts and the final (batch, pre) sort run in numpy (vectorised small-integer sorts),
+  with the same draws: the same synapses as the torch path for the same seed.
 * ``bernoulli``: each ordered pair (j -> i), i != j, exists with probability p, drawn in
   row chunks so the N x N mask is never allocated at once.
 * E/I sign rule (Dale): weights leaving an excitatory neuron are >= 0, weights leaving

@@ -6,7 +6,9 @@ channels, see ``input_projection``), but one state buffer is advanced in place
 ``block_steps`` steps (default: up to 100 steps, ~4M values) into a preallocated buffer,
 the input projection is computed once per block, and finiteness is checked once per
 block (on failure the block is replayed step by step from a snapshot so that
-``SimulationDiverged`` names the exact step). Spikes are recorded as indices (no per-step copy); the final trace
+``SimulationDiverged`` names the exact step). The loop runs in ``torch.inference_mode``
+(no autograd bookkeeping per op; nothing in it needs gradients, and what it returns is
+made outside it). Spikes are recorded as indices (no per-step copy); the final trace
 r_T = r_0 d^T + sum_t d^(T-1-t) s_t (d = exp(-dt/trace_tau)) is formed from them at the
 end unless ``record_trace`` asks for the per-step traces.
 """

@@ -326,7 +326,9 @@ class Stepper:
 
     def step(self, drive: Tensor) -> Tensor:
         """One step driven by ``drive`` [B, N] (external current + 140); returns the flat
-        spike indices b * N + j; ``self.spikes`` holds the [B, N] spikes until the next step."""
+        spike indices b * N + j, ascending, as [S] or (the bound CPU step) [S, 1], the same
+        shape in every step of one stepper; ``self.spikes`` holds the [B, N] spikes until
+        the next step."""
         table, neurons = self.params.event_table, self.params.neurons
         if self.refractory is None:
             return self._network_step(
