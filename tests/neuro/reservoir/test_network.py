@@ -214,7 +214,8 @@ def test_params_and_state_move_between_dtypes_keeping_the_wiring():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("synapse,batch,neurons", [("delta", 2, 300), ("exponential", 2, 300),
-                                                   ("delta", 3, 1400), ("exponential", 3, 1400)])
+                                                   ("delta", 3, 1400), ("exponential", 3, 1400),
+                                                   ("delta", 1, 4099)])  # B * N not a multiple of 8
 def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, threads):
     # kernels.izhikevich.naive.network_stepper (used by simulate on CPU) must be the same
     # computation as izhikevich_network_step_ (used by reservoir_step): compare op for op.
