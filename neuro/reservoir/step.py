@@ -246,7 +246,7 @@ def reservoir_step(
         check_shape("noise", noise, (b, n))
     drive = external_drive(params, input_signal.unsqueeze(1), None if noise is None else noise.unsqueeze(1))[:, 0]
     buffer = _state_buffer(state, params)
-    stepper = Stepper(params, buffer, dt_ms, state.neurons.refractory_left_ms)
+    stepper = Stepper(params, buffer, dt_ms, state.neurons.refractory_left_ms, bind=False)  # one step
     stepper.step(drive)
     spikes, refractory, new_buffer = stepper.spikes, stepper.refractory, buffer
     check_finite(new_buffer, n, state.step)
@@ -291,10 +291,13 @@ class Stepper:
 
     Built once per simulation: slices the buffer into its v / u / I_syn views, turns the
     scalar constants into 0-dim tensors of the model dtype and allocates the scratch
-    tensors, so that a step is only the ~20 ops of ``kernels.izhikevich``.
+    tensors, so that a step is only the ~20 ops of ``kernels.izhikevich``. With ``bind``
+    (default) and the torch reference as the kernel, ``step`` is the bound step of
+    ``kernels.izhikevich.naive.network_stepper``; ``bind=False`` keeps the reference step.
     """
 
-    def __init__(self, params: ReservoirParams, buffer: Tensor, dt_ms: float, refractory: Tensor | None):
+    def __init__(self, params: ReservoirParams, buffer: Tensor, dt_ms: float, refractory: Tensor | None,
+                 bind: bool = True):
         n, b = params.num_neurons, params.batch_size
         as_scalar = lambda x: torch.tensor(x, dtype=params.dtype, device=params.device)
         coef = step_coefficients(params.neurons, dt_ms)
@@ -313,8 +316,9 @@ class Stepper:
         if params.neurons.refractory_ms > 0 and refractory is None:
             self.refractory = torch.zeros_like(self.scratch_hc)
         self._network_step = _resolve_network_step(buffer, params.event_table)
-        if self.refractory is None and self._network_step is not izhikevich_network_step_:
-            # torch reference on this device: bind everything once (same ops, less Python)
+        if bind and self.refractory is None and self._network_step is not izhikevich_network_step_:
+            # torch reference on this device: bind everything once (same values, fewer and
+            # cheaper ops; building it costs a few tables, worth it for a loop of steps)
             from kernels.izhikevich.naive import network_stepper
 
             table = params.event_table

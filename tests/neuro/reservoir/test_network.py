@@ -234,8 +234,9 @@ def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, threads):
         bound = Stepper(params, _state_buffer(state, params), 0.5, None)
     finally:
         torch.set_num_threads(previous_threads)
-    plain = Stepper(params, _state_buffer(state, params), 0.5, None)
+    plain = Stepper(params, _state_buffer(state, params), 0.5, None, bind=False)
     assert bound.step.__name__ == "step" and "network_stepper" in bound.step.__qualname__
+    assert "network_stepper" not in plain.step.__qualname__
     table = params.event_table
     num_spikes = 0
     for drive in drives:
