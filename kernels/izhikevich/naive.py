@@ -214,7 +214,7 @@ def network_stepper(
     """
     batch, num_neurons = v.shape
     dtype, device = state.dtype, state.device
-    as_tensor = lambda x: x if isinstance(x, Tensor) else torch.tensor(x, dtype=dtype, device=device)  # noqa: E731
+    as_tensor = lambda x: x if isinstance(x, Tensor) else torch.tensor(x, dtype=dtype, device=device)
     half_step_ms, k1, k2, v_peak_mv = (as_tensor(x) for x in (half_step_ms, k1, k2, v_peak_mv))
     if synapse_decay is not None:
         synapse_decay = as_tensor(synapse_decay)

@@ -155,7 +155,7 @@ def _fixed_in_degree_cpu(num_neurons: int, in_degree: int, batch_size: int,
     rows = batch_size * n
     num_candidates = n - 1
     small = np.int16 if n <= 2**15 else np.int32
-    draw = lambda count: torch.randint(0, num_candidates, (count,), generator=generator).numpy()  # noqa: E731
+    draw = lambda count: torch.randint(0, num_candidates, (count,), generator=generator).numpy()
     draws = torch.randint(0, num_candidates, (rows, k), generator=generator).numpy().astype(small)
     draws.sort(axis=1)
     pending = np.arange(rows)  # rows that may still hold duplicates

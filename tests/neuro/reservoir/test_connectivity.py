@@ -206,7 +206,7 @@ def test_event_table_equals_a_row_by_row_reference():
 
 @pytest.mark.parametrize("synapse", ["delta", "exponential"])
 def test_tiled_event_table_of_shared_pairs_equals_the_general_build(synapse, monkeypatch):
-    import neuro.reservoir.connectivity as connectivity
+    from neuro.reservoir import connectivity
 
     params, _ = make_reservoir(150, 0, in_degree=12, batch_size=4, shared_wiring=True, synapse=synapse, seed=3)
     d = torch.rand(4, 150, generator=torch.Generator().manual_seed(0))  # one d per network
