@@ -250,3 +250,23 @@ def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, threads):
         num_spikes += a.numel()
     assert num_spikes > 20 * batch  # delivery was exercised
     assert torch.equal(bound.buffer, plain.buffer)
+
+
+@pytest.mark.parametrize("refractory_ms,record_trace", [(0.0, False), (2.0, True)])
+def test_simulate_returns_ordinary_tensors_from_its_inference_mode_loop(refractory_ms, record_trace):
+    # The loop runs in torch.inference_mode; what simulate returns must be ordinary tensors
+    # (in-place updates allowed outside inference mode), and a second simulate continues it.
+    params, state = make_reservoir(120, 0, in_degree=10, batch_size=2, refractory_ms=refractory_ms,
+                                   weight_scale=4.0, seed=1)
+    first = simulate(params, state, None, 0.5, num_steps=60, seed=0, record_trace=record_trace)
+    tensors = [first.state.neurons.v_mv, first.state.neurons.u, first.state.synaptic_current, first.state.trace,
+               *first.spikes]
+    if refractory_ms:
+        tensors.append(first.state.neurons.refractory_left_ms)
+    if record_trace:
+        tensors.append(first.trace)
+    assert first.num_spikes > 0 and not any(t.is_inference() for t in tensors)
+    for t in tensors:
+        t.add_(0)  # would raise for an inference tensor
+    second = simulate(params, first.state, None, 0.5, num_steps=60, seed=1)
+    assert second.state.step == 120 and second.num_spikes > 0
