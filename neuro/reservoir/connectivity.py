@@ -175,9 +175,10 @@ def _fixed_in_degree_cpu(num_neurons: int, in_degree: int, batch_size: int,
     pre = pre.reshape(batch_size, n * k)
     # Stable per network: within one presynaptic neuron the synapses keep their (post) order.
     order = np.argsort(pre, axis=1, kind="stable")
-    pre_sorted = np.take_along_axis(pre, order, axis=1).astype(np.int64).reshape(-1)
+    pre.sort(axis=1)  # the same values as pre gathered by ``order`` (faster than the gather)
+    pre_sorted = pre.astype(np.int64).reshape(-1)
     post_sorted = (order // k).reshape(-1)  # slot i of a network belongs to post i // K
-    batch = torch.arange(batch_size).repeat_interleave(n * k)
+    batch = torch.arange(batch_size).unsqueeze(1).expand(batch_size, n * k).reshape(-1)
     return batch, torch.from_numpy(pre_sorted), torch.from_numpy(post_sorted)
 
 
