@@ -1,8 +1,9 @@
 """Default initialization: k-means on smoothed population rates, then hard-assignment GLMs.
 
 1. Smooth every neuron's counts with a Gaussian kernel (``smoothing_bins`` standard
-   deviation; restart r scales it by a fixed factor for diversity), z-score each neuron,
-   and cluster the bins into K groups by k-means (best inertia of 5 k-means++ seeds).
+   deviation; restart r scales it by the fixed factor ``_WIDTH_FACTORS[r % 8]`` for
+   diversity), z-score each neuron, and cluster the bins into K groups by k-means (best
+   inertia of 5 k-means++ seeds per restart).
 2. Use the cluster labels as hard posteriors: initial and transition probabilities from
    label counts (plus one pseudo-count), and a few Newton steps of each state's GLM on the
    bins of its cluster, starting from the state's mean rate with zero coupling.
@@ -10,6 +11,14 @@
 Rate states are what a k-means can see; states that differ in coupling change the
 population rates too, which is enough to start EM in the right basin (our choice, after
 the frontier prototype in ANCHORS.md: random starts stayed at 0.89 accuracy).
+
+All k-means runs, (restart, seed) pairs, go at once: restarts of the same smoothing width
+share one feature array, so the features are (W, T, N) with W <= 8 widths and each width
+carries Q = 5 * ceil(R / W) runs. A Lloyd iteration is two batched matrix products for all
+runs (distances, then cluster sums by one-hot), and convergence (no label changed) is
+checked every few iterations, so a GPU waits on the host only then. k-means++ seeding
+draws with ``torch.multinomial`` from a torch generator seeded by the numpy ``rng``:
+seeded and deterministic on a given device (CPU and CUDA draw different streams).
 """
 
 from __future__ import annotations
@@ -18,14 +27,17 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from neuro.hmmglm.data import PreparedData
 from neuro.hmmglm.glm import inverse_mean_function
 from neuro.hmmglm.newton import PackedOuterProducts, newton_step
 from neuro.hmmglm.params import HMMGLMParams
+from neuro.hmmglm.seeding import torch_generator
 
 
 _WIDTH_FACTORS = (1.0, 0.5, 2.0, 0.75, 1.5, 0.35, 3.0, 1.25)
+NUM_SEEDS = 5  # k-means++ seeds per restart, best inertia kept
 
 
 def smoothed_rates(data: PreparedData, smoothing_bins: float) -> torch.Tensor:
@@ -49,43 +61,117 @@ def smoothed_rates(data: PreparedData, smoothing_bins: float) -> torch.Tensor:
     return (rates - rates.mean(0)) / rates.std(0).clamp_min(1e-12)
 
 
-def kmeans(points: torch.Tensor, num_clusters: int, rng: np.random.Generator, iters: int = 50,
-           num_inits: int = 5):
-    """Best (lowest inertia) of ``num_inits`` k-means++-seeded Lloyd runs; returns labels (T,)."""
-    best, best_inertia = None, math.inf
-    for _ in range(num_inits):
-        labels, inertia = _lloyd(points, num_clusters, rng, iters)
-        if inertia < best_inertia:
-            best, best_inertia = labels, inertia
-    return best
+def _centre_scores(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """|c|^2 - 2 x.c for points (W, T, N) and centres (W, M, N): (W, T, M), one matrix product.
+
+    Adding |x|^2 gives the squared distance |x - c|^2; argmin over centres needs no |x|^2.
+    """
+    return torch.baddbmm((centres * centres).sum(-1).unsqueeze(1), points, centres.transpose(1, 2),
+                         alpha=-2.0)
 
 
-def _squared_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """|x - c|^2 = |x|^2 - 2 x.c + |c|^2 (one matrix product)."""
-    return (points * points).sum(1, keepdim=True) - 2 * points @ centres.T + (centres * centres).sum(1)
+def kmeans_plus_plus(points: torch.Tensor, num_runs: int, num_clusters: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeds (Arthur & Vassilvitskii 2007) for ``num_runs`` runs per feature array.
 
-
-def _lloyd(points: torch.Tensor, num_clusters: int, rng: np.random.Generator, iters: int):
-    num_points = points.shape[0]
-    centres = [points[int(rng.integers(num_points))]]
+    points (W, T, N) -> centres (W, Q, K, N): the first centre uniform over the T points,
+    each next one drawn with probability proportional to the squared distance to the
+    nearest centre chosen so far (uniform when every distance is 0).
+    """
+    width, num_points, _ = points.shape
+    rows = torch.arange(width, device=points.device).unsqueeze(1)
+    squared_norms = (points * points).sum(-1).unsqueeze(-1)  # (W, T, 1)
+    index = torch.randint(num_points, (width, num_runs), generator=generator, device=points.device)
+    chosen = [points[rows, index]]  # (W, Q, N)
+    nearest = None
     for _ in range(1, num_clusters):
-        dist = _squared_distances(points, torch.stack(centres)).amin(1).clamp_min(0)
-        probs = (dist / dist.sum().clamp_min(1e-300)).cpu().numpy()
-        probs = probs / probs.sum() if probs.sum() > 0 else np.full(num_points, 1.0 / num_points)
-        centres.append(points[int(rng.choice(num_points, p=probs))])
-    centres = torch.stack(centres)
-    labels = torch.zeros(num_points, dtype=torch.long, device=points.device)
-    for _ in range(iters):
-        labels_new = _squared_distances(points, centres).argmin(1)
-        if _ > 0 and bool((labels_new == labels).all()):
-            break
-        labels = labels_new
-        for k in range(num_clusters):
-            members = labels == k
-            if bool(members.any()):
-                centres[k] = points[members].mean(0)
-    inertia = float(((points - centres[labels]) ** 2).sum())
+        distance = (_centre_scores(points, chosen[-1]) + squared_norms).clamp_min(0.0)  # (W, T, Q)
+        nearest = distance if nearest is None else torch.minimum(nearest, distance)
+        weights = nearest.transpose(1, 2).reshape(width * num_runs, num_points)
+        weights = torch.where(weights.sum(-1, keepdim=True) > 0, weights, 1.0)
+        index = torch.multinomial(weights, 1, generator=generator).view(width, num_runs)
+        chosen.append(points[rows, index])
+    return torch.stack(chosen, 2)
+
+
+def lloyd(points: torch.Tensor, centres: torch.Tensor, max_iters: int = 50, check_every: int = 5):
+    """Batched Lloyd iterations from centres (W, Q, K, N) on points (W, T, N).
+
+    Each iteration assigns every point to its nearest centre of every run, then moves each
+    centre to the mean of its points (an empty cluster keeps its centre). Every
+    ``check_every`` iterations (one host sync), runs whose labels did not change in the
+    last iteration (for every width) are at a fixed point: they are set aside and the
+    batch shrinks to the runs still moving. Stops when none moves or after ``max_iters``
+    assignments. Returns labels (W, Q, T), inertia (W, Q) (sum of squared distances to
+    the assigned centres) and centres (W, Q, K, N).
+    """
+    if max_iters < 1 or check_every < 1:
+        raise ValueError(f"max_iters and check_every must be >= 1, got {max_iters}, {check_every}")
+    width, num_runs, num_clusters, dim = centres.shape
+    squared_norms = (points * points).sum(-1)  # (W, T)
+    cluster_ids = torch.arange(num_clusters, device=points.device)
+    labels_out = torch.empty(width, points.shape[1], num_runs, dtype=torch.long, device=points.device)
+    best_out = points.new_empty(width, points.shape[1], num_runs)
+    centres_out = centres.clone()
+    active = torch.arange(num_runs, device=points.device)  # runs still in the batch
+    previous = None
+    for iteration in range(max_iters):
+        runs = centres.shape[1]
+        scores = _centre_scores(points, centres.reshape(width, -1, dim))
+        best, labels = scores.view(width, -1, runs, num_clusters).min(-1)  # (W, T, runs)
+        last = iteration == max_iters - 1
+        if last or (previous is not None and (iteration + 1) % check_every == 0):
+            moving = torch.zeros_like(active, dtype=torch.bool) if last else (labels != previous).any(1).any(0)
+            done, go = (~moving).nonzero().squeeze(1), moving.nonzero().squeeze(1)
+            labels_out[:, :, active[done]] = labels[:, :, done]
+            best_out[:, :, active[done]] = best[:, :, done]
+            centres_out[:, active[done]] = centres[:, done]
+            if go.numel() == 0:
+                break
+            if done.numel():
+                active, labels, centres = active[go], labels[:, :, go], centres[:, go]
+                runs = go.numel()
+        previous = labels
+        one_hot = (labels.unsqueeze(-1) == cluster_ids).to(points.dtype).view(width, -1, runs * num_clusters)
+        sums = one_hot.transpose(1, 2) @ points  # (W, runs*K, N)
+        members = one_hot.sum(1).unsqueeze(-1)  # (W, runs*K, 1)
+        means = (sums / members.clamp_min(1.0)).view(width, runs, num_clusters, dim)
+        centres = torch.where(members.view(width, runs, num_clusters, 1) > 0, means, centres)
+    inertia = (best_out + squared_norms.unsqueeze(-1)).clamp_min(0.0).sum(1)  # (W, Q)
+    return labels_out.transpose(1, 2), inertia, centres_out
+
+
+def kmeans(points: torch.Tensor, num_clusters: int, num_runs: int, generator: torch.Generator,
+           max_iters: int = 50):
+    """``num_runs`` k-means++-seeded Lloyd runs on each feature array of points (W, T, N).
+
+    Returns labels (W, Q, T) and inertia (W, Q) of every run (the caller keeps the best).
+    """
+    if points.dim() != 3:
+        raise ValueError(f"points must have shape (W, T, N), got {tuple(points.shape)}")
+    centres = kmeans_plus_plus(points, num_runs, num_clusters, generator)
+    labels, inertia, _ = lloyd(points, centres, max_iters)
     return labels, inertia
+
+
+def restart_labels(data: PreparedData, num_states: int, num_restarts: int, rng: np.random.Generator,
+                   smoothing_bins: float = 20.0) -> torch.Tensor:
+    """k-means labels (R, T_total) of every restart: the best of ``NUM_SEEDS`` runs each.
+
+    Restart r uses width factor ``_WIDTH_FACTORS[r % W]`` (W = min(R, 8)) and runs
+    ``NUM_SEEDS * (r // W)`` .. ``NUM_SEEDS * (r // W + 1) - 1`` of that width.
+    """
+    widths = min(num_restarts, len(_WIDTH_FACTORS))
+    per_width = math.ceil(num_restarts / widths)
+    features = torch.stack([smoothed_rates(data, smoothing_bins * factor)
+                            for factor in _WIDTH_FACTORS[:widths]])  # (W, T, N)
+    generator = torch_generator(rng, features.device)
+    labels, inertia = kmeans(features, num_states, per_width * NUM_SEEDS, generator)
+    labels = labels.view(widths, per_width, NUM_SEEDS, -1)
+    best = inertia.view(widths, per_width, NUM_SEEDS).argmin(-1)  # (W, per_width)
+    restart = torch.arange(num_restarts, device=features.device)
+    width_of, slot_of = restart % widths, restart // widths
+    return labels[width_of, slot_of, best[width_of, slot_of]]
 
 
 def kmeans_initialization(
@@ -97,21 +183,20 @@ def kmeans_initialization(
     counts, design = data.counts, data.design
     dtype, device = counts.dtype, counts.device
     num_neurons = counts.shape[1]
-    resp = counts.new_zeros(counts.shape[0], num_restarts, num_states)
-    log_initial, log_transition = [], []
-    for r in range(num_restarts):
-        # restarts differ by their smoothing width (and k-means seeds), for diversity
-        features = smoothed_rates(data, smoothing_bins * _WIDTH_FACTORS[r % len(_WIDTH_FACTORS)])
-        labels = kmeans(features, num_states, rng)
-        resp[torch.arange(labels.numel(), device=device), r, labels] = 1.0
-        trans = torch.ones(num_states, num_states, dtype=dtype, device=device)
-        first = torch.ones(num_states, dtype=dtype, device=device)
-        for start, length in zip(data.starts.tolist(), data.lengths.tolist()):
-            seq = labels[start:start + length]
-            trans.index_put_((seq[:-1], seq[1:]), torch.ones_like(seq[1:], dtype=dtype), accumulate=True)
-            first[seq[0]] += 1.0
-        log_transition.append(torch.log(trans / trans.sum(1, keepdim=True)))
-        log_initial.append(torch.log(first / first.sum()))
+    labels = restart_labels(data, num_states, num_restarts, rng, smoothing_bins)  # (R, T)
+    resp = F.one_hot(labels.T, num_states).to(dtype)  # (T, R, K)
+    # label counts plus one pseudo-count: transitions within a sequence, first states
+    k2 = num_states * num_states
+    within = torch.ones(counts.shape[0] - 1, dtype=dtype, device=device)
+    within[data.starts[1:] - 1] = 0.0  # t -> t+1 crosses into the next sequence
+    pairs = labels[:, :-1] * num_states + labels[:, 1:]
+    trans = torch.ones(num_restarts, k2, dtype=dtype, device=device)
+    trans = trans.scatter_add_(1, pairs, within.expand(num_restarts, -1)).view(-1, num_states, num_states)
+    first = torch.ones(num_restarts, num_states, dtype=dtype, device=device)
+    first_labels = labels[:, data.starts]
+    first = first.scatter_add_(1, first_labels, torch.ones_like(first_labels, dtype=dtype))
+    log_transition = torch.log(trans / trans.sum(-1, keepdim=True))
+    log_initial = torch.log(first / first.sum(-1, keepdim=True))
     mass = resp.sum(0).clamp_min(1e-12)  # (R, K)
     mean_counts = torch.einsum("trk,tn->rkn", resp, counts) / mass.unsqueeze(-1)
     overall = counts.mean(0).clamp_min(1e-3)
@@ -123,6 +208,6 @@ def kmeans_initialization(
         theta, _, _, _ = newton_step(design, outer, counts, resp, theta, link, ridge=ridge)
     weights_shape = (num_restarts, num_states, num_neurons, num_neurons, -1)
     return HMMGLMParams(
-        torch.stack(log_initial), torch.stack(log_transition),
+        log_initial, log_transition,
         theta[..., 0], theta[..., 1:].reshape(weights_shape),
     )

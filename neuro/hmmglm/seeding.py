@@ -1,3 +1,3 @@
 """Seeds as arguments; the one rule is ``neuro.seeding`` (re-exported here)."""
 
-from neuro.seeding import numpy_generator  # noqa: F401
+from neuro.seeding import numpy_generator, torch_generator  # noqa: F401
