@@ -161,9 +161,21 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     return metrics
 
 
+def _load_average() -> float:
+    """The 1-minute load average (nan where the OS has none): timings are wall clock, so a
+    load above ~1 on a 2-core machine inflates both sides, Brian2's process starts most."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
 def _run(config: Config, out: RunDir):
     import importlib
 
+    load_before = _load_average()
     t0 = time.perf_counter()
     brian2_available = True
     try:
@@ -190,6 +202,8 @@ def _run(config: Config, out: RunDir):
             if private_cache:
                 brian2.prefs.codegen.runtime.cython.cache_dir = previous_cache
     _targets(config, metrics)
+    metrics["load_average_before"], metrics["load_average_after"] = load_before, _load_average()
+    out.log(f"1-minute load average: {load_before:.2f} before, {metrics['load_average_after']:.2f} after")
     return rows, metrics
 
 
