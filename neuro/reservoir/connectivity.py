@@ -154,9 +154,10 @@ def _fixed_in_degree_cpu(num_neurons: int, in_degree: int, batch_size: int,
     n, k = num_neurons, in_degree
     rows = batch_size * n
     num_candidates = n - 1
-    small = np.int16 if n <= 2**15 else np.int32
-    draw = lambda count: torch.randint(0, num_candidates, (count,), generator=generator).numpy()
-    draws = torch.randint(0, num_candidates, (rows, k), generator=generator).numpy().astype(small)
+    # int16 / int32 draws: the same values as int64 draws from the same generator state
+    small = torch.int16 if n <= 2**15 else torch.int32
+    draw = lambda count: torch.randint(0, num_candidates, (count,), generator=generator, dtype=small).numpy()
+    draws = torch.randint(0, num_candidates, (rows, k), generator=generator, dtype=small).numpy()
     draws.sort(axis=1)
     pending = np.arange(rows)  # rows that may still hold duplicates
     while pending.size:
@@ -170,14 +171,14 @@ def _fixed_in_degree_cpu(num_neurons: int, in_degree: int, batch_size: int,
         block.sort(axis=1)
         draws[pending] = block
         pending = pending[duplicate.any(axis=1)]
-    post_of_row = np.tile(np.arange(n, dtype=small), batch_size)[:, None]
+    post_of_row = np.tile(np.arange(n, dtype=draws.dtype), batch_size)[:, None]
     pre = draws + (draws >= post_of_row)  # skip the neuron itself; still < N
     pre = pre.reshape(batch_size, n * k)
     # Stable per network: within one presynaptic neuron the synapses keep their (post) order.
     order = np.argsort(pre, axis=1, kind="stable")
     pre.sort(axis=1)  # the same values as pre gathered by ``order`` (faster than the gather)
     pre_sorted = pre.astype(np.int64).reshape(-1)
-    post_sorted = (order // k).reshape(-1)  # slot i of a network belongs to post i // K
+    post_sorted = np.floor_divide(order, k, out=order).reshape(-1)  # slot i belongs to post i // K
     batch = torch.arange(batch_size).unsqueeze(1).expand(batch_size, n * k).reshape(-1)
     return batch, torch.from_numpy(pre_sorted), torch.from_numpy(post_sorted)
 
