@@ -59,6 +59,7 @@ class PreparedData:
     lengths: torch.Tensor  # (B,)
     starts: torch.Tensor  # (B,)
     log_count_factorial: torch.Tensor  # (T_total,) sum_n -log y_tn! (Poisson constant)
+    spikes: tuple[torch.Tensor, torch.Tensor] | None = None  # (t, n) of the nonzero counts
 
     @property
     def num_sequences(self) -> int:
@@ -90,4 +91,6 @@ def prepare(sequences: list[torch.Tensor], basis: torch.Tensor) -> PreparedData:
     starts = torch.cumsum(lengths, 0) - lengths
     counts = torch.cat(sequences, 0)
     constant = -torch.lgamma(counts + 1.0).sum(-1)
-    return PreparedData(counts, torch.cat(designs, 0), lengths, starts, constant)
+    # nonzero positions found once per fit (a host sync on a GPU), not on every Newton step
+    return PreparedData(counts, torch.cat(designs, 0), lengths, starts, constant,
+                        counts.nonzero(as_tuple=True))

@@ -120,7 +120,7 @@ def markov_m_step(estep: EStep, params: HMMGLMParams, settings: EMSettings):
 def _gradient_and_curvature(data, resp, theta, link):
     """Per-coordinate gradient and curvature (Hessian diagonal) of every problem's F."""
     eta = linear_predictor(data.design, theta)
-    _, grad_eta, curv_eta = batched_terms(eta, data.counts, link, need_loglik=False)
+    _, grad_eta, curv_eta = batched_terms(eta, data.counts, link, need_loglik=False, spikes=data.spikes)
     weight = resp.unsqueeze(-1)
     t = data.design.shape[0]
     grad = (data.design.T @ (weight * grad_eta).reshape(t, -1)).T.reshape(theta.shape)
@@ -189,7 +189,7 @@ def glm_m_step(data, outer, estep: EStep, params, prior_state, settings: EMSetti
     for _ in range(settings.newton_steps):
         theta, _, eta, terms = newton_step(
             data.design, outer, data.counts, resp, theta, settings.link, precision, mean, lower,
-            upper, ridge=settings.ridge, eta=cache[0], loglik=cache[1])
+            upper, ridge=settings.ridge, eta=cache[0], loglik=cache[1], spikes=data.spikes)
         cache = (eta, terms)
         if settings.shared_bias:
             theta = shared_bias_step(data.design, data.counts, resp, theta, settings.link)

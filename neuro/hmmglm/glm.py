@@ -85,19 +85,20 @@ def elementwise(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives:
 
 
 def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives: bool = True,
-                  need_loglik: bool = True):
+                  need_loglik: bool = True, spikes: tuple[torch.Tensor, torch.Tensor] | None = None):
     """``elementwise`` for eta (T, *batch, N) against counts (T, N), sparse-aware.
 
     Returns (loglik or None, grad, curvature) with derivatives, else loglik. With the
     softplus link the derivative terms that involve y (log f, f'/f) are evaluated only at
     the nonzero counts (spike trains are mostly zeros), which halves the dense passes; the
-    result equals ``elementwise`` to rounding.
+    result equals ``elementwise`` to rounding. ``spikes``: ``counts.nonzero(as_tuple=True)``
+    when already known (finding it waits on the device).
     """
     if link != "softplus" or not derivatives:  # the dense log-likelihood alone is cheaper
         shape = (counts.shape[0],) + (1,) * (eta.dim() - 2) + (counts.shape[1],)
         out = elementwise(eta, counts.reshape(shape), link, derivatives)
         return out if not derivatives or need_loglik else (None,) + tuple(out[1:])
-    t_idx, n_idx = counts.nonzero(as_tuple=True)
+    t_idx, n_idx = counts.nonzero(as_tuple=True) if spikes is None else spikes
     eta = eta.contiguous()
     middle = eta[0, ..., 0].numel()  # product of the batch dims
     num_neurons = counts.shape[1]

@@ -205,7 +205,8 @@ def kmeans_initialization(
     theta[..., 0] = inverse_mean_function(mean_counts, link)
     outer = outer or PackedOuterProducts(design)
     for _ in range(newton_steps):
-        theta, _, _, _ = newton_step(design, outer, counts, resp, theta, link, ridge=ridge)
+        theta, _, _, _ = newton_step(design, outer, counts, resp, theta, link, ridge=ridge,
+                                     spikes=data.spikes)
     weights_shape = (num_restarts, num_states, num_neurons, num_neurons, -1)
     return HMMGLMParams(
         log_initial, log_transition,

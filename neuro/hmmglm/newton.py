@@ -92,12 +92,14 @@ def newton_step(
     max_halvings: int = 16,
     eta: torch.Tensor | None = None,
     loglik: torch.Tensor | None = None,
+    spikes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ):
     """One damped Newton step for every problem. theta (R, K, N, D); resp (T, R, K).
 
     ``eta`` and ``loglik`` (the elementwise log-likelihood terms at theta) may be passed
     in when already known (the E-step computes them). Returns (theta_new, F_new (R, K, N),
-    eta_new (T, R, K, N), loglik_new (T, R, K, N)).
+    eta_new (T, R, K, N), loglik_new (T, R, K, N)). ``spikes``: the nonzero positions of
+    ``counts`` if known (see ``batched_terms``). Host syncs: one per step size tried.
     """
     num_timesteps = design.shape[0]
     shape = theta.shape
@@ -105,9 +107,9 @@ def newton_step(
     if eta is None:
         eta = linear_predictor(design, theta)
     if loglik is None:
-        loglik, grad_eta, curv_eta = batched_terms(eta, counts, link)
+        loglik, grad_eta, curv_eta = batched_terms(eta, counts, link, spikes=spikes)
     else:
-        _, grad_eta, curv_eta = batched_terms(eta, counts, link, need_loglik=False)
+        _, grad_eta, curv_eta = batched_terms(eta, counts, link, need_loglik=False, spikes=spikes)
     weight = resp.unsqueeze(-1)
     f_old = torch.einsum("trk,trkn->rkn", resp, loglik)
     if precision is not None:
@@ -129,10 +131,9 @@ def newton_step(
     hess = hess + torch.diag_embed((ridge * scale).expand(shape))
     chol, info = torch.linalg.cholesky_ex(hess)
     direction = torch.cholesky_solve(grad.unsqueeze(-1), chol).squeeze(-1)
-    failed = info != 0
-    if bool(failed.any()):
-        diag = hess.diagonal(dim1=-2, dim2=-1).clamp_min(1e-12)
-        direction = torch.where(failed.unsqueeze(-1), grad / diag, direction)
+    # where the Cholesky failed, a diagonally scaled gradient step (no host sync to check)
+    diag = hess.diagonal(dim1=-2, dim2=-1).clamp_min(1e-12)
+    direction = torch.where((info != 0).unsqueeze(-1), grad / diag, direction)
     direction = torch.nan_to_num(direction, nan=0.0, posinf=0.0, neginf=0.0)
 
     bounded = lower is not None
@@ -147,21 +148,23 @@ def newton_step(
             trial_eta = linear_predictor(design, trial)
         else:
             trial = theta + step * direction
-            trial_eta = eta + step * delta_eta
+            trial_eta = torch.add(eta, delta_eta, alpha=step)  # one pass
         trial_terms = batched_terms(trial_eta, counts, link, derivatives=False)
         f_trial = objective(trial_eta, counts, resp, trial, link, precision, prior_mean, trial_terms)
         slope = (grad * (trial - theta)).sum(-1)
         ok = (f_trial >= f_old + ARMIJO_C * slope - tolerance) & torch.isfinite(f_trial) & ~accepted
-        if bool(ok.any()):
+        accepted = accepted | ok
+        # one host sync per step size: does any / every problem accept, is every one done
+        any_ok, all_ok, all_done = torch.stack([ok.any(), ok.all(), accepted.all()]).tolist()
+        if any_ok:
             best_theta = torch.where(ok.unsqueeze(-1), trial, best_theta)
             best_f = torch.where(ok, f_trial, best_f)
-            if bool(ok.all()):
+            if all_ok:
                 best_eta, best_terms = trial_eta, trial_terms
             else:
                 best_eta = torch.where(ok.unsqueeze(0), trial_eta, best_eta)
                 best_terms = torch.where(ok.unsqueeze(0), trial_terms, best_terms)
-            accepted = accepted | ok
-        if bool(accepted.all()):
+        if all_done:
             break
         step *= 0.5
     return best_theta, best_f, best_eta, best_terms
