@@ -6,13 +6,13 @@ One step of B networks x N neurons is three launches over the state buffer
 1. ``_neuron_kernel`` (B*N threads): the split-Euler update of v and u, synaptic decay,
    threshold; writes v, u, I_syn and the spike flags. Arithmetic in float32 (float16 and
    bfloat16 states are rounded once, at the store), the reference's expressions in its
-   order, compiler contraction switched off. The reference's float32 path writes
-   ``k2 + k1 v``, ``hc + v t`` and ``u u_decay + v u_v_gain`` as ``addcmul``: measured on
-   CPU, torch evaluates these ``out=`` calls with two roundings (mul, then add), so the
-   interpreter path rounds once per operation and reproduces the reference bit for bit;
-   on CUDA the kernel uses fused multiply-adds (what CUDA code generation does with such
-   expressions). ``experiments/gpu_check.py`` reports the first step at which the GPU
-   raster departs from the torch reference's.
+   order. Under the interpreter (CPU tests) every operation is rounded once, as in the
+   reference (which uses no ``addcmul``: a fused multiply-add rounds once where a multiply
+   and an add round twice), so the raster is the reference's bit for bit. On CUDA the
+   kernel uses fused multiply-adds for ``v (k2 + k1 v) + hc`` and ``u u_decay + v u_v_gain``
+   (what CUDA code generation does with such expressions; faster, and closer to the exact
+   value), so the GPU raster departs from the reference after some steps;
+   ``experiments/gpu_check.py`` reports the first step at which it does.
 2. ``_deliver_kernel`` (a fixed grid of a few programs per SM): event-driven delivery
    from a spike queue. Step 1 also appends the flat index of every neuron that fired to
    ``queue`` (one atomic reservation per block of neurons, then a prefix sum for the
