@@ -89,37 +89,39 @@ def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivative
     """``elementwise`` for eta (T, *batch, N) against counts (T, N), sparse-aware.
 
     Returns (loglik or None, grad, curvature) with derivatives, else loglik. With the
-    softplus link the derivative terms that involve y (log f, f'/f) are evaluated only at
-    the nonzero counts (spike trains are mostly zeros), which halves the dense passes; the
-    result equals ``elementwise`` to rounding. ``spikes``: ``counts.nonzero(as_tuple=True)``
-    when already known (finding it waits on the device).
+    softplus link the terms that involve y (y log f, y f'/f, ...) are evaluated only at
+    the nonzero counts (spike trains are mostly zeros), gathered as (spikes, batch) blocks
+    of eta viewed as (T, batch, N): the log-likelihood alone takes two dense passes
+    (softplus, negation) instead of five. The result equals ``elementwise`` to rounding.
+    Measured (1 thread, T=20,000, batch 16 x 3, N=20, ms): log-likelihood 220-320 dense vs
+    150 sparse; with derivatives 510-690 (flat-index gathers) vs 450-500. ``spikes``:
+    ``counts.nonzero(as_tuple=True)`` when already known (finding it waits on the device).
     """
-    if link != "softplus" or not derivatives:  # the dense log-likelihood alone is cheaper
+    if link != "softplus":
         shape = (counts.shape[0],) + (1,) * (eta.dim() - 2) + (counts.shape[1],)
         out = elementwise(eta, counts.reshape(shape), link, derivatives)
         return out if not derivatives or need_loglik else (None,) + tuple(out[1:])
     t_idx, n_idx = counts.nonzero(as_tuple=True) if spikes is None else spikes
+    num_timesteps, num_neurons = counts.shape
     eta = eta.contiguous()
-    middle = eta[0, ..., 0].numel()  # product of the batch dims
-    num_neurons = counts.shape[1]
-    # flat positions of every (spike, batch element) in the contiguous (T, *batch, N) array
-    offsets = torch.arange(middle, device=eta.device) * num_neurons
-    flat = ((t_idx * (middle * num_neurons) + n_idx).unsqueeze(1) + offsets).reshape(-1)
-    y = counts[t_idx, n_idx].repeat_interleave(middle)
+    y = counts[t_idx, n_idx].unsqueeze(1)  # (S, 1)
     rate = F.softplus(eta)
-    rate_at_spikes = rate.view(-1)[flat].clamp_min(1e-300)
+    rate_at_spikes = rate.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx].clamp_min_(1e-300)  # (S, M)
     loglik = None
-    if need_loglik:
-        loglik = rate.neg()
-        loglik.view(-1)[flat] += y * torch.log(rate_at_spikes)
+    if need_loglik or not derivatives:
+        loglik = rate.neg_()  # -f everywhere (rate is not needed past this point) ...
+        loglik.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] += y * torch.log(rate_at_spikes)
+        if not derivatives:  # ... plus y log f at the spikes
+            return loglik
     slope = torch.sigmoid(eta)
     grad = slope.neg()
     curvature = torch.addcmul(slope, slope, slope, value=-1.0)  # f'' = s (1 - s)
-    slope_s = slope.view(-1)[flat]
+    slope_s = slope.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx]
     ratio = slope_s / rate_at_spikes  # f'/f
-    grad.view(-1)[flat] += y * ratio
+    grad.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] += y * ratio
     bend_s = slope_s * (1.0 - slope_s)
-    curvature.view(-1)[flat] = (bend_s + y * ratio * (ratio + slope_s - 1.0)).clamp_min(0.0)
+    curvature.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] = (
+        bend_s + y * ratio * (ratio + slope_s - 1.0)).clamp_min(0.0)
     return loglik, grad, curvature
 
 

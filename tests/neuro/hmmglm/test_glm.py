@@ -123,3 +123,24 @@ def test_sparse_batched_terms_equal_dense_elementwise(link):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(batched_terms(eta, counts, link, derivatives=False).numpy(),
                                dense[0].numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_sparse_batched_terms_with_given_spikes_strided_eta_and_silence():
+    from neuro.hmmglm.glm import batched_terms
+
+    rng = np.random.default_rng(7)
+    # a transposed (non-contiguous) eta; neuron 2 never fires; known spike positions passed in
+    eta = torch.as_tensor(rng.normal(-1.0, 2.0, (3, 150, 4))).transpose(0, 1)
+    counts = torch.as_tensor(rng.poisson(0.4, (150, 4)).astype(float))
+    counts[:, 2] = 0.0
+    dense = elementwise(eta, counts[:, None, :], "softplus")
+    spikes = counts.nonzero(as_tuple=True)
+    loglik, grad, curvature = batched_terms(eta, counts, "softplus", spikes=spikes)
+    none, grad_only, curvature_only = batched_terms(eta, counts, "softplus", need_loglik=False, spikes=spikes)
+    assert none is None
+    # same float64 operations per element, in another order at most: rounding only
+    for got, want in ((loglik, dense[0]), (grad, dense[1]), (curvature, dense[2]),
+                      (grad_only, dense[1]), (curvature_only, dense[2])):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-14)
+    silent = batched_terms(eta, torch.zeros_like(counts), "softplus", derivatives=False)
+    np.testing.assert_allclose(silent.numpy(), -torch.nn.functional.softplus(eta).numpy(), rtol=1e-15)
