@@ -138,3 +138,12 @@ def test_restart_labels_and_initial_markov_parameters():
                                    np.log(trans / trans.sum(1, keepdims=True)), rtol=1e-12)
         np.testing.assert_allclose(params.log_initial[r].numpy(), np.log(first / first.sum()), rtol=1e-12)
     assert NUM_SEEDS == 5
+
+
+def test_default_chunk_per_device():
+    from neuro.hmmglm.scan import default_chunk
+
+    # CPU: ~sqrt(T) within [4, 64]; other devices: at most 16 (launch-bound steps)
+    assert [default_chunk(t) for t in (1, 30, 300, 20000)] == [4, 4, 16, 64]
+    assert [default_chunk(t, "cuda") for t in (1, 30, 300, 20000)] == [4, 4, 16, 16]
+    assert default_chunk(20000, torch.device("cpu")) == 64
