@@ -92,7 +92,8 @@ def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivative
     softplus link the terms that involve y (y log f, y f'/f, ...) are evaluated only at
     the nonzero counts (spike trains are mostly zeros), gathered as (spikes, batch) blocks
     of eta viewed as (T, batch, N): the log-likelihood alone takes two dense passes
-    (softplus, negation) instead of five. The result equals ``elementwise`` to rounding.
+    (softplus, negation) instead of five, the derivatives alone need no dense softplus,
+    and each spike block is written by one scatter. Equals ``elementwise`` to rounding.
     Measured (1 thread, T=20,000, batch 16 x 3, N=20, ms): log-likelihood 220-320 dense vs
     150 sparse; with derivatives 510-690 (flat-index gathers) vs 450-500. ``spikes``:
     ``counts.nonzero(as_tuple=True)`` when already known (finding it waits on the device).
@@ -105,23 +106,32 @@ def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivative
     num_timesteps, num_neurons = counts.shape
     eta = eta.contiguous()
     y = counts[t_idx, n_idx].unsqueeze(1)  # (S, 1)
-    rate = F.softplus(eta)
-    rate_at_spikes = rate.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx].clamp_min_(1e-300)  # (S, M)
+
+    def at_spikes(dense):  # (S, M) view-gather of a (T, *batch, N) array
+        return dense.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx]
+
+    def put_at_spikes(dense, values):  # one scatter; values replace the entries at the spikes
+        dense.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] = values
+
     loglik = None
     if need_loglik or not derivatives:
+        rate = F.softplus(eta)
+        rate_at_spikes = at_spikes(rate)
         loglik = rate.neg_()  # -f everywhere (rate is not needed past this point) ...
-        loglik.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] += y * torch.log(rate_at_spikes)
-        if not derivatives:  # ... plus y log f at the spikes
+        rate_at_spikes_floor = rate_at_spikes.clamp_min(1e-300)
+        put_at_spikes(loglik, rate_at_spikes.neg() + y * torch.log(rate_at_spikes_floor))
+        if not derivatives:  # ... and -f + y log f at the spikes
             return loglik
+    else:  # the derivatives need f only at the spikes
+        rate_at_spikes_floor = F.softplus(at_spikes(eta)).clamp_min_(1e-300)
     slope = torch.sigmoid(eta)
     grad = slope.neg()
     curvature = torch.addcmul(slope, slope, slope, value=-1.0)  # f'' = s (1 - s)
-    slope_s = slope.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx]
-    ratio = slope_s / rate_at_spikes  # f'/f
-    grad.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] += y * ratio
+    slope_s = at_spikes(slope)
+    ratio = slope_s / rate_at_spikes_floor  # f'/f
+    put_at_spikes(grad, slope_s.neg() + y * ratio)
     bend_s = slope_s * (1.0 - slope_s)
-    curvature.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] = (
-        bend_s + y * ratio * (ratio + slope_s - 1.0)).clamp_min(0.0)
+    put_at_spikes(curvature, (bend_s + y * ratio * (ratio + slope_s - 1.0)).clamp_min(0.0))
     return loglik, grad, curvature
 
 

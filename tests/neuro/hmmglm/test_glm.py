@@ -144,3 +144,16 @@ def test_sparse_batched_terms_with_given_spikes_strided_eta_and_silence():
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-14)
     silent = batched_terms(eta, torch.zeros_like(counts), "softplus", derivatives=False)
     np.testing.assert_allclose(silent.numpy(), -torch.nn.functional.softplus(eta).numpy(), rtol=1e-15)
+
+
+def test_weighted_time_sum_equals_einsum():
+    from neuro.hmmglm.newton import weighted_time_sum
+
+    rng = np.random.default_rng(8)
+    resp = torch.as_tensor(rng.random((300, 2, 3)))
+    terms = torch.as_tensor(rng.normal(size=(300, 2, 3, 5)))
+    strided = torch.as_tensor(rng.normal(size=(300, 5, 2, 3))).permute(0, 2, 3, 1)
+    for values in (terms, strided):
+        # the same float64 products summed over t: equal up to summation order
+        np.testing.assert_allclose(weighted_time_sum(resp, values).numpy(),
+                                   torch.einsum("trk,trkn->rkn", resp, values).numpy(), rtol=1e-12, atol=1e-12)
