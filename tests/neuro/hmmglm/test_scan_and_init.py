@@ -147,3 +147,16 @@ def test_default_chunk_per_device():
     assert [default_chunk(t) for t in (1, 30, 300, 20000)] == [4, 4, 16, 64]
     assert [default_chunk(t, "cuda") for t in (1, 30, 300, 20000)] == [4, 4, 16, 16]
     assert default_chunk(20000, torch.device("cpu")) == 64
+
+
+@pytest.mark.parametrize("product", ["gemm", "broadcast"])
+def test_scan_batch_elements_are_independent(product):
+    # forward_backward off the CPU scans forward and reversed-time messages as one batch
+    rng = np.random.default_rng(9)
+    mats = torch.as_tensor(rng.random((2, 40, 3, 3)))
+    log_initial = torch.as_tensor(rng.normal(size=(2, 3)))
+    both = scaled_vecmat_scan(log_initial, mats, chunk=8, product=product)
+    for b in range(2):
+        alone = scaled_vecmat_scan(log_initial[b:b + 1], mats[b:b + 1], chunk=8, product=product)
+        for x, y in zip(both, alone):
+            np.testing.assert_allclose(x[b:b + 1].numpy(), y.numpy(), rtol=1e-14, atol=0)
