@@ -23,7 +23,7 @@ from neuro.hmmglm.inference import forward_backward
 from neuro.hmmglm.newton import PackedOuterProducts, newton_step, objective, shared_bias_step
 from neuro.hmmglm.params import HMMGLMParams
 from neuro.hmmglm.priors import (
-    GaussianPriorState, OneHotPriorState, candidate_types, type_bounds, update_type_prior,
+    OneHotPriorState, candidate_types, type_bounds, update_type_prior,
 )
 
 

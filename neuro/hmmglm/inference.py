@@ -71,7 +71,7 @@ def forward_backward(
 ) -> Posterior:
     """Smoothed posteriors and log p(y) of an HMM; see the module docstring for shapes."""
     log_pi, log_a, log_lik, mask = _broadcast(log_initial, log_transition, log_likelihoods, lengths)
-    batch, steps, k = log_lik.shape
+    batch, _steps, k = log_lik.shape
     if mask is not None:
         log_lik = log_lik.masked_fill(~mask.unsqueeze(-1), 0.0)
     # scaled emissions b_t = exp(ll_t - max_k ll_t); offsets add back log p(y)
@@ -141,7 +141,7 @@ def _posteriors(alpha, beta, mats, mask):
 
 def _log_space(log_pi, log_a, log_lik, mask, chunk):
     """Exact (logsumexp, +) forward-backward: (log Z, gamma, xi) for a few sequences."""
-    batch, steps, k = log_lik.shape
+    batch, _steps, k = log_lik.shape
     log_mats = log_a.unsqueeze(1) + log_lik[:, 1:].unsqueeze(-2)
     if mask is not None:
         eye_log = torch.log(torch.eye(k, dtype=log_lik.dtype, device=log_lik.device))

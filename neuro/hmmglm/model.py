@@ -16,7 +16,6 @@ import math
 import time
 from dataclasses import replace
 
-import numpy as np
 import torch
 
 from neuro.hmmglm.basis import default_basis, validate_basis

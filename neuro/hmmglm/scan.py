@@ -213,7 +213,7 @@ def compose_suffix_maps(maps: torch.Tensor) -> torch.Tensor:
     ``maps``: (B, S, K) integer tensor, ``F_t(j) = maps[:, t, j]``. Returns (B, S, K) with
     ``G_t(j) = F_t(F_{t+1}(...F_{S-1}(j)))``, by a log-depth (Hillis-Steele) scan of gathers.
     """
-    batch, steps, k = maps.shape
+    _batch, steps, _k = maps.shape
     composed = maps
     shift = 1
     while shift < steps:

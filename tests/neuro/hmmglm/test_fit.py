@@ -46,7 +46,7 @@ def test_single_state_equals_statsmodels_poisson_glm():
 @pytest.mark.parametrize("prior,shared_bias", [("none", False), ("gaussian", False),
                                                ("onehot", False), ("none", True)])
 def test_em_objective_never_decreases(prior, shared_bias):
-    truth, spikes, _, basis = small_problem(seed=1)
+    _truth, spikes, _, basis = small_problem(seed=1)
     model = HMMGLM(2, 4, basis=basis, prior=prior, shared_bias=shared_bias, stickiness=2.0)
     history = model.fit(spikes, num_iters=25, tolerance=0.0, num_restarts=2, seed=3)
     values = np.asarray(history["objective_all_restarts"])
@@ -109,7 +109,7 @@ def test_multiple_sequences_pool_like_one_long_trial_split():
 
 
 def test_degenerate_data_gives_no_nan():
-    truth, spikes, _, basis = small_problem(seed=5, k=3)
+    _truth, spikes, _, basis = small_problem(seed=5, k=3)
     spikes = spikes.copy()
     spikes[:, 0] = 0.0  # a silent neuron
     spikes[300:900] = 0.0  # a long silence of every neuron

@@ -64,7 +64,7 @@ def test_forward_backward_and_viterbi_match_enumeration(k, steps, chunk):
 
 def explicit_emissions(spikes, params, basis, link):
     """log p(y_t | z_t = k) with the history written as an explicit loop and scipy.stats."""
-    steps, n = spikes.shape
+    steps, _n = spikes.shape
     k = params["bias"].shape[0]
     out = np.zeros((steps, k))
     for s in range(k):
@@ -92,7 +92,7 @@ def test_model_posterior_matches_enumeration_with_glm_emissions(k):
     model.set_params(make_params(initial, transition, bias, weights))
     spikes = rng.poisson(1.0, (steps, n)).astype(float)
     log_lik = explicit_emissions(spikes, model.params.numpy(), basis, "softplus")
-    log_z, gamma, xi, path, _ = brute_force(np.log(initial), np.log(transition), log_lik)
+    log_z, gamma, _xi, path, _ = brute_force(np.log(initial), np.log(transition), log_lik)
     post = model.posterior(spikes)
     assert abs(float(post.log_normalizer[0]) - log_z) < TOL
     np.testing.assert_allclose(post.smoothed[0].numpy(), gamma, atol=TOL, rtol=0)

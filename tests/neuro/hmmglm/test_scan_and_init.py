@@ -110,7 +110,7 @@ def test_kmeans_plus_plus_seeds_are_distinct_data_points_and_seeded():
 def test_kmeans_recovers_separated_clusters_in_every_run():
     rng = np.random.default_rng(2)
     points, truth = blobs(rng)
-    labels, inertia = kmeans(torch.as_tensor(points)[None], 3, 5, torch.Generator().manual_seed(0))
+    labels, _inertia = kmeans(torch.as_tensor(points)[None], 3, 5, torch.Generator().manual_seed(0))
     for q in range(5):
         # the same partition up to a relabelling
         pairs = set(zip(truth.tolist(), labels[0, q].tolist()))
