@@ -175,10 +175,8 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     queue_length = torch.zeros(1, dtype=torch.int32, device=device)
     grid = (triton.cdiv(num_neurons, BLOCK_NEURONS), batch)
     _neuron_kernel[grid](state, drive, spike_bytes, queue, queue_length, a, ab, h, c1, c2, vp, sd,
-                         num_neurons, stride,
-                         has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr, state.is_cuda,
-                         BLOCK_NEURONS,
-                         **_NO_FMA)
+                         num_neurons, stride, has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr,
+                         state.is_cuda, BLOCK_NEURONS, **_NO_FMA)
     cols = targets.shape[1]
     _deliver_kernel[(_delivery_programs(device),)](
         state, queue, queue_length, targets, weights, cols, triton.next_power_of_2(cols),
@@ -189,7 +187,7 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
 def _delivery_programs(device: torch.device) -> int:
     """Programs of the delivery grid: one under the interpreter (queue order = reference
     order), else a few per streaming multiprocessor."""
-    if not device.type == "cuda":
+    if device.type != "cuda":
         return 1
     return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
 
