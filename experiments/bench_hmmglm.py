@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from experiments._bench import synchronize
 from experiments.store import RunDir
 from neuro.hmmglm import HMMGLM, default_basis, forward_backward, lag_basis, make_params
 from neuro.hmmglm import reference_problem
@@ -108,7 +109,7 @@ def _restart_batch(problem, restarts, iters, out):
     for count, label in ((1, "one"), (restarts, "all")):
         init_start = time.perf_counter()
         init = kmeans_initialization(data, 3, count, np.random.default_rng(0), problem.link)
-        _synchronize(out.device)
+        synchronize(out.device)
         init_seconds = time.perf_counter() - init_start
         model = HMMGLM(3, problem.spikes.shape[1], basis=problem.basis, link=problem.link,
                        device=out.device)
@@ -130,11 +131,6 @@ def _restart_batch(problem, restarts, iters, out):
     metrics["restart_batch_init_time_ratio"] = (metrics["restart_batch_all_init_seconds"]
                                                 / metrics["restart_batch_one_init_seconds"])
     return metrics
-
-
-def _synchronize(device):
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _fb_time(log_pi, log_a, log_lik, repeats):

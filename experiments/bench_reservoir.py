@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from experiments._bench import load_average, synchronize
 from experiments.store import RunDir
 from neuro.reservoir.network import make_reservoir, simulate
 
@@ -70,23 +71,18 @@ def _events(params, result) -> int:
     return int(out_degree[spikes.batch_index.cpu() * params.num_neurons + spikes.neuron.cpu()].sum())
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _ours(config: Config, num_neurons: int, batch_size: int, seed: int, device: str,
           shared_wiring: bool = False) -> dict:
     steps = round(config.duration_ms / config.dt_ms)
     t0 = time.perf_counter()
     params, state = _network(config, num_neurons, batch_size, seed, device, shared_wiring)
-    _sync(device)
+    synchronize(device)
     setup_s = time.perf_counter() - t0
     loops, cpu_loops = [], []
     for repeat in range(config.repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         result = simulate(params, state, None, config.dt_ms, num_steps=steps, seed=seed + repeat)
-        _sync(device)
+        synchronize(device)
         loops.append(time.perf_counter() - t0)
         cpu_loops.append(time.process_time() - c0)
     loop_s = statistics.median(loops)
@@ -161,21 +157,10 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     return metrics
 
 
-def _load_average() -> float:
-    """The 1-minute load average (nan where the OS has none): timings are wall clock, so a
-    load above ~1 on a 2-core machine inflates both sides, Brian2's process starts most."""
-    import os
-
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return float("nan")
-
-
 def _run(config: Config, out: RunDir):
     import importlib
 
-    load_before = _load_average()
+    load_before = load_average()
     t0 = time.perf_counter()
     brian2_available = True
     try:
@@ -202,7 +187,7 @@ def _run(config: Config, out: RunDir):
             if private_cache:
                 brian2.prefs.codegen.runtime.cython.cache_dir = previous_cache
     _targets(config, metrics)
-    metrics["load_average_before"], metrics["load_average_after"] = load_before, _load_average()
+    metrics["load_average_before"], metrics["load_average_after"] = load_before, load_average()
     out.log(f"1-minute load average: {load_before:.2f} before, {metrics['load_average_after']:.2f} after")
     return rows, metrics
 

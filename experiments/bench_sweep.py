@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments._bench import load_average
 from experiments.store import RunDir
 
 NAME = "reservoir_rate"
@@ -189,13 +190,13 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
 
     torch.set_num_threads(1)
     root = out.path / "sweeps"
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
     metrics: dict[str, float] = {}
     metrics.update(_overhead(config, out, root))
     metrics.update(_efficiency(config, out, root))
     metrics.update(_batching(config, out, root))
     metrics["load_average_start"] = load_before
-    metrics["load_average_end"] = os.getloadavg()[0]
+    metrics["load_average_end"] = load_average()
     metrics["cpus"] = os.cpu_count() or 0
     rows = [{"measurement": k, "value": v} for k, v in metrics.items()]
     out.save_table("bench_sweep", rows, caption="Sweep runner overhead, 2-worker efficiency and "
