@@ -11,8 +11,10 @@ forward
   1. ``b`` per chunk (cumsum of g), stored in float32.
   2. intra-chunk scores A_ij = sum_k q_ik k_jk exp(b_ik - b_jk) (j <= i). Off-diagonal
      16x16 blocks are matmuls of q_i exp(b_i - b_r) and k_j exp(b_r - b_j) with r the first
-     row of the query block, so both factors are <= 1 (no overflow for any gate strength);
-     diagonal blocks take the exact pairwise exponent column by column.
+     row of the query block, so both factors are <= 1 (no overflow for any gate strength).
+     A diagonal block is the same matmul when the spread |b_i - b_r| inside it is at most
+     ``_safe_span`` (factors up to e^30 in fp32/bf16), else (very strong gates) it takes
+     the exact pairwise exponent column by column. The backward (step 7) does the same.
   3. states S_{n+1} = exp(b_C) S_n + (k exp(b_C - b))^T v, sequential over chunks, float32.
   4. o = scale ((q exp(b)) S_n + A v).
 backward (dS_n = gradient of the state entering chunk n, dS_end = d final_state)
@@ -66,7 +68,7 @@ def _cumsum_kernel(g, gc, bounds, H: tl.constexpr, K: tl.constexpr, BT: tl.const
 @triton.jit
 def _intra_scores_kernel(q, k, gc, A, bounds, H: tl.constexpr, K: tl.constexpr,
                          BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-                         PREC: tl.constexpr):
+                         PREC: tl.constexpr, SAFE_SPAN: tl.constexpr):
     i_c, i_h, i_i = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(bounds + i_c * 2)
     eos = tl.load(bounds + i_c * 2 + 1)
@@ -93,16 +95,23 @@ def _intra_scores_kernel(q, k, gc, A, bounds, H: tl.constexpr, K: tl.constexpr,
             a = tl.dot(q_ref, tl.trans(k_ref), input_precision=PREC)
             tl.store(A + (o_i * H + i_h)[:, None] * BT + (j_blk * BC + o_c)[None, :], a,
                      mask=m_i[:, None])
-        acc = tl.zeros([BC, BC], dtype=tl.float32)
-        for j in range(0, BC):
-            jj = r0 + j
-            m_j = m_k & ((o_k * 0 + jj) < eos)
-            k_j = tl.load(k + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
-            b_j = tl.load(gc + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0)
-            valid = m_i & (o_i >= jj)
-            e = tl.exp(tl.where(valid[:, None], b_i - b_j[None, :], 0.0))
-            col = tl.sum(tl.where(valid[:, None], q_i * k_j[None, :] * e, 0.0), axis=1)
-            acc = tl.where(o_c[None, :] == j, col[:, None], acc)
+        span = tl.max(tl.max(tl.where(m_ik, tl.abs(b_i - b_r[None, :]), 0.0), axis=1), axis=0)
+        if span <= SAFE_SPAN:  # diagonal block as one matmul through the reference row
+            k_i = tl.load(k + offs_i, mask=m_ik, other=0.0).to(tl.float32)
+            k_ref = tl.where(m_ik, k_i * tl.exp(tl.where(m_ik, b_r[None, :] - b_i, 0.0)), 0.0)
+            acc = tl.dot(q_ref, tl.trans(k_ref.to(dt)), input_precision=PREC)
+            acc = tl.where(o_c[:, None] >= o_c[None, :], acc, 0.0)
+        else:  # exact pairwise exponents, column by column
+            acc = tl.zeros([BC, BC], dtype=tl.float32)
+            for j in range(0, BC):
+                jj = r0 + j
+                m_j = m_k & ((o_k * 0 + jj) < eos)
+                k_j = tl.load(k + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
+                b_j = tl.load(gc + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0)
+                valid = m_i & (o_i >= jj)
+                e = tl.exp(tl.where(valid[:, None], b_i - b_j[None, :], 0.0))
+                col = tl.sum(tl.where(valid[:, None], q_i * k_j[None, :] * e, 0.0), axis=1)
+                acc = tl.where(o_c[None, :] == j, col[:, None], acc)
         tl.store(A + (o_i * H + i_h)[:, None] * BT + (i_i * BC + o_c)[None, :], acc,
                  mask=m_i[:, None])
 
@@ -284,7 +293,7 @@ def _dscores_kernel(v, do, dA, bounds, scale, H: tl.constexpr, V: tl.constexpr,
 @triton.jit
 def _intra_grad_kernel(q, k, gc, dA, dq, dk, bounds, H: tl.constexpr, K: tl.constexpr,
                        BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-                       PREC: tl.constexpr):
+                       PREC: tl.constexpr, SAFE_SPAN: tl.constexpr):
     i_c, i_h, i_x = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(bounds + i_c * 2)
     eos = tl.load(bounds + i_c * 2 + 1)
@@ -312,6 +321,15 @@ def _intra_grad_kernel(q, k, gc, dA, dq, dk, bounds, H: tl.constexpr, K: tl.cons
             da = tl.load(dA + (o_x * H + i_h)[:, None] * BT + (j_blk * BC + o_c)[None, :],
                          mask=m_x[:, None], other=0.0).to(dt)
             grad_q += tl.dot(da, k_ref, input_precision=PREC)
+        span = tl.max(tl.max(tl.where(m_xk, tl.abs(b_x - b_r[None, :]), 0.0), axis=1), axis=0)
+        fast_diagonal = span <= SAFE_SPAN
+        if fast_diagonal:  # the diagonal block's dq through the same reference row
+            k_x = tl.load(k + offs_x, mask=m_xk, other=0.0).to(tl.float32)
+            k_ref = tl.where(m_xk, k_x * tl.exp(tl.where(m_xk, b_r[None, :] - b_x, 0.0)), 0.0)
+            lower = m_x[:, None] & (o_c[:, None] >= o_c[None, :])
+            da_diag = tl.load(dA + (o_x * H + i_h)[:, None] * BT + (i_x * BC + o_c)[None, :],
+                              mask=lower, other=0.0).to(dt)
+            grad_q += tl.dot(da_diag, k_ref.to(dt), input_precision=PREC)
         grad_q = tl.where(m_xk, grad_q * tl.exp(tl.where(m_xk, b_x - b_r[None, :], 0.0)), 0.0)
         # dk_x = sum_{i > block x} dA_ix q_i exp(b_i - b_x), reference = first row of block i.
         grad_k = tl.zeros([BC, BK], dtype=tl.float32)
@@ -330,19 +348,23 @@ def _intra_grad_kernel(q, k, gc, dA, dq, dk, bounds, H: tl.constexpr, K: tl.cons
                          mask=m_i[:, None], other=0.0).to(dt)
             part = tl.dot(tl.trans(da), q_ref, input_precision=PREC)
             grad_k += tl.where(m_xk, part * tl.exp(b_ri[None, :] - b_x), 0.0)
-        # diagonal block: exact pairwise exponents.
-        for j in range(0, BC):
-            jj = r0 + j
-            m_j = m_k & ((o_k * 0 + jj) < eos)
-            k_j = tl.load(k + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
-            b_j = tl.load(gc + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0)
-            valid = m_x & (o_x >= jj)
-            da = tl.load(dA + (o_x * H + i_h) * BT + i_x * BC + j, mask=valid, other=0.0)
-            e = tl.exp(tl.where(valid[:, None], b_x - b_j[None, :], 0.0))
-            w = tl.where(valid[:, None], da[:, None] * e, 0.0)
-            grad_q += w * k_j[None, :]
-            row = tl.sum(w * q_x, axis=0)
-            grad_k = tl.where(o_c[:, None] == j, grad_k + row[None, :], grad_k)
+        if fast_diagonal:  # the diagonal block's dk, reference = this block's first row
+            q_ref = tl.where(m_xk, q_x * tl.exp(tl.where(m_xk, b_x - b_r[None, :], 0.0)), 0.0)
+            part = tl.dot(tl.trans(da_diag), q_ref.to(dt), input_precision=PREC)
+            grad_k += tl.where(m_xk, part * tl.exp(tl.where(m_xk, b_r[None, :] - b_x, 0.0)), 0.0)
+        else:  # diagonal block: exact pairwise exponents, column by column
+            for j in range(0, BC):
+                jj = r0 + j
+                m_j = m_k & ((o_k * 0 + jj) < eos)
+                k_j = tl.load(k + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
+                b_j = tl.load(gc + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0)
+                valid = m_x & (o_x >= jj)
+                da = tl.load(dA + (o_x * H + i_h) * BT + i_x * BC + j, mask=valid, other=0.0)
+                e = tl.exp(tl.where(valid[:, None], b_x - b_j[None, :], 0.0))
+                w = tl.where(valid[:, None], da[:, None] * e, 0.0)
+                grad_q += w * k_j[None, :]
+                row = tl.sum(w * q_x, axis=0)
+                grad_k = tl.where(o_c[:, None] == j, grad_k + row[None, :], grad_k)
         tl.store(dq + offs_x, grad_q, mask=m_xk)
         tl.store(dk + offs_x, grad_k, mask=m_xk)
 
@@ -481,6 +503,16 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def _safe_span(dtype: torch.dtype) -> float:
+    """Largest within-block spread |b_i - b_r| of cumulative log decay for which a diagonal
+    16 x 16 block goes through one matmul (factors up to e^span in the operand dtype).
+
+    fp32/bf16 (8-bit exponent, max ~3e38): e^30 ~ 1e13 leaves 25 decades of headroom;
+    fp16 (max 65504): e^6 ~ 403. Blocks with a wider spread take the exact column loop.
+    """
+    return 6.0 if dtype == torch.float16 else 30.0
+
+
 def _blocks(key_dim: int, value_dim: int) -> tuple[int, int, int]:
     return min(64, _pow2(key_dim)), min(64, _pow2(value_dim)), _pow2(key_dim)
 
@@ -501,7 +533,8 @@ def _forward(q, k, v, g, scale, h0, want_final, layout):
     if nc > 0:
         _cumsum_kernel[(nc, heads)](g, gc, layout.bounds, heads, key_dim, CHUNK, bk_full)
         _intra_scores_kernel[(nc, heads, CHUNK // SUB)](q, k, gc, scores, layout.bounds, heads,
-                                                        key_dim, CHUNK, SUB, bk_full, prec)
+                                                        key_dim, CHUNK, SUB, bk_full, prec,
+                                                        _safe_span(q.dtype))
     if nn > 0:
         grid = (triton.cdiv(key_dim, bk), triton.cdiv(value_dim, bv), nn * heads)
         _state_fwd_kernel[grid](k, v, gc, h0, hs, ht, layout.cu, layout.chunk_offsets, heads,
@@ -544,7 +577,7 @@ def _backward(q, k, v, gc, scores, hs, ht, do, dht, scale, has_h0, layout):
                                      bv, prec)
         _intra_grad_kernel[(nc, heads, CHUNK // SUB)](q, k, gc, dA, dq_intra, dk_intra,
                                                       layout.bounds, heads, key_dim, CHUNK, SUB,
-                                                      bk_full, prec)
+                                                      bk_full, prec, _safe_span(q.dtype))
         _inter_grad_kernel[(triton.cdiv(key_dim, bk), nc, heads)](
             q, k, v, do, gc, hs, dhs, dq_intra, dk_intra, dq, dk, dg_local, layout.bounds, scale,
             heads, key_dim, value_dim, CHUNK, bk, bv, prec)
