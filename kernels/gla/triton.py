@@ -98,8 +98,8 @@ def _intra_scores_kernel(q, k, gc, A, bounds, H: tl.constexpr, K: tl.constexpr,
         span = tl.max(tl.max(tl.where(m_ik, tl.abs(b_i - b_r[None, :]), 0.0), axis=1), axis=0)
         if span <= SAFE_SPAN:  # diagonal block as one matmul through the reference row
             k_i = tl.load(k + offs_i, mask=m_ik, other=0.0).to(tl.float32)
-            k_ref = tl.where(m_ik, k_i * tl.exp(tl.where(m_ik, b_r[None, :] - b_i, 0.0)), 0.0)
-            acc = tl.dot(q_ref, tl.trans(k_ref.to(dt)), input_precision=PREC)
+            k_diag = tl.where(m_ik, k_i * tl.exp(tl.where(m_ik, b_r[None, :] - b_i, 0.0)), 0.0)
+            acc = tl.dot(q_ref, tl.trans(k_diag.to(dt)), input_precision=PREC)
             acc = tl.where(o_c[:, None] >= o_c[None, :], acc, 0.0)
         else:  # exact pairwise exponents, column by column
             acc = tl.zeros([BC, BC], dtype=tl.float32)
@@ -321,18 +321,21 @@ def _intra_grad_kernel(q, k, gc, dA, dq, dk, bounds, H: tl.constexpr, K: tl.cons
             da = tl.load(dA + (o_x * H + i_h)[:, None] * BT + (j_blk * BC + o_c)[None, :],
                          mask=m_x[:, None], other=0.0).to(dt)
             grad_q += tl.dot(da, k_ref, input_precision=PREC)
+        # dk_x = sum_{i > block x} dA_ix q_i exp(b_i - b_x), reference = first row of block i.
+        grad_k = tl.zeros([BC, BK], dtype=tl.float32)
         span = tl.max(tl.max(tl.where(m_xk, tl.abs(b_x - b_r[None, :]), 0.0), axis=1), axis=0)
-        fast_diagonal = span <= SAFE_SPAN
-        if fast_diagonal:  # the diagonal block's dq through the same reference row
+        if span <= SAFE_SPAN:  # the diagonal block's dq and dk through the reference row r0
             k_x = tl.load(k + offs_x, mask=m_xk, other=0.0).to(tl.float32)
-            k_ref = tl.where(m_xk, k_x * tl.exp(tl.where(m_xk, b_r[None, :] - b_x, 0.0)), 0.0)
+            k_diag = tl.where(m_xk, k_x * tl.exp(tl.where(m_xk, b_r[None, :] - b_x, 0.0)), 0.0)
+            q_diag = tl.where(m_xk, q_x * tl.exp(tl.where(m_xk, b_x - b_r[None, :], 0.0)), 0.0)
             lower = m_x[:, None] & (o_c[:, None] >= o_c[None, :])
             da_diag = tl.load(dA + (o_x * H + i_h)[:, None] * BT + (i_x * BC + o_c)[None, :],
                               mask=lower, other=0.0).to(dt)
-            grad_q += tl.dot(da_diag, k_ref.to(dt), input_precision=PREC)
+            grad_q += tl.dot(da_diag, k_diag.to(dt), input_precision=PREC)
+            dk_diag = tl.dot(tl.trans(da_diag), q_diag.to(dt), input_precision=PREC)
+            grad_k += tl.where(m_xk, dk_diag * tl.exp(tl.where(m_xk, b_r[None, :] - b_x, 0.0)),
+                               0.0)
         grad_q = tl.where(m_xk, grad_q * tl.exp(tl.where(m_xk, b_x - b_r[None, :], 0.0)), 0.0)
-        # dk_x = sum_{i > block x} dA_ix q_i exp(b_i - b_x), reference = first row of block i.
-        grad_k = tl.zeros([BC, BK], dtype=tl.float32)
         num_blocks = tl.cdiv(eos - bos, BC)
         for i_blk in range(i_x + 1, num_blocks):
             ri = bos + i_blk * BC
@@ -348,11 +351,7 @@ def _intra_grad_kernel(q, k, gc, dA, dq, dk, bounds, H: tl.constexpr, K: tl.cons
                          mask=m_i[:, None], other=0.0).to(dt)
             part = tl.dot(tl.trans(da), q_ref, input_precision=PREC)
             grad_k += tl.where(m_xk, part * tl.exp(b_ri[None, :] - b_x), 0.0)
-        if fast_diagonal:  # the diagonal block's dk, reference = this block's first row
-            q_ref = tl.where(m_xk, q_x * tl.exp(tl.where(m_xk, b_x - b_r[None, :], 0.0)), 0.0)
-            part = tl.dot(tl.trans(da_diag), q_ref.to(dt), input_precision=PREC)
-            grad_k += tl.where(m_xk, part * tl.exp(tl.where(m_xk, b_r[None, :] - b_x, 0.0)), 0.0)
-        else:  # diagonal block: exact pairwise exponents, column by column
+        if span > SAFE_SPAN:  # diagonal block: exact pairwise exponents, column by column
             for j in range(0, BC):
                 jj = r0 + j
                 m_j = m_k & ((o_k * 0 + jj) < eos)
