@@ -62,6 +62,33 @@ def test_em_objective_never_decreases(prior, shared_bias):
         assert float((bias - bias[:1]).abs().max()) < 1e-12
 
 
+def test_float32_fit_reaches_the_float64_optimum_without_exhausting_line_searches(monkeypatch):
+    import neuro.hmmglm.newton as newton
+
+    _truth, spikes, _, basis = small_problem(seed=2, steps=4000)
+    trials = {"count": 0}
+    original = newton.objective
+
+    def counting_objective(*args, **kwargs):
+        trials["count"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(newton, "objective", counting_objective)
+    results = {}
+    for dtype in (torch.float64, torch.float32):
+        trials["count"] = 0
+        model = HMMGLM(2, 4, basis=basis, dtype=dtype)
+        history = model.fit(spikes, num_iters=60, tolerance=0.0, seed=4)
+        results[dtype] = (history["objective"][-1], history["num_iters"], trials["count"])
+    best64, best32 = results[torch.float64][0], results[torch.float32][0]
+    # float32 sums of ~16,000 terms: the optimum is resolved to ~16 eps32 |F| (the line
+    # search's rounding tolerance), ~2e-6 relative
+    assert abs(best32 - best64) <= 16 * torch.finfo(torch.float32).eps * abs(best64)
+    _, iterations, line_search_trials = results[torch.float32]
+    # without the rounding stop, every iteration at the optimum tried all 16 step sizes
+    assert line_search_trials <= 3 * max(iterations, 1), results
+
+
 def test_bernoulli_em_monotone():
     rng = np.random.default_rng(2)
     spikes = (rng.random((1200, 3)) < np.where(np.arange(1200)[:, None] % 400 < 200, 0.1, 0.4)).astype(float)
