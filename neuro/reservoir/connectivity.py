@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 DEFAULT_MEMORY_LIMIT_BYTES = 4 * 2**30
+WEIGHT_CHUNK = 2**18  # synapses per chunk of the CPU weight draw (2 MB of float64)
 
 
 class SynapseList(NamedTuple):
@@ -55,13 +56,33 @@ class SynapseList(NamedTuple):
     weight: Tensor
 
 
-class EventTable(NamedTuple):
+class EventTable:
     """Padded outgoing-synapse table: ``targets`` int64 [B*N, K+1] flat slots of the state
     buffer [B, 3N+1] (padding -> the sink slot 3N), ``weights`` [B*N, K+1]; the last column
-    is the neuron's own ``u`` slot with weight d (the spike-triggered u reset)."""
+    is the neuron's own ``u`` slot with weight d (the spike-triggered u reset).
 
-    targets: Tensor
-    weights: Tensor
+    ``shared_targets`` [N, K+1]: network 0's rows when every network has its (pre, post)
+    pairs, else None. Row b * N + j of ``targets`` is then row j plus b (3N + 1), and
+    ``targets`` is only built (and kept) when first read: the batched CPU step reads the
+    N shared rows, so a sweep over one wiring never allocates the B*N-row index table.
+    """
+
+    __slots__ = ("_targets", "shared_targets", "weights")
+
+    def __init__(self, targets: Tensor | None, weights: Tensor, shared_targets: Tensor | None = None):
+        if targets is None and shared_targets is None:
+            raise ValueError("EventTable needs targets or shared_targets (both are None)")
+        self._targets, self.weights, self.shared_targets = targets, weights, shared_targets
+
+    @property
+    def targets(self) -> Tensor:
+        if self._targets is None:
+            shared = self.shared_targets
+            n, width = shared.shape
+            batch_size = self.weights.shape[0] // n
+            shift = (torch.arange(batch_size, device=shared.device) * (3 * n + 1)).view(batch_size, 1, 1)
+            self._targets = (shared.unsqueeze(0) + shift).view(batch_size * n, width)
+        return self._targets
 
 
 def estimate_connectivity_bytes(num_neurons: int, batch_size: int, synapses_per_network: float,
@@ -253,14 +274,32 @@ def sign_rule_weights(pre: Tensor, is_excitatory: Tensor, weight_scale: float, i
     """Dale's rule: w = weight_scale * m for excitatory presynaptic neurons, and
     -inhibitory_scale * weight_scale * m for inhibitory ones; m ~ U(0, 1) unless
     ``magnitude`` (e.g. |W| of a user matrix) is given."""
-    fresh = magnitude is None
-    if fresh:
-        magnitude = torch.rand(pre.shape, generator=generator, device=pre.device, dtype=torch.float64)
-    else:
-        magnitude = magnitude.to(torch.float64).abs()  # U(0, 1) draws are >= 0 already
     scale_of_neuron = torch.where(is_excitatory, weight_scale, -inhibitory_scale * weight_scale).to(
         device=pre.device, dtype=torch.float64)
-    return (magnitude * scale_of_neuron.index_select(0, pre)).to(dtype)
+    out = torch.empty(pre.shape, dtype=dtype, device=pre.device)
+    if pre.device.type != "cpu":
+        fresh = magnitude is None
+        if fresh:
+            magnitude = torch.rand(pre.shape, generator=generator, device=pre.device, dtype=torch.float64)
+        else:
+            magnitude = magnitude.to(torch.float64).abs()  # U(0, 1) draws are >= 0 already
+        return out.copy_(magnitude.mul_(scale_of_neuron.index_select(0, pre)))
+    # CPU: the same float64 draws and products, in chunks through one reused buffer: the
+    # CPU generator fills uniform_ serially, so chunks draw the values one call would, and
+    # no full-size float64 temporaries are allocated (at 32 x 100k synapses their first-touch
+    # page faults cost more than the arithmetic)
+    chunk = WEIGHT_CHUNK
+    buffer = torch.empty(min(chunk, pre.numel()), dtype=torch.float64)
+    for start in range(0, pre.numel(), chunk):
+        stop = min(start + chunk, pre.numel())
+        values = buffer[: stop - start]
+        if magnitude is None:
+            values.uniform_(generator=generator)
+        else:
+            values.copy_(magnitude[start:stop]).abs_()
+        values.mul_(scale_of_neuron.index_select(0, pre[start:stop]))
+        out[start:stop] = values
+    return out
 
 
 def build_event_table(synapses: SynapseList, num_neurons: int, batch_size: int, target_offset: int,
@@ -331,14 +370,12 @@ def _tiled_event_table(synapses: SynapseList, n: int, batch_size: int, target_of
     check_memory(estimate_connectivity_bytes(n, batch_size, 0.0, width - 1, dtype.itemsize), memory_limit_bytes,
                  f"the event table ({batch_size} x {n} rows, {width} columns)")
     device = one.targets.device
-    shift = (torch.arange(batch_size, device=device) * (3 * n + 1)).view(batch_size, 1, 1)
-    targets = (one.targets.unsqueeze(0) + shift).view(batch_size * n, width)
     counts = torch.bincount(first.pre_index, minlength=n)
     filled = torch.arange(width, device=device) < counts.unsqueeze(1)  # [N, width], as in network 0
     weights = torch.zeros(batch_size, n, width, dtype=dtype, device=device)
     weights.masked_scatter_(filled.expand(batch_size, n, width), synapses.weight.to(dtype))
     weights[:, :, width - 1] = reset_increment.expand(batch_size, n)
-    return EventTable(targets, weights.view(batch_size * n, width))
+    return EventTable(None, weights.view(batch_size * n, width), one.targets)  # targets: built when read
 
 
 def dense_weights(synapses: SynapseList, num_neurons: int, batch_size: int) -> Tensor:

@@ -112,7 +112,7 @@ def simulate(
     generator = torch_generator(seed, params.device) if noisy else None
 
     buffer = _state_buffer(state, params)
-    stepper = Stepper(params, buffer, dt_ms, state.neurons.refractory_left_ms)
+    stepper = Stepper(params, buffer, dt_ms, state.neurons.refractory_left_ms, fill_spikes=record_trace)
     drive = torch.empty(min(block_steps, max(num_steps, 1)), b, n, dtype=params.dtype, device=params.device)
     trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
     traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None

@@ -123,6 +123,16 @@ class ReservoirParams:
         return cached
 
     @property
+    def uniform_noise_std(self) -> bool:
+        """Whether every neuron of every network has the same noise_std (computed once)."""
+        cached = self.__dict__.get("_uniform_noise_std")
+        if cached is None:
+            std = self.noise_std.reshape(-1)
+            cached = bool(std.numel() > 0 and (std == std[0]).all())
+            object.__setattr__(self, "_uniform_noise_std", cached)
+        return cached
+
+    @property
     def num_neurons(self) -> int:
         return self.neurons.a.shape[-1]
 
@@ -266,9 +276,13 @@ def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
         raise ValueError("noise_std > 0 needs a generator= (or seed=) or explicit noise=; got neither")
     if out is None:
         out = torch.empty(shape, dtype=params.dtype, device=params.device)
+    scale = params.noise_std / math.sqrt(dt_ms)  # [1 or B, N], rounded to the model dtype
+    if params.uniform_noise_std and out.is_contiguous() and out.numel() >= 16:
+        # one std for every neuron: normal_ scales its draws itself, z * std + 0.0, the same
+        # rounded values as a separate z * std pass (torch's contiguous fill; checked by a test)
+        return out.normal_(0.0, float(scale.view(-1)[0]), generator=generator)
     out.normal_(generator=generator)
-    out.mul_(params.noise_std / math.sqrt(dt_ms))
-    return out
+    return out.mul_(scale)
 
 
 def _resolve_network_step(buffer: Tensor, table: EventTable):
@@ -281,7 +295,8 @@ def _resolve_network_step(buffer: Tensor, table: EventTable):
         return izhikevich_network_step_
     from kernels.dispatch import use_triton
 
-    if buffer.dtype != torch.float64 and use_triton(buffer, table.targets, table.weights):
+    # targets share the weights' device (reading them would build a shared wiring's table)
+    if buffer.dtype != torch.float64 and use_triton(buffer, table.weights):
         return izhikevich_network_step_
     return naive
 
@@ -292,12 +307,15 @@ class Stepper:
     Built once per simulation: slices the buffer into its v / u / I_syn views, turns the
     scalar constants into 0-dim tensors of the model dtype and allocates the scratch
     tensors, so that a step is only the ~20 ops of ``kernels.izhikevich``. With ``bind``
-    (default) and the torch reference as the kernel, ``step`` is the bound step of
-    ``kernels.izhikevich.naive.network_stepper``; ``bind=False`` keeps the reference step.
+    (default) and the torch reference as the kernel, ``step`` is a bound step with the
+    reference's values: ``batched_step.batched_stepper`` for a batch (B * N >= 4096),
+    ``kernels.izhikevich.naive.network_stepper`` otherwise; ``bind=False`` keeps the
+    reference step. ``fill_spikes=False`` lets the batched bound step skip filling
+    ``self.spikes`` (the returned indices are the spikes).
     """
 
     def __init__(self, params: ReservoirParams, buffer: Tensor, dt_ms: float, refractory: Tensor | None,
-                 bind: bool = True):
+                 bind: bool = True, fill_spikes: bool = True):
         n, b = params.num_neurons, params.batch_size
         as_scalar = lambda x: torch.tensor(x, dtype=params.dtype, device=params.device)
         coef = step_coefficients(params.neurons, dt_ms)
@@ -319,9 +337,19 @@ class Stepper:
         if bind and self.refractory is None and self._network_step is not izhikevich_network_step_:
             # torch reference on this device: bind everything once (same values, fewer and
             # cheaper ops; building it costs a few tables, worth it for a loop of steps)
-            from kernels.izhikevich.naive import network_stepper
+            from kernels.izhikevich.naive import SPARSE_RESET_MIN_NEURONS, network_stepper
 
             table = params.event_table
+            if b * n >= SPARSE_RESET_MIN_NEURONS:
+                from neuro.reservoir.batched_step import batched_stepper
+
+                shared = table.shared_targets
+                self.step = batched_stepper(  # shadows the method below for this instance
+                    buffer, self.v, self.u, self.synaptic_current, self.spikes, self.scratch_hc,
+                    table.targets if shared is None else None, table.weights, shared, self.half_step, self.k1, self.k2, self.u_decay,
+                    self.u_v_gain, params.neurons.c, self.v_peak, self.synapse_decay, fill_spikes,
+                )
+                return
             self.step = network_stepper(  # shadows the method below for this instance
                 buffer, self.v, self.u, self.synaptic_current, self.spikes, self.scratch_hc, self.scratch_t,
                 table.targets, table.weights, self.half_step, self.k1, self.k2, self.u_decay, self.u_v_gain,

@@ -213,8 +213,31 @@ def test_tiled_event_table_of_shared_pairs_equals_the_general_build(synapse, mon
     offset = 0 if synapse == "delta" else 300
     assert connectivity._same_pairs_in_every_network(params.synapses, 4)
     tiled = build_event_table(params.synapses, 150, 4, offset, d, 10**8)
+    assert tiled._targets is None and tiled.shared_targets.shape == (150, tiled.weights.shape[1])
     monkeypatch.setattr(connectivity, "_same_pairs_in_every_network", lambda *args: False)
     general = build_event_table(params.synapses, 150, 4, offset, d, 10**8)
+    assert general.shared_targets is None
     assert torch.equal(tiled.targets, general.targets) and torch.equal(tiled.weights, general.weights)
+    assert tiled.targets is tiled.targets  # built once, then kept
     independent, _ = make_reservoir(150, 0, in_degree=12, batch_size=4, seed=3)
     assert not connectivity._same_pairs_in_every_network(independent.synapses, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_chunked_sign_rule_weights_equal_one_draw(dtype, monkeypatch):
+    # The CPU path draws U(0, 1) and multiplies in chunks; the generator fills serially, so
+    # the values must be those of one draw of every magnitude, bit for bit (chunk of 7 here).
+    from neuro.reservoir import connectivity
+    from neuro.reservoir.connectivity import sign_rule_weights
+
+    monkeypatch.setattr(connectivity, "WEIGHT_CHUNK", 7)
+    g = torch.Generator().manual_seed(0)
+    is_excitatory = torch.rand(40, generator=g) < 0.8
+    pre = torch.randint(0, 40, (100,), generator=g)
+    scale = torch.where(is_excitatory, 3.0, -2.0 * 3.0).double()
+    drawn = sign_rule_weights(pre, is_excitatory, 3.0, 2.0, torch.Generator().manual_seed(5), dtype)
+    once = torch.rand(100, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert torch.equal(drawn, (once * scale[pre]).to(dtype))
+    given = torch.randn(100, generator=g, dtype=torch.float64)
+    assert torch.equal(sign_rule_weights(pre, is_excitatory, 3.0, 2.0, None, dtype, magnitude=given),
+                       (given.abs() * scale[pre]).to(dtype))

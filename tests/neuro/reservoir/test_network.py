@@ -213,43 +213,55 @@ def test_params_and_state_move_between_dtypes_keeping_the_wiring():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("synapse,batch,neurons", [("delta", 2, 300), ("exponential", 2, 300),
-                                                   ("delta", 3, 1400), ("exponential", 3, 1400),
-                                                   ("delta", 1, 4099)])  # B * N not a multiple of 8
-def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, threads):
-    # kernels.izhikevich.naive.network_stepper (used by simulate on CPU) must be the same
-    # computation as izhikevich_network_step_ (used by reservoir_step): compare op for op.
-    # The bound step has three delivery paths (one thread: put_; several threads: scatter_add_;
-    # B * N >= 4096: scatter_add_ and the indexed reset), chosen when it is built.
+@pytest.mark.parametrize("synapse,batch,neurons,shared", [("delta", 2, 300, False), ("exponential", 2, 300, False),
+                                                          ("delta", 3, 1400, False), ("exponential", 3, 1400, False),
+                                                          ("delta", 3, 1400, True), ("exponential", 3, 1400, True),
+                                                          ("delta", 1, 4099, False)])  # B * N not a multiple of 8
+def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, shared, threads):
+    # The bound step (used by simulate on CPU) must be the same computation as
+    # izhikevich_network_step_ (used by reservoir_step): compare op for op. Below 4096
+    # neurons (B * N) it is kernels.izhikevich.naive.network_stepper (one thread: put_;
+    # several threads: scatter_add_); from 4096 on neuro.reservoir.batched_step (scatter_add_,
+    # indexed reset; shared wiring: targets from network 0's rows, the B*N-row table unbuilt).
     from kernels.izhikevich.naive import izhikevich_network_step_
     from neuro.reservoir.step import Stepper, _state_buffer
 
     params, state = make_reservoir(neurons, 0, in_degree=30, batch_size=batch, synapse=synapse,
-                                   weight_scale=4.0, seed=9)
+                                   weight_scale=4.0, seed=9, shared_wiring=shared)
+    table = params.event_table
+    assert (table.shared_targets is not None) == shared
     g = torch.Generator().manual_seed(0)
     drives = 140.0 + 9.0 * torch.randn(80, batch, neurons, generator=g)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         bound = Stepper(params, _state_buffer(state, params), 0.5, None)
+        quiet = Stepper(params, _state_buffer(state, params), 0.5, None, fill_spikes=False)
     finally:
         torch.set_num_threads(previous_threads)
     plain = Stepper(params, _state_buffer(state, params), 0.5, None, bind=False)
-    assert bound.step.__name__ == "step" and "network_stepper" in bound.step.__qualname__
-    assert "network_stepper" not in plain.step.__qualname__
-    table = params.event_table
+    expected_binder = "batched_stepper" if batch * neurons >= 4096 else "network_stepper"
+    assert bound.step.__name__ == "step" and expected_binder in bound.step.__qualname__
+    assert "stepper" not in plain.step.__qualname__
+    if shared:
+        assert table._targets is None  # the bound steps did not build the B*N-row table
     num_spikes = 0
     for drive in drives:
         a = bound.step(drive)
+        c = quiet.step(drive)
         b = izhikevich_network_step_(plain.buffer, plain.v, plain.u, plain.synaptic_current, drive, plain.spikes,
                                      plain.scratch_hc, plain.scratch_t, table.targets, table.weights,
                                      plain.half_step, plain.k1, plain.k2, plain.u_decay, plain.u_v_gain,
                                      params.neurons.c, plain.v_peak, plain.synapse_decay)
-        assert torch.equal(a.view(-1), b)  # the bound step returns nonzero's [S, 1]
+        assert torch.equal(a.view(-1), b) and torch.equal(c.view(-1), b)  # bound steps return [S, 1]
         assert torch.equal(bound.spikes, plain.spikes)
         num_spikes += a.numel()
     assert num_spikes > 20 * batch  # delivery was exercised
-    assert torch.equal(bound.buffer, plain.buffer)
+    assert torch.equal(bound.buffer, plain.buffer) and torch.equal(quiet.buffer, plain.buffer)
+    if shared:  # the lazily built table is network 0's rows shifted by b (3N + 1)
+        rows = table.targets.view(batch, neurons, -1)
+        for k in range(batch):
+            assert torch.equal(rows[k], table.shared_targets + k * (3 * neurons + 1))
 
 
 @pytest.mark.parametrize("refractory_ms,record_trace", [(0.0, False), (2.0, True)])
@@ -270,3 +282,22 @@ def test_simulate_returns_ordinary_tensors_from_its_inference_mode_loop(refracto
         t.add_(0)  # would raise for an inference tensor
     second = simulate(params, first.state, None, 0.5, num_steps=60, seed=1)
     assert second.state.step == 120 and second.num_spikes > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_drawn_noise_scaled_by_normal_equals_a_separate_multiply(dtype):
+    # With one noise_std for all neurons draw_noise lets normal_ scale (z * std + 0.0); the
+    # values must be those of unit draws times std, bit for bit, in every shape the loops use
+    # (per step [B, N], blocks [T, B, N], sizes not multiples of torch's 16-value chunks).
+    for neurons, shape in ((300, (3, 2, 300)), (37, (5, 1, 37)), (37, (1, 37))):
+        params, _ = make_reservoir(neurons, 0, in_degree=5, noise_std=4.0, seed=1, dtype=dtype)
+        assert params.uniform_noise_std
+        drawn = draw_noise(params, shape, 0.25, torch.Generator().manual_seed(3))
+        unit = torch.empty(shape, dtype=dtype).normal_(generator=torch.Generator().manual_seed(3))
+        assert torch.equal(drawn, unit * (params.noise_std / math.sqrt(0.25)))
+    varied = torch.linspace(1.0, 5.0, 40, dtype=torch.float64)
+    params, _ = make_reservoir(40, 0, in_degree=5, noise_std=varied, seed=1, dtype=dtype)
+    assert not params.uniform_noise_std
+    drawn = draw_noise(params, (6, 1, 40), 0.5, torch.Generator().manual_seed(3))
+    unit = torch.empty(6, 1, 40, dtype=dtype).normal_(generator=torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, unit * (params.noise_std / math.sqrt(0.5)))
