@@ -372,8 +372,12 @@ def _tiled_event_table(synapses: SynapseList, n: int, batch_size: int, target_of
     device = one.targets.device
     counts = torch.bincount(first.pre_index, minlength=n)
     filled = torch.arange(width, device=device) < counts.unsqueeze(1)  # [N, width], as in network 0
-    weights = torch.zeros(batch_size, n, width, dtype=dtype, device=device)
-    weights.masked_scatter_(filled.expand(batch_size, n, width), synapses.weight.to(dtype))
+    # network 0's synapse slots in row-major (row, column) order, which is the list order:
+    # one copy of every network's weights into the same slots (a masked scatter is 2x slower)
+    slots = filled.view(-1).nonzero().view(-1)
+    weights = torch.zeros(batch_size, n * width, dtype=dtype, device=device)
+    weights.index_copy_(1, slots, synapses.weight.to(dtype).view(batch_size, per))
+    weights = weights.view(batch_size, n, width)
     weights[:, :, width - 1] = reset_increment.expand(batch_size, n)
     return EventTable(None, weights.view(batch_size * n, width), one.targets)  # targets: built when read
 
