@@ -17,13 +17,18 @@ from dataclasses import dataclass
 
 import torch
 
+from kernels.dispatch import use_triton
+from kernels.glm_terms import glm_terms
 from neuro.hmmglm.data import PreparedData
 from neuro.hmmglm.glm import batched_terms, emission_log_likelihoods, linear_predictor
 from neuro.hmmglm.inference import forward_backward
 from neuro.hmmglm.newton import PackedOuterProducts, newton_step, objective, shared_bias_step
 from neuro.hmmglm.params import HMMGLMParams
 from neuro.hmmglm.priors import (
-    OneHotPriorState, candidate_types, type_bounds, update_type_prior,
+    OneHotPriorState,
+    candidate_types,
+    type_bounds,
+    update_type_prior,
 )
 
 
@@ -53,21 +58,31 @@ class EStep:
     initial_posterior: torch.Tensor  # (R, B, K)
     smoothed: torch.Tensor  # (R, B, T_max, K)
     eta: torch.Tensor  # (T_total, R, K, N) linear predictors at the E-step's parameters
-    terms: torch.Tensor  # (T_total, R, K, N) their elementwise log-likelihoods (no constant)
+    terms: torch.Tensor | None  # (T_total, R, K, N) their log-likelihoods (no constant); None on CUDA
 
 
 def e_step(data: PreparedData, params: HMMGLMParams, settings: EMSettings, cache=None) -> EStep:
-    """Posteriors of every (restart, sequence); ``cache`` = (eta, terms) at params if known."""
+    """Posteriors of every (restart, sequence); ``cache`` = (eta, terms or None) at params.
+
+    On CUDA the emissions come from the one-pass ``kernels.glm_terms`` (its per-bin sums
+    over neurons) and ``terms`` stays None; elsewhere from the torch ``batched_terms``.
+    """
     theta = params.theta()
     r, k = theta.shape[0], theta.shape[1]
-    if cache is None:
-        eta = linear_predictor(data.design, theta)
-        terms = batched_terms(eta, data.counts, settings.link, derivatives=False)
+    eta, terms = (linear_predictor(data.design, theta), None) if cache is None else cache
+    num_bins = eta.shape[0]
+    if terms is None and use_triton(eta, data.counts):
+        per_bin = glm_terms(eta.reshape(num_bins, r * k, -1), data.counts, None, settings.link,
+                            per_bin=True).per_bin
+        loglik = per_bin.reshape(num_bins, r, k)
+        if settings.distribution == "poisson":
+            loglik = loglik + data.log_count_factorial.reshape(-1, 1, 1)
     else:
-        eta, terms = cache
-    loglik = emission_log_likelihoods(data.design, data.counts, theta, settings.link,
-                                      settings.distribution, terms=terms,
-                                      constant=data.log_count_factorial)  # (T, R, K)
+        if terms is None:
+            terms = batched_terms(eta, data.counts, settings.link, derivatives=False)
+        loglik = emission_log_likelihoods(data.design, data.counts, theta, settings.link,
+                                          settings.distribution, terms=terms,
+                                          constant=data.log_count_factorial)  # (T, R, K)
     padded = data.pad(loglik)  # (R, B, T_max, K)
     b, t_max = padded.shape[1], padded.shape[2]
     lengths = None if b == 1 else data.lengths.repeat(r)

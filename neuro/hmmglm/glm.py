@@ -11,7 +11,8 @@ For neuron n in state k the linear predictor is ``eta = phi_t . theta_kn`` with
 Both are concave in eta (softplus: log f concave, f convex), so the M-step of each
 (state, neuron) problem is a concave maximization (Paninski 2004). ``elementwise``
 returns the log-likelihood without the ``-log y!`` constant, its first derivative in
-eta and the non-negative curvature ``-d2/deta2`` used by Newton's method.
+eta and the non-negative curvature ``-d2/deta2`` used by Newton's method (it lives in
+``kernels/glm_terms/naive.py``, the reference of the fused GPU kernel EM uses on CUDA).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kernels.glm_terms.naive import MAX_ETA, elementwise
+
 DISTRIBUTIONS = ("poisson", "bernoulli")
-LINKS = ("exp", "softplus", "logistic")
-_MAX_ETA = 80.0  # exp(80) ~ 5.5e34 counts per bin: far beyond any data; avoids inf
 
 
 def check_link(distribution: str, link: str) -> None:
@@ -35,7 +36,7 @@ def check_link(distribution: str, link: str) -> None:
 def mean_function(eta: torch.Tensor, link: str) -> torch.Tensor:
     """Expected count per bin: exp(eta), softplus(eta) or sigmoid(eta)."""
     if link == "exp":
-        return torch.exp(eta.clamp(max=_MAX_ETA))
+        return torch.exp(eta.clamp(max=MAX_ETA))
     if link == "softplus":
         return F.softplus(eta)
     return torch.sigmoid(eta)
@@ -51,37 +52,6 @@ def inverse_mean_function(rate: torch.Tensor, link: str) -> torch.Tensor:
         return rate + torch.log(-torch.expm1(-rate))
     rate = rate.clamp(tiny, 1 - tiny)
     return torch.log(rate) - torch.log1p(-rate)
-
-
-def elementwise(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives: bool = True):
-    """(loglik without -log y!, d loglik / d eta, -d2 loglik / d eta2) elementwise."""
-    if link == "exp":
-        eta = eta.clamp(max=_MAX_ETA)
-        rate = torch.exp(eta)
-        loglik = torch.addcmul(-rate, counts, eta)
-        if not derivatives:
-            return loglik
-        return loglik, counts - rate, rate
-    if link == "softplus":
-        # fused/in-place passes: this runs on (T, R, K, N) arrays every Newton trial
-        rate = F.softplus(eta).clamp_min_(1e-300)  # log softplus(eta) ~ eta holds to eta ~ -690
-        log_rate = torch.log(rate)
-        loglik = torch.addcmul(-rate, counts, log_rate)
-        if not derivatives:
-            return loglik
-        slope = torch.sigmoid(eta)
-        ratio = slope / rate  # f'/f, -> 1 as eta -> -inf
-        grad = torch.addcmul(-slope, counts, ratio)
-        bend = torch.addcmul(slope, slope, slope, value=-1.0)  # f'' = s (1 - s)
-        excess = (ratio + slope).sub_(1.0).mul_(ratio)  # (f'/f)(f'/f - (1 - s)) >= 0
-        curvature = torch.addcmul(bend, counts, excess).clamp_min_(0.0)
-        return loglik, grad, curvature
-    # Bernoulli, logistic link
-    loglik = counts * eta - F.softplus(eta)
-    if not derivatives:
-        return loglik
-    prob = torch.sigmoid(eta)
-    return loglik, counts - prob, prob * (1.0 - prob)
 
 
 def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives: bool = True,

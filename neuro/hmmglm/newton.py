@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 
+from kernels.dispatch import use_triton
+from kernels.glm_terms import glm_terms
 from neuro.hmmglm.glm import batched_terms, linear_predictor
 
 ARMIJO_C = 1e-4
@@ -96,10 +98,14 @@ def objective(eta, counts, resp, theta, link, precision, prior_mean, terms=None)
     """F_p for every problem: (R, K, N). eta (T, R, K, N), resp (T, R, K), counts (T, N)."""
     if terms is None:
         terms = batched_terms(eta, counts, link, derivatives=False)
-    value = weighted_time_sum(resp, terms)
-    if precision is not None:
-        value = value - 0.5 * (precision * (theta - prior_mean) ** 2).sum(-1)
-    return value
+    return with_log_prior(weighted_time_sum(resp, terms), theta, precision, prior_mean)
+
+
+def with_log_prior(value, theta, precision, prior_mean):
+    """value - 1/2 sum_d prec_d (theta_d - mu_d)^2 (value itself without a prior)."""
+    if precision is None:
+        return value
+    return value - 0.5 * (precision * (theta - prior_mean) ** 2).sum(-1)
 
 
 def newton_step(
@@ -123,25 +129,42 @@ def newton_step(
 
     ``eta`` and ``loglik`` (the elementwise log-likelihood terms at theta) may be passed
     in when already known (the E-step computes them). Returns (theta_new, F_new (R, K, N),
-    eta_new (T, R, K, N), loglik_new (T, R, K, N)). ``spikes``: the nonzero positions of
-    ``counts`` if known (see ``batched_terms``). Host syncs: one per step size tried.
+    eta_new (T, R, K, N), loglik_new (T, R, K, N) or None). ``spikes``: the nonzero
+    positions of ``counts`` if known (see ``batched_terms``). Host syncs: one per step
+    size tried. On CUDA (``kernels/dispatch.py``) the terms and their time sums come from
+    the one-pass kernel ``kernels.glm_terms`` and no (T, R, K, N) log-likelihoods are
+    formed (loglik_new is None); elsewhere from the sparse-aware torch ``batched_terms``.
     """
     num_timesteps = design.shape[0]
     shape = theta.shape
     dim = shape[-1]
+    fused = use_triton(design, counts, resp)
+    resp_flat = resp.reshape(num_timesteps, -1)  # (T, R K)
+
+    def flat(x):  # (T, R, K, N) -> (T, R K, N)
+        return x.reshape(num_timesteps, -1, x.shape[-1])
+
     if eta is None:
         eta = linear_predictor(design, theta)
-    if loglik is None:
-        loglik, grad_eta, curv_eta = batched_terms(eta, counts, link, spikes=spikes)
+    if fused:
+        terms = glm_terms(flat(eta), counts, resp_flat, link, derivatives=True,
+                          curvature_dtype=outer.dtype)
+        f_old = terms.value.reshape(shape[:-1])
+        weighted_grad, weighted_curv = terms.weighted_gradient, terms.weighted_curvature
+        loglik = None
     else:
-        _, grad_eta, curv_eta = batched_terms(eta, counts, link, need_loglik=False, spikes=spikes)
-    weight = resp.unsqueeze(-1)
-    f_old = weighted_time_sum(resp, loglik)
-    if precision is not None:
-        f_old = f_old - 0.5 * (precision * (theta - prior_mean) ** 2).sum(-1)
-    grad = (design.transpose(0, 1) @ (weight * grad_eta).reshape(num_timesteps, -1))
+        if loglik is None:
+            loglik, grad_eta, curv_eta = batched_terms(eta, counts, link, spikes=spikes)
+        else:
+            _, grad_eta, curv_eta = batched_terms(eta, counts, link, need_loglik=False,
+                                                  spikes=spikes)
+        weight = resp.unsqueeze(-1)
+        f_old = weighted_time_sum(resp, loglik)
+        weighted_grad, weighted_curv = weight * grad_eta, weight * curv_eta
+    f_old = with_log_prior(f_old, theta, precision, prior_mean)
+    grad = design.transpose(0, 1) @ weighted_grad.reshape(num_timesteps, -1)
     grad = grad.transpose(0, 1).reshape(shape)
-    hess = outer.hessians((weight * curv_eta).reshape(num_timesteps, -1)).reshape(*shape, dim)
+    hess = outer.hessians(weighted_curv.reshape(num_timesteps, -1)).reshape(*shape, dim)
     if precision is not None:
         grad = grad - precision * (theta - prior_mean)
         hess = hess + torch.diag_embed(precision)
@@ -173,9 +196,16 @@ def newton_step(
             trial_eta = linear_predictor(design, trial)
         else:
             trial = theta + step * direction
-            trial_eta = torch.add(eta, delta_eta, alpha=step)  # one pass
-        trial_terms = batched_terms(trial_eta, counts, link, derivatives=False)
-        f_trial = objective(trial_eta, counts, resp, trial, link, precision, prior_mean, trial_terms)
+            trial_eta = None if fused else torch.add(eta, delta_eta, alpha=step)  # one pass
+        if fused:  # eta + step * delta_eta is formed inside the kernel, never stored
+            value = (glm_terms(flat(trial_eta), counts, resp_flat, link) if bounded else
+                     glm_terms(flat(eta), counts, resp_flat, link, flat(delta_eta), step)).value
+            f_trial = with_log_prior(value.reshape(shape[:-1]), trial, precision, prior_mean)
+            trial_terms = None
+        else:
+            trial_terms = batched_terms(trial_eta, counts, link, derivatives=False)
+            f_trial = objective(trial_eta, counts, resp, trial, link, precision, prior_mean,
+                                trial_terms)
         slope = (grad * (trial - theta)).sum(-1)
         ok = (f_trial >= f_old + ARMIJO_C * slope - tolerance) & torch.isfinite(f_trial) & ~accepted
         accepted = accepted | ok
@@ -185,7 +215,9 @@ def newton_step(
         if any_ok:
             best_theta = torch.where(ok.unsqueeze(-1), trial, best_theta)
             best_f = torch.where(ok, f_trial, best_f)
-            if all_ok:
+            if fused:
+                best_eta = None  # formed once below
+            elif all_ok:
                 best_eta, best_terms = trial_eta, trial_terms
             else:
                 best_eta = torch.where(ok.unsqueeze(0), trial_eta, best_eta)
@@ -193,6 +225,8 @@ def newton_step(
         if all_done:
             break
         step *= 0.5
+    if best_eta is None:
+        best_eta = linear_predictor(design, best_theta)
     return best_theta, best_f, best_eta, best_terms
 
 

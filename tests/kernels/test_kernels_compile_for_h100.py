@@ -130,8 +130,21 @@ def _three_factor_calls():
         three_factor_step(*_inputs(2, 2, 40, dtype, seed=0), 0.05, 0.5, online)
 
 
-@pytest.mark.parametrize("calls", [_gla_calls, _izhikevich_calls, _three_factor_calls],
-                         ids=["gla", "izhikevich", "three_factor"])
+def _glm_terms_calls():
+    from kernels.glm_terms import glm_terms
+
+    for dtype in (torch.float64, torch.float32):
+        eta = torch.zeros(9, 6, 20, dtype=dtype)
+        counts, resp = torch.ones(9, 20, dtype=dtype), torch.ones(9, 6, dtype=dtype)
+        for link in ("exp", "softplus", "logistic"):
+            glm_terms(eta, counts, None, link, per_bin=True)
+            glm_terms(eta, counts, resp, link, derivatives=True, curvature_dtype=torch.float32)
+            glm_terms(eta, counts, resp, link, delta=eta, step=0.5)
+
+
+@pytest.mark.parametrize("calls", [_gla_calls, _izhikevich_calls, _three_factor_calls,
+                                   _glm_terms_calls],
+                         ids=["gla", "izhikevich", "three_factor", "glm_terms"])
 def test_every_launch_compiles_for_sm90(launches, calls):
     calls()
     assert launches, "no Triton launch was recorded: the calls did not reach the kernels"
