@@ -16,11 +16,19 @@ checked and reported as metrics.
 
 Where the time goes (measured on the 2-core development machine, 1 thread, float32): a
 step of one 1k network is ~18 small eager ops (~1 us each; the loop runs in inference
-mode) plus ~3.5 us of Gaussian noise. In the batched sweep (32 x 1k) about a third of the
-loop is drawing the noise (torch's CPU normal_, ~3.3 ns per value), a third the 12
-element-wise ops of the neuron update, a third the threshold and event-driven delivery;
-Brian2's re-runs cost its loop (~35 ms per network) plus ~20 ms of process start and file
-I/O each. Per-step and whole-run times are wall clock, so a loaded machine inflates them;
+mode) plus ~3.5 us of Gaussian noise. The batched sweep (32 x 1k, shared wiring) builds in
+~0.08 s and runs in ~0.66 s, per step: ~120 us of Gaussian noise (35%; torch's CPU
+``normal_`` on mt19937, ~3.5 ns per value, the fastest exact generator measured: numpy's
+are 10-12 ns, a Box-Muller in torch ops on its random bits ~8 ns), ~90 us for the 12 element-wise ops
+of the neuron update (~6 us each over 32k values, bound by L2 bandwidth; contiguous [B*N]
+views would save ~8 us), ~40 us of threshold (float mask folded to B*N/8 group flags, two
+``nonzero``), ~75 us of delivery (gathering ~130 rows of 134 targets and weights, which miss
+the L2 cache, ~45 us; a ~17k-entry ``scatter_add_``, ~30 us), the rest reset and per-op
+overhead (~1 us per op call). Brian2's re-runs cost its loop (~35 ms per network) plus
+~20-25 ms of process start and file I/O each, ~1.9-2.0 s for 32: the shared-wiring sweep is
+~2.5x faster, short of the 3x target, since the noise (~0.24 s) and the element-wise update
+(~0.18 s) of its 64M neuron-steps alone are ~0.4 s at eager torch's one-thread floor.
+Per-step and whole-run times are wall clock, so a loaded machine inflates them;
 ``n*_ours_per_step_cpu_us`` is the process CPU time, a load-free estimate.
 """
 from __future__ import annotations
