@@ -217,7 +217,8 @@ def test_params_and_state_move_between_dtypes_keeping_the_wiring():
                                                           ("delta", 3, 1400, False), ("exponential", 3, 1400, False),
                                                           ("delta", 3, 1400, True), ("exponential", 3, 1400, True),
                                                           ("delta", 1, 4099, False)])  # B * N not a multiple of 8
-def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, shared, threads):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, shared, threads, dtype):
     # The bound step (used by simulate on CPU) must be the same computation as
     # izhikevich_network_step_ (used by reservoir_step): compare op for op. Below 4096
     # neurons (B * N) it is kernels.izhikevich.naive.network_stepper (one thread: put_;
@@ -227,11 +228,11 @@ def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, shared, t
     from neuro.reservoir.step import Stepper, _state_buffer
 
     params, state = make_reservoir(neurons, 0, in_degree=30, batch_size=batch, synapse=synapse,
-                                   weight_scale=4.0, seed=9, shared_wiring=shared)
+                                   weight_scale=4.0, seed=9, shared_wiring=shared, dtype=dtype)
     table = params.event_table
     assert (table.shared_targets is not None) == shared
     g = torch.Generator().manual_seed(0)
-    drives = 140.0 + 9.0 * torch.randn(80, batch, neurons, generator=g)
+    drives = 140.0 + 9.0 * torch.randn(80, batch, neurons, generator=g, dtype=dtype)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
