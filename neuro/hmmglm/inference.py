@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import torch
 
+from kernels.dispatch import use_triton
+from kernels.hmm_scan import scaled_vecmat_scan as kernel_scaled_vecmat_scan
 from neuro.hmmglm.scan import compose_suffix_maps, maxplus_vecmat_scan, scaled_vecmat_scan
 
 
@@ -89,14 +91,18 @@ def forward_backward(
     # backward: beta_t^T = beta_{t+1}^T M_{t+1}^T, a forward scan over reversed time
     reversed_mats = mats.flip(1).transpose(-1, -2)
     log_beta_end = log_lik.new_zeros(batch, k)
-    if mats.device.type == "cpu":
+    if mats.device.type == "cpu" and not use_triton(mats):
         alpha_vec, alpha_log = scaled_vecmat_scan(log_alpha0, mats, chunk=chunk)
         beta_vec, _ = scaled_vecmat_scan(log_beta_end, reversed_mats, chunk=chunk)
     else:
         # both directions in ONE scan of batch 2B: half the kernel launches, which bound a
-        # GPU at small batches (same numbers; on the CPU the copy makes batch 64 ~1.5x slower)
-        both_vec, both_log = scaled_vecmat_scan(torch.cat([log_alpha0, log_beta_end]),
-                                                torch.cat([mats, reversed_mats]), chunk=chunk)
+        # GPU at small batches (same numbers; on the CPU the copy makes batch 64 ~1.5x
+        # slower). With Triton (CUDA): the three-launch scan of kernels.hmm_scan.
+        initial, all_mats = torch.cat([log_alpha0, log_beta_end]), torch.cat([mats, reversed_mats])
+        if use_triton(all_mats):
+            both_vec, both_log = kernel_scaled_vecmat_scan(initial, all_mats)
+        else:
+            both_vec, both_log = scaled_vecmat_scan(initial, all_mats, chunk=chunk)
         alpha_vec, alpha_log, beta_vec = both_vec[:batch], both_log[:batch], both_vec[batch:]
     first_scale = log_alpha0.amax(-1, keepdim=True)
     first_scale = torch.where(torch.isfinite(first_scale), first_scale, torch.zeros_like(first_scale))

@@ -142,9 +142,16 @@ def _glm_terms_calls():
             glm_terms(eta, counts, resp, link, delta=eta, step=0.5)
 
 
+def _hmm_scan_calls():
+    from kernels.hmm_scan import scaled_vecmat_scan
+
+    for dtype in (torch.float64, torch.float32):
+        scaled_vecmat_scan(torch.zeros(2, 3, dtype=dtype), torch.ones(2, 40, 3, 3, dtype=dtype))
+
+
 @pytest.mark.parametrize("calls", [_gla_calls, _izhikevich_calls, _three_factor_calls,
-                                   _glm_terms_calls],
-                         ids=["gla", "izhikevich", "three_factor", "glm_terms"])
+                                   _glm_terms_calls, _hmm_scan_calls],
+                         ids=["gla", "izhikevich", "three_factor", "glm_terms", "hmm_scan"])
 def test_every_launch_compiles_for_sm90(launches, calls):
     calls()
     assert launches, "no Triton launch was recorded: the calls did not reach the kernels"
