@@ -308,10 +308,9 @@ class Stepper:
     scalar constants into 0-dim tensors of the model dtype and allocates the scratch
     tensors, so that a step is only the ~20 ops of ``kernels.izhikevich``. With ``bind``
     (default) and the torch reference as the kernel, ``step`` is a bound step with the
-    reference's values: ``batched_step.batched_stepper`` for a batch (B * N >= 4096),
-    ``kernels.izhikevich.naive.network_stepper`` otherwise; ``bind=False`` keeps the
-    reference step. ``fill_spikes=False`` lets the batched bound step skip filling
-    ``self.spikes`` (the returned indices are the spikes).
+    reference's values (``kernels.izhikevich.naive.network_stepper``); ``bind=False`` keeps
+    the reference step. ``fill_spikes=False`` lets the batched bound step (B * N >= 4096)
+    skip filling ``self.spikes`` (the returned indices are the spikes).
     """
 
     def __init__(self, params: ReservoirParams, buffer: Tensor, dt_ms: float, refractory: Tensor | None,
@@ -340,20 +339,13 @@ class Stepper:
             from kernels.izhikevich.naive import SPARSE_RESET_MIN_NEURONS, network_stepper
 
             table = params.event_table
-            if b * n >= SPARSE_RESET_MIN_NEURONS:
-                from neuro.reservoir.batched_step import batched_stepper
-
-                shared = table.shared_targets
-                self.step = batched_stepper(  # shadows the method below for this instance
-                    buffer, self.v, self.u, self.synaptic_current, self.spikes, self.scratch_hc,
-                    table.targets if shared is None else None, table.weights, shared, self.half_step, self.k1, self.k2, self.u_decay,
-                    self.u_v_gain, params.neurons.c, self.v_peak, self.synapse_decay, fill_spikes,
-                )
-                return
+            # a batch reads a shared wiring's N rows (the B*N-row table is never built)
+            shared = table.shared_targets if b * n >= SPARSE_RESET_MIN_NEURONS else None
             self.step = network_stepper(  # shadows the method below for this instance
                 buffer, self.v, self.u, self.synaptic_current, self.spikes, self.scratch_hc, self.scratch_t,
-                table.targets, table.weights, self.half_step, self.k1, self.k2, self.u_decay, self.u_v_gain,
-                params.neurons.c, self.v_peak, self.synapse_decay,
+                table.targets if shared is None else None, table.weights, self.half_step, self.k1, self.k2,
+                self.u_decay, self.u_v_gain, params.neurons.c, self.v_peak, self.synapse_decay,
+                shared_targets=shared, fill_spikes=fill_spikes,
             )
 
     def step(self, drive: Tensor) -> Tensor:

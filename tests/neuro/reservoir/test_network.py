@@ -222,7 +222,7 @@ def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, shared, t
     # The bound step (used by simulate on CPU) must be the same computation as
     # izhikevich_network_step_ (used by reservoir_step): compare op for op. Below 4096
     # neurons (B * N) it is kernels.izhikevich.naive.network_stepper (one thread: put_;
-    # several threads: scatter_add_); from 4096 on neuro.reservoir.batched_step (scatter_add_,
+    # several threads: scatter_add_); from 4096 on its batched branch (scatter_add_,
     # indexed reset; shared wiring: targets from network 0's rows, the B*N-row table unbuilt).
     from kernels.izhikevich.naive import izhikevich_network_step_
     from neuro.reservoir.step import Stepper, _state_buffer
@@ -241,8 +241,7 @@ def test_bound_stepper_equals_the_kernel_step(synapse, batch, neurons, shared, t
     finally:
         torch.set_num_threads(previous_threads)
     plain = Stepper(params, _state_buffer(state, params), 0.5, None, bind=False)
-    expected_binder = "batched_stepper" if batch * neurons >= 4096 else "network_stepper"
-    assert bound.step.__name__ == "step" and expected_binder in bound.step.__qualname__
+    assert bound.step.__name__ == "step" and "network_stepper" in bound.step.__qualname__
     assert "stepper" not in plain.step.__qualname__
     if shared:
         assert table._targets is None  # the bound steps did not build the B*N-row table
