@@ -127,11 +127,12 @@ def test_hmmglm_em_on_the_fused_path_equals_the_torch_path(prior, monkeypatch):
     histories, thetas = {}, {}
     for mode in ("naive", "triton"):
         monkeypatch.setenv("NEUROBRIDGE_KERNELS", mode)
-        model = HMMGLM(2, 4, basis=basis[:1] if prior == "onehot" else basis, prior=prior)
+        model = HMMGLM(2, 4, basis=basis[:1] if prior == "onehot" else basis, prior=prior,
+                       device=DEVICE)
         history = model.fit(spikes, num_iters=4, tolerance=0.0, num_restarts=2, seed=5,
                             warmup_iters=2)
         histories[mode] = np.asarray(history["objective_all_restarts"])
-        thetas[mode] = model.params.theta()
+        thetas[mode] = model.params.theta().cpu()
     assert histories["naive"].shape == histories["triton"].shape
     np.testing.assert_allclose(histories["triton"], histories["naive"], rtol=1e-9)
     torch.testing.assert_close(thetas["triton"], thetas["naive"], rtol=1e-6, atol=1e-8)

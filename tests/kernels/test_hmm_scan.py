@@ -67,6 +67,7 @@ def test_forward_backward_on_the_triton_scan_equals_the_torch_scan(monkeypatch):
     log_a = torch.log_softmax(torch.randn(3, 3, generator=gen, dtype=torch.float64), -1)
     log_pi = torch.log_softmax(torch.randn(3, generator=gen, dtype=torch.float64), -1)
     lengths = torch.tensor([50, 37])
+    log_lik, log_a, log_pi, lengths = (x.to(DEVICE) for x in (log_lik, log_a, log_pi, lengths))
     posteriors = {}
     for mode in ("naive", "triton"):
         monkeypatch.setenv("NEUROBRIDGE_KERNELS", mode)
