@@ -7,6 +7,10 @@ from kernels.hmm_scan import naive_scaled_vecmat_scan, scaled_vecmat_scan
 from neuro.hmmglm.scan import scaled_vecmat_scan as chunked_torch_scan
 from tests.kernels.conftest import DEVICE
 
+# log(0) = -inf is intended (a state that cannot start or a step no state survives); the
+# interpreter evaluates tl.log with numpy, which warns about it
+pytestmark = pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
+
 
 def _inputs(batch, steps, k, seed, dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
