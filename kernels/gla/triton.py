@@ -13,8 +13,8 @@ forward
      16x16 blocks are matmuls of q_i exp(b_i - b_r) and k_j exp(b_r - b_j) with r the first
      row of the query block, so both factors are <= 1 (no overflow for any gate strength).
      A diagonal block is the same matmul when the spread |b_i - b_r| inside it is at most
-     ``_safe_span`` (factors up to e^30 in fp32/bf16), else (very strong gates) it takes
-     the exact pairwise exponent column by column. The backward (step 7) does the same.
+     ``_safe_span`` (factors up to e^30 in fp32/bf16), else (very strong gates, or fp16)
+     it takes the exact pairwise exponent column by column. The backward (step 7) does the same.
   3. states S_{n+1} = exp(b_C) S_n + (k exp(b_C - b))^T v, sequential over chunks, float32.
   4. o = scale ((q exp(b)) S_n + A v).
 backward (dS_n = gradient of the state entering chunk n, dS_end = d final_state)
@@ -507,9 +507,10 @@ def _safe_span(dtype: torch.dtype) -> float:
     16 x 16 block goes through one matmul (factors up to e^span in the operand dtype).
 
     fp32/bf16 (8-bit exponent, max ~3e38): e^30 ~ 1e13 leaves 25 decades of headroom;
-    fp16 (max 65504): e^6 ~ 403. Blocks with a wider spread take the exact column loop.
+    fp16 (max 65504, min normal 6e-5) has no safe span: k e^span overflows for large |k|
+    and q e^-span falls to subnormals, so fp16 always takes the exact column loop (-1).
     """
-    return 6.0 if dtype == torch.float16 else 30.0
+    return -1.0 if dtype == torch.float16 else 30.0
 
 
 def _blocks(key_dim: int, value_dim: int) -> tuple[int, int, int]:
@@ -626,6 +627,13 @@ def _prepare(q, k, v, g, scale, initial_state, cu_seqlens):
         scale = q.shape[-1] ** -0.5
     batch, length = q.shape[:2]
     layout = _Layout(batch, length, cu_seqlens, q.device)
+    heads, key_dim, value_dim = q.shape[2], q.shape[-1], v.shape[-1]
+    largest = max(layout.total * heads * max(key_dim, value_dim, CHUNK),
+                  layout.num_chunks * heads * key_dim * value_dim)
+    if largest >= 2**31:  # the kernels index their buffers with int32 offsets
+        raise ValueError(f"the Triton GLA indexes buffers with int32 offsets: this input needs "
+                         f"{largest} elements in one buffer (tokens x heads x dim, or chunks x "
+                         f"heads x K x V), more than 2^31 - 1; split the batch")
     if g is None:
         g = torch.zeros_like(q)
     h0 = None if initial_state is None else initial_state.contiguous()

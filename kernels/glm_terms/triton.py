@@ -8,8 +8,10 @@ the counts and posterior weights it needs, and writes only what EM uses: the per
 partial sums over time of r * l (summed over tiles afterwards, in a fixed order, so the
 result is deterministic), the per-bin sums over neurons of l, and, for a Newton step,
 r * l' and r * (-l''). softplus follows torch's (x above 20, else log1p(exp(x)), with
-log1p exact to ~1 ulp through log(u) * e / (u - 1), u = 1 + e; Goldberg 1991).
-``step`` travels as a float32 scalar: exact for the line search's step sizes 2^-j.
+log1p exact to ~1 ulp through log(u) * e / (u - 1), u = 1 + e; Goldberg 1991), and the
+series of ``naive.softplus_terms`` far below 0. NaN predictors stay NaN (min/max
+propagate them). ``step`` travels as a float32 scalar: it must be 0 or a power of two
+(checked), as the line search's step sizes are, so it is exact in any float dtype.
 """
 from __future__ import annotations
 
@@ -18,15 +20,17 @@ import triton
 import triton.language as tl
 
 from kernels.dispatch import new_buffer
-from kernels.glm_terms.naive import LINKS, MAX_ETA, GLMTerms, check_glm_terms_inputs
+from kernels.glm_terms.naive import LINKS, MAX_ETA, GLMTerms, check_glm_terms_inputs, series_below
 
 _MAX_ETA = tl.constexpr(MAX_ETA)
-TILE_ELEMENTS = 2048  # float64 tiles with derivatives: ~16 values per thread at 4 warps
+# elements per tile: 8 (float64) or 16 (float32) per thread at 4 warps; float64 tiles of
+# 2048 with derivatives spilled registers on sm_90 (255 registers, 260 bytes of spill)
+TILE_ELEMENTS = {torch.float64: 1024}
 
 
 @triton.jit
 def _softplus(x):
-    e = tl.exp(tl.minimum(x, 20.0))
+    e = tl.exp(tl.minimum(x, 20.0, propagate_nan=tl.PropagateNan.ALL))
     u = 1.0 + e
     log1p = tl.where(u == 1.0, e, tl.log(u) * e / tl.where(u == 1.0, 1.0, u - 1.0))
     return tl.where(x > 20.0, x, log1p)
@@ -36,8 +40,8 @@ def _softplus(x):
 def _glm_terms_kernel(eta, delta, counts, resp, value_part, per_bin_part, grad_out, curv_out,
                       step, T, M, N, LINK: tl.constexpr, HAS_DELTA: tl.constexpr,
                       HAS_RESP: tl.constexpr,
-                      PER_BIN: tl.constexpr, DERIVATIVES: tl.constexpr, FLOOR: tl.constexpr,
-                      BT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+                      PER_BIN: tl.constexpr, DERIVATIVES: tl.constexpr,
+                      SERIES_BELOW: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
     i_t, i_m, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_t = (i_t * BT + tl.arange(0, BT)).to(tl.int64)
     o_m = i_m * BM + tl.arange(0, BM)
@@ -55,18 +59,25 @@ def _glm_terms_kernel(eta, delta, counts, resp, value_part, per_bin_part, grad_o
     else:
         r = tl.full([BT, BM, 1], 1.0, x.dtype)
     if LINK == 0:  # Poisson, exp
-        x = tl.minimum(x, _MAX_ETA)
+        x = tl.minimum(x, _MAX_ETA, propagate_nan=tl.PropagateNan.ALL)
         f = tl.exp(x)
         loglik = y * x - f
         grad = y - f
         curv = f
-    elif LINK == 1:  # Poisson, softplus
-        f = tl.maximum(_softplus(x), FLOOR)
+    elif LINK == 1:  # Poisson, softplus; series in e = exp(x) below SERIES_BELOW (naive.py)
+        f = _softplus(x)
         s = 1.0 / (1.0 + tl.exp(-x))
-        ratio = s / f
-        loglik = y * tl.log(f) - f
+        e = tl.exp(tl.minimum(x, SERIES_BELOW, propagate_nan=tl.PropagateNan.ALL))
+        small = x < SERIES_BELOW
+        log_f = tl.where(small, x + e * (-1 / 2 + e * (5 / 24 + e * (-1 / 8 + e * 251 / 2880))),
+                         tl.log(f))
+        ratio = tl.where(small, 1 + e * (-1 / 2 + e * (5 / 12 + e * (-3 / 8 + e * 251 / 720))),
+                         s / f)
+        excess = tl.where(small, e * (1 / 2 + e * (-5 / 6 + e * (9 / 8 - e * 251 / 180))),
+                          ratio * (ratio + s - 1.0))
+        loglik = y * log_f - f
         grad = y * ratio - s
-        curv = tl.maximum(s - s * s + y * (ratio + s - 1.0) * ratio, 0.0)
+        curv = tl.maximum(s - s * s + y * excess, 0.0, propagate_nan=tl.PropagateNan.ALL)
     else:  # Bernoulli, logistic
         s = 1.0 / (1.0 + tl.exp(-x))
         loglik = y * x - _softplus(x)
@@ -83,21 +94,21 @@ def _glm_terms_kernel(eta, delta, counts, resp, value_part, per_bin_part, grad_o
         tl.store(curv_out + offs, (r * curv).to(curv_out.dtype.element_ty), mask=mask)
 
 
-def _tiles(num_problems: int, num_neurons: int) -> tuple[int, int, int]:
+def _tiles(num_problems: int, num_neurons: int, dtype: torch.dtype) -> tuple[int, int, int]:
     bn = min(triton.next_power_of_2(num_neurons), 64)
     bm = min(triton.next_power_of_2(num_problems), max(1, 128 // bn))
-    return max(1, TILE_ELEMENTS // (bm * bn)), bm, bn
+    return max(1, TILE_ELEMENTS.get(dtype, 2048) // (bm * bn)), bm, bn
 
 
 def triton_glm_terms(eta, counts, resp, link, delta=None, step=0.0, per_bin=False,
                      derivatives=False, curvature_dtype=None) -> GLMTerms:
     """Same contract as ``naive.glm_terms``."""
-    check_glm_terms_inputs(eta, counts, resp, link, delta)
+    check_glm_terms_inputs(eta, counts, resp, link, delta, step)
     eta, counts = eta.contiguous(), counts.contiguous()
     resp = None if resp is None else resp.contiguous()
     delta = None if delta is None else delta.contiguous()
     num_timesteps, num_problems, num_neurons = eta.shape
-    bt, bm, bn = _tiles(num_problems, num_neurons)
+    bt, bm, bn = _tiles(num_problems, num_neurons, eta.dtype)
     grid = (triton.cdiv(num_timesteps, bt), triton.cdiv(num_problems, bm),
             triton.cdiv(num_neurons, bn))
     device, dtype = eta.device, eta.dtype
@@ -108,11 +119,10 @@ def triton_glm_terms(eta, counts, resp, link, delta=None, step=0.0, per_bin=Fals
     if num_timesteps == 0:
         value = torch.zeros(num_problems, num_neurons, dtype=dtype, device=device)
         return GLMTerms(value, per_bin_part.sum(0) if per_bin else None, grad, curv)
-    floor = 1e-300 if dtype == torch.float64 else float(torch.finfo(dtype).tiny)
     _glm_terms_kernel[grid](eta, delta, counts, resp, value_part, per_bin_part, grad, curv,
                             float(step), num_timesteps, num_problems, num_neurons,
                             LINKS.index(link), delta is not None, resp is not None, per_bin,
-                            derivatives, floor,
+                            derivatives, series_below(dtype),
                             bt, bm, bn)
     return GLMTerms(value=value_part.sum(0), per_bin=per_bin_part.sum(0) if per_bin else None,
                     weighted_gradient=grad, weighted_curvature=curv)

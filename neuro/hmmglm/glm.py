@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels.glm_terms.naive import MAX_ETA, elementwise
+from kernels.glm_terms.naive import MAX_ETA, elementwise, softplus_terms
 
 DISTRIBUTIONS = ("poisson", "bernoulli")
 
@@ -83,25 +83,21 @@ def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivative
     def put_at_spikes(dense, values):  # one scatter; values replace the entries at the spikes
         dense.view(num_timesteps, -1, num_neurons)[t_idx, :, n_idx] = values
 
+    # the terms at the spikes (f, log f, f'/f, ... accurate for any eta: softplus_terms)
+    spike_terms = softplus_terms(at_spikes(eta), derivatives=derivatives)
+    rate_s, log_rate_s = spike_terms[:2]
     loglik = None
     if need_loglik or not derivatives:
-        rate = F.softplus(eta)
-        rate_at_spikes = at_spikes(rate)
-        loglik = rate.neg_()  # -f everywhere (rate is not needed past this point) ...
-        rate_at_spikes_floor = rate_at_spikes.clamp_min(1e-300)
-        put_at_spikes(loglik, rate_at_spikes.neg() + y * torch.log(rate_at_spikes_floor))
-        if not derivatives:  # ... and -f + y log f at the spikes
+        loglik = F.softplus(eta).neg_()  # -f everywhere ...
+        put_at_spikes(loglik, rate_s.neg() + y * log_rate_s)  # ... -f + y log f at the spikes
+        if not derivatives:
             return loglik
-    else:  # the derivatives need f only at the spikes
-        rate_at_spikes_floor = F.softplus(at_spikes(eta)).clamp_min_(1e-300)
+    slope_s, ratio_s, excess_s = spike_terms[2:]
     slope = torch.sigmoid(eta)
     grad = slope.neg()
     curvature = torch.addcmul(slope, slope, slope, value=-1.0)  # f'' = s (1 - s)
-    slope_s = at_spikes(slope)
-    ratio = slope_s / rate_at_spikes_floor  # f'/f
-    put_at_spikes(grad, slope_s.neg() + y * ratio)
-    bend_s = slope_s * (1.0 - slope_s)
-    put_at_spikes(curvature, (bend_s + y * ratio * (ratio + slope_s - 1.0)).clamp_min(0.0))
+    put_at_spikes(grad, slope_s.neg() + y * ratio_s)
+    put_at_spikes(curvature, (slope_s * (1.0 - slope_s) + y * excess_s).clamp_min(0.0))
     return loglik, grad, curvature
 
 

@@ -14,9 +14,9 @@ weights (T, P) with the packed outer products phi_t phi_t^T (T, D(D+1)/2), preco
 once per fit; the Newton system is solved in fp64 by a batched Cholesky. Each problem
 then backtracks on its own step size (Armijo, c = 1e-4, with a relative tolerance of
 1e-12 of |F| for rounding) and keeps its old value when no step size increases F, so
-every call is an ascent step for every problem (a generalized-EM M-step). The search
-also stops once every undecided problem's first-order gain ``slope`` at the current
-step is within that rounding tolerance: halving further cannot yield a gain the objective
+every call is an ascent step for every problem (a generalized-EM M-step). Without bounds
+the search also stops once every undecided problem's first-order gain ``slope`` at the
+current step is within that rounding tolerance: halving further cannot yield a gain the objective
 can resolve. The tolerance is ``max(1e-12, 16 eps)`` of |F| for the dtype's machine eps:
 in float64 that is 1e-12 as before; in float32 (eps 1.2e-7) rounding alone used to make
 every step size fail near the optimum, so all 16 halvings ran on every EM iteration.
@@ -209,7 +209,9 @@ def newton_step(
         slope = (grad * (trial - theta)).sum(-1)
         ok = (f_trial >= f_old + ARMIJO_C * slope - tolerance) & torch.isfinite(f_trial) & ~accepted
         accepted = accepted | ok
-        settled = accepted | (slope <= tolerance)  # no resolvable gain left at smaller steps
+        # no resolvable gain left at smaller steps (unbounded: the first-order gain shrinks
+        # with the step; a projected step can gain more when shorter, so it tries them all)
+        settled = accepted if bounded else accepted | (slope <= tolerance)
         # one host sync per step size: does any / every problem accept, is every one done
         any_ok, all_ok, all_done = torch.stack([ok.any(), ok.all(), settled.all()]).tolist()
         if any_ok:

@@ -73,6 +73,54 @@ def test_triton_matches_reference_float64(link, shape, with_delta, monkeypatch):
         assert relative_rms_error(a, b) <= tol, (name, relative_rms_error(a, b))
 
 
+def _softplus_oracle(x: float, y: float) -> tuple[float, float, float]:
+    """(l, l', -l'') of the softplus Poisson link at x, in 60-digit arithmetic."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        e = mpmath.exp(x)
+        f = mpmath.log1p(e)
+        s = e / (1 + e)
+        ratio = s / f
+        return (float(y * mpmath.log(f) - f), float(y * ratio - s),
+                float(s * (1 - s) + y * ratio * (ratio + s - 1)))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 2e-12), (torch.float32, 2e-5)])
+def test_softplus_terms_far_below_zero_match_high_precision(dtype, tol, monkeypatch):
+    # Spikes where the predicted rate is tiny: f underflows (float32 below x = -88) and
+    # s / f + s - 1 cancels; the series branch must stay finite and accurate. Tolerance:
+    # where series and direct formulas meet, e^4 and eps / e (series_below): ~1e-12 in
+    # float64, ~7e-6 in float32, on the curvature; l and l' are good to a few ulps.
+    monkeypatch.setenv("NEUROBRIDGE_KERNELS", "triton")
+    xs = [-120.0, -95.0, -60.0, -30.0, -12.0, -7.5, -6.5, -4.5, -3.5, -1.0, 0.5, 4.0]
+    eta = torch.tensor(xs, dtype=torch.float64).view(-1, 1, 1)
+    counts = torch.full((len(xs), 1), 2.0, dtype=torch.float64)
+    resp = torch.ones(len(xs), 1, dtype=torch.float64)
+    oracle = torch.tensor([_softplus_oracle(x, 2.0) for x in xs], dtype=torch.float64)
+    args = [t.to(dtype).to(DEVICE) for t in (eta, counts, resp)]
+    for op in (glm_terms, naive_glm_terms):
+        terms = op(*args, "softplus", per_bin=True, derivatives=True)
+        got = torch.stack([terms.per_bin.view(-1), terms.weighted_gradient.view(-1),
+                           terms.weighted_curvature.view(-1)], 1).cpu().double()
+        assert torch.isfinite(got).all(), op.__name__
+        scale = oracle.abs().clamp_min(1e-30)
+        assert float(((got - oracle).abs() / scale).max()) <= tol, (op.__name__, got - oracle)
+
+
+def test_nan_predictors_stay_nan_and_steps_must_be_powers_of_two(monkeypatch):
+    monkeypatch.setenv("NEUROBRIDGE_KERNELS", "triton")
+    eta, counts, resp, delta = _inputs(9, 2, 3, "softplus", torch.float64, seed=6, with_delta=True)
+    eta[4, 1, 2] = float("nan")
+    for op in (glm_terms, naive_glm_terms):
+        for link in ("exp", "softplus", "logistic"):
+            value = op(eta, counts, resp, link).value
+            assert torch.isnan(value[1, 2]) and torch.isfinite(value[0]).all(), (op, link)
+        with pytest.raises(ValueError, match="step must be 0 or a power of two"):
+            op(eta, counts, resp, "softplus", delta, step=0.3)
+        op(eta, counts, resp, "softplus", delta, step=2.0**-15)  # a line-search step size
+
+
 def test_without_resp_the_weights_are_one(monkeypatch):
     monkeypatch.setenv("NEUROBRIDGE_KERNELS", "triton")
     eta, counts, resp, _ = _inputs(33, 5, 9, "softplus", torch.float64, seed=4)
@@ -110,8 +158,10 @@ def test_bad_inputs_name_the_argument(bad, message):
         naive_glm_terms(**args)
 
 
-@pytest.mark.parametrize("prior", ["none", "gaussian", "onehot"])
-def test_hmmglm_em_on_the_fused_path_equals_the_torch_path(prior, monkeypatch):
+@pytest.mark.parametrize("prior, shared_bias, link", [
+    ("none", False, "softplus"), ("gaussian", False, "softplus"), ("onehot", False, "softplus"),
+    ("none", True, "softplus"), ("none", False, "exp")])
+def test_hmmglm_em_on_the_fused_path_equals_the_torch_path(prior, shared_bias, link, monkeypatch):
     # EM with the glm_terms kernel (here through the interpreter; on CUDA by default)
     # against the torch path of the CPU, float64, same initialization: the same EM up to
     # float rounding (~1e-15 per sum), which iterations do not amplify beyond 1e-9.
@@ -123,12 +173,12 @@ def test_hmmglm_em_on_the_fused_path_equals_the_torch_path(prior, monkeypatch):
     from tests.neuro.hmmglm.test_fit import small_problem
 
     monkeypatch.setattr(neuro.hmmglm.inference, "use_triton", lambda *tensors: False)
-    _truth, spikes, _, basis = small_problem(seed=3, steps=300)
+    _truth, spikes, _, basis = small_problem(seed=3, steps=300, link=link)
     histories, thetas = {}, {}
     for mode in ("naive", "triton"):
         monkeypatch.setenv("NEUROBRIDGE_KERNELS", mode)
         model = HMMGLM(2, 4, basis=basis[:1] if prior == "onehot" else basis, prior=prior,
-                       device=DEVICE)
+                       shared_bias=shared_bias, link=link, device=DEVICE)
         history = model.fit(spikes, num_iters=4, tolerance=0.0, num_restarts=2, seed=5,
                             warmup_iters=2)
         histories[mode] = np.asarray(history["objective_all_restarts"])

@@ -86,7 +86,8 @@ def test_float32_fit_reaches_the_float64_optimum_without_exhausting_line_searche
     assert abs(best32 - best64) <= 16 * torch.finfo(torch.float32).eps * abs(best64)
     _, iterations, line_search_trials = results[torch.float32]
     # without the rounding stop, every iteration at the optimum tried all 16 step sizes
-    assert line_search_trials <= 3 * max(iterations, 1), results
+    # (the count is of the torch path's objective: it must have run at all)
+    assert 0 < line_search_trials <= 3 * max(iterations, 1), results
 
 
 def test_bernoulli_em_monotone():
