@@ -12,14 +12,14 @@ bounds (the one-hot prior's sign constraints and structural zeros):
 The D x D Hessians of all problems come from ONE fp32 matrix product of the curvature
 weights (T, P) with the packed outer products phi_t phi_t^T (T, D(D+1)/2), precomputed
 once per fit; the Newton system is solved in fp64 by a batched Cholesky. Each problem
-then backtracks on its own step size (Armijo, c = 1e-4, with a relative tolerance of
-1e-12 of |F| for rounding) and keeps its old value when no step size increases F, so
-every call is an ascent step for every problem (a generalized-EM M-step). Without bounds
-the search also stops once every undecided problem's first-order gain ``slope`` at the
-current step is within that rounding tolerance: halving further cannot yield a gain the objective
-can resolve. The tolerance is ``max(1e-12, 16 eps)`` of |F| for the dtype's machine eps:
-in float64 that is 1e-12 as before; in float32 (eps 1.2e-7) rounding alone used to make
-every step size fail near the optimum, so all 16 halvings ran on every EM iteration.
+then backtracks on its own step size (Armijo, c = 1e-4, with a rounding tolerance of
+max(1e-12, 16 eps) |F| for the dtype's machine eps) and keeps its old value when no step
+size increases F, so every call is an ascent step for every problem (a generalized-EM
+M-step). Without bounds the search also stops once every undecided problem's first-order
+gain at the current step is within that tolerance: halving further cannot yield a gain
+the objective can resolve. (In float64 the tolerance is 1e-12 |F|; with 1e-12 in float32,
+eps 1.2e-7, rounding alone made every step size fail near the optimum, so all 16 halvings
+ran on every EM iteration and EM stopped short.)
 """
 
 from __future__ import annotations
