@@ -91,7 +91,8 @@ def forward_backward(
     # backward: beta_t^T = beta_{t+1}^T M_{t+1}^T, a forward scan over reversed time
     reversed_mats = mats.flip(1).transpose(-1, -2)
     log_beta_end = log_lik.new_zeros(batch, k)
-    if mats.device.type == "cpu" and not use_triton(mats):
+    triton_scan = use_triton(mats)
+    if mats.device.type == "cpu" and not triton_scan:
         alpha_vec, alpha_log = scaled_vecmat_scan(log_alpha0, mats, chunk=chunk)
         beta_vec, _ = scaled_vecmat_scan(log_beta_end, reversed_mats, chunk=chunk)
     else:
@@ -99,7 +100,7 @@ def forward_backward(
         # GPU at small batches (same numbers; on the CPU the copy makes batch 64 ~1.5x
         # slower). With Triton (CUDA): the three-launch scan of kernels.hmm_scan.
         initial, all_mats = torch.cat([log_alpha0, log_beta_end]), torch.cat([mats, reversed_mats])
-        if use_triton(all_mats):
+        if triton_scan:
             both_vec, both_log = kernel_scaled_vecmat_scan(initial, all_mats)
         else:
             both_vec, both_log = scaled_vecmat_scan(initial, all_mats, chunk=chunk)
