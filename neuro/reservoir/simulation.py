@@ -33,9 +33,10 @@ from neuro.reservoir.step import (
     input_projection,
 )
 
-__all__ = ["RECORD_KINDS", "SimulationResult", "SpikeRecord", "simulate"]
+__all__ = ["ENGINES", "RECORD_KINDS", "SimulationResult", "SpikeRecord", "simulate"]
 
 RECORD_KINDS = ("indices", "dense", "none")
+ENGINES = ("eager", "compiled")
 
 
 class SpikeRecord(NamedTuple):
@@ -75,6 +76,7 @@ def simulate(
     record: str = "indices",
     record_trace: bool = False,
     block_steps: int | None = None,
+    engine: str = "eager",
 ) -> SimulationResult:
     """Run B reservoirs for T steps.
 
@@ -82,10 +84,18 @@ def simulate(
     noise: [B, T, N] noise current (replaces the drawn noise), or None to draw it with
     std noise_std / sqrt(dt_ms) from ``seed`` (int | numpy/torch Generator; required when
     any noise_std > 0). record: "indices" | "dense" | "none".
+    engine: "eager" (torch ops, the reference; the Brian2 bit-identity holds for it) or
+    "compiled" (the whole loop in C, ``kernels.izhikevich.compiled``; CPU, no refractory
+    clamp, no ``record_trace``; needs a C compiler, built once per machine). Given the
+    same ``noise=``, both engines give bit-identical results; with drawn noise the compiled
+    engine uses its own N(0, 1) generator (a ziggurat, seeded from ``seed``): the same
+    statistics, a different raster.
     """
     dt_ms = check_dt(dt_ms)
     if record not in RECORD_KINDS:
         raise ValueError(f"record={record!r}; allowed: {', '.join(RECORD_KINDS)}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}; allowed: {', '.join(map(repr, ENGINES))}")
     if block_steps is None:  # ~4M drive values per block (16 MB in float32), at most 100 steps
         block_steps = max(1, min(100, 4_000_000 // (params.batch_size * params.num_neurons)))
     block_steps = check_count("block_steps", block_steps, minimum=1)
@@ -109,6 +119,11 @@ def simulate(
     noisy = noise is None and params.has_noise
     if noisy and seed is None:
         raise ValueError("noise_std > 0 needs seed= (int or Generator) or an explicit noise= array")
+    if engine == "compiled":
+        from neuro.reservoir.simulation_compiled import simulate_compiled
+
+        return simulate_compiled(params, state, inputs, dt_ms, num_steps, noise, seed if noisy else None,
+                                 record, record_trace, block_steps)
     generator = torch_generator(seed, params.device) if noisy else None
 
     buffer = _state_buffer(state, params)
@@ -148,20 +163,36 @@ def simulate(
     counts = torch.tensor([len(c) for c in spike_chunks], dtype=torch.long, device=params.device)
     flat = (torch.cat(spike_chunks).view(-1) if spike_chunks
             else torch.zeros(0, dtype=torch.long, device=params.device))
+    refractory = stepper.refractory
+    if refractory is not None and refractory.is_inference():  # made in the loop: an ordinary copy
+        refractory = refractory.clone()
+    return assemble_result(params, state, buffer, flat, counts, dt_ms, record, refractory,
+                           None if not record_trace else (trace, traces))
+
+
+def assemble_result(params: ReservoirParams, state: ReservoirState, buffer: Tensor, flat: Tensor,
+                    counts: Tensor, dt_ms: float, record: str, refractory: Tensor | None,
+                    recorded_traces: tuple[Tensor, Tensor] | None = None) -> SimulationResult:
+    """The ``SimulationResult`` of a run from its final buffer [B, 3N+1], the flat spike
+    indices b * N + j of all steps (step-major, ascending within a step) and the spike
+    counts per step [T]; the final trace is formed from the spikes unless
+    ``recorded_traces`` = (final trace, per-step traces) were recorded in the loop."""
+    b, n, num_steps = params.batch_size, params.num_neurons, counts.numel()
+    trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
     step_index = torch.repeat_interleave(torch.arange(num_steps, device=params.device), counts)
     batch_index, neuron = flat // n, flat % n
-    if not record_trace:
+    if recorded_traces is None:
         weights = torch.pow(torch.tensor(trace_decay, dtype=torch.float64), (num_steps - 1 - step_index).double())
-        trace = trace * trace_decay**num_steps
+        trace = state.trace * trace_decay**num_steps
         trace.view(-1).index_add_(0, flat, weights.to(params.device, params.dtype))
+        traces = None
+    else:
+        trace, traces = recorded_traces
     spikes = SpikeRecord(step_index, batch_index, neuron)
     if record == "dense":
         spikes = spikes.to_dense(b, num_steps, n)
     elif record == "none":
         spikes = None
-    refractory = stepper.refractory
-    if refractory is not None and refractory.is_inference():  # made in the loop: an ordinary copy
-        refractory = refractory.clone()
     final = ReservoirState(
         IzhikevichState(buffer[:, :n], buffer[:, n : 2 * n], refractory),
         buffer[:, 2 * n : 3 * n], trace, state.step + num_steps,
