@@ -46,6 +46,9 @@ __all__ = ["CompilerNotFoundError", "CompiledRun", "cache_directory", "find_comp
 BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing", "-std=c99")
 ARCH_FLAGS = ("-march=native",)
 LANES = 4  # the C source's LANES: noise is drawn in groups of this many
+# the spike buffer holds at least this many indices (a call returns early when fewer than
+# B * N slots are left, and the loop calls again: any capacity >= B * N is correct)
+MIN_SPIKE_CAPACITY = 1 << 20
 
 
 class CompilerNotFoundError(RuntimeError):
@@ -199,7 +202,7 @@ class CompiledRun:
             raise ValueError(f"weights has shape {list(weights.shape)}; expected [{batch * n}, {targets.shape[1]}]")
         self.targets, self.weights = targets.contiguous(), weights.to(self.dtype).contiguous()
         self.shared, self.width = bool(shared), targets.shape[1]
-        capacity = max(4 * batch * n, 1 << 20) if spike_capacity is None else max(spike_capacity, batch * n)
+        capacity = max(4 * batch * n, MIN_SPIKE_CAPACITY) if spike_capacity is None else max(spike_capacity, batch * n)
         self.spike_buffer = torch.empty(capacity, dtype=torch.int64)
         self.scratch = torch.empty(n, dtype=self.dtype)
         self.normal = torch.empty(_padded(n), dtype=torch.float64)
