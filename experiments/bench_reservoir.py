@@ -33,9 +33,13 @@ Per-step and whole-run times are wall clock, so a loaded machine inflates them;
 """
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import torch
@@ -80,7 +84,7 @@ def _events(params, result) -> int:
 
 
 def _ours(config: Config, num_neurons: int, batch_size: int, seed: int, device: str,
-          shared_wiring: bool = False) -> dict:
+          shared_wiring: bool = False, engine: str = "eager") -> dict:
     steps = round(config.duration_ms / config.dt_ms)
     t0 = time.perf_counter()
     params, state = _network(config, num_neurons, batch_size, seed, device, shared_wiring)
@@ -89,7 +93,7 @@ def _ours(config: Config, num_neurons: int, batch_size: int, seed: int, device: 
     loops, cpu_loops = [], []
     for repeat in range(config.repeats):
         t0, c0 = time.perf_counter(), time.process_time()
-        result = simulate(params, state, None, config.dt_ms, num_steps=steps, seed=seed + repeat)
+        result = simulate(params, state, None, config.dt_ms, num_steps=steps, seed=seed + repeat, engine=engine)
         synchronize(device)
         loops.append(time.perf_counter() - t0)
         cpu_loops.append(time.process_time() - c0)
@@ -232,7 +236,8 @@ def _measure(config, out, rows, metrics, reruns, brian2_available, scratch, seed
                              f"{scratch}/standalone_batch")
         reruns.update(_brian2_sweeps(config, session, seed))
         session.close()
-    _batched(config, out, rows, metrics, reruns)
+    eager = _batched(config, out, rows, metrics, reruns)
+    _batched_compiled(config, out, metrics, reruns, scratch, eager)
 
 
 def _brian2_sweeps(config, session, seed) -> dict:
@@ -241,10 +246,12 @@ def _brian2_sweeps(config, session, seed) -> dict:
             for b in config.batch_sizes}
 
 
-def _batched(config, out, rows, metrics, reruns) -> None:
+def _batched(config, out, rows, metrics, reruns) -> dict:
     """B networks in one torch call, with B independent wirings and with one shared wiring
-    and per-network weights (Brian2's re-runs keep one compiled wiring and change weights)."""
+    and per-network weights (Brian2's re-runs keep one compiled wiring and change weights).
+    Returns our rows by (B, shared)."""
     n, seed = config.batch_num_neurons, out.seed
+    measured = {}
     for b in out.progress(config.batch_sizes, desc="batch"):
         if b in reruns:
             metrics[f"batch{b}_standalone_reruns_s"] = reruns[b]
@@ -255,6 +262,7 @@ def _batched(config, out, rows, metrics, reruns) -> None:
                          "whole_speedup": float("nan")})
         for shared, label, key in ((False, "independent wirings", "ours"), (True, "shared wiring", "ours_shared")):
             ours = _ours(config, n, b, seed, out.device, shared_wiring=shared)
+            measured[b, shared] = ours
             total = ours["setup_s"] + ours["loop_s"]
             row = {**ours, "backend": f"torch (ours), batched, {label}", "whole_s": total,
                    "loop_ratio": float("nan"), "whole_speedup": float("nan")}
@@ -265,6 +273,88 @@ def _batched(config, out, rows, metrics, reruns) -> None:
             rows.append(row)
             out.log(f"batch {b} x N={n}, {label}: ours {total:.3f} s (setup {ours['setup_s']:.3f} s)"
                     + (f", brian2 standalone re-runs {reruns[b]:.3f} s" if b in reruns else ""))
+    return measured
+
+
+def _compile_times(directory: str) -> tuple[float, float]:
+    """(cold, warm) seconds to get the compiled engine's library: a build in the empty cache
+    ``directory``, then a load of that cached build by a fresh Python process (the time of
+    ``load_library`` there, after its imports)."""
+    from kernels.izhikevich import compiled
+
+    t0 = time.perf_counter()
+    compiled.load_library()
+    cold = time.perf_counter() - t0
+    code = ("import time; import kernels.izhikevich.compiled as c; t = time.perf_counter(); "
+            "c.load_library(); print(time.perf_counter() - t)")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root,
+                          check=True)
+    return cold, float(done.stdout.strip().splitlines()[-1])
+
+
+def _batched_compiled(config, out, metrics, reruns, scratch, eager: dict) -> None:
+    """The batched sweep on both engines (``simulate(engine=...)``), with the compiled
+    engine's one-off build time reported on its own and added in ``total_with_compile_s``
+    (Brian2's re-runs exclude its compilation: "compiled once"). Own table
+    ``batched_engines``; the compiled engine needs a C compiler, else it is reported as
+    unavailable. ``eager``: the eager rows measured by ``_batched``, by (B, shared)."""
+    from kernels.izhikevich.compiled import CompilerNotFoundError
+
+    n, seed, steps = config.batch_num_neurons, out.seed, round(config.duration_ms / config.dt_ms)
+    previous = os.environ.get("NEUROBRIDGE_CACHE_DIR")
+    os.environ["NEUROBRIDGE_CACHE_DIR"] = f"{scratch}/compiled_engine_cache"  # a cold, private cache
+    try:
+        try:
+            cold, warm = _compile_times(os.environ["NEUROBRIDGE_CACHE_DIR"])
+        except CompilerNotFoundError as error:
+            out.log(f"compiled engine unavailable ({error}); batched sweep on the eager engine only")
+            return
+        metrics["compiled_engine_build_s"], metrics["compiled_engine_cached_load_s"] = cold, warm
+        out.log(f"compiled engine: build {cold:.2f} s (cold cache), load {warm * 1e3:.1f} ms (cached, new process)")
+        table = []
+        for b in config.batch_sizes:
+            for shared, label, key in ((False, "independent wirings", "ours"), (True, "shared wiring", "ours_shared")):
+                for engine in ("eager", "compiled"):
+                    ours = (eager[b, shared] if engine == "eager"
+                            else _ours(config, n, b, seed, out.device, shared_wiring=shared, engine=engine))
+                    compile_s = cold if engine == "compiled" else 0.0
+                    total = ours["setup_s"] + ours["loop_s"]
+                    row = {"engine": engine, "wiring": label, "num_neurons": n, "batch_size": b,
+                           "setup_s": ours["setup_s"], "compile_s": compile_s,
+                           "cached_load_s": warm if engine == "compiled" else 0.0, "loop_s": ours["loop_s"],
+                           "loop_cpu_s": ours["loop_cpu_s"], "per_step_us": ours["loop_s"] / steps * 1e6,
+                           "total_s": total, "total_with_compile_s": total + compile_s, "rate_hz": ours["rate_hz"],
+                           "standalone_reruns_s": reruns.get(b, float("nan")),
+                           "speedup_vs_reruns": reruns.get(b, float("nan")) / total,
+                           "speedup_vs_reruns_with_compile": reruns.get(b, float("nan")) / (total + compile_s)}
+                    table.append(row)
+                    prefix = f"batch{b}_{key}_{engine}"
+                    metrics[f"{prefix}_total_s"] = total
+                    metrics[f"{prefix}_per_step_us"] = row["per_step_us"]
+                    if engine == "compiled":
+                        metrics[f"{prefix}_total_with_compile_s"] = total + compile_s
+                    if b in reruns:
+                        metrics[f"{prefix}_speedup_vs_standalone"] = row["speedup_vs_reruns"]
+                        if engine == "compiled":
+                            metrics[f"{prefix}_speedup_vs_standalone_with_compile"] = (
+                                row["speedup_vs_reruns_with_compile"])
+                    out.log(f"batch {b} x N={n}, {label}, {engine}: {total:.3f} s (setup {ours['setup_s']:.3f} s, "
+                            f"loop {ours['loop_s']:.3f} s, {row['per_step_us']:.0f} us/step"
+                            + (f"; + build {cold:.2f} s" if engine == "compiled" else "") + ")"
+                            + (f", brian2 standalone re-runs {reruns[b]:.3f} s" if b in reruns else ""))
+        out.save_table("batched_engines", table, caption=(
+            f"Batched sweep, B networks of N={n}, {config.duration_ms:g} ms, {config.dtype}, {config.threads} "
+            "thread(s), eager torch ops vs the compiled C loop (simulate(engine=...)); total = setup + loop "
+            f"(median of {config.repeats}); compile = the compiled engine's one-off build in a cold cache "
+            "(cached_load: loading that build in a new process); speedups = Brian2 cpp_standalone re-runs "
+            "(compiled once, its compilation excluded) / ours"))
+    finally:
+        if previous is None:
+            os.environ.pop("NEUROBRIDGE_CACHE_DIR", None)
+        else:
+            os.environ["NEUROBRIDGE_CACHE_DIR"] = previous
 
 
 def _targets(config: Config, metrics: dict) -> None:
@@ -276,5 +366,11 @@ def _targets(config: Config, metrics: dict) -> None:
     if "batch32_ours_shared_speedup_vs_standalone" in metrics and config.batch_num_neurons == 1000:
         # judged like Brian2's protocol: one wiring, new weights per network
         metrics["target_batch32_3x_met"] = metrics["batch32_ours_shared_speedup_vs_standalone"] >= 3.0
+    if "batch32_ours_shared_compiled_speedup_vs_standalone" in metrics and config.batch_num_neurons == 1000:
+        # the compiled engine (opt-in): without and with its one-off build
+        speedup = metrics["batch32_ours_shared_compiled_speedup_vs_standalone"]
+        metrics["target_batch32_3x_met_compiled"] = speedup >= 3.0
+        metrics["target_batch32_3x_met_compiled_with_build"] = (
+            metrics["batch32_ours_shared_compiled_speedup_vs_standalone_with_compile"] >= 3.0)
     if "n1000_ours_per_step_us" in metrics:
         metrics["target_step_1k_40us_met"] = metrics["n1000_ours_per_step_us"] < 40.0

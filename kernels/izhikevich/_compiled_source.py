@@ -168,7 +168,7 @@ void nb_fill_normal(uint64_t *rng, double *out, int64_t count) {
    spikes written, diverged step (-1: none), its network, neuron, and 1 if v (0 if u). */
 
 #define DEFINE_RUN(REAL, SUFFIX, UINT, EXP_MASK)                                                  \
-int64_t nb_run_##SUFFIX(                                                                          \
+int64_t nb_run(                                                                                    \
     int64_t num_steps, int64_t batch, int64_t n, int64_t width,                                   \
     REAL *state, const REAL *drive, int64_t drive_complete, const REAL *noise_scale,              \
     uint64_t *rng, double *normal, REAL *scratch,                                                 \
@@ -218,6 +218,13 @@ int64_t nb_run_##SUFFIX(                                                        
             const int64_t shift = shared_targets ? b * row : 0;                                   \
             for (int64_t k = first; k < written; k++) {                                           \
                 const int64_t g = spikes_out[k];                                                  \
+                if (k + 2 < written) {  /* the rows two spikes ahead (weights mostly miss L2) */  \
+                    const int64_t h = spikes_out[k + 2];                                          \
+                    const char *pw = (const char *)(weights + h * width);                         \
+                    const char *pt = (const char *)(targets + (shared_targets ? h - b * n : h) * width); \
+                    for (int64_t o = 0; o < width * (int64_t)sizeof(REAL); o += 64) __builtin_prefetch(pw + o); \
+                    for (int64_t o = 0; o < width * 8; o += 64) __builtin_prefetch(pt + o);       \
+                }                                                                                 \
                 const int64_t *tr = targets + (shared_targets ? g - b * n : g) * width;            \
                 const REAL *wr = weights + g * width;                                             \
                 for (int64_t col = 0; col < width; col++) {                                       \
@@ -253,6 +260,11 @@ int64_t nb_run_##SUFFIX(                                                        
     return 0;                                                                                     \
 }
 
+/* one real type per build (-DNB_F32 or -DNB_F64): half the compile time */
+#ifdef NB_F32
 DEFINE_RUN(float, f32, uint32_t, 0x7f800000u)
+#endif
+#ifdef NB_F64
 DEFINE_RUN(double, f64, uint64_t, 0x7ff0000000000000ull)
+#endif
 """

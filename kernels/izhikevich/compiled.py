@@ -43,7 +43,8 @@ from kernels.izhikevich._compiled_source import C_SOURCE
 __all__ = ["CompilerNotFoundError", "CompiledRun", "cache_directory", "find_compiler", "load_library",
            "rng_state", "run_steps_", "standard_normal"]
 
-BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing", "-std=c99")
+BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing", "-std=c99", "-Wno-psabi")
+VARIANTS = {torch.float32: "f32", torch.float64: "f64"}  # one library per real type
 ARCH_FLAGS = ("-march=native",)
 LANES = 4  # the C source's LANES: noise is drawn in groups of this many
 # the spike buffer holds at least this many indices (a call returns early when fewer than
@@ -83,11 +84,11 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def _compile(compiler: str, directory: Path) -> Path:
-    """Build (or find) the shared library in ``directory``; returns its path."""
+def _compile(compiler: str, directory: Path, variant: str) -> Path:
+    """Build (or find) the ``variant`` ("f32" or "f64") library in ``directory``; returns its path."""
     key = hashlib.sha256("\0".join((C_SOURCE, compiler, *BASE_FLAGS, *ARCH_FLAGS, platform.machine(),
                                     _cpu_name())).encode()).hexdigest()[:20]
-    library = directory / f"izhikevich_{key}.so"
+    library = directory / f"izhikevich_{variant}_{key}.so"
     if library.exists():
         return library
     directory.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def _compile(compiler: str, directory: Path) -> Path:
         output = Path(build) / library.name
         errors = []
         for arch in (ARCH_FLAGS, ()):  # -march=native is not accepted by every compiler
-            command = [compiler, *BASE_FLAGS, *arch, str(source), "-o", str(output), "-lm"]
+            command = [compiler, *BASE_FLAGS, *arch, f"-DNB_{variant.upper()}", str(source), "-o", str(output), "-lm"]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode == 0:
                 os.replace(output, library)  # atomic: concurrent builders agree
@@ -107,27 +108,30 @@ def _compile(compiler: str, directory: Path) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _load(path: str) -> ctypes.CDLL:
+def _load(path: str, variant: str) -> ctypes.CDLL:
     library = ctypes.CDLL(path)
     pointer, i64, u64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
     library.nb_ziggurat_init.restype = ctypes.c_double
     library.nb_rng_words.restype = i64
     library.nb_rng_seed.argtypes = [u64, pointer]
     library.nb_fill_normal.argtypes = [pointer, pointer, i64]
-    for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-        function = getattr(library, f"nb_run_{suffix}")
-        function.restype = i64
-        function.argtypes = [i64, i64, i64, i64, pointer, pointer, i64, pointer, pointer, pointer, pointer,
-                             real, real, real, pointer, pointer, pointer, real, i64, real,
-                             pointer, i64, pointer, pointer, i64, pointer, i64, pointer]
+    real = ctypes.c_float if variant == "f32" else ctypes.c_double
+    function = library.nb_run
+    function.restype = i64
+    function.argtypes = [i64, i64, i64, i64, pointer, pointer, i64, pointer, pointer, pointer, pointer,
+                         real, real, real, pointer, pointer, pointer, real, i64, real,
+                         pointer, i64, pointer, pointer, i64, pointer, i64, pointer]
     closure = library.nb_ziggurat_init()
     if abs(closure - 1.0) > 1e-9:
         raise RuntimeError(f"ziggurat tables do not close (f(X[255]) + V/X[255] = {closure!r}, expected 1)")
     return library
 
 
-def load_library() -> ctypes.CDLL:
-    """The compiled engine's library: built on first use per machine, then loaded from the cache."""
+def load_library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
+    """The compiled engine's library for ``dtype`` (float32 or float64; the generator is the
+    same in both): built on first use per machine, then loaded from the cache."""
+    if dtype not in VARIANTS:
+        raise ValueError(f"dtype={dtype}; the compiled engine supports torch.float32 and torch.float64")
     directory = cache_directory()
     compiler = find_compiler()
     if compiler is None:
@@ -135,7 +139,8 @@ def load_library() -> ctypes.CDLL:
             "engine='compiled' needs a C compiler to build its loop (looked for "
             + (f"$CC={os.environ['CC']!r}" if os.environ.get("CC") else "'gcc' and 'cc'")
             + " on PATH, found none); install gcc or use engine='eager'")
-    return _load(str(_compile(compiler, directory)))
+    variant = VARIANTS[dtype]
+    return _load(str(_compile(compiler, directory, variant)), variant)
 
 
 def rng_state(seed: int) -> Tensor:
@@ -187,8 +192,8 @@ class CompiledRun:
         n = (slots - 1) // 3
         if not state.is_contiguous() or slots != 3 * n + 1:
             raise ValueError(f"state has shape {list(state.shape)}; expected a contiguous [B, 3N+1] buffer")
-        self.library = load_library()
-        self.function = getattr(self.library, "nb_run_f32" if state.dtype == torch.float32 else "nb_run_f64")
+        self.library = load_library(state.dtype)
+        self.function = self.library.nb_run
         self.state, self.batch, self.n, self.dtype = state, batch, n, state.dtype
         per_neuron = lambda x: x.to(self.dtype).expand(batch, n).contiguous()
         self.u_decay, self.u_v_gain, self.v_reset = (per_neuron(x) for x in (u_decay, u_v_gain, v_reset))
