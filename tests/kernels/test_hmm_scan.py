@@ -50,6 +50,23 @@ def test_triton_scan_matches_reference_float64(batch, steps, k, monkeypatch):
                                rtol=1e-11, atol=1e-10)
 
 
+@pytest.mark.parametrize("chunk", [1, 4, 7])
+def test_triton_scan_with_many_chunks_and_lane_blocks(chunk):
+    # 40 sequences x up to 29 chunks x 3 rows: vector walks from several sequences and chunks
+    # share a program, the last chunk is partial, and the prefix kernel takes 3 lane blocks
+    from kernels.hmm_scan.triton import triton_scaled_vecmat_scan
+
+    log_initial, mats = _inputs(40, 29, 3, seed=chunk)
+    vectors, log_scale = triton_scaled_vecmat_scan(log_initial, mats, chunk=chunk)
+    ref_vectors, ref_scale = naive_scaled_vecmat_scan(log_initial.cpu(), mats.cpu())
+    alive = ref_vectors.amax(-1) > 0
+    # float64 over 29 rescaled steps, ~1e-15 each
+    torch.testing.assert_close(vectors.cpu(), ref_vectors, rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(log_scale.cpu()[alive], ref_scale[alive], rtol=1e-11, atol=1e-11)
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        triton_scaled_vecmat_scan(log_initial, mats, chunk=0)
+
+
 def test_triton_scan_float32_and_empty(monkeypatch):
     monkeypatch.setenv("NEUROBRIDGE_KERNELS", "triton")
     log_initial, mats = _inputs(2, 45, 3, seed=9, dtype=torch.float32)
