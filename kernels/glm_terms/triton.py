@@ -7,8 +7,8 @@ more passes. Here one program takes a (BT, BM, BN) tile of x = eta + step * delt
 the counts and posterior weights it needs, and writes only what EM uses: the per-tile
 partial sums over time of r * l (summed over tiles afterwards, in a fixed order, so the
 result is deterministic), the per-bin sums over neurons of l, and, for a Newton step,
-r * l' and r * (-l''). softplus follows torch's (x above 20, else log1p(exp(x)), with
-log1p exact to ~1 ulp through log(u) * e / (u - 1), u = 1 + e; Goldberg 1991), and the
+r * l' and r * (-l''). softplus is max(x, 0) + log1p(exp(-|x|)) (x itself above 20, as torch), with
+log1p exact to ~1 ulp through log(u) * z / (u - 1), u = 1 + z (Goldberg 1991), and the
 series of ``naive.softplus_terms`` far below 0. NaN predictors stay NaN (min/max
 propagate them). ``step`` travels as a float32 scalar: it must be 0 or a power of two
 (checked), as the line search's step sizes are, so it is exact in any float dtype.
@@ -29,11 +29,17 @@ TILE_ELEMENTS = {torch.float64: 1024}
 
 
 @triton.jit
-def _softplus(x):
-    e = tl.exp(tl.minimum(x, 20.0, propagate_nan=tl.PropagateNan.ALL))
-    u = 1.0 + e
-    log1p = tl.where(u == 1.0, e, tl.log(u) * e / tl.where(u == 1.0, 1.0, u - 1.0))
-    return tl.where(x > 20.0, x, log1p)
+def _softplus_and_sigmoid(x):
+    """(softplus(x), sigmoid(x), z = exp(-|x|)) from ONE exponential (fp64 exp, log and
+    division are instruction sequences, not hardware units, and bound this kernel):
+    softplus = max(x, 0) + log1p(z) (x itself above 20, as torch), sigmoid = 1 / (1 + z)
+    for x >= 0, else z / (1 + z); z = exp(x) for x < 0 (the series below 0 use it)."""
+    z = tl.exp(-tl.abs(x))
+    u = 1.0 + z
+    log1p = tl.where(u == 1.0, z, tl.log(u) * z / tl.where(u == 1.0, 1.0, u - 1.0))
+    softplus = tl.where(x > 20.0, x, tl.maximum(x, 0.0) + log1p)
+    inverse = 1.0 / u
+    return softplus, tl.where(x >= 0.0, inverse, z * inverse), z
 
 
 @triton.jit
@@ -65,9 +71,7 @@ def _glm_terms_kernel(eta, delta, counts, resp, value_part, per_bin_part, grad_o
         grad = y - f
         curv = f
     elif LINK == 1:  # Poisson, softplus; series in e = exp(x) below SERIES_BELOW (naive.py)
-        f = _softplus(x)
-        s = 1.0 / (1.0 + tl.exp(-x))
-        e = tl.exp(tl.minimum(x, SERIES_BELOW, propagate_nan=tl.PropagateNan.ALL))
+        f, s, e = _softplus_and_sigmoid(x)  # e = exp(x) wherever the series use it
         small = x < SERIES_BELOW
         log_f = tl.where(small, x + e * (-1 / 2 + e * (5 / 24 + e * (-1 / 8 + e * 251 / 2880))),
                          tl.log(f))
@@ -79,8 +83,8 @@ def _glm_terms_kernel(eta, delta, counts, resp, value_part, per_bin_part, grad_o
         grad = y * ratio - s
         curv = tl.maximum(s - s * s + y * excess, 0.0, propagate_nan=tl.PropagateNan.ALL)
     else:  # Bernoulli, logistic
-        s = 1.0 / (1.0 + tl.exp(-x))
-        loglik = y * x - _softplus(x)
+        f, s, _ = _softplus_and_sigmoid(x)
+        loglik = y * x - f
         grad = y - s
         curv = s - s * s
     loglik = tl.where(mask, loglik, 0.0)

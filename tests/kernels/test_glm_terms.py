@@ -93,7 +93,7 @@ def test_softplus_terms_far_below_zero_match_high_precision(dtype, tol, monkeypa
     # where series and direct formulas meet, e^4 and eps / e (series_below): ~1e-12 in
     # float64, ~7e-6 in float32, on the curvature; l and l' are good to a few ulps.
     monkeypatch.setenv("NEUROBRIDGE_KERNELS", "triton")
-    xs = [-120.0, -95.0, -60.0, -30.0, -12.0, -7.5, -6.5, -4.5, -3.5, -1.0, 0.5, 4.0]
+    xs = [-120.0, -95.0, -60.0, -30.0, -12.0, -7.5, -6.5, -4.5, -3.5, -1.0, 0.5, 4.0, 15.0, 25.0]
     eta = torch.tensor(xs, dtype=torch.float64).view(-1, 1, 1)
     counts = torch.full((len(xs), 1), 2.0, dtype=torch.float64)
     resp = torch.ones(len(xs), 1, dtype=torch.float64)
