@@ -120,7 +120,7 @@ static double finish_normal(uint64_t *s, int layer, double x, uint64_t sign_bit)
 }
 
 /* count N(0, 1) draws into out (count rounded up to a multiple of LANES: out must hold it) */
-void nb_fill_normal(uint64_t *rng, double *out, int64_t count) {
+static void fill_normal(uint64_t *rng, double *out, int64_t count) {
     u64v s0, s1, s2, s3;
     uint64_t *lanes = rng + 4;
     memcpy(&s0, lanes, sizeof s0);
@@ -163,6 +163,8 @@ void nb_fill_normal(uint64_t *rng, double *out, int64_t count) {
     memcpy(lanes + 3 * LANES, &s3, sizeof s3);
 }
 
+void nb_fill_normal(uint64_t *rng, double *out, int64_t count) { fill_normal(rng, out, count); }
+
 /* ---- the network loop, one definition per real type ----
    state [B, 3N+1] = [v | u | I_syn | sink] per network; status[0..5] out: steps done,
    spikes written, diverged step (-1: none), its network, neuron, and 1 if v (0 if u). */
@@ -191,7 +193,7 @@ int64_t nb_run(                                                                 
             REAL *d = scratch;                                                                    \
             if (noise_scale) {                                                            \
                 const REAL *scale = noise_scale + b * n;                                          \
-                nb_fill_normal(rng, normal, n);                                                   \
+                fill_normal(rng, normal, n);                                                             \
                 for (int64_t j = 0; j < n; j++) d[j] = (REAL)normal[j] * scale[j];                \
                 if (base) for (int64_t j = 0; j < n; j++) d[j] = d[j] + base[j];                  \
                 for (int64_t j = 0; j < n; j++) d[j] = d[j] + (REAL)140.0;                        \

@@ -40,10 +40,11 @@ from torch import Tensor
 
 from kernels.izhikevich._compiled_source import C_SOURCE
 
-__all__ = ["CompilerNotFoundError", "CompiledRun", "cache_directory", "find_compiler", "load_library",
-           "rng_state", "run_steps_", "standard_normal"]
+__all__ = ["CompiledRun", "CompilerNotFoundError", "cache_directory", "find_compiler", "load_library",
+           "rng_state", "standard_normal"]
 
-BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing", "-std=c99", "-Wno-psabi")
+BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing", "-std=c99",
+              "-Wno-psabi")
 VARIANTS = {torch.float32: "f32", torch.float64: "f64"}  # one library per real type
 ARCH_FLAGS = ("-march=native",)
 LANES = 4  # the C source's LANES: noise is drawn in groups of this many
@@ -75,13 +76,14 @@ def cache_directory() -> Path:
 
 
 def _cpu_name() -> str:
+    """The CPU's model and feature flags (``-march=native`` builds differ between CPUs)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor()
+        return platform.processor()
+    model = next((line for line in lines if line.startswith("model name")), "")
+    flags = next((line for line in lines if line.startswith(("flags", "Features"))), "")
+    return f"{model}\n{flags}"
 
 
 def _compile(compiler: str, directory: Path, variant: str) -> Path:
@@ -98,8 +100,9 @@ def _compile(compiler: str, directory: Path, variant: str) -> Path:
         output = Path(build) / library.name
         errors = []
         for arch in (ARCH_FLAGS, ()):  # -march=native is not accepted by every compiler
-            command = [compiler, *BASE_FLAGS, *arch, f"-DNB_{variant.upper()}", str(source), "-o", str(output), "-lm"]
-            done = subprocess.run(command, capture_output=True, text=True)
+            command = [compiler, *BASE_FLAGS, *arch, f"-DNB_{variant.upper()}", str(source),
+                       "-o", str(output), "-lm"]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode == 0:
                 os.replace(output, library)  # atomic: concurrent builders agree
                 return library
@@ -107,7 +110,7 @@ def _compile(compiler: str, directory: Path, variant: str) -> Path:
     raise RuntimeError("building the compiled Izhikevich engine failed:\n" + "\n".join(errors))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(path: str, variant: str) -> ctypes.CDLL:
     library = ctypes.CDLL(path)
     pointer, i64, u64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
