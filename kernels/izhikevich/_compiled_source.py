@@ -214,19 +214,31 @@ int64_t nb_run(                                                                 
                 u[j] = tt + decayed;                                                              \
                 if (exponential) isyn[j] = isyn[j] * synapse_decay;                               \
             }                                                                                     \
+            /* threshold: groups of 16 compared at once (vectorised), the members of groups   \
+               that fired one by one; each spike's table rows are prefetched as it is found   \
+               (the weights of a batch mostly miss the L2 cache) */                           \
             const int64_t first = written;                                                        \
-            for (int64_t j = 0; j < n; j++)                                                       \
-                if (v[j] >= v_peak) spikes_out[written++] = b * n + j;                            \
-            const int64_t shift = shared_targets ? b * row : 0;                                   \
-            for (int64_t k = first; k < written; k++) {                                           \
-                const int64_t g = spikes_out[k];                                                  \
-                if (k + 2 < written) {  /* the rows two spikes ahead (weights mostly miss L2) */  \
-                    const int64_t h = spikes_out[k + 2];                                          \
-                    const char *pw = (const char *)(weights + h * width);                         \
-                    const char *pt = (const char *)(targets + (shared_targets ? h - b * n : h) * width); \
+            for (int64_t j0 = 0; j0 < n; j0 += 16) {                                              \
+                const int64_t end = j0 + 16 < n ? j0 + 16 : n;                                    \
+                int fired = 0;                                                                    \
+                if (end - j0 == 16)                                                               \
+                    for (int l = 0; l < 16; l++) fired |= v[j0 + l] >= v_peak;                    \
+                else                                                                              \
+                    fired = 1;                                                                    \
+                if (!fired) continue;                                                             \
+                for (int64_t j = j0; j < end; j++) {                                              \
+                    if (!(v[j] >= v_peak)) continue;                                              \
+                    const int64_t g = b * n + j;                                                  \
+                    spikes_out[written++] = g;                                                    \
+                    const char *pw = (const char *)(weights + g * width);                         \
+                    const char *pt = (const char *)(targets + (shared_targets ? j : g) * width);  \
                     for (int64_t o = 0; o < width * (int64_t)sizeof(REAL); o += 64) __builtin_prefetch(pw + o); \
                     for (int64_t o = 0; o < width * 8; o += 64) __builtin_prefetch(pt + o);       \
                 }                                                                                 \
+            }                                                                                     \
+            const int64_t shift = shared_targets ? b * row : 0;                                   \
+            for (int64_t k = first; k < written; k++) {                                           \
+                const int64_t g = spikes_out[k];                                                  \
                 const int64_t *tr = targets + (shared_targets ? g - b * n : g) * width;            \
                 const REAL *wr = weights + g * width;                                             \
                 for (int64_t col = 0; col < width; col++) {                                       \
