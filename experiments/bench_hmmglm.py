@@ -53,6 +53,8 @@ class Config:
     threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch threads"})
     restart_batch: int = field(default=0, metadata={
         "min": 0, "max": 1024, "help": "also time one fit of this many restarts vs one (0: skip)"})
+    restart_dtypes: tuple[str, ...] = field(default=("float64",), metadata={
+        "choices": ("float64", "float32"), "help": "model dtypes of the restart-batch timing"})
 
 
 def _accuracy_and_corr(problem, gamma, weights, basis):
@@ -97,7 +99,7 @@ def _ours_fixed(problem, init, iters, repeats, out):
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
-def _restart_batch(problem, restarts, iters, out):
+def _restart_batch(problem, restarts, iters, out, dtype=torch.float64):
     """One fit of ``restarts`` restarts batched vs one restart: the k-means initialization and
     up to ``iters`` EM iterations timed apart, both warm (kernels compiled by a first call,
     which is not timed: on an H100 it took ~1-3 s). The claim under test: on a GPU, a batch of 64
@@ -106,7 +108,7 @@ def _restart_batch(problem, restarts, iters, out):
     iteration (seconds / iterations run, the final E-step included)."""
     data = prepare([torch.as_tensor(problem.spikes, device=out.device)],
                    torch.as_tensor(problem.basis, device=out.device))
-    metrics = {"restart_batch_size": restarts}
+    metrics = {}
     for count, label in ((1, "one"), (restarts, "all")):
         init_seconds = []
         for _ in range(2):  # the first call compiles kernels for this batch size (Triton JIT)
@@ -116,7 +118,7 @@ def _restart_batch(problem, restarts, iters, out):
             init_seconds.append(time.perf_counter() - init_start)
         init_seconds = init_seconds[-1]
         model = HMMGLM(3, problem.spikes.shape[1], basis=problem.basis, link=problem.link,
-                       device=out.device)
+                       device=out.device, dtype=dtype)
         model.fit(problem.spikes, num_iters=1, tolerance=0.0, init_params=init)  # warm-up
         runs = []
         for _ in range(2):
@@ -127,8 +129,8 @@ def _restart_batch(problem, restarts, iters, out):
         metrics[f"restart_batch_{label}_em_seconds_per_iteration"] = per_iteration
         metrics[f"restart_batch_{label}_em_iterations"] = num_iters
         metrics[f"restart_batch_{label}_init_seconds"] = init_seconds
-        out.log(f"{count} restart(s): k-means init {init_seconds:.3f} s, {num_iters} EM iterations "
-                f"{seconds:.3f} s = {per_iteration * 1e3:.1f} ms each "
+        out.log(f"{count} restart(s), {str(dtype).replace('torch.', '')}: k-means init "
+                f"{init_seconds:.3f} s, {num_iters} EM iterations {seconds:.3f} s = {per_iteration * 1e3:.1f} ms each "
                 f"(best objective {history['objective'][-1]:.2f})")
     metrics["restart_batch_em_time_ratio"] = (metrics["restart_batch_all_em_seconds_per_iteration"]
                                               / metrics["restart_batch_one_em_seconds_per_iteration"])
@@ -187,7 +189,12 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
      metrics["ours_forward_backward_cpu_us_per_step"]) = _fb_time(log_pi, log_a, log_lik, max(config.repeats, 5))
 
     if config.restart_batch:
-        metrics.update(_restart_batch(problem, config.restart_batch, config.em_iters, out))
+        metrics["restart_batch_size"] = config.restart_batch
+        for name in config.restart_dtypes:  # float64 keys unprefixed, others prefixed
+            batch = _restart_batch(problem, config.restart_batch, config.em_iters, out,
+                                   getattr(torch, name))
+            prefix = "" if name == "float64" else f"{name}_"
+            metrics.update({f"{prefix}{key}": value for key, value in batch.items()})
     peer = _peer(problem, init, config, log_lik[0].numpy(), out) if config.peer_iters else None
     if peer is None:
         metrics["peer_available"] = False

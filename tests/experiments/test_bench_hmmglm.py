@@ -9,16 +9,20 @@ SMALL = {"num_timesteps": 1500, "repeats": 1, "em_iters": 3, "reference_bases": 
 
 
 def test_bench_hmmglm_without_peer(tmp_path):
-    result = run_experiment("bench_hmmglm", overrides={**SMALL, "peer_iters": 0, "restart_batch": 3},
+    result = run_experiment("bench_hmmglm", overrides={**SMALL, "peer_iters": 0, "restart_batch": 3,
+                                                                "restart_dtypes": ("float64", "float32")},
                             out_root=tmp_path, seed=0, quiet=True)
     metrics = result.metrics
     assert metrics["peer_available"] is False
-    # the batched-restart timing ran: 1 and 3 restarts, at most em_iters iterations each
+    # the batched-restart timing ran in both dtypes: 1 and 3 restarts, at most em_iters
+    # iterations each
     assert metrics["restart_batch_size"] == 3
-    for label in ("one", "all"):
-        assert 1 <= metrics[f"restart_batch_{label}_em_iterations"] <= SMALL["em_iters"]
-        assert metrics[f"restart_batch_{label}_em_seconds_per_iteration"] > 0
-    assert metrics["restart_batch_em_time_ratio"] > 0 and metrics["restart_batch_init_time_ratio"] > 0
+    for prefix in ("", "float32_"):
+        for label in ("one", "all"):
+            assert 1 <= metrics[f"{prefix}restart_batch_{label}_em_iterations"] <= SMALL["em_iters"]
+            assert metrics[f"{prefix}restart_batch_{label}_em_seconds_per_iteration"] > 0
+        assert metrics[f"{prefix}restart_batch_em_time_ratio"] > 0
+        assert metrics[f"{prefix}restart_batch_init_time_ratio"] > 0
     assert metrics["ours_seconds_per_iteration"] > 0
     assert metrics["ours_forward_backward_us_per_step"] > 0
     assert 0.0 <= metrics["ours_converged_state_accuracy"] <= 1.0
