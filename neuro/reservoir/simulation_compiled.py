@@ -31,6 +31,8 @@ from neuro.reservoir.step import (
 
 __all__ = ["engine_seed", "simulate_compiled"]
 
+CALL_NEURON_STEPS = 50_000_000
+
 
 def engine_seed(seed) -> int:
     """One 64-bit seed for the engine's generator: an int >= 0 as is; a numpy or torch
@@ -83,9 +85,10 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
     rng = rng_state(engine_seed(seed)) if draws else None
     chunks: list[Tensor] = []
     counts: list[Tensor] = []
-    # blocks of drive for explicit noise or inputs; else one call for the whole run
+    # blocks of drive for explicit noise or inputs; else calls of up to CALL_NEURON_STEPS
+    # neuron-steps (~0.1 s each: Ctrl-C is honoured between calls)
     given_drive = with_inputs or noise is not None
-    block = block_steps if given_drive else max(num_steps, 1)
+    block = block_steps if given_drive else max(1, min(num_steps, CALL_NEURON_STEPS // (b * n)))
     drive = torch.empty(min(block, max(num_steps, 1)), b, n, dtype=params.dtype) if given_drive else None
     for start in range(0, num_steps, block):
         steps = min(block, num_steps - start)

@@ -72,12 +72,16 @@ def test_drawn_noise_is_the_generators_stream_times_the_noise_std(dtype):
     _assert_same_run(eager, fast)
 
 
-def test_drawn_noise_is_deterministic_per_seed():
+def test_drawn_noise_is_deterministic_per_seed(monkeypatch):
+    from neuro.reservoir import simulation_compiled
+
     params, state = make_reservoir(300, 0, batch_size=2, in_degree=30, seed=0)
     run = lambda seed: simulate(params, state, None, 0.5, num_steps=200, seed=seed, engine="compiled")
     first, again, other = run(3), run(3), run(4)
     assert first.num_spikes > 0
     _assert_same_run(first, again)
+    monkeypatch.setattr(simulation_compiled, "CALL_NEURON_STEPS", 7 * 600)  # 7 steps per call
+    _assert_same_run(first, run(3))  # one noise stream, whatever the calls
     assert not torch.equal(first.state.neurons.v_mv, other.state.neurons.v_mv)
     by_generator = [simulate(params, state, None, 0.5, num_steps=200, engine="compiled",
                              seed=torch.Generator().manual_seed(9)) for _ in range(2)]
