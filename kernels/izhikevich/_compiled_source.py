@@ -165,120 +165,125 @@ static void fill_normal(uint64_t *rng, double *out, int64_t count) {
 
 void nb_fill_normal(uint64_t *rng, double *out, int64_t count) { fill_normal(rng, out, count); }
 
-/* ---- the network loop, one definition per real type ----
-   state [B, 3N+1] = [v | u | I_syn | sink] per network; status[0..5] out: steps done,
-   spikes written, diverged step (-1: none), its network, neuron, and 1 if v (0 if u). */
+/* ---- the network loop (REAL: float or double, chosen at build time) ----
+   state [B, 3N+1] = [v | u | I_syn | sink] per network; per step and network: drive d
+   (given, or (z * noise_scale + input) + 140), the split-Euler update of naive.py
+   (hc = (d [+ I_syn] - u) h; v = (v k1 + k2) v + hc twice; u = v u_v_gain + u u_decay;
+   I_syn *= synapse_decay), threshold v >= v_peak, delivery of the spiking neurons' table
+   rows in ascending (neuron, column) order, reset v = c, finiteness of v and u.
+   status[0..5] out: steps done, spikes written, diverged step (-1: none), its network,
+   neuron, and 1 if v (0 if u) was the first non-finite value. */
 
-#define DEFINE_RUN(REAL, SUFFIX, UINT, EXP_MASK)                                                  \
-int64_t nb_run(                                                                                    \
-    int64_t num_steps, int64_t batch, int64_t n, int64_t width,                                   \
-    REAL *state, const REAL *drive, int64_t drive_complete, const REAL *noise_scale,              \
-    uint64_t *rng, double *normal, REAL *scratch,                                                 \
-    REAL half_step, REAL k1, REAL k2, const REAL *u_decay, const REAL *u_v_gain,                  \
-    const REAL *v_reset, REAL v_peak, int64_t exponential, REAL synapse_decay,                    \
-    const int64_t *targets, int64_t shared_targets, const REAL *weights,                          \
-    int64_t *spikes_out, int64_t capacity, int64_t *counts_out, int64_t first_step,               \
-    int64_t *status)                                                                              \
-{                                                                                                 \
-    const int64_t row = 3 * n + 1;                                                                \
-    int64_t written = 0, t;                                                                       \
-    status[2] = -1;                                                                               \
-    for (t = 0; t < num_steps; t++) {                                                             \
-        if (capacity - written < batch * n) break;                                                \
-        const int64_t step_start = written;                                                       \
-        for (int64_t b = 0; b < batch; b++) {                                                     \
-            REAL *v = state + b * row, *u = v + n, *isyn = v + 2 * n;                             \
-            const REAL *ud = u_decay + b * n, *ug = u_v_gain + b * n, *c = v_reset + b * n;       \
-            const REAL *base = drive ? drive + (t * batch + b) * n : 0;                           \
-            REAL *d = scratch;                                                                    \
-            if (noise_scale) {                                                            \
-                const REAL *scale = noise_scale + b * n;                                          \
-                fill_normal(rng, normal, n);                                                             \
-                for (int64_t j = 0; j < n; j++) d[j] = (REAL)normal[j] * scale[j];                \
-                if (base) for (int64_t j = 0; j < n; j++) d[j] = d[j] + base[j];                  \
-                for (int64_t j = 0; j < n; j++) d[j] = d[j] + (REAL)140.0;                        \
-            } else if (base && drive_complete) {                                                  \
-                d = (REAL *)base;                                                                 \
-            } else {                                                                              \
-                for (int64_t j = 0; j < n; j++) d[j] = (base ? base[j] : (REAL)0.0) + (REAL)140.0; \
-            }                                                                                     \
-            for (int64_t j = 0; j < n; j++) {                                                     \
-                REAL hc = exponential ? (d[j] + isyn[j]) - u[j] : d[j] - u[j];                     \
-                hc = hc * half_step;                                                              \
-                REAL vj = v[j], uj = u[j];                                                        \
-                REAL decayed = uj * ud[j];                                                        \
-                REAL tt = vj * k1; tt = tt + k2; tt = tt * vj; vj = tt + hc;                      \
-                tt = vj * k1; tt = tt + k2; tt = tt * vj; vj = tt + hc;                           \
-                tt = vj * ug[j];                                                                  \
-                v[j] = vj;                                                                        \
-                u[j] = tt + decayed;                                                              \
-                if (exponential) isyn[j] = isyn[j] * synapse_decay;                               \
-            }                                                                                     \
-            /* threshold: groups of 16 compared at once (vectorised), the members of groups   \
-               that fired one by one; each spike's table rows are prefetched as it is found   \
-               (the weights of a batch mostly miss the L2 cache) */                           \
-            const int64_t first = written;                                                        \
-            for (int64_t j0 = 0; j0 < n; j0 += 16) {                                              \
-                const int64_t end = j0 + 16 < n ? j0 + 16 : n;                                    \
-                int fired = 0;                                                                    \
-                if (end - j0 == 16)                                                               \
-                    for (int l = 0; l < 16; l++) fired |= v[j0 + l] >= v_peak;                    \
-                else                                                                              \
-                    fired = 1;                                                                    \
-                if (!fired) continue;                                                             \
-                for (int64_t j = j0; j < end; j++) {                                              \
-                    if (!(v[j] >= v_peak)) continue;                                              \
-                    const int64_t g = b * n + j;                                                  \
-                    spikes_out[written++] = g;                                                    \
-                    const char *pw = (const char *)(weights + g * width);                         \
-                    const char *pt = (const char *)(targets + (shared_targets ? j : g) * width);  \
+#define DEFINE_RUN(REAL, UINT, EXP_MASK)                                                            \
+int64_t nb_run(                                                                                     \
+    int64_t num_steps, int64_t batch, int64_t n, int64_t width,                                     \
+    REAL *state, const REAL *drive, int64_t drive_complete, const REAL *noise_scale,                \
+    uint64_t *rng, double *normal, REAL *scratch,                                                   \
+    REAL half_step, REAL k1, REAL k2, const REAL *u_decay, const REAL *u_v_gain,                    \
+    const REAL *v_reset, REAL v_peak, int64_t exponential, REAL synapse_decay,                      \
+    const int64_t *targets, int64_t shared_targets, const REAL *weights,                            \
+    int64_t *spikes_out, int64_t capacity, int64_t *counts_out, int64_t first_step,                 \
+    int64_t *status)                                                                                \
+{                                                                                                   \
+    const int64_t row = 3 * n + 1;                                                                  \
+    int64_t written = 0, t;                                                                         \
+    status[2] = -1;                                                                                 \
+    for (t = 0; t < num_steps; t++) {                                                               \
+        if (capacity - written < batch * n) break;                                                  \
+        const int64_t step_start = written;                                                         \
+        for (int64_t b = 0; b < batch; b++) {                                                       \
+            REAL *v = state + b * row, *u = v + n, *isyn = v + 2 * n;                               \
+            const REAL *ud = u_decay + b * n, *ug = u_v_gain + b * n, *c = v_reset + b * n;         \
+            const REAL *base = drive ? drive + (t * batch + b) * n : 0;                             \
+            REAL *d = scratch;                                                                      \
+            if (noise_scale) {                                                                      \
+                const REAL *scale = noise_scale + b * n;                                            \
+                fill_normal(rng, normal, n);                                                        \
+                for (int64_t j = 0; j < n; j++) d[j] = (REAL)normal[j] * scale[j];                  \
+                if (base) for (int64_t j = 0; j < n; j++) d[j] = d[j] + base[j];                    \
+                for (int64_t j = 0; j < n; j++) d[j] = d[j] + (REAL)140.0;                          \
+            } else if (base && drive_complete) {                                                    \
+                d = (REAL *)base;                                                                   \
+            } else {                                                                                \
+                for (int64_t j = 0; j < n; j++) d[j] = (base ? base[j] : (REAL)0.0) + (REAL)140.0;  \
+            }                                                                                       \
+            for (int64_t j = 0; j < n; j++) {                                                       \
+                REAL hc = exponential ? (d[j] + isyn[j]) - u[j] : d[j] - u[j];                      \
+                hc = hc * half_step;                                                                \
+                REAL vj = v[j], uj = u[j];                                                          \
+                REAL decayed = uj * ud[j];                                                          \
+                REAL tt = vj * k1; tt = tt + k2; tt = tt * vj; vj = tt + hc;                        \
+                tt = vj * k1; tt = tt + k2; tt = tt * vj; vj = tt + hc;                             \
+                tt = vj * ug[j];                                                                    \
+                v[j] = vj;                                                                          \
+                u[j] = tt + decayed;                                                                \
+                if (exponential) isyn[j] = isyn[j] * synapse_decay;                                 \
+            }                                                                                       \
+            /* threshold: groups of 16 compared at once (vectorised), the members of groups         \
+               that fired one by one; each spike's table rows are prefetched as it is found         \
+               (the weights of a batch mostly miss the L2 cache) */                                 \
+            const int64_t first = written;                                                          \
+            for (int64_t j0 = 0; j0 < n; j0 += 16) {                                                \
+                const int64_t end = j0 + 16 < n ? j0 + 16 : n;                                      \
+                int fired = 0;                                                                      \
+                if (end - j0 == 16)                                                                 \
+                    for (int l = 0; l < 16; l++) fired |= v[j0 + l] >= v_peak;                      \
+                else                                                                                \
+                    fired = 1;                                                                      \
+                if (!fired) continue;                                                               \
+                for (int64_t j = j0; j < end; j++) {                                                \
+                    if (!(v[j] >= v_peak)) continue;                                                \
+                    const int64_t g = b * n + j;                                                    \
+                    spikes_out[written++] = g;                                                      \
+                    const char *pw = (const char *)(weights + g * width);                           \
+                    const char *pt = (const char *)(targets + (shared_targets ? j : g) * width);    \
                     for (int64_t o = 0; o < width * (int64_t)sizeof(REAL); o += 64) __builtin_prefetch(pw + o); \
-                    for (int64_t o = 0; o < width * 8; o += 64) __builtin_prefetch(pt + o);       \
-                }                                                                                 \
-            }                                                                                     \
-            const int64_t shift = shared_targets ? b * row : 0;                                   \
-            for (int64_t k = first; k < written; k++) {                                           \
-                const int64_t g = spikes_out[k];                                                  \
-                const int64_t *tr = targets + (shared_targets ? g - b * n : g) * width;            \
-                const REAL *wr = weights + g * width;                                             \
-                for (int64_t col = 0; col < width; col++) {                                       \
-                    REAL *slot = state + tr[col] + shift;                                         \
-                    *slot = *slot + wr[col];                                                      \
-                }                                                                                 \
-            }                                                                                     \
-            for (int64_t k = first; k < written; k++) {                                           \
-                const int64_t j = spikes_out[k] - b * n;                                          \
-                v[j] = c[j];                                                                      \
-            }                                                                                     \
-            UINT bad = 0;                                                                         \
-            for (int64_t j = 0; j < 2 * n; j++) {                                                 \
-                UINT bits; memcpy(&bits, v + j, sizeof bits);                                     \
-                bad |= (UINT)((bits & EXP_MASK) == EXP_MASK);                                     \
-            }                                                                                     \
-            if (bad) {                                                                            \
-                for (int64_t j = 0; j < 2 * n; j++) {                                             \
-                    UINT bits; memcpy(&bits, v + j, sizeof bits);                                 \
-                    if ((bits & EXP_MASK) == EXP_MASK) {                                          \
-                        status[2] = first_step + t; status[3] = b; status[4] = j % n;             \
-                        status[5] = j < n; break;                                                 \
-                    }                                                                             \
-                }                                                                                 \
-                counts_out[t] = written - step_start;                                             \
-                status[0] = t + 1; status[1] = written;                                           \
-                return 1;                                                                         \
-            }                                                                                     \
-        }                                                                                         \
-        counts_out[t] = written - step_start;                                                     \
-    }                                                                                             \
-    status[0] = t; status[1] = written;                                                           \
-    return 0;                                                                                     \
+                    for (int64_t o = 0; o < width * 8; o += 64) __builtin_prefetch(pt + o);         \
+                }                                                                                   \
+            }                                                                                       \
+            const int64_t shift = shared_targets ? b * row : 0;                                     \
+            for (int64_t k = first; k < written; k++) {                                             \
+                const int64_t g = spikes_out[k];                                                    \
+                const int64_t *tr = targets + (shared_targets ? g - b * n : g) * width;             \
+                const REAL *wr = weights + g * width;                                               \
+                for (int64_t col = 0; col < width; col++) {                                         \
+                    REAL *slot = state + tr[col] + shift;                                           \
+                    *slot = *slot + wr[col];                                                        \
+                }                                                                                   \
+            }                                                                                       \
+            for (int64_t k = first; k < written; k++) {                                             \
+                const int64_t j = spikes_out[k] - b * n;                                            \
+                v[j] = c[j];                                                                        \
+            }                                                                                       \
+            UINT bad = 0;                                                                           \
+            for (int64_t j = 0; j < 2 * n; j++) {                                                   \
+                UINT bits; memcpy(&bits, v + j, sizeof bits);                                       \
+                bad |= (UINT)((bits & EXP_MASK) == EXP_MASK);                                       \
+            }                                                                                       \
+            if (bad) {                                                                              \
+                for (int64_t j = 0; j < 2 * n; j++) {                                               \
+                    UINT bits; memcpy(&bits, v + j, sizeof bits);                                   \
+                    if ((bits & EXP_MASK) == EXP_MASK) {                                            \
+                        status[2] = first_step + t; status[3] = b; status[4] = j % n;               \
+                        status[5] = j < n; break;                                                   \
+                    }                                                                               \
+                }                                                                                   \
+                counts_out[t] = written - step_start;                                               \
+                status[0] = t + 1; status[1] = written;                                             \
+                return 1;                                                                           \
+            }                                                                                       \
+        }                                                                                           \
+        counts_out[t] = written - step_start;                                                       \
+    }                                                                                               \
+    status[0] = t; status[1] = written;                                                             \
+    return 0;                                                                                       \
 }
 
 /* one real type per build (-DNB_F32 or -DNB_F64): half the compile time */
 #ifdef NB_F32
-DEFINE_RUN(float, f32, uint32_t, 0x7f800000u)
+DEFINE_RUN(float, uint32_t, 0x7f800000u)
 #endif
 #ifdef NB_F64
-DEFINE_RUN(double, f64, uint64_t, 0x7ff0000000000000ull)
+DEFINE_RUN(double, uint64_t, 0x7ff0000000000000ull)
 #endif
 """

@@ -2,7 +2,8 @@
 
 ``make_reservoir`` (build.py) -> (ReservoirParams, ReservoirState);
 ``reservoir_step`` (step.py): one pure step, for loops that interleave readouts;
-``simulate`` (simulation.py): T steps on the in-place fast path;
+``simulate`` (simulation.py): T steps on the in-place fast path (``engine="compiled"``:
+the whole loop in C, opt-in, ``simulation_compiled.py``);
 ``SimulationDiverged``: raised on a non-finite membrane value (step, batch index, neuron).
 """
 from neuro.reservoir.build import DEFAULT_WEIGHT_SCALE, make_reservoir
