@@ -65,16 +65,19 @@ def e_step(data: PreparedData, params: HMMGLMParams, settings: EMSettings, cache
     """Posteriors of every (restart, sequence); ``cache`` = (eta, terms or None) at params.
 
     On CUDA the emissions come from the one-pass ``kernels.glm_terms`` (its per-bin sums
-    over neurons) and ``terms`` stays None; elsewhere from the torch ``batched_terms``.
+    over neurons; the cache's terms, when given, ARE those sums (T, R, K), computed by the
+    Newton step's line search) and the returned ``terms`` is None; elsewhere from the
+    torch ``batched_terms`` (cache terms (T, R, K, N)).
     """
     theta = params.theta()
     r, k = theta.shape[0], theta.shape[1]
     eta, terms = (linear_predictor(data.design, theta), None) if cache is None else cache
     num_bins = eta.shape[0]
-    if terms is None and use_triton(eta, data.counts):
-        per_bin = glm_terms(eta.reshape(num_bins, r * k, -1), data.counts, None, settings.link,
-                            per_bin=True).per_bin
-        loglik = per_bin.reshape(num_bins, r, k)
+    if use_triton(eta, data.counts):
+        loglik = terms if terms is not None else glm_terms(
+            eta.reshape(num_bins, r * k, -1), data.counts, None, settings.link,
+            per_bin=True).per_bin.reshape(num_bins, r, k)
+        terms = None
         if settings.distribution == "poisson":
             loglik = loglik + data.log_count_factorial.reshape(-1, 1, 1)
     else:

@@ -133,7 +133,10 @@ def newton_step(
     positions of ``counts`` if known (see ``batched_terms``). Host syncs: one per step
     size tried. On CUDA (``kernels/dispatch.py``) the terms and their time sums come from
     the one-pass kernel ``kernels.glm_terms`` and no (T, R, K, N) log-likelihoods are
-    formed (loglik_new is None); elsewhere from the sparse-aware torch ``batched_terms``.
+    formed: loglik_new is then the per-bin sums over neurons (T, R, K) at theta_new when
+    every problem accepted the full step (the first trial computes them, so the next
+    E-step needs no pass of its own), else None. Elsewhere the terms come from the
+    sparse-aware torch ``batched_terms``.
     """
     num_timesteps = design.shape[0]
     shape = theta.shape
@@ -198,10 +201,14 @@ def newton_step(
             trial = theta + step * direction
             trial_eta = None if fused else torch.add(eta, delta_eta, alpha=step)  # one pass
         if fused:  # eta + step * delta_eta is formed inside the kernel, never stored
-            value = (glm_terms(flat(trial_eta), counts, resp_flat, link) if bounded else
-                     glm_terms(flat(eta), counts, resp_flat, link, flat(delta_eta), step)).value
-            f_trial = with_log_prior(value.reshape(shape[:-1]), trial, precision, prior_mean)
-            trial_terms = None
+            first = step == 1.0  # the per-bin sums the next E-step needs, if all accept here
+            trial_out = (glm_terms(flat(trial_eta), counts, resp_flat, link, per_bin=first)
+                         if bounded else glm_terms(flat(eta), counts, resp_flat, link,
+                                                   flat(delta_eta), step, per_bin=first))
+            f_trial = with_log_prior(trial_out.value.reshape(shape[:-1]), trial, precision,
+                                     prior_mean)
+            trial_terms = None if trial_out.per_bin is None else trial_out.per_bin.reshape(
+                num_timesteps, *shape[:2])
         else:
             trial_terms = batched_terms(trial_eta, counts, link, derivatives=False)
             f_trial = objective(trial_eta, counts, resp, trial, link, precision, prior_mean,
@@ -217,8 +224,8 @@ def newton_step(
         if any_ok:
             best_theta = torch.where(ok.unsqueeze(-1), trial, best_theta)
             best_f = torch.where(ok, f_trial, best_f)
-            if fused:
-                best_eta = None  # formed once below
+            if fused:  # eta formed once below; per-bin sums kept only if all took step 1
+                best_eta, best_terms = None, trial_terms if all_ok else None
             elif all_ok:
                 best_eta, best_terms = trial_eta, trial_terms
             else:

@@ -186,3 +186,33 @@ def test_hmmglm_em_on_the_fused_path_equals_the_torch_path(prior, shared_bias, l
     assert histories["naive"].shape == histories["triton"].shape
     np.testing.assert_allclose(histories["triton"], histories["naive"], rtol=1e-9)
     torch.testing.assert_close(thetas["triton"], thetas["naive"], rtol=1e-6, atol=1e-8)
+
+
+def test_fused_em_reuses_the_line_search_per_bin_sums(monkeypatch):
+    # On the fused path the Newton step's first trial also returns the per-bin sums at the
+    # full step; when every problem accepts it the next E-step takes them instead of its own
+    # glm_terms pass (one pass of three per EM iteration saved). Count the E-step's passes
+    # (the only calls without posterior weights) and check the EM against the torch path.
+    import neuro.hmmglm.fitting
+    import neuro.hmmglm.inference
+    from neuro.hmmglm import HMMGLM
+    from tests.neuro.hmmglm.test_fit import small_problem
+
+    monkeypatch.setattr(neuro.hmmglm.inference, "use_triton", lambda *tensors: False)
+    _truth, spikes, _, basis = small_problem(seed=3, steps=300, link="softplus")
+    calls = []
+
+    def counting(eta, counts, resp, *args, **kwargs):
+        calls.append(resp is None)
+        return glm_terms(eta, counts, resp, *args, **kwargs)
+
+    monkeypatch.setattr(neuro.hmmglm.fitting, "glm_terms", counting)
+    objectives = {}
+    for mode in ("naive", "triton"):
+        monkeypatch.setenv("NEUROBRIDGE_KERNELS", mode)
+        model = HMMGLM(2, 4, basis=basis, link="softplus", device=DEVICE)
+        history = model.fit(spikes, num_iters=6, tolerance=0.0, num_restarts=2, seed=5)
+        objectives[mode] = np.asarray(history["objective_all_restarts"])
+    e_step_passes = sum(calls)
+    assert 1 <= e_step_passes < history["num_iters"] + 1, (e_step_passes, history["num_iters"])
+    np.testing.assert_allclose(objectives["triton"], objectives["naive"], rtol=1e-9)
