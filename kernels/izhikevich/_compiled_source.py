@@ -172,7 +172,9 @@ void nb_fill_normal(uint64_t *rng, double *out, int64_t count) { fill_normal(rng
    I_syn *= synapse_decay), threshold v >= v_peak, delivery of the spiking neurons' table
    rows in ascending (neuron, column) order, reset v = c, finiteness of v and u.
    status[0..5] out: steps done, spikes written, diverged step (-1: none), its network,
-   neuron, and 1 if v (0 if u) was the first non-finite value. */
+   neuron, and 1 if v (0 if u) was the first non-finite value. With trace (else NULL):
+   the spike traces [B, N] advanced in place, each step's copied to traces_out (network
+   b's row at b * traces_stride + t * N). */
 
 #define DEFINE_RUN(REAL, UINT, EXP_MASK)                                                            \
 int64_t nb_run(                                                                                     \
@@ -183,7 +185,7 @@ int64_t nb_run(                                                                 
     const REAL *v_reset, REAL v_peak, int64_t exponential, REAL synapse_decay,                      \
     const int64_t *targets, int64_t shared_targets, const REAL *weights,                            \
     int64_t *spikes_out, int64_t capacity, int64_t *counts_out, int64_t first_step,                 \
-    int64_t *status)                                                                                \
+    int64_t *status, REAL *trace, REAL trace_decay, REAL *traces_out, int64_t traces_stride)        \
 {                                                                                                   \
     const int64_t row = 3 * n + 1;                                                                  \
     int64_t written = 0, t;                                                                         \
@@ -254,6 +256,15 @@ int64_t nb_run(                                                                 
             for (int64_t k = first; k < written; k++) {                                             \
                 const int64_t j = spikes_out[k] - b * n;                                            \
                 v[j] = c[j];                                                                        \
+            }                                                                                       \
+            if (trace) {  /* r = r d + s (eager: trace.mul_(d).add_(spikes)), recorded per step */  \
+                REAL *r = trace + b * n, *out = traces_out + b * traces_stride + t * n;             \
+                for (int64_t j = 0; j < n; j++) r[j] = r[j] * trace_decay;                          \
+                for (int64_t k = first; k < written; k++) {                                         \
+                    const int64_t j = spikes_out[k] - b * n;                                        \
+                    r[j] = r[j] + (REAL)1.0;                                                        \
+                }                                                                                   \
+                memcpy(out, r, (size_t)n * sizeof(REAL));                                           \
             }                                                                                       \
             UINT bad = 0;                                                                           \
             for (int64_t j = 0; j < 2 * n; j++) {                                                   \

@@ -123,7 +123,8 @@ def _load(path: str, variant: str) -> ctypes.CDLL:
     function.restype = i64
     function.argtypes = [i64, i64, i64, i64, pointer, pointer, i64, pointer, pointer, pointer, pointer,
                          real, real, real, pointer, pointer, pointer, real, i64, real,
-                         pointer, i64, pointer, pointer, i64, pointer, i64, pointer]
+                         pointer, i64, pointer, pointer, i64, pointer, i64, pointer,
+                         pointer, real, pointer, i64]
     closure = library.nb_ziggurat_init()
     if abs(closure - 1.0) > 1e-9:
         raise RuntimeError(f"ziggurat tables do not close (f(X[255]) + V/X[255] = {closure!r}, expected 1)")
@@ -176,6 +177,13 @@ def _check_rng(rng: Tensor | None, library) -> None:
         raise ValueError(f"rng={got}; expected the int64 [{words}] generator state from rng_state(seed)")
 
 
+def _trace_buffers_fit(trace: Tensor, traces: Tensor | None, batch: int, steps: int, n: int, dtype) -> bool:
+    return (tuple(trace.shape) == (batch, n) and trace.dtype == dtype and trace.is_contiguous()
+            and traces is not None and traces.dim() == 3 and traces.shape[0] == batch
+            and traces.shape[1] >= steps and traces.shape[2] == n and traces.dtype == dtype
+            and traces.stride(2) == 1 and traces.stride(1) == n)
+
+
 class CompiledRun:
     """The engine's loop bound to one state buffer [B, 3N+1] (layout of ``naive.py``).
 
@@ -217,7 +225,8 @@ class CompiledRun:
         self.status = torch.zeros(6, dtype=torch.int64)
 
     def run(self, num_steps: int, drive: Tensor | None, drive_complete: bool, noise_scale: Tensor | None,
-            rng: Tensor | None, first_step: int = 0) -> tuple[list[Tensor], Tensor, tuple | None]:
+            rng: Tensor | None, first_step: int = 0, trace: Tensor | None = None, trace_decay: float = 0.0,
+            traces: Tensor | None = None) -> tuple[list[Tensor], Tensor, tuple | None]:
         """Advance ``num_steps`` steps in place.
 
         ``drive`` [T, B, N]: with ``drive_complete`` the whole external current + 140 of each
@@ -225,7 +234,10 @@ class CompiledRun:
         which the engine adds its own noise ``z * noise_scale`` and then 140
         (``(noise + input) + 140``, the eager order). ``drive`` None: no input. ``noise_scale``
         [B or 1, N] (std of the noise current) with ``rng`` (``rng_state``), or None: no
-        noise. Returns (chunks of flat spike indices b * N + j, ascending within a step;
+        noise. ``trace`` [B, N] (contiguous, the state dtype): spike traces advanced in
+        place, ``trace * trace_decay + spikes`` each step, and copied to ``traces`` [B, T', N]
+        (steps 0 .. num_steps - 1 of this call at ``traces[:, :num_steps]``; T' >= num_steps).
+        Returns (chunks of flat spike indices b * N + j, ascending within a step;
         spike counts per step [T]; None, or (step, network, neuron, is_v) of the first
         non-finite v or u, after which the run stopped).
         """
@@ -237,6 +249,9 @@ class CompiledRun:
         if noise_scale is not None:
             noise_scale = noise_scale.to(self.dtype).expand(batch, n).contiguous()
             _check_rng(rng, self.library)
+        if trace is not None and not _trace_buffers_fit(trace, traces, batch, num_steps, n, self.dtype):
+            raise ValueError(f"trace [{batch}, {n}] and traces [{batch}, >= {num_steps}, {n}] of "
+                             f"{self.dtype}, contiguous rows, are needed together")
         counts = torch.zeros(num_steps, dtype=torch.int64)
         chunks: list[Tensor] = []
         half_step, k1, k2, v_peak, synapse_decay = self.scalars
@@ -250,7 +265,10 @@ class CompiledRun:
                 self.normal.data_ptr(), self.scratch.data_ptr(), half_step, k1, k2, self.u_decay.data_ptr(), self.u_v_gain.data_ptr(),
                 self.v_reset.data_ptr(), v_peak, int(self.exponential), synapse_decay, self.targets.data_ptr(),
                 int(self.shared), self.weights.data_ptr(), self.spike_buffer.data_ptr(), self.spike_buffer.numel(),
-                counts.data_ptr() + done * 8, first_step + done, self.status.data_ptr())
+                counts.data_ptr() + done * 8, first_step + done, self.status.data_ptr(),
+                None if trace is None else trace.data_ptr(), trace_decay,
+                None if trace is None else traces.data_ptr() + done * n * traces.element_size(),
+                0 if trace is None else traces.stride(0))
             steps, written = int(self.status[0]), int(self.status[1])
             chunks.append(self.spike_buffer[:written].clone())
             done += steps

@@ -86,7 +86,7 @@ def simulate(
     any noise_std > 0). record: "indices" | "dense" | "none".
     engine: "eager" (torch ops, the reference; the Brian2 bit-identity holds for it) or
     "compiled" (the whole loop in C, ``kernels.izhikevich.compiled``; CPU, no refractory
-    clamp, no ``record_trace``; needs a C compiler, built once per machine). Given the
+    clamp; needs a C compiler, built once per machine). Given the
     same ``noise=``, both engines give bit-identical results; with drawn noise the compiled
     engine uses its own N(0, 1) generator (a ziggurat, seeded from ``seed``): the same
     statistics, a different raster.

@@ -10,7 +10,7 @@ as the eager engine's torch ``normal_`` draws, another stream. Inputs, if any, a
 projected in blocks of ``block_steps`` steps with ``input_projection`` (same bits).
 
 Not supported (ValueError naming the argument): a non-CPU device, a refractory clamp
-(``refractory_ms > 0``), ``record_trace=True``. No C compiler:
+(``refractory_ms > 0``). No C compiler:
 ``kernels.izhikevich.compiled.CompilerNotFoundError``.
 """
 from __future__ import annotations
@@ -49,15 +49,13 @@ def engine_seed(seed) -> int:
     return int(seed)
 
 
-def _check_supported(params: ReservoirParams, record_trace: bool) -> None:
+def _check_supported(params: ReservoirParams) -> None:
     if params.device.type != "cpu":
         raise ValueError(f"engine='compiled' runs on the CPU; the params are on {params.device} "
                          "(use engine='eager' there)")
     if params.neurons.refractory_ms > 0:
         raise ValueError(f"engine='compiled' has no refractory clamp (refractory_ms="
                          f"{params.neurons.refractory_ms}); use engine='eager'")
-    if record_trace:
-        raise ValueError("record_trace=True needs engine='eager' (the compiled engine records spikes only)")
 
 
 def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Tensor | None, dt_ms: float,
@@ -69,7 +67,7 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
     from neuro.reservoir.izhikevich import step_coefficients
     from neuro.reservoir.simulation import _fill_drive, assemble_result
 
-    _check_supported(params, record_trace)
+    _check_supported(params)
     b, n = params.batch_size, params.num_neurons
     buffer = _state_buffer(state, params)
     coef = step_coefficients(params.neurons, dt_ms)
@@ -85,6 +83,9 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
     rng = rng_state(engine_seed(seed)) if draws else None
     chunks: list[Tensor] = []
     counts: list[Tensor] = []
+    trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
+    trace = state.trace.to(params.dtype).contiguous().clone() if record_trace else None
+    traces = torch.empty(b, num_steps, n, dtype=params.dtype) if record_trace else None
     # blocks of drive for explicit noise or inputs; else calls of up to CALL_NEURON_STEPS
     # neuron-steps (~0.1 s each: Ctrl-C is honoured between calls)
     given_drive = with_inputs or noise is not None
@@ -100,8 +101,9 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
             block_drive = drive[:steps]
             block_drive.copy_(input_projection(inputs[:, start : start + steps],
                                                params.input_weights).transpose(0, 1))
-        step_chunks, step_counts, diverged = run.run(steps, block_drive, noise is not None, noise_scale, rng,
-                                                     state.step + start)
+        step_chunks, step_counts, diverged = run.run(
+            steps, block_drive, noise is not None, noise_scale, rng, state.step + start,
+            trace, trace_decay, None if traces is None else traces[:, start:])
         chunks.extend(step_chunks)
         counts.append(step_counts)
         if diverged is not None:
@@ -110,4 +112,5 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
             raise SimulationDiverged(step, network, neuron, value)
     flat = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
     counts_all = torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
-    return assemble_result(params, state, buffer, flat, counts_all, dt_ms, record, None)
+    return assemble_result(params, state, buffer, flat, counts_all, dt_ms, record, None,
+                           (trace, traces) if record_trace else None)

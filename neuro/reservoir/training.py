@@ -165,6 +165,7 @@ def run_session(
     bin_ms: float = 5.0,
     record_spikes: Iterable[int] = (),
     progress: Callable[[Iterable], Iterable] | None = None,
+    engine: str = "eager",
 ) -> SessionRecord:
     """Train ``learners`` online on every trial of ``session`` (see the module docstring).
 
@@ -172,6 +173,8 @@ def run_session(
     the same trial inputs. learners: readouts over D = N + bias features with
     ``task.num_readouts`` rows and B networks. seed: int | Generator for the noise.
     feature_offset, feature_scale: [B, N]; feature_clip: see ``readout_features``.
+    engine: the reservoir's ``simulate`` engine, "eager" (default) or "compiled" (CPU; its
+    own noise stream, so results differ from the eager engine's in the noise only).
     """
     num_steps = task.num_steps(dt_ms)
     bin_steps = round(bin_ms / dt_ms)
@@ -215,7 +218,7 @@ def run_session(
         arrays = task.trial(session, trial, dt_ms, device=params.device, dtype=params.dtype)
         inputs = arrays.inputs.unsqueeze(0).expand(batch, -1, -1)
         previous_trace = state.trace
-        result = simulate(params, state, inputs, dt_ms, seed=generator, record_trace=True,
+        result = simulate(params, state, inputs, dt_ms, seed=generator, record_trace=True, engine=engine,
                           record="indices" if trial in record_spikes else "none")
         state = result.state
         if trial in record_spikes:

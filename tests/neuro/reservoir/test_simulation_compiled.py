@@ -25,6 +25,9 @@ def _assert_same_run(eager, fast):
                  (eager.state.synaptic_current, fast.state.synaptic_current), (eager.state.trace, fast.state.trace)):
         assert torch.equal(a, b)
     assert eager.state.step == fast.state.step
+    assert (eager.trace is None) == (fast.trace is None)
+    if eager.trace is not None:  # the recorded per-step traces [B, T, N]
+        assert torch.equal(eager.trace, fast.trace)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -51,9 +54,12 @@ def test_same_noise_gives_identical_bits(monkeypatch, dtype, synapse, batch, num
     fast = simulate(params, state, inputs, 0.5, engine="compiled", **kwargs)
     assert eager.num_spikes > 50  # the run exercises delivery and reset
     _assert_same_run(eager, fast)
-    # a continued run (state.step > 0, non-zero traces and synaptic currents) stays identical
-    _assert_same_run(simulate(params, eager.state, inputs, 0.5, **kwargs),
-                     simulate(params, fast.state, inputs, 0.5, engine="compiled", **kwargs))
+    # a continued run (state.step > 0, non-zero traces and synaptic currents) stays identical,
+    # here with the per-step traces recorded
+    continued = [simulate(params, run.state, inputs, 0.5, engine=engine, record_trace=True, **kwargs)
+                 for run, engine in ((eager, "eager"), (fast, "compiled"))]
+    assert continued[0].trace.shape == (batch, steps, num_neurons)
+    _assert_same_run(*continued)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -130,8 +136,6 @@ def test_unsupported_options_are_refused():
     params, state = make_reservoir(30, 0, in_degree=5, seed=0)
     with pytest.raises(ValueError, match="engine='fast'; allowed: 'eager', 'compiled'"):
         simulate(params, state, None, 0.5, num_steps=3, seed=0, engine="fast")
-    with pytest.raises(ValueError, match="record_trace=True needs engine='eager'"):
-        simulate(params, state, None, 0.5, num_steps=3, seed=0, engine="compiled", record_trace=True)
     refractory, refractory_state = make_reservoir(30, 0, in_degree=5, seed=0, refractory_ms=1.0)
     with pytest.raises(ValueError, match="refractory_ms=1.0"):
         simulate(refractory, refractory_state, None, 0.5, num_steps=3, seed=0, engine="compiled")

@@ -119,3 +119,25 @@ def test_run_session_rejects_mismatches():
         run_session(task, session, other, state, learners, DT)
     with pytest.raises(ValueError, match="dt_ms"):
         run_session(task, session, params, state, learners, 2.0)
+
+
+def test_run_session_on_the_compiled_engine_equals_the_eager_engine():
+    from kernels.izhikevich.compiled import find_compiler
+
+    if find_compiler() is None:
+        pytest.skip("no C compiler for the compiled engine")
+    # noise-free reservoir: both engines then compute the same bits (inputs, exponential
+    # synapses, recorded traces), so the whole training record must be identical
+    task, params, state, learners = _setup()
+    session = task.sample(0)
+    records = [run_session(task, session, params, state, learners, DT, seed=0, record_spikes=(1,), engine=engine)
+               for engine in ("eager", "compiled")]
+    eager, fast = records
+    for name in eager.outputs:
+        assert np.array_equal(eager.outputs[name], fast.outputs[name])
+        assert np.array_equal(eager.weights[name], fast.weights[name])
+    assert np.array_equal(eager.population_rate_hz, fast.population_rate_hz)
+    assert torch.equal(eager.reservoir.neurons.v_mv, fast.reservoir.neurons.v_mv)
+    assert all(torch.equal(a, b) for a, b in zip(eager.spikes[1], fast.spikes[1]))
+    with pytest.raises(ValueError, match="engine="):
+        run_session(task, session, params, state, learners, DT, seed=0, engine="jit")
