@@ -87,3 +87,13 @@ def test_failing_build_reports_the_compiler_output(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="building the compiled Izhikevich engine failed"):
         compiled.load_library()
     assert not list(tmp_path.glob("*.so"))  # nothing half-built is left to load
+
+
+def test_unwritable_cache_falls_back_to_the_temporary_directory(monkeypatch, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("NEUROBRIDGE_CACHE_DIR", str(blocked / "cache"))  # mkdir fails
+    monkeypatch.setattr(compiled.tempfile, "gettempdir", lambda: str(tmp_path))
+    library = compiled.load_library()
+    assert library.nb_rng_words() == 4 + 4 * compiled.LANES
+    assert list(tmp_path.glob("neurobridge-*/izhikevich_f32_*.so"))
