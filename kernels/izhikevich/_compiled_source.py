@@ -271,7 +271,8 @@ int64_t nb_run(                                                                 
                 UINT bits; memcpy(&bits, v + j, sizeof bits);                                       \
                 bad |= (UINT)((bits & EXP_MASK) == EXP_MASK);                                       \
             }                                                                                       \
-            if (bad) {                                                                              \
+            if (bad) {  /* stop here (later networks of this step not advanced): the caller   \
+                           raises SimulationDiverged and its state buffer is a copy */             \
                 for (int64_t j = 0; j < 2 * n; j++) {                                               \
                     UINT bits; memcpy(&bits, v + j, sizeof bits);                                   \
                     if ((bits & EXP_MASK) == EXP_MASK) {                                            \

@@ -57,6 +57,7 @@ LANES = 4  # the C source's LANES: noise is drawn in groups of this many
 # the spike buffer holds at least this many indices (a call returns early when fewer than
 # B * N slots are left, and the loop calls again: any capacity >= B * N is correct)
 MIN_SPIKE_CAPACITY = 1 << 20
+SPIKE_CAPACITY_PER_NEURON = 4  # ... and at least this many per neuron of the batch
 
 
 class CompilerNotFoundError(RuntimeError):
@@ -92,15 +93,15 @@ def _cpu_name() -> str:
     return f"{model}\n{flags}"
 
 
-def _compile(compiler: str, directory: Path, variant: str) -> Path:
-    """Build (or find) the ``variant`` ("f32" or "f64") library in ``directory``; returns its path."""
+def _library_path(compiler: str, directory: Path, variant: str) -> Path:
     key = hashlib.sha256("\0".join((C_SOURCE, compiler, *BASE_FLAGS, *ARCH_FLAGS, platform.machine(),
                                     _cpu_name())).encode()).hexdigest()[:20]
-    library = directory / f"izhikevich_{variant}_{key}.so"
-    if library.exists():
-        return library
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix="build_") as build:
+    return directory / f"izhikevich_{variant}_{key}.so"
+
+
+def _build(compiler: str, library: Path, variant: str) -> None:
+    """Compile the ``variant`` ("f32" or "f64") library to ``library`` (atomic rename)."""
+    with tempfile.TemporaryDirectory(dir=library.parent, prefix="build_") as build:
         source = Path(build) / "izhikevich.c"
         source.write_text(C_SOURCE)
         output = Path(build) / library.name
@@ -111,9 +112,21 @@ def _compile(compiler: str, directory: Path, variant: str) -> Path:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode == 0:
                 os.replace(output, library)  # atomic: concurrent builders agree
-                return library
+                return
             errors.append(f"$ {' '.join(command)}\n{done.stderr.strip()}")
     raise RuntimeError("building the compiled Izhikevich engine failed:\n" + "\n".join(errors))
+
+
+def _writable_directory(directory: Path) -> Path:
+    """``directory`` if it can be created and written, else a fresh private temporary
+    directory (never a predictable shared path another user could plant a library in)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if os.access(directory, os.W_OK | os.X_OK):
+            return directory
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="neurobridge-"))
 
 
 @functools.cache
@@ -137,31 +150,45 @@ def _load(path: str, variant: str) -> ctypes.CDLL:
     return library
 
 
+@functools.cache
+def _library_for(compiler: str, directory: Path, variant: str) -> ctypes.CDLL:
+    """Build (unless cached) and load; a cached file that does not load (truncated, or
+    built elsewhere) is rebuilt once. Cached per process: the key hashes /proc/cpuinfo."""
+    library = _library_path(compiler, _writable_directory(directory), variant)
+    if not library.exists():
+        _build(compiler, library, variant)
+    try:
+        return _load(str(library), variant)
+    except OSError:
+        library.unlink(missing_ok=True)
+        _build(compiler, library, variant)
+        try:
+            return _load(str(library), variant)
+        except OSError as error:
+            raise RuntimeError(f"the compiled Izhikevich engine {library} was built but does not "
+                               f"load: {error}") from error
+
+
 def load_library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
     """The compiled engine's library for ``dtype`` (float32 or float64; the generator is the
     same in both): built on first use per machine, then loaded from the cache."""
     if dtype not in VARIANTS:
         raise ValueError(f"dtype={dtype}; the compiled engine supports torch.float32 and torch.float64")
-    directory = cache_directory()
     compiler = find_compiler()
     if compiler is None:
         raise CompilerNotFoundError(
             "engine='compiled' needs a C compiler to build its loop (looked for "
             + (f"$CC={os.environ['CC']!r}" if os.environ.get("CC") else "'gcc' and 'cc'")
             + " on PATH, found none); install gcc or use engine='eager'")
-    variant = VARIANTS[dtype]
-    try:
-        library = _compile(compiler, directory, variant)
-    except OSError:  # an unwritable cache directory: build under the temporary directory
-        fallback = Path(tempfile.gettempdir()) / f"neurobridge-{os.environ.get('USER', 'user')}"
-        library = _compile(compiler, fallback, variant)
-    return _load(str(library), variant)
+    return _library_for(compiler, cache_directory(), VARIANTS[dtype])
 
 
-def rng_state(seed: int) -> Tensor:
+def rng_state(seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """The engine's generator state for ``seed`` (int, taken modulo 2**64): xoshiro256**
-    streams as uint64 words stored in an int64 tensor (``nb_rng_words`` of them)."""
-    library = load_library()
+    streams as uint64 words stored in an int64 tensor (``nb_rng_words`` of them). Both
+    libraries seed alike; ``dtype`` picks the one to load (the run's, so a float64 run
+    does not also build the float32 library)."""
+    library = load_library(dtype)
     state = torch.zeros(library.nb_rng_words(), dtype=torch.int64)
     library.nb_rng_seed(ctypes.c_uint64(int(seed) % 2**64), state.data_ptr())
     return state
@@ -214,6 +241,16 @@ class CompiledRun:
         n = (slots - 1) // 3
         if not state.is_contiguous() or slots != 3 * n + 1:
             raise ValueError(f"state has shape {list(state.shape)}; expected a contiguous [B, 3N+1] buffer")
+        # the C loop dereferences every table entry: check devices, shapes and target range
+        named = {"u_decay": u_decay, "u_v_gain": u_v_gain, "v_reset": v_reset, "targets": targets,
+                 "weights": weights}
+        for name, tensor in named.items():
+            if tensor.device.type != "cpu":
+                raise ValueError(f"{name} is on {tensor.device}; the compiled engine needs CPU tensors")
+        for name in ("u_decay", "u_v_gain", "v_reset"):
+            shape = tuple(named[name].shape)
+            if len(shape) > 2 or shape[-1:] != (n,) or (len(shape) == 2 and shape[0] not in (1, batch)):
+                raise ValueError(f"{name} has shape {list(shape)}; expected [{batch} or 1, {n}] or [{n}]")
         self.library = load_library(state.dtype)
         self.function = self.library.nb_run
         self.state, self.batch, self.n, self.dtype = state, batch, n, state.dtype
@@ -221,15 +258,19 @@ class CompiledRun:
         self.u_decay, self.u_v_gain, self.v_reset = (per_neuron(x) for x in (u_decay, u_v_gain, v_reset))
         self.scalars = (half_step_ms, k1, k2, v_peak_mv, 0.0 if synapse_decay is None else synapse_decay)
         self.exponential = synapse_decay is not None
-        rows = n if shared else batch * n
+        rows, slots_reached = (n, slots) if shared else (batch * n, batch * slots)
         if targets.dtype != torch.int64 or targets.dim() != 2 or targets.shape[0] != rows:
             raise ValueError(f"targets has dtype {targets.dtype} and shape {list(targets.shape)}; expected "
                              f"int64 [{rows}, W]")
+        if targets.numel() and not (0 <= int(targets.min()) and int(targets.max()) < slots_reached):
+            raise ValueError(f"targets hold slots {int(targets.min())}..{int(targets.max())}; allowed "
+                             f"0..{slots_reached - 1} (flat slots of the state buffer)")
         if tuple(weights.shape) != (batch * n, targets.shape[1]):
             raise ValueError(f"weights has shape {list(weights.shape)}; expected [{batch * n}, {targets.shape[1]}]")
         self.targets, self.weights = targets.contiguous(), weights.to(self.dtype).contiguous()
         self.shared, self.width = bool(shared), targets.shape[1]
-        capacity = max(4 * batch * n, MIN_SPIKE_CAPACITY) if spike_capacity is None else max(spike_capacity, batch * n)
+        capacity = (max(SPIKE_CAPACITY_PER_NEURON * batch * n, MIN_SPIKE_CAPACITY) if spike_capacity is None
+                    else max(spike_capacity, batch * n))
         self.spike_buffer = torch.empty(capacity, dtype=torch.int64)
         self.scratch = torch.empty(n, dtype=self.dtype)
         self.normal = torch.empty(_padded(n), dtype=torch.float64)

@@ -80,7 +80,7 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
     with_inputs = inputs is not None and params.num_inputs > 0
     draws = seed is not None
     noise_scale = params.noise_std / math.sqrt(dt_ms) if draws else None  # as draw_noise rounds it
-    rng = rng_state(engine_seed(seed)) if draws else None
+    rng = rng_state(engine_seed(seed), params.dtype) if draws else None
     chunks: list[Tensor] = []
     counts: list[Tensor] = []
     trace_decay = math.exp(-dt_ms / params.trace_tau_ms)

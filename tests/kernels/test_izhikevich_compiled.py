@@ -98,3 +98,30 @@ def test_unwritable_cache_falls_back_to_the_temporary_directory(monkeypatch, tmp
     library = compiled.load_library()
     assert library.nb_rng_words() == 4 + 4 * compiled.LANES
     assert list(tmp_path.glob("neurobridge-*/izhikevich_f32_*.so"))
+
+
+def test_compiled_run_refuses_tables_the_c_loop_would_overrun():
+    # the C loop writes state + target for every synapse of a spiking neuron: a target
+    # outside the state buffer, a per-neuron array of another size or a tensor off the CPU
+    # must be refused up front with the argument's name
+    batch, n, width = 2, 5, 3
+    state = torch.zeros(batch, 3 * n + 1)
+    good = dict(u_decay=torch.ones(n), u_v_gain=torch.ones(batch, n), v_reset=torch.full((1, n), -65.0),
+                targets=torch.zeros(n, width, dtype=torch.int64), weights=torch.ones(batch * n, width))
+
+    def make(**changes):
+        args = {**good, **changes}
+        return compiled.CompiledRun(state, 0.25, 0.04, 5.0, args["u_decay"], args["u_v_gain"], args["v_reset"],
+                                    30.0, None, args["targets"], args["weights"], shared=True)
+
+    assert make().width == width
+    with pytest.raises(ValueError, match=r"targets hold slots 0\.\.16; allowed 0\.\.15"):
+        make(targets=torch.full((n, width), 3 * n + 1, dtype=torch.int64).index_fill_(0, torch.tensor([0]), 0))
+    with pytest.raises(ValueError, match="targets hold slots -1"):
+        make(targets=torch.full((n, width), -1, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"u_decay has shape \[4\]"):
+        make(u_decay=torch.ones(4))
+    with pytest.raises(ValueError, match=r"v_reset has shape \[3, 5\]"):
+        make(v_reset=torch.ones(3, n))
+    with pytest.raises(ValueError, match="weights is on meta"):
+        make(weights=torch.ones(batch * n, width, device="meta"))

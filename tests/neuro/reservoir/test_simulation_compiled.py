@@ -40,8 +40,19 @@ def _assert_same_run(eager, fast):
 def test_same_noise_gives_identical_bits(monkeypatch, dtype, synapse, batch, num_neurons, shared, num_inputs):
     # exact equality: both engines evaluate the same IEEE operations in the same order, each
     # rounded once (no FMA contraction in the C build), and deliver spikes in the same order.
-    # A tiny spike buffer forces many returns from C and resumptions within a run.
+    # A spike buffer of B * N slots (the least allowed) makes C return after every step
+    # with a spike and the loop resume: counted below.
     monkeypatch.setattr(compiled, "MIN_SPIKE_CAPACITY", 0)
+    monkeypatch.setattr(compiled, "SPIKE_CAPACITY_PER_NEURON", 1)
+    calls = []
+    original_init = compiled.CompiledRun.__init__
+
+    def counting_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        function = self.function
+        self.function = lambda *call: calls.append(1) or function(*call)
+
+    monkeypatch.setattr(compiled.CompiledRun, "__init__", counting_init)
     params, state = make_reservoir(num_neurons, num_inputs, batch_size=batch, in_degree=40, seed=1, dtype=dtype,
                                    synapse=synapse, shared_wiring=shared,
                                    weight_scale=5.0 if synapse == "delta" else 0.5)
@@ -53,6 +64,7 @@ def test_same_noise_gives_identical_bits(monkeypatch, dtype, synapse, batch, num
     eager = simulate(params, state, inputs, 0.5, **kwargs)
     fast = simulate(params, state, inputs, 0.5, engine="compiled", **kwargs)
     assert eager.num_spikes > 50  # the run exercises delivery and reset
+    assert len(calls) > math.ceil(steps / 47)  # more C calls than drive blocks: resumptions
     _assert_same_run(eager, fast)
     # a continued run (state.step > 0, non-zero traces and synaptic currents) stays identical,
     # here with the per-step traces recorded
