@@ -29,8 +29,14 @@ from kernels.dispatch import new_buffer
 from kernels.hmm_scan.naive import check_scan_inputs
 
 CHUNK = 64
-LANES = 64  # vector walks per program in steps 1 and 3
-PREFIX_LANES = 16  # sequences per program in step 2
+# lanes per program: 64 vector walks (steps 1, 3) and 16 sequences (step 2) at K <= 4;
+# fewer for larger K so that a program holds at most ~1024 matrix entries (fp64 on sm_90:
+# 64 lanes of 8 x 8 took all 255 registers and spilled)
+LANES, PREFIX_LANES, MAX_TILE = 64, 16, 1024
+
+
+def _lanes(most: int, block: int) -> int:
+    return max(2, min(most, MAX_TILE // (block * block)))
 
 
 @triton.jit
@@ -121,14 +127,15 @@ def triton_scaled_vecmat_scan(log_initial: torch.Tensor, mats: torch.Tensor, chu
     log_enter = new_buffer((batch, num_chunks, k), dtype, device)
     vectors = new_buffer((batch, steps, k), dtype, device)
     log_scale = new_buffer((batch, steps), dtype, device)
+    lanes, prefix_lanes = _lanes(LANES, block), _lanes(PREFIX_LANES, block)
     walks = batch * num_chunks * k
-    _vector_walks_kernel[(triton.cdiv(walks, LANES),)](
-        mats, None, log_chunk, None, None, steps, num_chunks, k, walks, k, chunk, block, LANES,
+    _vector_walks_kernel[(triton.cdiv(walks, lanes),)](
+        mats, None, log_chunk, None, None, steps, num_chunks, k, walks, k, chunk, block, lanes,
         False, tiny)
-    _chunk_prefix_kernel[(triton.cdiv(batch, PREFIX_LANES),)](
-        log_initial, log_chunk, log_enter, batch, num_chunks, k, block, PREFIX_LANES)
+    _chunk_prefix_kernel[(triton.cdiv(batch, prefix_lanes),)](
+        log_initial, log_chunk, log_enter, batch, num_chunks, k, block, prefix_lanes)
     walks = batch * num_chunks
-    _vector_walks_kernel[(triton.cdiv(walks, LANES),)](
+    _vector_walks_kernel[(triton.cdiv(walks, lanes),)](
         mats, log_enter, None, vectors, log_scale, steps, num_chunks, k, walks, 1, chunk, block,
-        LANES, True, tiny)
+        lanes, True, tiny)
     return vectors, log_scale

@@ -147,6 +147,8 @@ def _hmm_scan_calls():
 
     for dtype in (torch.float64, torch.float32):
         scaled_vecmat_scan(torch.zeros(2, 3, dtype=dtype), torch.ones(2, 40, 3, 3, dtype=dtype))
+    scaled_vecmat_scan(torch.zeros(2, 8, dtype=torch.float64),  # fewer lanes per program
+                       torch.ones(2, 40, 8, 8, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("calls", [_gla_calls, _izhikevich_calls, _three_factor_calls,
