@@ -106,8 +106,8 @@ def _restart_batch(problem, restarts, iters, out, dtype=torch.float64):
     restarts costs about the time of one. EM stops early (tolerance 0) once no restart gains,
     which happens at different iterations for 1 and R restarts, so the EM ratio is per
     iteration (seconds / iterations run, the final E-step included)."""
-    data = prepare([torch.as_tensor(problem.spikes, device=out.device)],
-                   torch.as_tensor(problem.basis, device=out.device))
+    data = prepare([torch.as_tensor(problem.spikes, device=out.device, dtype=dtype)],
+                   torch.as_tensor(problem.basis, device=out.device, dtype=dtype))  # init in dtype
     metrics = {}
     for count, label in ((1, "one"), (restarts, "all")):
         init_seconds = []

@@ -74,7 +74,8 @@ def e_step(data: PreparedData, params: HMMGLMParams, settings: EMSettings, cache
     eta, terms = (linear_predictor(data.design, theta), None) if cache is None else cache
     num_bins = eta.shape[0]
     if use_triton(eta, data.counts):
-        loglik = terms if terms is not None else glm_terms(
+        reuse = terms is not None and terms.dim() == 3  # the line search's (T, R, K) sums
+        loglik = terms if reuse else glm_terms(
             eta.reshape(num_bins, r * k, -1), data.counts, None, settings.link,
             per_bin=True).per_bin.reshape(num_bins, r, k)
         terms = None

@@ -135,8 +135,9 @@ def newton_step(
     the one-pass kernel ``kernels.glm_terms`` and no (T, R, K, N) log-likelihoods are
     formed: loglik_new is then the per-bin sums over neurons (T, R, K) at theta_new when
     every problem accepted the full step (the first trial computes them, so the next
-    E-step needs no pass of its own), else None. Elsewhere the terms come from the
-    sparse-aware torch ``batched_terms``.
+    E-step needs no pass of its own; without bounds they are taken at eta + delta_eta,
+    which may differ from the returned eta = Phi theta_new by rounding), else None.
+    Elsewhere the terms come from the sparse-aware torch ``batched_terms``.
     """
     num_timesteps = design.shape[0]
     shape = theta.shape
@@ -224,8 +225,9 @@ def newton_step(
         if any_ok:
             best_theta = torch.where(ok.unsqueeze(-1), trial, best_theta)
             best_f = torch.where(ok, f_trial, best_f)
-            if fused:  # eta formed once below; per-bin sums kept only if all took step 1
-                best_eta, best_terms = None, trial_terms if all_ok else None
+            if fused:  # per-bin sums kept only if all took step 1; eta formed once below
+                best_terms = trial_terms if all_ok else None  # (unless this trial formed it)
+                best_eta = trial_eta if all_ok and bounded else None
             elif all_ok:
                 best_eta, best_terms = trial_eta, trial_terms
             else:
