@@ -60,6 +60,9 @@ class Config:
     evaluation_trials: int = field(default=10, metadata={"min": 2, "help": "last trials of a block that are scored"})
     recovery_window: int = field(default=5, metadata={"min": 1, "help": "running-mean window for recovery"})
     bin_ms: float = field(default=5.0, metadata={"min": 0.5, "help": "recording bin"})
+    engine: str = field(default="eager", metadata={
+        "choices": ("eager", "compiled"),
+        "help": "reservoir engine: eager torch ops, or the whole loop in C (CPU; another noise stream)"})
 
 
 DEMO = {"num_neurons": 500, "trials_per_block": (20, 15, 15)}
@@ -129,7 +132,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     # training.readout_features) and <|x|^2>, which normalises the three-factor learning
     # rates (NLMS-style). Both are our choices, applied identically to all learners.
     warm = task.trial(task.sample(np.random.default_rng(warm_seed)), 0, config.dt_ms, device=out.device)
-    result = simulate(params, state, warm.inputs.unsqueeze(0), config.dt_ms,
+    result = simulate(params, state, warm.inputs.unsqueeze(0), config.dt_ms, engine=config.engine,
                       seed=np.random.default_rng(warm_seed), record_trace=True, record="none")
     offset = result.trace.mean(1)
     spread = result.trace.std(1)
@@ -146,6 +149,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
         task, session, params, result.state, learners, config.dt_ms, seed=np.random.default_rng(noise_seed),
         feature_offset=offset, feature_scale=spread, feature_clip=config.feature_clip, bin_ms=config.bin_ms, record_spikes=(starts[1] - 1, starts[2] - 1),
         progress=lambda trials: out.progress(trials, total=session.num_trials, desc="trials"),
+        engine=config.engine,
     )
     out.log(f"feature power <|x|^2> = {feature_power:.1f}; mean rate "
             f"{record.population_rate_hz.mean():.2f} Hz over {session.num_trials} trials")
