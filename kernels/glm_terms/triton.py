@@ -36,9 +36,9 @@ def _softplus_and_sigmoid(x):
     for x >= 0, else z / (1 + z); z = exp(x) for x < 0 (the series below 0 use it)."""
     z = tl.exp(-tl.abs(x))
     u = 1.0 + z
-    log1p = tl.where(u == 1.0, z, tl.log(u) * z / tl.where(u == 1.0, 1.0, u - 1.0))
-    softplus = tl.where(x > 20.0, x, tl.maximum(x, 0.0) + log1p)
     inverse = 1.0 / u
+    log1p = tl.log(u) - ((u - 1.0) - z) * inverse  # corrects the rounding of u; = z if u == 1
+    softplus = tl.where(x > 20.0, x, tl.maximum(x, 0.0) + log1p)
     return softplus, tl.where(x >= 0.0, inverse, z * inverse), z
 
 
