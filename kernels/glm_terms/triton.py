@@ -8,8 +8,8 @@ the counts and posterior weights it needs, and writes only what EM uses: the per
 partial sums over time of r * l (summed over tiles afterwards, in a fixed order, so the
 result is deterministic), the per-bin sums over neurons of l, and, for a Newton step,
 r * l' and r * (-l''). softplus is max(x, 0) + log1p(exp(-|x|)) (x itself above 20, as
-torch), with log1p exact to ~1 ulp through log(u) * z / (u - 1), u = 1 + z (Goldberg
-1991), and the series of ``naive.softplus_terms`` far below 0. NaN predictors stay NaN (min/max
+torch), with log1p to ~1 ulp as log(u) - ((u - 1) - z) / u, u = 1 + z (the first-order
+correction of u's rounding), and the series of ``naive.softplus_terms`` far below 0. NaN predictors stay NaN (min/max
 propagate them). ``step`` travels as a float32 scalar: it must be 0 or a power of two
 (checked), as the line search's step sizes are, so it is exact in any float dtype.
 """
