@@ -129,8 +129,7 @@ def _writable_directory(directory: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="neurobridge-"))
 
 
-@functools.cache
-def _load(path: str, variant: str) -> ctypes.CDLL:
+def _load(path: str, variant: str) -> ctypes.CDLL:  # once per library: _library_for caches
     library = ctypes.CDLL(path)
     pointer, i64, u64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
     library.nb_ziggurat_init.restype = ctypes.c_double
