@@ -90,6 +90,16 @@ def test_float32_fit_reaches_the_float64_optimum_without_exhausting_line_searche
     assert 0 < line_search_trials <= 3 * max(iterations, 1), results
 
 
+def test_default_dtype_is_float64_on_cpu_and_float32_on_gpus():
+    from neuro.hmmglm.model import default_dtype
+
+    assert HMMGLM(2, 3).dtype == torch.float64
+    assert HMMGLM(2, 3, dtype=torch.float32).dtype == torch.float32
+    # resolved from the device alone (no allocation: this runs without a GPU too)
+    assert default_dtype(torch.device("cuda", 1)) == torch.float32
+    assert default_dtype("cuda") == torch.float32 and default_dtype("cpu") == torch.float64
+
+
 def test_bernoulli_em_monotone():
     rng = np.random.default_rng(2)
     spikes = (rng.random((1200, 3)) < np.where(np.arange(1200)[:, None] % 400 < 200, 0.1, 0.4)).astype(float)
@@ -165,8 +175,22 @@ def test_cuda_fit_matches_cpu():
     truth, spikes, _, basis = small_problem(seed=6)
     results = []
     for device in ("cpu", "cuda"):
-        model = HMMGLM(2, 4, basis=basis, device=device)
+        model = HMMGLM(2, 4, basis=basis, device=device, dtype=torch.float64)
         history = model.fit(spikes, num_iters=10, tolerance=0.0, init_params=truth.params)
         results.append(np.asarray(history["objective"]))
     # float64 on both; reductions run in a different order: ~1e-12 relative
     np.testing.assert_allclose(results[1], results[0], rtol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_default_float32_fit_reaches_the_cpu_float64_optimum():
+    truth, spikes, _, basis = small_problem(seed=2, steps=4000)
+    finals = {}
+    for device in ("cpu", "cuda"):
+        model = HMMGLM(2, 4, basis=basis, device=device)  # float64 on the CPU, float32 on CUDA
+        history = model.fit(spikes, num_iters=60, tolerance=0.0, init_params=truth.params)
+        finals[model.dtype] = history["objective"][-1]
+    # as in the CPU float32 test above: resolved to the line search's 16 eps32 |F|
+    assert abs(finals[torch.float32] - finals[torch.float64]) <= (
+        16 * torch.finfo(torch.float32).eps * abs(finals[torch.float64]))

@@ -65,6 +65,16 @@ def test_bad_hyperparameters(kwargs, message):
         HMMGLM(**args)
 
 
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"dtype": torch.float16}, TypeError, "dtype must be torch.float32, torch.float64 or None"),
+    ({"dtype": "float64"}, TypeError, "got 'float64'"),
+    ({"device": "gpu0"}, ValueError, "device must name a torch device"),
+])
+def test_bad_dtype_and_device(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        HMMGLM(2, 3, **kwargs)
+
+
 def test_bad_parameters_and_fit_arguments(model):
     with pytest.raises(ValueError, match="transition must be non-negative with rows summing to 1"):
         make_params([0.5, 0.5], [[0.9, 0.2], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 3, 1)))
