@@ -146,12 +146,13 @@ def test_multiple_sequences_pool_like_one_long_trial_split():
     assert np.isfinite(history["objective"]).all()
 
 
-def test_degenerate_data_gives_no_nan():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32: the GPU default
+def test_degenerate_data_gives_no_nan(dtype):
     _truth, spikes, _, basis = small_problem(seed=5, k=3)
     spikes = spikes.copy()
     spikes[:, 0] = 0.0  # a silent neuron
     spikes[300:900] = 0.0  # a long silence of every neuron
-    model = HMMGLM(4, 4, basis=basis)  # more states than the data support
+    model = HMMGLM(4, 4, basis=basis, dtype=dtype)  # more states than the data support
     history = model.fit(spikes, num_iters=15)
     assert np.isfinite(history["objective"]).all()
     for tensor in (model.params.log_transition.exp(), model.params.bias, model.params.weights):
@@ -159,7 +160,7 @@ def test_degenerate_data_gives_no_nan():
     gamma = model.posterior(spikes).smoothed
     assert bool(torch.isfinite(gamma).all())
     # a state with (almost) no posterior mass keeps finite parameters
-    empty = HMMGLM(3, 4, basis=basis)
+    empty = HMMGLM(3, 4, basis=basis, dtype=dtype)
     init = make_params(np.array([1.0, 0.0, 0.0]), np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]]),
                        np.full((3, 4), -1.0), np.zeros((3, 4, 4, 1)))
     hist = empty.fit(spikes, num_iters=5, init_params=init)
