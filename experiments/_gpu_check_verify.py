@@ -1,9 +1,11 @@
-"""gpu_check, part 1: every Triton kernel against its reference, in float32 and bfloat16.
+"""gpu_check, part 1: every Triton kernel against its reference, in float32 and bfloat16
+(the HMM-GLM kernels in float64 and float32, the dtypes of fits).
 
 Chunked GLA outputs and gradients (dq dk dv dg dh0) and the fused recurrent form vs the
 float64 recurrent reference (incl. a varlen batch with an empty sequence); the three-factor
 step vs its torch reference; the Izhikevich step vs its torch reference (raster of
-``raster_neurons`` x ``raster_steps``, float32; one step in bfloat16). Also the network
+``raster_neurons`` x ``raster_steps``, float32; one step in bfloat16); the HMM-GLM
+emission terms and the scaled HMM message scan vs their float64 references. Also the network
 builder the spiking timings use. Rows: kernel, dtype, quantity, relative RMS error, bound,
 pass.
 """
@@ -102,6 +104,73 @@ def verify_three_factor(config: Config, device: str) -> list[dict]:
             rows.append({"kernel": "three_factor", "dtype": str(dtype).replace("torch.", ""),
                          "quantity": name, "rel_rms_error": err, "bound": bound,
                          "pass": bool(err <= bound)})
+    return rows
+
+
+def _row(kernel, dtype, quantity, err, bound):
+    return {"kernel": kernel, "dtype": str(dtype).replace("torch.", ""), "quantity": quantity,
+            "rel_rms_error": err, "bound": bound, "pass": bool(err <= bound)}
+
+
+def verify_glm_terms(config: Config, device: str) -> list[dict]:
+    """The HMM-GLM emission terms (all reductions, with a line-search trial step) vs the
+    float64 reference on the same inputs. Its dtypes are those of HMM-GLM fits, float64
+    and float32 (fits reject half precision)."""
+    from kernels.glm_terms import glm_terms, naive_glm_terms
+    rows = []
+    steps, problems, neurons = config.verify_length, 12, 20
+    gen = torch.Generator(device=device).manual_seed(3)
+    eta = torch.randn(steps, problems, neurons, generator=gen, device=device,
+                      dtype=torch.float64) - 1.0
+    eta[0] = -30.0 + 40.0 * torch.rand(problems, neurons, generator=gen, device=device,
+                                       dtype=torch.float64)  # the softplus/sigmoid tails
+    delta = 0.5 * torch.randn(eta.shape, generator=gen, device=device, dtype=torch.float64)
+    counts = torch.poisson(torch.full((steps, neurons), 0.4, device=device, dtype=torch.float64),
+                           generator=gen)
+    resp = torch.rand(steps, problems, generator=gen, device=device, dtype=torch.float64)
+    # float64: the same formulas up to exp/log1p rounding and summation order (1e-12);
+    # float32 vs the float64 oracle on the rounded inputs: sums of <= T terms of a few
+    # float32 ulps each, and the softplus series seam (7e-6 relative on the curvature)
+    cases = [(link, torch.float64, 1e-12) for link in ("softplus", "exp", "logistic")]
+    cases += [("softplus", torch.float32, 1e-5)]
+    for link, dtype, bound in cases:
+        y = counts.clamp(max=1.0) if link == "logistic" else counts
+        inputs = [x.to(dtype) for x in (eta, y, resp, delta)]
+        got = glm_terms(inputs[0], inputs[1], inputs[2], link, inputs[3], step=0.5,
+                        per_bin=True, derivatives=True)
+        want = naive_glm_terms(*(x.double() for x in inputs[:3]), link, inputs[3].double(),
+                               step=0.5, per_bin=True, derivatives=True)
+        for name in ("value", "per_bin", "weighted_gradient", "weighted_curvature"):
+            rows.append(_row(f"glm_terms ({link})", dtype, name,
+                             _relative_rms(getattr(got, name), getattr(want, name)), bound))
+    return rows
+
+
+def verify_hmm_scan(config: Config, device: str) -> list[dict]:
+    """The scaled HMM message scan vs the step-by-step float64 reference: 40 sequences
+    (several lane blocks), ``verify_length`` steps (several chunks), K = 3 and 8."""
+    from kernels.hmm_scan import naive_scaled_vecmat_scan, scaled_vecmat_scan
+    rows = []
+    for k in (3, 8):
+        gen = torch.Generator(device=device).manual_seed(k)
+        transition = torch.softmax(3.0 * torch.randn(40, 1, k, k, generator=gen, device=device,
+                                                     dtype=torch.float64), -1)
+        emission = torch.rand(40, config.verify_length, 1, k, generator=gen, device=device,
+                              dtype=torch.float64) ** 4
+        mats = transition * emission / emission.amax(-1, keepdim=True)
+        log_initial = torch.log(torch.rand(40, k, generator=gen, device=device,
+                                           dtype=torch.float64))
+        log_initial[-1, 0] = float("-inf")  # a state that cannot start
+        # float64: ~1e-15 per rescaled step; float32: ~6e-8 per step, forgotten as the
+        # chain mixes (vs the float64 oracle on the rounded inputs)
+        for dtype, bound in ((torch.float64, 1e-11), (torch.float32, 1e-5)):
+            vectors, log_scale = scaled_vecmat_scan(log_initial.to(dtype), mats.to(dtype))
+            ref_vectors, ref_scale = naive_scaled_vecmat_scan(log_initial.to(dtype).double(),
+                                                              mats.to(dtype).double())
+            rows.append(_row(f"hmm_scan (K={k})", dtype, "vectors",
+                             _relative_rms(vectors, ref_vectors), bound))
+            rows.append(_row(f"hmm_scan (K={k})", dtype, "log_scale",
+                             _relative_rms(log_scale, ref_scale), bound))
     return rows
 
 

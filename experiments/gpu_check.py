@@ -8,7 +8,8 @@ from a package registry); flash-linear-attention's ``chunk_gla`` is timed when i
 1. Verification, float32 and bfloat16: chunked GLA outputs and gradients (dq dk dv dg dh0)
    and the fused recurrent form vs the float64 recurrent reference (incl. a varlen batch
    with an empty sequence); the three-factor step vs its torch reference; the Izhikevich
-   step vs its torch reference (raster of 500 neurons x 200 steps, float32; one step bf16).
+   step vs its torch reference (raster of 500 neurons x 200 steps, float32; one step bf16);
+   the HMM-GLM kernels (emission terms, scaled message scan) in float64 and float32.
 2. GLA timings in bf16 at (B, T, H, D) in ``gla_shapes``: forward and forward+backward of
    ours, our naive chunked reference, torch SDPA (causal softmax attention) and fla.
 3. Spiking step timings: Izhikevich 2003 population, fixed in-degree, dt 0.5 ms, ~10 Hz
@@ -35,6 +36,8 @@ from experiments._gpu_check_timing import (
 )
 from experiments._gpu_check_verify import (
     verify_gla,
+    verify_glm_terms,
+    verify_hmm_scan,
     verify_izhikevich,
     verify_izhikevich_bf16,
     verify_three_factor,
@@ -121,7 +124,9 @@ def _run(config: Config, out: RunDir) -> dict[str, float]:
     for check in (lambda: verify_gla(config, device, out),
                   lambda: verify_three_factor(config, device),
                   lambda: verify_izhikevich(config, device),
-                  lambda: verify_izhikevich_bf16(config, device) if device == "cuda" else []):
+                  lambda: verify_izhikevich_bf16(config, device) if device == "cuda" else [],
+                  lambda: verify_glm_terms(config, device),
+                  lambda: verify_hmm_scan(config, device)):
         verification += _guarded(check, out, [{"kernel": "error", "dtype": "", "quantity": "",
                                                "rel_rms_error": float("nan"), "bound": 0.0,
                                                "pass": False}])

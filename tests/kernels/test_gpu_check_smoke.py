@@ -29,3 +29,6 @@ def test_gpu_check_smoke_run(tmp_path):
     assert metrics["wiring_brian2_imported"] is False
     for name in ("verification.csv", "gla_timings.csv", "spiking_timings.csv", "report.html"):
         assert (run_path / name).exists(), name
+    verified = (run_path / "verification.csv").read_text()
+    for kernel in ("gla", "three_factor", "izhikevich", "glm_terms", "hmm_scan"):
+        assert kernel in verified, kernel  # every kernel family has rows
