@@ -13,7 +13,7 @@ hyperparameters in closed form. Stops when every restart gains less than
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -34,12 +34,14 @@ from neuro.hmmglm.priors import (
 
 @dataclass(frozen=True)
 class EMSettings:
+    """EM hyperparameters; ``transition_concentration`` and ``stickiness`` are floats, or
+    (R, 1, 1) tensors of one value per restart (``HMMGLM.fit_sweep``)."""
     link: str = "softplus"
     distribution: str = "poisson"
     prior: str = "none"
     shared_bias: bool = False
-    transition_concentration: float = 1.0
-    stickiness: float = 0.0
+    transition_concentration: float | torch.Tensor = 1.0
+    stickiness: float | torch.Tensor = 0.0
     newton_steps: int = 1
     ridge: float = 1e-6
     learn_prior_mean: bool = True
@@ -106,6 +108,8 @@ def e_step(data: PreparedData, params: HMMGLMParams, settings: EMSettings, cache
 
 
 def _pseudo_counts(settings: EMSettings, k: int, like: torch.Tensor) -> torch.Tensor:
+    """Dirichlet pseudo-counts of the transition rows: (K, K), or (R, K, K) in a sweep, where
+    ``transition_concentration`` and ``stickiness`` may be (R, 1, 1) tensors (one per restart)."""
     eye = torch.eye(k, dtype=like.dtype, device=like.device)
     return (settings.transition_concentration - 1.0) + settings.stickiness * eye
 
@@ -226,13 +230,32 @@ def glm_m_step(data, outer, estep: EStep, params, prior_state, settings: EMSetti
     return params, prior_state, (None if cache[0] is None else cache)
 
 
+def _keep_where(mask: torch.Tensor, new, old):
+    """Per restart r: new where mask[r], else old (params or a prior state; None stays None)."""
+    if new is None:
+        return None
+    pick = [torch.where(mask.view(-1, *(1,) * (a.dim() - 1)), a, b)
+            for a, b in zip((getattr(new, f.name) for f in fields(new)),
+                            (getattr(old, f.name) for f in fields(old)))]
+    return type(new)(*pick)
+
+
 def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSettings,
            num_iters: int, tolerance: float, outer: PackedOuterProducts | None = None,
-           progress=None):
-    """EM from ``params`` (restart axis R). Returns (params, prior_state, objectives list of (R,))."""
+           progress=None, group_size: int | None = None):
+    """EM from ``params`` (restart axis R) in groups of ``group_size`` consecutive restarts
+    (default: one group of all R). A group stops when every one of its restarts gains less
+    than ``tolerance`` nats per bin in one iteration: from then on its parameters stay as
+    they are (EM goes on for the other groups), exactly as if it had been fitted alone.
+    Returns (params, prior_state, objectives list of (R,), stops list of P ints: how many
+    of the objectives belong to each group's own run).
+    """
     outer = outer or PackedOuterProducts(data.design)
     num_bins = data.design.shape[0]
-    history = []
+    num_restarts = params.bias.shape[0]
+    group_size = group_size or num_restarts
+    num_groups = num_restarts // group_size
+    history, stops = [], [None] * num_groups
     previous = None
     cache = None
     iterator = range(num_iters + 1) if progress is None else progress(range(num_iters + 1))
@@ -240,12 +263,25 @@ def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSe
         estep = e_step(data, params, settings, cache)
         value = estep.log_normalizer + log_prior(params, prior_state, settings)
         history.append(value)
-        if previous is not None and bool(((value - previous) < tolerance * num_bins).all()):
-            break
+        if previous is not None:  # one host sync: which groups gained too little to go on
+            settled = ((value - previous) < tolerance * num_bins).view(num_groups, -1).all(1)
+            for group, done in enumerate(settled.tolist()):
+                if done and stops[group] is None:
+                    stops[group] = len(history)
+            if None not in stops:
+                break
         if iteration == num_iters:
             break
         previous = value
         log_initial, log_transition = markov_m_step(estep, params, settings)
-        params = HMMGLMParams(log_initial, log_transition, params.bias, params.weights)
-        params, prior_state, cache = glm_m_step(data, outer, estep, params, prior_state, settings)
-    return params, prior_state, history
+        updated = HMMGLMParams(log_initial, log_transition, params.bias, params.weights)
+        updated, updated_prior, cache = glm_m_step(data, outer, estep, updated, prior_state, settings)
+        if any(stop is not None for stop in stops):  # groups that stopped keep their parameters
+            running = torch.tensor([stop is None for stop in stops],
+                                   device=value.device).repeat_interleave(group_size)
+            updated = _keep_where(running, updated, params)
+            updated_prior = _keep_where(running, updated_prior, prior_state)
+            cache = None
+        params, prior_state = updated, updated_prior
+    stops = [len(history) if stop is None else stop for stop in stops]
+    return params, prior_state, history, stops

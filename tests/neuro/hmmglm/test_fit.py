@@ -195,3 +195,51 @@ def test_cuda_default_float32_fit_reaches_the_cpu_float64_optimum():
     # as in the CPU float32 test above: resolved to the line search's 16 eps32 |F|
     assert abs(finals[torch.float32] - finals[torch.float64]) <= (
         16 * torch.finfo(torch.float32).eps * abs(finals[torch.float64]))
+
+
+@pytest.mark.parametrize("prior, values", [
+    ("gaussian", {"prior_sigma": [0.1, 0.5, 2.0], "stickiness": [0.0, 5.0, 50.0]}),
+    ("onehot", {"stickiness": [0.0, 30.0], "transition_concentration": [1.0, 4.0]}),
+])
+def test_fit_sweep_points_equal_separate_fits(prior, values):
+    # Oracle: P separate fits, each with its point's hyperparameters, from the same seed.
+    # The sweep runs them as one batch of P x Q restarts: the same EM up to the rounding of
+    # batched sums (float64, ~1e-15 per sum; tens of iterations do not amplify it past 1e-9).
+    # With a tolerance each point stops on its own iteration, as it would alone.
+    _truth, spikes, _, basis = small_problem(seed=7, steps=1200)
+    basis = basis[:1] if prior == "onehot" else basis
+    lengths = set()
+    for stop in (dict(num_iters=5, tolerance=0.0), dict(num_iters=60, tolerance=1e-6)):
+        args = dict(num_restarts=2, seed=3, warmup_iters=4, **stop)
+        swept = HMMGLM(2, 4, basis=basis, prior=prior).fit_sweep(spikes, values, **args)
+        assert len(swept) == len(next(iter(values.values())))
+        finals = []
+        for i, (model, history) in enumerate(swept):
+            point = {name: seq[i] for name, seq in values.items()}
+            alone = HMMGLM(2, 4, basis=basis, prior=prior, **point)
+            expected = alone.fit(spikes, **args)
+            for key in ("phase", "num_iters", "converged", "best_restart"):
+                assert history[key] == expected[key], (key, i, stop)
+            np.testing.assert_allclose(history["objective_all_restarts"],
+                                       expected["objective_all_restarts"], rtol=1e-9)
+            torch.testing.assert_close(model.params.theta(), alone.params.theta(), rtol=1e-6,
+                                       atol=1e-8)
+            assert model.settings == alone.settings and model.prior_sigma == alone.prior_sigma
+            finals.append(history["objective"][-1])
+            lengths.add(len(history["phase"]))
+        assert len(set(np.round(finals, 3))) == len(finals)  # the points really differ
+    assert len(lengths) > 2  # points stopped at different iterations: some waited, frozen
+
+
+@pytest.mark.parametrize("values, error, message", [
+    ([0.1, 0.2], TypeError, "values must be a dict"),
+    ({"ridge": [1.0]}, ValueError, "values can sweep"),
+    ({"prior_sigma": [1.0]}, ValueError, "only prior='gaussian' has"),
+    ({"stickiness": [1.0, 2.0], "transition_concentration": [2.0]}, ValueError, "same number"),
+    ({"stickiness": []}, ValueError, "same number"),
+    ({"stickiness": [1.0, -1.0]}, ValueError, "stickiness >= 0"),
+])
+def test_fit_sweep_bad_values(values, error, message):
+    _truth, spikes, _, basis = small_problem(seed=7, steps=200)
+    with pytest.raises(error, match=message):
+        HMMGLM(2, 4, basis=basis).fit_sweep(spikes, values, num_iters=1)
