@@ -7,7 +7,8 @@ transition probabilities (Dirichlet pseudo-counts ``transition_concentration - 1
 ``stickiness`` on the diagonal), then ``newton_steps`` batched Newton steps for the GLMs
 (each an ascent step on the expected complete-data objective), then the prior's
 hyperparameters in closed form. Stops when every restart gains less than
-``tolerance`` nats per bin in one iteration.
+``tolerance`` nats per bin in one iteration; in a sweep (``HMMGLM.fit_sweep``) each group
+of restarts that belongs to one hyperparameter point stops on its own.
 """
 
 from __future__ import annotations
