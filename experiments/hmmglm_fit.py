@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.store import RunDir
-
-SWEPT = ("prior_sigma", "stickiness", "transition_concentration")  # batched by fit_sweep
+from neuro.hmmglm.hyperparameters import SWEEPABLE
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class Config:
 
 def batch_key(config: Config) -> tuple:
     """Points that differ only in the swept hyperparameters share one batched fit."""
-    return tuple(value for name, value in dataclasses.asdict(config).items() if name not in SWEPT)
+    return tuple(value for name, value in dataclasses.asdict(config).items() if name not in SWEEPABLE)
 
 
 def _problem(config: Config, seed: int):
@@ -105,7 +104,7 @@ def run_batch(configs: list[Config], outs: list[RunDir]) -> list[dict[str, float
 
     if len({batch_key(c) for c in configs}) != 1:
         raise ValueError("run_batch got configs that differ beyond the swept hyperparameters "
-                         f"{SWEPT}; group points by batch_key first")
+                         f"{SWEEPABLE}; group points by batch_key first")
     first = configs[0]
     torch.set_num_threads(first.threads)
     results: list[dict | None] = [None] * len(configs)
@@ -116,7 +115,7 @@ def run_batch(configs: list[Config], outs: list[RunDir]) -> list[dict[str, float
         problem, truth, held_out, fit_seed = _problem(first, seed)
         model = HMMGLM(truth.num_states, truth.num_neurons, basis=problem.basis,
                        link=problem.link, prior=first.prior, device=outs[members[0]].device)
-        swept = [name for name in SWEPT if name != "prior_sigma" or first.prior == "gaussian"]
+        swept = [name for name in SWEEPABLE if name != "prior_sigma" or first.prior == "gaussian"]
         values = {name: [getattr(configs[i], name) for i in members] for name in swept}
         fits = model.fit_sweep(problem.spikes, values, num_iters=first.num_iters,
                                tolerance=first.tolerance, num_restarts=first.num_restarts,

@@ -248,13 +248,15 @@ def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSe
     (default: one group of all R). A group stops when every one of its restarts gains less
     than ``tolerance`` nats per bin in one iteration: from then on its parameters stay as
     they are (EM goes on for the other groups), exactly as if it had been fitted alone.
-    Returns (params, prior_state, objectives list of (R,), stops list of P ints: how many
-    of the objectives belong to each group's own run).
+    Returns (params, prior_state, objectives list of (R,), stops: one int per group, how
+    many of the objectives belong to that group's own run).
     """
     outer = outer or PackedOuterProducts(data.design)
     num_bins = data.design.shape[0]
     num_restarts = params.bias.shape[0]
-    group_size = group_size or num_restarts
+    group_size = num_restarts if group_size is None else group_size
+    if group_size < 1 or num_restarts % group_size:
+        raise ValueError(f"group_size must divide the {num_restarts} restarts, got {group_size}")
     num_groups = num_restarts // group_size
     history, stops = [], [None] * num_groups
     previous = None

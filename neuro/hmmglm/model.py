@@ -27,7 +27,9 @@ from neuro.hmmglm.init import kmeans_initialization
 from neuro.hmmglm.newton import PackedOuterProducts
 from neuro.hmmglm.params import HMMGLMParams
 from neuro.hmmglm.priors import PRIORS, GaussianPriorState, OneHotPriorState
+from neuro.hmmglm.hyperparameters import RULES, check_hyperparameter, sweep_points
 from neuro.hmmglm.seeding import numpy_generator
+from neuro.hmmglm.simulate import sample_spikes, sample_states
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -49,49 +51,16 @@ def default_dtype(device) -> torch.dtype:
     return torch.float64 if torch.device(device).type == "cpu" else torch.float32
 
 
-SWEEPABLE = ("prior_sigma", "stickiness", "transition_concentration")
-
-
-def _check_hyperparameters(transition_concentration=1.0, stickiness=0.0, prior_sigma=0.5,
-                           sigma_floor=0.05, strength_floor=0.1) -> None:
-    if transition_concentration < 1.0 or stickiness < 0.0:
-        raise ValueError(f"transition_concentration must be >= 1 and stickiness >= 0, got "
-                         f"{transition_concentration}, {stickiness}")
-    if prior_sigma <= 0 or sigma_floor <= 0 or strength_floor < 0:
-        raise ValueError(f"prior_sigma, sigma_floor must be > 0 and strength_floor >= 0, got "
-                         f"{prior_sigma}, {sigma_floor}, {strength_floor}")
-
-
-def _sweep_points(values, prior: str) -> list[dict]:
-    """The sweep's points as one dict of hyperparameters each ([{}] for no sweep)."""
-    if not isinstance(values, dict):
-        raise TypeError(f"values must be a dict of hyperparameter name -> sequence of values, "
-                        f"got {type(values).__name__}")
-    if not values:
-        return [{}]
-    unknown = sorted(set(values) - set(SWEEPABLE))
-    if unknown:
-        raise ValueError(f"values can sweep {SWEEPABLE}, got {unknown}")
-    if "prior_sigma" in values and prior != "gaussian":
-        raise ValueError(f"values sweeps prior_sigma, which only prior='gaussian' has (prior={prior!r})")
-    lengths = {name: len(seq) for name, seq in values.items()}
-    if len(set(lengths.values())) != 1 or 0 in lengths.values():
-        raise ValueError(f"values must give every swept name the same number (>= 1) of values, "
-                         f"got {lengths}")
-    points = [{name: float(seq[i]) for name, seq in values.items()}
-              for i in range(next(iter(lengths.values())))]
-    for point in points:
-        _check_hyperparameters(**point)
-    return points
-
-
 def _check_device(device) -> torch.device:
     try:
-        return torch.device(device)
+        device = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1', ...), "
                          f"got {device!r}") from error
-from neuro.hmmglm.simulate import sample_spikes, sample_states
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device is {str(device)!r} but torch.cuda.is_available() is False "
+                         f"(no GPU, or a CPU-only torch build)")
+    return device
 
 
 class HMMGLM:
@@ -118,8 +87,10 @@ class HMMGLM:
         self.basis = validate_basis(default_basis() if basis is None else basis)
         if prior == "onehot" and self.basis.shape[0] != 1:
             raise ValueError(f"prior='onehot' needs a basis with one function (L=1), got L={self.basis.shape[0]}")
-        _check_hyperparameters(transition_concentration, stickiness, prior_sigma, sigma_floor,
-                               strength_floor)
+        given = dict(transition_concentration=transition_concentration, stickiness=stickiness,
+                     prior_sigma=prior_sigma, sigma_floor=sigma_floor, strength_floor=strength_floor)
+        for name in RULES:
+            check_hyperparameter(name, given[name])
         self.num_states, self.num_neurons = int(num_states), int(num_neurons)
         self.settings = EMSettings(
             link=link, distribution=distribution, prior=prior, shared_bias=shared_bias,
@@ -185,17 +156,19 @@ class HMMGLM:
     def fit_sweep(self, spikes, values: dict, num_iters: int = 100, tolerance: float = 1e-5,
                   num_restarts: int = 1, seed=0, init_params: HMMGLMParams | None = None,
                   warmup_iters: int = 30, smoothing_bins: float = 20.0,
-                  progress=None) -> list[tuple["HMMGLM", dict]]:
+                  progress=None) -> list[tuple[HMMGLM, dict]]:
         """Fit P sweep points of hyperparameters in ONE batched EM (P x num_restarts restarts).
 
-        ``values`` maps names in ``SWEEPABLE`` to P values each, e.g.
+        ``values`` maps names in ``hyperparameters.SWEEPABLE`` to P values each, e.g.
         ``{"stickiness": [0, 10, 100]}`` or ``{"prior_sigma": [...], "stickiness": [...]}``
         (point i takes the i-th value of every name). Every point starts from the same
         initialization, the one ``fit`` with these arguments starts from, and keeps its best
         restart; on a GPU the batch costs about one fit (the restart axis is the batch).
         Point i's result is ``fit`` of this model with point i's hyperparameters (each point
-        stops on its own; its parameters then stay fixed while the batch goes on; only the
-        rounding of batched sums differs). Returns [(model_i, history_i)] in point order:
+        stops on its own; its parameters then stay fixed while the batch goes on). Only the
+        rounding of batched sums differs: ~1e-13 relative in float64; in float32 a point
+        near the tolerance may stop one iteration earlier or later than alone. Returns
+        [(model_i, history_i)] in point order:
         model_i is a fitted copy of this model with point i's hyperparameters; history_i is
         ``fit``'s dict for that point ("seconds" is the whole batched fit's).
         """
@@ -203,13 +176,13 @@ class HMMGLM:
                                 init_params, warmup_iters, smoothing_bins, progress)
 
     def _fit_points(self, spikes, values, num_iters, tolerance, num_restarts, seed, init_params,
-                    warmup_iters, smoothing_bins, progress) -> list[tuple["HMMGLM", dict]]:
+                    warmup_iters, smoothing_bins, progress) -> list[tuple[HMMGLM, dict]]:
         """EM over R = P x Q restarts (P sweep points of Q restarts each, point-major)."""
         if int(num_iters) != num_iters or num_iters < 0 or int(num_restarts) != num_restarts or num_restarts < 1:
             raise ValueError(f"num_iters must be >= 0 and num_restarts >= 1, got {num_iters}, {num_restarts}")
         if not tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-        points = _sweep_points(values, self.settings.prior)
+        points = sweep_points(values, self.settings.prior)
         start = time.perf_counter()
         data = self._data(spikes)
         outer = PackedOuterProducts(data.design)
@@ -239,27 +212,29 @@ class HMMGLM:
             if name in points[0]:  # (R, 1, 1): broadcasts against (R, K, K) transitions
                 swept = per_restart(name, None).view(-1, 1, 1)
                 settings = replace(settings, **{name: swept})
-        phase_runs = []  # (phase, objectives (iters, P, Q), stops: iterations of each point)
+        phase_runs = []  # (phase, objectives (iters, P, Q), iterations of each point's own run)
         if settings.prior == "onehot" and warmup_iters > 0:
             warm = replace(settings, prior="none")
-            params, _, hist, stops = run_em(data, params, None, warm, warmup_iters, tolerance,
-                                            outer, progress, group_size=per_point)
-            phase_runs.append(("warmup", hist, stops))
+            params, _, warm_history, warm_stops = run_em(
+                data, params, None, warm, warmup_iters, tolerance, outer, progress, group_size=per_point)
+            phase_runs.append(("warmup", torch.stack(warm_history).view(-1, num_points, per_point),
+                               warm_stops))
         if settings.prior == "onehot":
             params, prior_state = initial_onehot_state(data, params, settings)
         else:
             prior_state = self._initial_prior_state(params, per_restart("prior_sigma", self.prior_sigma))
-        params, prior_state, hist, stops = run_em(data, params, prior_state, settings, int(num_iters),
-                                                  tolerance, outer, progress, group_size=per_point)
-        phase_runs.append((settings.prior, hist, stops))
+        params, prior_state, history, main_stops = run_em(
+            data, params, prior_state, settings, int(num_iters), tolerance, outer, progress,
+            group_size=per_point)
+        phase_runs.append((settings.prior, torch.stack(history).view(-1, num_points, per_point),
+                           main_stops))
         seconds = time.perf_counter() - start
         results = []
         for i, point in enumerate(points):
             # point i's own run: its iterations of every phase, (iters, Q)
-            objectives = torch.cat([torch.stack(hist[:stops[i]]).view(stops[i], num_points, per_point)[:, i]
-                                    for _, hist, stops in phase_runs])
-            phases = [name for name, _, stops in phase_runs for _ in range(stops[i])]
-            main_iters = stops[i]  # of the last phase
+            objectives = torch.cat([run[:stops[i], i] for _, run, stops in phase_runs])
+            phases = [phase for phase, _, stops in phase_runs for _ in range(stops[i])]
+            main_iters = main_stops[i]
             best = int(objectives[-1].argmax())
             index = i * per_point + best
             gains = objectives[-1] - objectives[-2] if main_iters > 1 else objectives[-1] * math.nan

@@ -24,10 +24,9 @@ def test_bench_hmmglm_without_peer(tmp_path):
         assert metrics[f"{prefix}restart_batch_em_time_ratio"] > 0
         assert metrics[f"{prefix}restart_batch_init_time_ratio"] > 0
         for name in ("restart_batch_one_fit_seconds", "restart_batch_all_fit_seconds",
-                     "sweep_batch_all_fit_seconds"):
+                     "sweep_batch_all_fit_seconds", "restart_batch_fit_time_ratio",
+                     "sweep_batch_fit_time_ratio"):
             assert metrics[f"{prefix}{name}"] > 0
-        assert metrics[f"{prefix}sweep_batch_fit_time_ratio"] == pytest.approx(
-            metrics[f"{prefix}sweep_batch_all_fit_seconds"] / metrics[f"{prefix}restart_batch_one_fit_seconds"])
     assert metrics["ours_seconds_per_iteration"] > 0
     assert metrics["ours_forward_backward_us_per_step"] > 0
     assert 0.0 <= metrics["ours_converged_state_accuracy"] <= 1.0

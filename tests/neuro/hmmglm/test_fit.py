@@ -224,6 +224,9 @@ def test_fit_sweep_points_equal_separate_fits(prior, values):
                                        expected["objective_all_restarts"], rtol=1e-9)
             torch.testing.assert_close(model.params.theta(), alone.params.theta(), rtol=1e-6,
                                        atol=1e-8)
+            for name, value in vars(model.prior_state).items():  # frozen with the parameters
+                torch.testing.assert_close(value, getattr(alone.prior_state, name), rtol=1e-6,
+                                           atol=1e-8)
             assert model.settings == alone.settings and model.prior_sigma == alone.prior_sigma
             finals.append(history["objective"][-1])
             lengths.add(len(history["phase"]))
@@ -237,7 +240,12 @@ def test_fit_sweep_points_equal_separate_fits(prior, values):
     ({"prior_sigma": [1.0]}, ValueError, "only prior='gaussian' has"),
     ({"stickiness": [1.0, 2.0], "transition_concentration": [2.0]}, ValueError, "same number"),
     ({"stickiness": []}, ValueError, "same number"),
-    ({"stickiness": [1.0, -1.0]}, ValueError, "stickiness >= 0"),
+    ({"stickiness": [1.0, -1.0]}, ValueError, r"values\['stickiness'\]\[1\] must be finite and >= 0"),
+    ({"stickiness": [float("nan")]}, ValueError, r"values\['stickiness'\]\[0\] must be finite"),
+    ({"transition_concentration": [2.0, float("inf")]}, ValueError, "must be finite and >= 1"),
+    ({"stickiness": 5.0}, TypeError, r"values\['stickiness'\] must be a 1-D sequence"),
+    ({"stickiness": np.zeros((2, 2))}, TypeError, "1-D sequence"),
+    ({"stickiness": ["x"]}, TypeError, r"values\['stickiness'\]\[0\] must be a real number"),
 ])
 def test_fit_sweep_bad_values(values, error, message):
     _truth, spikes, _, basis = small_problem(seed=7, steps=200)

@@ -56,6 +56,9 @@ def test_bernoulli_rejects_counts_above_one():
     ({"prior": "laplace"}, "prior must be one of"),
     ({"prior": "onehot", "basis": exponential_basis(5, (1.0, 2.0))}, "one function"),
     ({"stickiness": -1.0}, "stickiness"),
+    ({"stickiness": float("nan")}, "stickiness must be finite and >= 0"),
+    ({"prior_sigma": float("inf")}, "prior_sigma must be finite and > 0"),
+    ({"transition_concentration": 0.5}, "transition_concentration must be finite and >= 1"),
     ({"basis": np.full((2, 3), np.nan)}, "basis must be finite"),
 ])
 def test_bad_hyperparameters(kwargs, message):
@@ -73,6 +76,12 @@ def test_bad_hyperparameters(kwargs, message):
 def test_bad_dtype_and_device(kwargs, error, message):
     with pytest.raises(error, match=message):
         HMMGLM(2, 3, **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_cuda_device_without_cuda_is_refused_up_front():
+    with pytest.raises(ValueError, match="torch.cuda.is_available"):
+        HMMGLM(2, 3, device="cuda")
 
 
 def test_bad_parameters_and_fit_arguments(model):
