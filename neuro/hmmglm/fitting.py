@@ -14,7 +14,7 @@ of restarts that belongs to one hyperparameter point stops on its own.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -231,14 +231,25 @@ def glm_m_step(data, outer, estep: EStep, params, prior_state, settings: EMSetti
     return params, prior_state, (None if cache[0] is None else cache)
 
 
-def _keep_where(mask: torch.Tensor, new, old):
-    """Per restart r: new where mask[r], else old (params or a prior state; None stays None)."""
-    if new is None:
+def _take(state, index: torch.Tensor):
+    """Restarts ``index`` of params or a prior state (fields (R, ...)); None stays None."""
+    if state is None:
         return None
-    pick = [torch.where(mask.view(-1, *(1,) * (a.dim() - 1)), a, b)
-            for a, b in zip((getattr(new, f.name) for f in fields(new)),
-                            (getattr(old, f.name) for f in fields(old)))]
-    return type(new)(*pick)
+    return type(state)(*(getattr(state, f.name)[index] for f in fields(state)))
+
+
+def _put(state, index: torch.Tensor, part):
+    """``state`` with its restarts ``index`` replaced by ``part``'s; None stays None."""
+    if state is None:
+        return None
+    return type(state)(*(getattr(state, f.name).index_copy(0, index, getattr(part, f.name))
+                         for f in fields(state)))
+
+
+def _take_settings(settings: EMSettings, index: torch.Tensor) -> EMSettings:
+    swept = {name: getattr(settings, name)[index] for name in ("stickiness", "transition_concentration")
+             if isinstance(getattr(settings, name), torch.Tensor)}
+    return replace(settings, **swept) if swept else settings
 
 
 def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSettings,
@@ -246,10 +257,11 @@ def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSe
            progress=None, group_size: int | None = None):
     """EM from ``params`` (restart axis R) in groups of ``group_size`` consecutive restarts
     (default: one group of all R). A group stops when every one of its restarts gains less
-    than ``tolerance`` nats per bin in one iteration: from then on its parameters stay as
-    they are (EM goes on for the other groups), exactly as if it had been fitted alone.
-    Returns (params, prior_state, objectives list of (R,), stops: one int per group, how
-    many of the objectives belong to that group's own run).
+    than ``tolerance`` nats per bin in one iteration, exactly as if it had been fitted alone:
+    its parameters are final and it leaves the batch (EM goes on for the other groups).
+    Returns (params, prior_state, objectives list of (R,) (a stopped group's entries repeat
+    its last value), stops: one int per group, how many of the objectives belong to that
+    group's own run).
     """
     outer = outer or PackedOuterProducts(data.design)
     num_bins = data.design.shape[0]
@@ -257,34 +269,47 @@ def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSe
     group_size = num_restarts if group_size is None else group_size
     if group_size < 1 or num_restarts % group_size:
         raise ValueError(f"group_size must divide the {num_restarts} restarts, got {group_size}")
-    num_groups = num_restarts // group_size
-    history, stops = [], [None] * num_groups
-    previous = None
-    cache = None
+    device = params.bias.device
+    final_params, final_prior = params, prior_state  # every restart's latest parameters
+    batch = list(range(num_restarts // group_size))  # the groups still in the batch
+    stops = [None] * len(batch)
+    history, previous, cache, row = [], None, None, None
+
+    def restarts(positions):  # batch positions of groups -> batch positions of their restarts
+        return torch.tensor([g * group_size + j for g in positions for j in range(group_size)],
+                            device=device)
+
+    running = restarts(batch)  # original index of every restart in the batch
     iterator = range(num_iters + 1) if progress is None else progress(range(num_iters + 1))
     for iteration in iterator:
         estep = e_step(data, params, settings, cache)
         value = estep.log_normalizer + log_prior(params, prior_state, settings)
-        history.append(value)
+        row = value if row is None else row.index_copy(0, running, value)
+        history.append(row)
+        leaving = []
         if previous is not None:  # one host sync: which groups gained too little to go on
-            settled = ((value - previous) < tolerance * num_bins).view(num_groups, -1).all(1)
-            for group, done in enumerate(settled.tolist()):
-                if done and stops[group] is None:
-                    stops[group] = len(history)
-            if None not in stops:
-                break
-        if iteration == num_iters:
+            settled = ((value - previous) < tolerance * num_bins).view(len(batch), -1).all(1)
+            leaving = [position for position, done in enumerate(settled.tolist()) if done]
+        for position in leaving:
+            stops[batch[position]] = len(history)
+        if leaving:  # their parameters are final: as they are now, before any M-step
+            out = restarts(leaving)
+            final_params = _put(final_params, running[out], _take(params, out))
+            final_prior = _put(final_prior, running[out], _take(prior_state, out))
+        if len(leaving) == len(batch) or iteration == num_iters:
             break
         previous = value
         log_initial, log_transition = markov_m_step(estep, params, settings)
-        updated = HMMGLMParams(log_initial, log_transition, params.bias, params.weights)
-        updated, updated_prior, cache = glm_m_step(data, outer, estep, updated, prior_state, settings)
-        if any(stop is not None for stop in stops):  # groups that stopped keep their parameters
-            running = torch.tensor([stop is None for stop in stops],
-                                   device=value.device).repeat_interleave(group_size)
-            updated = _keep_where(running, updated, params)
-            updated_prior = _keep_where(running, updated_prior, prior_state)
-            cache = None
-        params, prior_state = updated, updated_prior
+        params = HMMGLMParams(log_initial, log_transition, params.bias, params.weights)
+        params, prior_state, cache = glm_m_step(data, outer, estep, params, prior_state, settings)
+        if leaving:  # shrink the batch to the groups still running
+            stay = restarts([p for p in range(len(batch)) if p not in leaving])
+            batch = [g for p, g in enumerate(batch) if p not in leaving]
+            params, prior_state = _take(params, stay), _take(prior_state, stay)
+            settings, running, previous = _take_settings(settings, stay), running[stay], previous[stay]
+            cache = None if cache is None else tuple(None if c is None else c[:, stay] for c in cache)
+    if len(leaving) < len(batch):  # the groups that ran out of iterations
+        final_params = _put(final_params, running, params)
+        final_prior = _put(final_prior, running, prior_state)
     stops = [len(history) if stop is None else stop for stop in stops]
-    return params, prior_state, history, stops
+    return final_params, final_prior, history, stops

@@ -224,9 +224,14 @@ def test_fit_sweep_points_equal_separate_fits(prior, values):
                                        expected["objective_all_restarts"], rtol=1e-9)
             torch.testing.assert_close(model.params.theta(), alone.params.theta(), rtol=1e-6,
                                        atol=1e-8)
-            for name, value in vars(model.prior_state).items():  # frozen with the parameters
+            for name, value in vars(model.prior_state).items():  # final with the parameters
                 torch.testing.assert_close(value, getattr(alone.prior_state, name), rtol=1e-6,
                                            atol=1e-8)
+            if prior == "gaussian":  # and consistent with them: the M-step's closed-form mean
+                weights = model.params.weights.reshape(2, 4, -1)
+                torch.testing.assert_close(model.prior_state.mean, weights.mean(0))
+            else:  # every weight has its type's sign (none: exactly 0)
+                assert torch.equal(model.params.weights[..., 0].sign().long(), model.prior_state.types)
             assert model.settings == alone.settings and model.prior_sigma == alone.prior_sigma
             finals.append(history["objective"][-1])
             lengths.add(len(history["phase"]))
