@@ -163,13 +163,14 @@ class HMMGLM:
         ``{"stickiness": [0, 10, 100]}`` or ``{"prior_sigma": [...], "stickiness": [...]}``
         (point i takes the i-th value of every name). Every point starts from the same
         initialization, the one ``fit`` with these arguments starts from, and keeps its best
-        restart; on a GPU the batch costs about one fit (the restart axis is the batch).
-        Point i's result is ``fit`` of this model with point i's hyperparameters (each point
-        stops on its own; its parameters then stay fixed while the batch goes on). Only the
-        rounding of batched sums differs: ~1e-13 relative in float64; in float32 a point
-        near the tolerance may stop one iteration earlier or later than alone. Returns
-        [(model_i, history_i)] in point order:
-        model_i is a fitted copy of this model with point i's hyperparameters; history_i is
+        restart. The points lie on the restart axis: on a GPU, where a batch costs far less
+        than its size (``bench_hmmglm --set restart_batch=64`` measures it), this is the
+        cheap way to sweep. Point i's result is ``fit`` of this model with point i's
+        hyperparameters: each point stops on its own and leaves the batch, which shrinks
+        to the points still running. Only the rounding of batched sums differs: ~1e-13
+        relative in float64; in float32 a point near the tolerance may stop one iteration
+        earlier or later than alone. Returns [(model_i, history_i)] in point order: model_i
+        is a fitted copy of this model with point i's hyperparameters; history_i is
         ``fit``'s dict for that point ("seconds" is the whole batched fit's).
         """
         return self._fit_points(spikes, values, num_iters, tolerance, num_restarts, seed,
