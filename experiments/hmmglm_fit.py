@@ -10,7 +10,8 @@ accuracy off the diagonal, training log-likelihood, EM iterations and convergenc
 
 This is the HMM-GLM's sweep over hyperparameters: ``run_batch`` fits all points of one
 seed in ONE batched EM (``HMMGLM.fit_sweep``: the sweep points lie on the restart axis,
-each stops on its own), so on a GPU a batch of many points costs about one fit::
+each stops on its own and leaves the batch); ``bench_hmmglm --set restart_batch=64`` times
+such a batch against one fit::
 
     neuro sweep hmmglm_fit --grid prior_sigma=0.05,0.1,0.2,0.5,1,2 --grid stickiness=0,20,200 \\
         --batch 18 --device cuda
