@@ -246,6 +246,14 @@ def _put(state, index: torch.Tensor, part):
                          for f in fields(state)))
 
 
+def _take_estep(estep: EStep, index: torch.Tensor) -> EStep:
+    """Restarts ``index`` of an E-step (restart axis 1 for the per-bin arrays, else 0)."""
+    per_bin = ("resp", "eta", "terms")
+    return EStep(*(None if getattr(estep, f.name) is None else
+                   getattr(estep, f.name)[:, index] if f.name in per_bin else getattr(estep, f.name)[index]
+                   for f in fields(estep)))
+
+
 def _take_settings(settings: EMSettings, index: torch.Tensor) -> EMSettings:
     swept = {name: getattr(settings, name)[index] for name in ("stickiness", "transition_concentration")
              if isinstance(getattr(settings, name), torch.Tensor)}
@@ -299,15 +307,15 @@ def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSe
         if len(leaving) == len(batch) or iteration == num_iters:
             break
         previous = value
-        log_initial, log_transition = markov_m_step(estep, params, settings)
-        params = HMMGLMParams(log_initial, log_transition, params.bias, params.weights)
-        params, prior_state, cache = glm_m_step(data, outer, estep, params, prior_state, settings)
-        if leaving:  # shrink the batch to the groups still running
+        if leaving:  # shrink the batch to the groups still running, before their M-step
             stay = restarts([p for p in range(len(batch)) if p not in leaving])
             batch = [g for p, g in enumerate(batch) if p not in leaving]
             params, prior_state = _take(params, stay), _take(prior_state, stay)
             settings, running, previous = _take_settings(settings, stay), running[stay], previous[stay]
-            cache = None if cache is None else tuple(None if c is None else c[:, stay] for c in cache)
+            estep = _take_estep(estep, stay)
+        log_initial, log_transition = markov_m_step(estep, params, settings)
+        params = HMMGLMParams(log_initial, log_transition, params.bias, params.weights)
+        params, prior_state, cache = glm_m_step(data, outer, estep, params, prior_state, settings)
     if len(leaving) < len(batch):  # the groups that ran out of iterations
         final_params = _put(final_params, running, params)
         final_prior = _put(final_prior, running, prior_state)

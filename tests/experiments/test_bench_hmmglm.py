@@ -27,6 +27,11 @@ def test_bench_hmmglm_without_peer(tmp_path):
                      "sweep_batch_all_fit_seconds", "restart_batch_fit_time_ratio",
                      "sweep_batch_fit_time_ratio"):
             assert metrics[f"{prefix}{name}"] > 0
+        for label in ("restart_batch_one", "restart_batch_all", "sweep_batch_all"):
+            assert 1 <= metrics[f"{prefix}{label}_fit_iterations"] <= 100
+        # the sweep's first point (stickiness 0) is the lone fit: the batch runs at least as long
+        assert (metrics[f"{prefix}sweep_batch_all_fit_iterations"]
+                >= metrics[f"{prefix}restart_batch_one_fit_iterations"])
     assert metrics["ours_seconds_per_iteration"] > 0
     assert metrics["ours_forward_backward_us_per_step"] > 0
     assert 0.0 <= metrics["ours_converged_state_accuracy"] <= 1.0
