@@ -216,3 +216,29 @@ def test_fused_em_reuses_the_line_search_per_bin_sums(monkeypatch):
     e_step_passes = sum(calls)
     assert 1 <= e_step_passes < history["num_iters"] + 1, (e_step_passes, history["num_iters"])
     np.testing.assert_allclose(objectives["triton"], objectives["naive"], rtol=1e-9)
+
+
+def test_fit_sweep_on_the_fused_path_equals_the_torch_path(monkeypatch):
+    # fit_sweep as a GPU runs it (glm_terms kernel, line-search per-bin sums reused by the
+    # E-step) with points that stop at different iterations, so the batch shrinks mid-run:
+    # the same points as the torch path, float64, up to float rounding as above.
+    import neuro.hmmglm.inference
+    from neuro.hmmglm import HMMGLM
+    from tests.neuro.hmmglm.test_fit import small_problem
+
+    monkeypatch.setattr(neuro.hmmglm.inference, "use_triton", lambda *tensors: False)
+    _truth, spikes, _, basis = small_problem(seed=7, steps=300)
+    values = {"prior_sigma": [0.5, 2.0], "stickiness": [5.0, 50.0]}
+    runs = {}
+    for mode in ("naive", "triton"):
+        monkeypatch.setenv("NEUROBRIDGE_KERNELS", mode)
+        model = HMMGLM(2, 4, basis=basis, prior="gaussian", device=DEVICE)
+        runs[mode] = model.fit_sweep(spikes, values, num_iters=30, tolerance=1e-5, num_restarts=2)
+    stops = [history["num_iters"] for _, history in runs["naive"]]
+    assert len(set(stops)) > 1, stops  # the batch did shrink
+    for (fused, fused_history), (torch_model, torch_history) in zip(runs["triton"], runs["naive"]):
+        assert fused_history["num_iters"] == torch_history["num_iters"]
+        np.testing.assert_allclose(fused_history["objective_all_restarts"],
+                                   torch_history["objective_all_restarts"], rtol=1e-9)
+        torch.testing.assert_close(fused.params.theta().cpu(), torch_model.params.theta().cpu(),
+                                   rtol=1e-6, atol=1e-8)
