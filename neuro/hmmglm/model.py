@@ -13,6 +13,7 @@ arrays of shape (T, N) or a list of them (independent trials).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import replace
 
@@ -27,7 +28,13 @@ from neuro.hmmglm.init import kmeans_initialization
 from neuro.hmmglm.newton import PackedOuterProducts
 from neuro.hmmglm.params import HMMGLMParams
 from neuro.hmmglm.priors import PRIORS, GaussianPriorState, OneHotPriorState
-from neuro.hmmglm.hyperparameters import RULES, check_hyperparameter, sweep_points
+from neuro.hmmglm.hyperparameters import (
+    RULES,
+    check_flag,
+    check_hyperparameter,
+    check_type_concentration,
+    sweep_points,
+)
 from neuro.hmmglm.seeding import numpy_generator
 from neuro.hmmglm.simulate import sample_spikes, sample_states
 
@@ -91,13 +98,20 @@ class HMMGLM:
                      prior_sigma=prior_sigma, sigma_floor=sigma_floor, strength_floor=strength_floor)
         for name in RULES:
             check_hyperparameter(name, given[name])
+        type_concentration = check_type_concentration(type_concentration)
+        for name, flag in (("shared_bias", shared_bias), ("learn_prior_mean", learn_prior_mean),
+                           ("learn_prior_sigma", learn_prior_sigma)):
+            check_flag(name, flag)
+        if isinstance(newton_steps, bool) or not isinstance(newton_steps, numbers.Integral) or newton_steps < 1:
+            raise ValueError(f"newton_steps must be an integer >= 1 (Newton steps per M-step), "
+                             f"got {newton_steps!r}")
         self.num_states, self.num_neurons = int(num_states), int(num_neurons)
         self.settings = EMSettings(
             link=link, distribution=distribution, prior=prior, shared_bias=shared_bias,
             transition_concentration=transition_concentration, stickiness=stickiness,
             newton_steps=newton_steps, learn_prior_mean=learn_prior_mean,
             learn_prior_sigma=learn_prior_sigma, sigma_floor=sigma_floor,
-            strength_floor=strength_floor, type_concentration=tuple(type_concentration))
+            strength_floor=strength_floor, type_concentration=type_concentration)
         self.prior_sigma = prior_sigma
         self.device = _check_device(device)
         self.dtype = default_dtype(self.device) if dtype is None else dtype

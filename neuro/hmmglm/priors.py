@@ -72,7 +72,8 @@ class OneHotPriorState:
         value = torch.gather(lp, -1, idx).squeeze(-1).sum((1, 2, 3))
         alpha = concentration.to(self.log_type_prior)
         dirichlet_norm = torch.lgamma(alpha.sum()) - torch.lgamma(alpha).sum()
-        prior_terms = ((alpha - 1.0) * self.log_type_prior).sum((1, 2, 3))
+        # alpha_c = 1 puts no mass term on class c, whose MAP probability may then be 0: 0, not 0 * -inf
+        prior_terms = torch.where(alpha != 1.0, (alpha - 1.0) * self.log_type_prior, 0.0).sum((1, 2, 3))
         num_pairs = self.types.shape[-1] * self.types.shape[-2]
         return value + prior_terms + num_pairs * dirichlet_norm
 

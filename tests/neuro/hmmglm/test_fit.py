@@ -43,11 +43,14 @@ def test_single_state_equals_statsmodels_poisson_glm():
         np.testing.assert_allclose(theta[neuron], ref.params, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("prior,shared_bias", [("none", False), ("gaussian", False),
-                                               ("onehot", False), ("none", True)])
-def test_em_objective_never_decreases(prior, shared_bias):
+@pytest.mark.parametrize("prior,shared_bias,extra", [
+    ("none", False, {}), ("gaussian", False, {}), ("onehot", False, {}), ("none", True, {}),
+    # concentration 1: a type unused by every state gets MAP probability 0 (log -inf), whose
+    # Dirichlet term (alpha - 1) log pi must be 0, not 0 * -inf = NaN
+    ("onehot", False, {"type_concentration": (1.0, 1.0, 1.0)})])
+def test_em_objective_never_decreases(prior, shared_bias, extra):
     _truth, spikes, _, basis = small_problem(seed=1)
-    model = HMMGLM(2, 4, basis=basis, prior=prior, shared_bias=shared_bias, stickiness=2.0)
+    model = HMMGLM(2, 4, basis=basis, prior=prior, shared_bias=shared_bias, stickiness=2.0, **extra)
     history = model.fit(spikes, num_iters=25, tolerance=0.0, num_restarts=2, seed=3)
     values = np.asarray(history["objective_all_restarts"])
     phases = np.asarray(history["phase"])
@@ -57,6 +60,8 @@ def test_em_objective_never_decreases(prior, shared_bias):
         # float64 sums over ~6000 terms of size ~1: rounding ~1e-12 relative
         assert np.all(steps >= -1e-9 * np.abs(block[1:])), (phase, steps.min())
     assert np.isfinite(values).all()
+    if extra:  # the case above did occur
+        assert bool(torch.isinf(model.prior_state.log_type_prior).any())
     if shared_bias:
         bias = model.params.bias
         assert float((bias - bias[:1]).abs().max()) < 1e-12

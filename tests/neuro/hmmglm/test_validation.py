@@ -60,12 +60,24 @@ def test_bernoulli_rejects_counts_above_one():
     ({"prior_sigma": float("inf")}, "prior_sigma must be finite and > 0"),
     ({"transition_concentration": 0.5}, "transition_concentration must be finite and >= 1"),
     ({"basis": np.full((2, 3), np.nan)}, "basis must be finite"),
+    ({"type_concentration": (1.2, 3.0)}, r"type_concentration must be 3 numbers >= 1 .*got \(1.2, 3.0\)"),
+    ({"type_concentration": "abc"}, "type_concentration must be 3 numbers"),
+    ({"type_concentration": (0.2, 1.6, 0.2)}, r"type_concentration\[0\] must be a finite number >= 1"),
+    ({"type_concentration": (1.0, float("nan"), 1.0)}, r"type_concentration\[1\] .* got nan"),
+    ({"newton_steps": 0}, "newton_steps must be an integer >= 1"),
+    ({"newton_steps": 1.5}, "newton_steps must be an integer >= 1"),
 ])
 def test_bad_hyperparameters(kwargs, message):
     args = {"num_states": 2, "num_neurons": 3}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         HMMGLM(**args)
+
+
+@pytest.mark.parametrize("name", ["shared_bias", "learn_prior_mean", "learn_prior_sigma"])
+def test_flags_must_be_bools(name):
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got 'yes'"):
+        HMMGLM(2, 3, **{name: "yes"})
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
