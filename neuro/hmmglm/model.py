@@ -99,9 +99,10 @@ class HMMGLM:
         for name in RULES:
             check_hyperparameter(name, given[name])
         type_concentration = check_type_concentration(type_concentration)
-        for name, flag in (("shared_bias", shared_bias), ("learn_prior_mean", learn_prior_mean),
-                           ("learn_prior_sigma", learn_prior_sigma)):
-            check_flag(name, flag)
+        shared_bias, learn_prior_mean, learn_prior_sigma = (
+            check_flag(name, flag) for name, flag in (("shared_bias", shared_bias),
+                                                      ("learn_prior_mean", learn_prior_mean),
+                                                      ("learn_prior_sigma", learn_prior_sigma)))
         if isinstance(newton_steps, bool) or not isinstance(newton_steps, numbers.Integral) or newton_steps < 1:
             raise ValueError(f"newton_steps must be an integer >= 1 (Newton steps per M-step), "
                              f"got {newton_steps!r}")
