@@ -46,6 +46,11 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
             f"log_likelihoods must have shape (T, K) or (B, T, K), got {tuple(log_likelihoods.shape)}"
         )
     batch, steps, k = log_likelihoods.shape
+    for name, value in (("log_initial", log_initial), ("log_transition", log_transition),
+                        ("log_likelihoods", log_likelihoods)):
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
+                            f"{getattr(value, 'dtype', type(value).__name__)}")
     if log_initial.shape[-1] != k or log_transition.shape[-2:] != (k, k):
         raise ValueError(
             f"log_initial {tuple(log_initial.shape)} and log_transition "
@@ -61,6 +66,16 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
             raise ValueError(f"lengths must be (B,)={batch} integers in [1, {steps}], got {lengths}")
         mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
     return log_initial, log_transition, log_likelihoods, mask
+
+
+def _refuse_invalid(log_pi, log_a, log_lik):
+    """A ValueError naming the argument that holds NaN (or +inf: a log-probability above 0
+    without bound); -inf (an impossible state or move) is valid. One host sync."""
+    for name, value in (("log_initial", log_pi), ("log_transition", log_a), ("log_likelihoods", log_lik)):
+        bad = torch.isnan(value) | (value == float("inf"))
+        if bool(bad.any()):
+            raise ValueError(f"{name} contains {int(bad.sum())} NaN or +inf entries (first at index "
+                             f"{tuple(bad.nonzero()[0].tolist())}); log-probabilities must be < +inf")
 
 
 def forward_backward(
@@ -120,7 +135,8 @@ def forward_backward(
     # likelihood ratios beyond the float range underflow the scaled messages: redo those
     # sequences exactly in log space (rare; costs ~10x)
     failed = ~torch.isfinite(log_normalizer) | (alpha.sum(-1) == 0).any(-1) | (beta.sum(-1) == 0).any(-1)
-    if bool(failed.any()):
+    if bool(failed.any()):  # NaN or +inf inputs end here too (no extra sync when all is well)
+        _refuse_invalid(log_pi, log_a, log_lik)
         idx = failed.nonzero().squeeze(-1)
         log_normalizer, smoothed, pair = log_normalizer.clone(), smoothed.clone(), pair.clone()
         log_normalizer[idx], smoothed[idx], pair[idx] = _log_space(
@@ -183,6 +199,7 @@ def viterbi(
     back-tracking chain is a log-depth composition of back-pointer maps.
     """
     log_pi, log_a, log_lik, mask = _broadcast(log_initial, log_transition, log_likelihoods, lengths)
+    _refuse_invalid(log_pi, log_a, log_lik if mask is None else log_lik.masked_fill(~mask.unsqueeze(-1), 0.0))
     batch, steps, k = log_lik.shape
     log_mats = log_a.unsqueeze(1) + log_lik[:, 1:].unsqueeze(-2)  # (B, T-1, K, K)
     if mask is not None:

@@ -138,6 +138,9 @@ class HMMGLM:
         return self.params
 
     def set_params(self, params: HMMGLMParams) -> "HMMGLM":
+        if not isinstance(params, HMMGLMParams):
+            raise TypeError(f"params must be an HMMGLMParams (see neuro.hmmglm.make_params), "
+                            f"got {type(params).__name__}")
         expected = (self.num_states, self.num_neurons, self.num_neurons, self.basis.shape[0])
         if tuple(params.weights.shape) != expected:
             raise ValueError(f"weights must have shape {expected}, got {tuple(params.weights.shape)}")
@@ -194,10 +197,8 @@ class HMMGLM:
     def _fit_points(self, spikes, values, num_iters, tolerance, num_restarts, seed, init_params,
                     warmup_iters, smoothing_bins, progress) -> list[tuple[HMMGLM, dict]]:
         """EM over R = P x Q restarts (P sweep points of Q restarts each, point-major)."""
-        if int(num_iters) != num_iters or num_iters < 0 or int(num_restarts) != num_restarts or num_restarts < 1:
-            raise ValueError(f"num_iters must be >= 0 and num_restarts >= 1, got {num_iters}, {num_restarts}")
-        if not tolerance >= 0:
-            raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        _check_fit_arguments(num_iters=num_iters, num_restarts=num_restarts, tolerance=tolerance,
+                             warmup_iters=warmup_iters, smoothing_bins=smoothing_bins)
         points = sweep_points(values, self.settings.prior)
         start = time.perf_counter()
         data = self._data(spikes)
@@ -326,6 +327,19 @@ class HMMGLM:
             twin.prior_state = OneHotPriorState(self.prior_state.log_type_prior,
                                                 self.prior_state.types[..., list(perm), :, :])
         return twin
+
+
+def _check_fit_arguments(num_iters, num_restarts, tolerance, warmup_iters, smoothing_bins):
+    """A ValueError that names the first bad argument of fit / fit_sweep."""
+    for name, value, least in (("num_iters", num_iters, 0), ("num_restarts", num_restarts, 1),
+                               ("warmup_iters", warmup_iters, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    for name, value, allowed in (("tolerance", tolerance, ">= 0"), ("smoothing_bins", smoothing_bins, "> 0")):
+        ok = isinstance(value, numbers.Real) and math.isfinite(value) and (
+            value >= 0 if name == "tolerance" else value > 0)
+        if isinstance(value, bool) or not ok:
+            raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
 
 
 def _copy(model: HMMGLM) -> HMMGLM:

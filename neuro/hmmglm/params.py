@@ -55,10 +55,11 @@ class HMMGLMParams:
 
     def permute(self, perm) -> "HMMGLMParams":
         """Relabel states: new state i is old state perm[i]."""
-        perm = torch.as_tensor(np.asarray(perm), device=self.bias.device, dtype=torch.long)
         k = self.num_states
-        if sorted(perm.tolist()) != list(range(k)):
-            raise ValueError(f"perm must be a permutation of range({k}), got {perm.tolist()}")
+        array = np.asarray(perm)
+        if array.dtype.kind not in "iu" or array.ndim != 1 or sorted(array.tolist()) != list(range(k)):
+            raise ValueError(f"perm must be a permutation of range({k}), got {perm!r}")
+        perm = torch.as_tensor(array, device=self.bias.device, dtype=torch.long)
         return HMMGLMParams(
             self.log_initial[..., perm],
             self.log_transition[..., perm, :][..., :, perm],

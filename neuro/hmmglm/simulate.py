@@ -17,6 +17,7 @@ counts bin by bin, because each bin's rate depends on the previous ``num_lags`` 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +106,16 @@ def _sticky_chain(num_states: int, stay: float) -> tuple[np.ndarray, np.ndarray]
     return np.full(num_states, 1.0 / num_states), transition
 
 
+def _check_problem(num_timesteps, link, num_states=3, num_neurons=1):
+    """A ValueError naming the first bad argument of a problem generator."""
+    for name, value, least in (("num_timesteps", num_timesteps, 1), ("num_states", num_states, 2),
+                               ("num_neurons", num_neurons, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    if link not in ("softplus", "exp"):
+        raise ValueError(f"link must be 'softplus' or 'exp' for the simulated problems, got {link!r}")
+
+
 def _inverse_link(rate: float, link: str) -> float:
     """The drive whose link output is ``rate`` (softplus or exp)."""
     return float(np.log(np.expm1(rate)) if link == "softplus" else np.log(rate))
@@ -112,6 +123,7 @@ def _inverse_link(rate: float, link: str) -> float:
 
 def reference_problem(num_timesteps: int = 20_000, seed=0, link: str = "softplus") -> SimulatedProblem:
     """Problem (a): K=3, N=20, states differing mainly in coupling (see module docstring)."""
+    _check_problem(num_timesteps, link)
     rng = numpy_generator(seed)
     num_states, num_neurons = 3, 20
     basis = _unit_area_filter()
@@ -137,6 +149,7 @@ def reference_problem(num_timesteps: int = 20_000, seed=0, link: str = "softplus
 def paper_problem(num_timesteps: int = 20_000, seed=0, link: str = "softplus",
                   num_states: int = 5, num_neurons: int = 20) -> SimulatedProblem:
     """Problem (b): the one-hot paper's simulation (see module docstring)."""
+    _check_problem(num_timesteps, link, num_states, num_neurons)
     rng = numpy_generator(seed)
     basis = _unit_area_filter()
     type_prior = rng.dirichlet([0.2, 1.6, 0.2], size=(num_neurons, num_neurons))

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from neuro.hmmglm import HMMGLM, exponential_basis, forward_backward, make_params
+from neuro.hmmglm import (
+    HMMGLM,
+    exponential_basis,
+    forward_backward,
+    make_params,
+    paper_problem,
+    reference_problem,
+    viterbi,
+)
 
 
 @pytest.fixture
@@ -117,8 +125,40 @@ def test_bad_parameters_and_fit_arguments(model):
     model.fit(good_spikes(), num_iters=2)
     with pytest.raises(ValueError, match="perm must be a permutation"):
         model.permute([0, 0])
+    with pytest.raises(ValueError, match="perm must be a permutation of range\\(2\\), got 'ab'"):
+        model.permute("ab")
     with pytest.raises(ValueError, match="num_timesteps"):
         model.sample(0)
+    with pytest.raises(TypeError, match="params must be an HMMGLMParams .* got dict"):
+        model.set_params({})
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"num_iters": True}, "num_iters must be an integer >= 0, got True"),
+    ({"num_iters": 2.5}, "num_iters must be an integer >= 0"),
+    ({"num_restarts": 0}, "num_restarts must be an integer >= 1, got 0"),
+    ({"warmup_iters": -1}, "warmup_iters must be an integer >= 0, got -1"),
+    ({"tolerance": float("inf")}, "tolerance must be a finite number >= 0, got inf"),
+    ({"tolerance": -1e-3}, "tolerance must be a finite number >= 0"),
+    ({"smoothing_bins": 0.0}, "smoothing_bins must be a finite number > 0, got 0.0"),
+    ({"smoothing_bins": float("nan")}, "smoothing_bins must be a finite number > 0, got nan"),
+])
+@pytest.mark.parametrize("method", ["fit", "fit_sweep"])
+def test_bad_fit_arguments_name_the_argument(model, kwargs, message, method):
+    call = model.fit if method == "fit" else (lambda spikes, **kw: model.fit_sweep(spikes, {}, **kw))
+    with pytest.raises(ValueError, match=message):
+        call(good_spikes(), **kwargs)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: reference_problem(-1), "num_timesteps must be an integer >= 1, got -1"),
+    (lambda: reference_problem(100, link="logistic"), "link must be 'softplus' or 'exp'"),
+    (lambda: paper_problem(100, num_states=1), "num_states must be an integer >= 2, got 1"),
+    (lambda: paper_problem(100, num_neurons=0), "num_neurons must be an integer >= 1, got 0"),
+])
+def test_bad_problem_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 def test_bad_inference_arguments():
@@ -128,3 +168,17 @@ def test_bad_inference_arguments():
         forward_backward(torch.zeros(3), torch.zeros(3, 3), torch.zeros(5, 2))
     with pytest.raises(ValueError, match="lengths"):
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2, 5, 2), lengths=torch.tensor([0, 9]))
+    with pytest.raises(TypeError, match="log_likelihoods must be a floating-point torch.Tensor, got torch.int64"):
+        forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(5, 2, dtype=torch.long))
+    bad = torch.zeros(5, 2, dtype=torch.float64)
+    bad[3, 1] = float("nan")
+    for function in (forward_backward, viterbi):
+        with pytest.raises(ValueError, match=r"log_likelihoods contains 1 NaN or \+inf entries \(first at index \(0, 3, 1\)\)"):
+            function(torch.zeros(2), torch.zeros(2, 2), bad)
+        with pytest.raises(ValueError, match="log_transition contains 1 NaN or"):
+            function(torch.zeros(2), torch.tensor([[0.0, float("inf")], [0.0, 0.0]]), bad.nan_to_num())
+    # NaN on padding (beyond a sequence's length) is never read: no error
+    padded = torch.zeros(2, 5, 2, dtype=torch.float64)
+    padded[0, 4] = float("nan")
+    for function in (forward_backward, viterbi):
+        function(torch.zeros(2), torch.zeros(2, 2), padded, lengths=torch.tensor([4, 5]))
