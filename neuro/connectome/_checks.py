@@ -1,10 +1,21 @@
-"""Argument checks and seed handling shared by the connectome modules."""
+"""Argument checks and seed handling shared by the connectome modules.
+
+Each check raises TypeError (wrong kind of value) or ValueError (right kind, bad value) with a
+message that names the argument, shows the value and says what is allowed.
+"""
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from neuro.seeding import Seed, numpy_generator, torch_generator  # noqa: F401 (re-exported)
+
+# Largest allowed sum of |entries| of a numpy input (traces, adjacency): squared sums of
+# larger values overflow float64 (1e308) and turn into inf / NaN / 0 without any error.
+MAX_ABS_SUM = 1e150
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -13,6 +24,113 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_real(name: str, value, low=None, high=None, *, low_open: bool = False,
+               allow_inf: bool = False) -> float:
+    """A real number (not bool) in [low, high] ((low, high] with low_open); NaN never passes,
+    +-inf only with allow_inf."""
+    left = "(-inf" if low is None else f"{'(' if low_open else '['}{low}"
+    right = f"{high}]" if high is not None else ("inf]" if allow_inf else "inf)")
+    interval = f"{left}, {right}"
+    allowed = f"a {'' if allow_inf else 'finite '}real number in {interval}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if (math.isnan(value) or (math.isinf(value) and not allow_inf)
+            or (low is not None and (value < low or (low_open and value == low)))
+            or (high is not None and value > high)):
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+    return value
+
+
+def check_seed(seed) -> None:
+    """Validate `seed` (neuro.seeding rules) without drawing from a given generator."""
+    if not isinstance(seed, (np.random.Generator, torch.Generator)):
+        numpy_generator(seed)
+
+
+def check_choice(name: str, value, allowed: tuple):
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def check_flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_sequence(name: str, value, allowed: str):
+    """TypeError unless `value` is a list, tuple or array (a str does not count)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise TypeError(f"{name} must be {allowed}, got {shown} ({type(value).__name__})")
+    return value
+
+
+def check_device(name: str, device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        error = ValueError if isinstance(device, str) else TypeError
+        raise error(f"{name} must be a torch.device or a device string such as 'cpu' or "
+                    f"'cuda:0', got {device!r}") from None
+
+
+def check_real_dtype(name: str, array) -> None:
+    """TypeError unless `array` (numpy or torch) holds bool, integer or real floating values."""
+    if isinstance(array, torch.Tensor):
+        ok = not array.is_complex()
+    else:
+        ok = array.dtype.kind in "biuf"
+    if not ok:
+        raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype "
+                        f"{array.dtype}")
+
+
+def as_real_array(name: str, value, ndim: int | None = None) -> np.ndarray:
+    """`value` (array-like or torch tensor on any device) as a float64 numpy array, after
+    checking that it holds real numbers and, when given, has `ndim` dimensions."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array of real numbers, got {value!r}")
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+    array = np.asarray(value)
+    check_real_dtype(name, array)
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    return array.astype(np.float64, copy=False)
+
+
+def check_values(name: str, array: np.ndarray, *, nonnegative: bool = False,
+                 finite: bool = True) -> None:
+    """Entries finite (unless finite=False: non-finite ones are skipped), >= 0 with
+    nonnegative, and summing in absolute value to at most MAX_ABS_SUM."""
+    is_finite = np.isfinite(array)
+    if finite and not is_finite.all():
+        raise ValueError(f"{name} has NaN or inf entries")
+    values = array if finite else array[is_finite]
+    if nonnegative and values.size and values.min() < 0:
+        raise ValueError(f"{name} must be non-negative, minimum is {values.min()}")
+    total = float(np.abs(values).sum())
+    if total > MAX_ABS_SUM:
+        raise ValueError(f"{name} is too large: its |entries| sum to {total:.3g}, above "
+                         f"{MAX_ABS_SUM:g} (squared sums would overflow float64); rescale it")
+
+
+def check_adjacency(adjacency) -> np.ndarray:
+    """Symmetric, finite, non-negative (n, n) adjacency with n >= 1, as float64."""
+    weights = as_real_array("adjacency", adjacency)
+    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
+        raise ValueError(f"adjacency must be square (n, n), got shape {weights.shape}")
+    if weights.shape[0] < 1:
+        raise ValueError("adjacency must have at least one node")
+    check_values("adjacency", weights, nonnegative=True)
+    if not np.allclose(weights, weights.T):
+        raise ValueError("adjacency must be symmetric (an undirected graph)")
+    return weights
 
 
 def resolve_dtype(dtype, fallback: torch.dtype) -> torch.dtype:

@@ -28,7 +28,16 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuro.connectome._checks import check_positive_int, resolve_dtype
+from neuro.connectome._checks import (
+    as_real_array,
+    check_choice,
+    check_device,
+    check_positive_int,
+    check_real,
+    check_sequence,
+    check_values,
+    resolve_dtype,
+)
 
 __all__ = ["MEASURES", "AffinityTensor", "affinity_tensor", "pair_index"]
 
@@ -54,12 +63,27 @@ def pair_index(num_neurons: int) -> np.ndarray:
     return np.stack([rows, cols], axis=1).astype(np.int64)
 
 
-def _align(traces, neuron_names):
-    arrays = [np.asarray(t, dtype=np.float64) for t in traces]
-    for index, array in enumerate(arrays):
-        if array.ndim != 2:
-            raise ValueError(f"traces[{index}] must be 2-D (neurons, timesteps), got shape "
-                             f"{array.shape}")
+def _as_arrays(traces) -> list[np.ndarray]:
+    """One float64 (neurons, timesteps) array per animal, checked."""
+    if hasattr(traces, "ndim"):  # one numpy array or torch tensor
+        if traces.ndim != 3:
+            raise ValueError(f"traces given as one array must be 3-D (animals, neurons, "
+                             f"timesteps), got shape {tuple(traces.shape)}; for one animal pass "
+                             "[array] or array[None]")
+        traces = list(traces)
+    check_sequence("traces", traces, "a list of (neurons, timesteps) arrays, one per animal, "
+                   "or an (animals, neurons, timesteps) array")
+    if len(traces) < 1:
+        raise ValueError("traces must hold at least one animal")
+    arrays = []
+    for index, trace in enumerate(traces):
+        array = as_real_array(f"traces[{index}]", trace, ndim=2)
+        check_values(f"traces[{index}]", array, finite=False)
+        arrays.append(array)
+    return arrays
+
+
+def _align(arrays, neuron_names):
     if neuron_names is None:
         sizes = {array.shape[0] for array in arrays}
         if len(sizes) != 1:
@@ -67,10 +91,12 @@ def _align(traces, neuron_names):
                 f"animals have different neuron counts {[a.shape[0] for a in arrays]} and no "
                 "neuron_names to align them: pass neuron_names (one list per animal)")
         return arrays, None
+    check_sequence("neuron_names", neuron_names, "a list of name lists, one per animal")
     if len(neuron_names) != len(arrays):
         raise ValueError(f"neuron_names must hold one list per animal ({len(arrays)}), got "
                          f"{len(neuron_names)}")
     for index, (names, array) in enumerate(zip(neuron_names, arrays)):
+        check_sequence(f"neuron_names[{index}]", names, "a list of names")
         if len(names) != array.shape[0] or len(set(names)) != len(names):
             raise ValueError(f"neuron_names[{index}] must hold {array.shape[0]} distinct names, "
                              f"got {len(names)} ({len(set(names))} distinct)")
@@ -123,18 +149,13 @@ def affinity_tensor(
     `neuron_names` (their sorted union becomes the neuron axis). Recordings of different
     lengths are padded with NaN to the longest (the extra windows are masked). Raises
     ValueError before allocating when the estimated memory exceeds `max_bytes`."""
-    if measure not in MEASURES:
-        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    if layout not in ("pairs", "square"):
-        raise ValueError(f"layout must be 'pairs' or 'square', got {layout!r}")
-    if isinstance(traces, np.ndarray) and traces.ndim == 3:
-        traces = list(traces)
-    if len(traces) < 1:
-        raise ValueError("traces must hold at least one animal")
+    check_choice("measure", measure, MEASURES)
+    check_choice("layout", layout, ("pairs", "square"))
     window = check_positive_int("window", window, minimum=2)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step <= 0:
-        raise ValueError(f"step must be a positive int, got {step!r}")
-    arrays, names = _align(traces, neuron_names)
+    step = check_positive_int("step", step)
+    check_real("max_bytes", max_bytes, 0, low_open=True, allow_inf=True)
+    device = check_device("device", device)
+    arrays, names = _align(_as_arrays(traces), neuron_names)
     num_neurons = arrays[0].shape[0]
     if num_neurons < 3:
         raise ValueError(f"need at least 3 neurons, got {num_neurons}")
@@ -161,12 +182,14 @@ def affinity_tensor(
     mask = torch.zeros(*shape, num_windows, num_animals, dtype=torch.bool, device=device)
     rows, cols = torch.triu_indices(num_neurons, num_neurons, offset=1)
     zero_variance = 0
+    observed = False  # some window holds two neurons with finite samples
     for animal, array in enumerate(arrays):
         padded = np.full((num_neurons, longest), np.nan)
         padded[:, :array.shape[1]] = array
         recording = torch.from_numpy(padded)
         windows = recording.unfold(-1, window, step)[:, :num_windows]  # (N, W, L)
         valid = torch.isfinite(windows).all(dim=-1)  # (N, W)
+        observed = observed or bool((valid.sum(dim=0) >= 2).any())
         windows = torch.where(torch.isfinite(windows), windows, torch.zeros(()))
         affinity, flat = _window_affinity(windows, valid, measure)
         zero_variance += flat
@@ -181,6 +204,9 @@ def affinity_tensor(
             affinity = torch.where(pair_valid, affinity, torch.zeros(()))
             values[:, :, :, animal] = affinity.permute(1, 2, 0).to(device=device, dtype=dtype)
             mask[:, :, :, animal] = pair_valid.permute(1, 2, 0).to(device)
+    if not observed:
+        raise ValueError("traces hold no window in which two neurons of the same animal have "
+                         "only finite samples: every affinity would be masked")
     if zero_variance:
         warnings.warn(f"affinity_tensor: {zero_variance} (neuron, window) cells have zero "
                       "variance; their affinities are set to 0", RuntimeWarning, stacklevel=2)

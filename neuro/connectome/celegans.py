@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from neuro.connectome._checks import check_choice, check_flag, check_sequence
+
 __all__ = [
     "DATASETS",
     "NEURON_CLASSES",
@@ -70,6 +72,8 @@ def _class_of() -> dict[str, str]:
 
 def neuron_class(name: str) -> str:
     """Class of a neuron name per cect/Cook 2019 ("other" for non-neurons and unknown names)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (a neuron name such as 'AVAL'), got {name!r}")
     return _class_of().get(name, "other")
 
 
@@ -82,12 +86,14 @@ def load_celegans_connectomes(
     """Load `datasets` aligned on one neuron axis: align="common" keeps the names present in
     every dataset, "union" keeps all (absent ones have zero rows and present=False). Names are
     sorted. neurons_only drops cells outside the neuron classes (muscles, other cells)."""
+    check_sequence("datasets", datasets, "a list of dataset names (one name: ('cook_2019_"
+                   "hermaphrodite',))")
     datasets = tuple(datasets)
     unknown = [name for name in datasets if name not in DATASETS]
     if unknown or not datasets:
         raise ValueError(f"datasets must be a non-empty subset of {DATASETS}, got {datasets}")
-    if align not in ("common", "union"):
-        raise ValueError(f"align must be 'common' or 'union', got {align!r}")
+    check_choice("align", align, ("common", "union"))
+    check_flag("neurons_only", neurons_only)
     archive = _archive()
     names_per = [archive[f"{name}/names"].tolist() for name in datasets]
     sets = [set(names) for names in names_per]

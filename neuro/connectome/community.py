@@ -15,17 +15,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuro.connectome._checks import Seed, numpy_generator
+from neuro.connectome._checks import (
+    Seed,
+    as_real_array,
+    check_adjacency,
+    check_positive_int,
+    check_real,
+    check_values,
+    numpy_generator,
+)
 
 __all__ = ["adjusted_rand_index", "labels_from_communities", "louvain_partition", "pair_graph"]
 
 
 def pair_graph(pair_values, pairs: np.ndarray, num_neurons: int) -> np.ndarray:
     """(N, N) symmetric adjacency with A[i, j] = A[j, i] = pair_values[p] for pairs[p] = (i, j)."""
-    values = np.asarray(pair_values, dtype=np.float64).reshape(-1)
+    values = as_real_array("pair_values", pair_values).reshape(-1)
+    check_values("pair_values", values)
+    num_neurons = check_positive_int("num_neurons", num_neurons)
     pairs = np.asarray(pairs)
     if pairs.shape != (values.size, 2):
         raise ValueError(f"pairs must have shape ({values.size}, 2), got {pairs.shape}")
+    if pairs.dtype.kind not in "iu":
+        raise TypeError(f"pairs must hold integer neuron indices, got dtype {pairs.dtype}")
+    if pairs.size and (pairs.min() < 0 or pairs.max() >= num_neurons):
+        raise ValueError(f"pairs must hold neuron indices in [0, num_neurons={num_neurons}), got "
+                         f"indices from {pairs.min()} to {pairs.max()}")
+    if (pairs[:, 0] == pairs[:, 1]).any():
+        raise ValueError("pairs must join two different neurons, got a pair (i, i)")
+    if len(np.unique(np.sort(pairs, axis=1), axis=0)) != len(pairs):
+        raise ValueError("pairs holds the same neuron pair more than once")
     adjacency = np.zeros((num_neurons, num_neurons))
     adjacency[pairs[:, 0], pairs[:, 1]] = values
     adjacency[pairs[:, 1], pairs[:, 0]] = values
@@ -51,13 +70,9 @@ def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> 
     (n,) numbered by first appearance. An edgeless graph gives singletons."""
     import networkx as nx
 
-    weights = np.asarray(adjacency, dtype=np.float64)
-    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
-        raise ValueError(f"adjacency must be square (n, n), got shape {weights.shape}")
-    if not np.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError("adjacency must be finite and non-negative")
-    if not np.allclose(weights, weights.T):
-        raise ValueError("adjacency must be symmetric (an undirected graph)")
+    weights = check_adjacency(adjacency)
+    resolution = check_real("resolution", resolution, 0)
+    rng = numpy_generator(seed)
     n = weights.shape[0]
     weights = weights * (1.0 - np.eye(n))
     order = _canonical_order(weights)
@@ -66,7 +81,6 @@ def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> 
     graph.add_nodes_from(range(n))
     rows, cols = np.nonzero(np.triu(reordered, k=1))
     graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), reordered[rows, cols].tolist()))
-    rng = numpy_generator(seed)
     communities = nx.community.louvain_communities(
         graph, weight="weight", resolution=resolution, seed=int(rng.integers(0, 2**31 - 1)))
     communities = sorted((sorted(c) for c in communities), key=lambda c: c[0])
@@ -80,10 +94,21 @@ def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> 
     return mapping[labels]
 
 
+def _check_labels(name: str, labels) -> np.ndarray:
+    if labels is None:
+        raise TypeError(f"{name} must be a 1-D array of labels, got None")
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.size < 1:
+        raise ValueError(f"{name} must be a non-empty 1-D array of labels, got shape "
+                         f"{array.shape}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"{name} has NaN or inf labels")
+    return array
+
+
 def adjusted_rand_index(labels_a, labels_b) -> float:
     """ARI of two labelings of the same nodes (1 = identical partitions, ~0 = chance)."""
-    a = np.asarray(labels_a).reshape(-1)
-    b = np.asarray(labels_b).reshape(-1)
+    a, b = _check_labels("labels_a", labels_a), _check_labels("labels_b", labels_b)
     if a.shape != b.shape:
         raise ValueError(f"labelings must have the same length, got {a.size} and {b.size}")
     _, a_codes = np.unique(a, return_inverse=True)

@@ -29,6 +29,7 @@ starts the next iteration, so a masked iteration costs one extra pass over the t
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -36,7 +37,18 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuro.connectome._checks import Seed, check_positive_int, resolve_dtype, torch_generator
+from neuro.connectome._checks import (
+    Seed,
+    check_choice,
+    check_device,
+    check_flag,
+    check_positive_int,
+    check_real,
+    check_real_dtype,
+    check_sequence,
+    resolve_dtype,
+    torch_generator,
+)
 from neuro.connectome.cp_ops import (
     choose_split,
     contract_group,
@@ -45,7 +57,9 @@ from neuro.connectome.cp_ops import (
     partial_khatri_rao,
 )
 
-__all__ = ["NTFResult", "ntf", "prepare_tensor"]
+__all__ = ["METHODS", "NTFResult", "ntf", "prepare_tensor"]
+
+METHODS = ("hals", "mu")
 
 # Extrapolation constants of Ang & Gillis 2019 (arXiv 1805.06604): initial step, growth on
 # success, growth of the step's ceiling, shrink on failure.
@@ -77,22 +91,24 @@ def prepare_tensor(tensor, mask=None, dtype=None, device=None):
     """Validate and convert `tensor` (numpy or torch, N >= 2 modes, non-negative and finite
     where observed) and `mask` (same shape, bool or 0/1) to torch. Returns (tensor, mask);
     with a mask the tensor is a new one holding 0 at the missing entries."""
+    if not isinstance(tensor, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"tensor must be a torch.Tensor or numpy.ndarray, got {type(tensor)}")
+    check_real_dtype("tensor", tensor)
     if isinstance(tensor, np.ndarray):
         tensor = torch.from_numpy(tensor)
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"tensor must be a torch.Tensor or numpy.ndarray, got {type(tensor)}")
     if tensor.dim() < 2:
         raise ValueError(f"tensor must have at least 2 modes, got shape {tuple(tensor.shape)}")
     if min(tensor.shape) < 1:
         raise ValueError(f"tensor has an empty mode: shape {tuple(tensor.shape)}")
     dtype = resolve_dtype(dtype, tensor.dtype)
-    device = tensor.device if device is None else torch.device(device)
+    device = tensor.device if device is None else check_device("device", device)
     tensor = tensor.to(device=device, dtype=dtype)
     if mask is not None:
+        if not isinstance(mask, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"mask must be a torch.Tensor or numpy.ndarray, got {type(mask)}")
+        check_real_dtype("mask", mask)
         if isinstance(mask, np.ndarray):
             mask = torch.from_numpy(mask)
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"mask must be a torch.Tensor or numpy.ndarray, got {type(mask)}")
         if tuple(mask.shape) != tuple(tensor.shape):
             raise ValueError(
                 f"mask shape {tuple(mask.shape)} must equal tensor shape {tuple(tensor.shape)}"
@@ -102,6 +118,8 @@ def prepare_tensor(tensor, mask=None, dtype=None, device=None):
                 raise ValueError("mask must be boolean or contain only 0 and 1")
             mask = mask != 0
         mask = mask.to(device)
+        if not bool(mask.any()):
+            raise ValueError("mask has no observed entry (all False): there is nothing to fit")
         # Owned copy with zeros at missing entries (whatever they held, NaN included).
         tensor = torch.where(mask, tensor, torch.zeros((), dtype=dtype, device=device))
     if not _all_finite(tensor):
@@ -114,27 +132,34 @@ def prepare_tensor(tensor, mask=None, dtype=None, device=None):
 
 
 def _initial_factors(shape, rank, init, generator, dtype, device):
-    if init == "random":
+    if isinstance(init, str):
+        if init != "random":
+            raise ValueError("init must be 'random' or a list of (I_n, R) factor matrices, got "
+                             f"{init!r}")
         return [
             torch.rand(size, rank, generator=generator, dtype=torch.float64).to(dtype=dtype,
                                                                                 device=device)
             for size in shape
         ]
-    if isinstance(init, (list, tuple)):
-        if len(init) != len(shape):
-            raise ValueError(f"init must hold {len(shape)} factors, got {len(init)}")
-        factors = []
-        for mode, factor in enumerate(init):
-            factor = torch.as_tensor(factor).to(dtype=dtype, device=device).clone()
-            if tuple(factor.shape) != (shape[mode], rank):
-                raise ValueError(
-                    f"init[{mode}] must have shape {(shape[mode], rank)}, got {tuple(factor.shape)}"
-                )
-            if bool((factor < 0).any()) or not bool(torch.isfinite(factor).all()):
-                raise ValueError(f"init[{mode}] must be finite and non-negative")
-            factors.append(factor)
-        return factors
-    raise ValueError(f"init must be 'random' or a sequence of factor matrices, got {init!r}")
+    if not isinstance(init, (list, tuple)):
+        raise TypeError("init must be 'random' or a list of (I_n, R) factor matrices, got "
+                        f"{type(init).__name__}")
+    if len(init) != len(shape):
+        raise ValueError(f"init must hold {len(shape)} factors, got {len(init)}")
+    factors = []
+    for mode, factor in enumerate(init):
+        if not isinstance(factor, torch.Tensor):
+            factor = np.asarray(check_sequence(f"init[{mode}]", factor, "an (I_n, R) array"))
+        check_real_dtype(f"init[{mode}]", factor)
+        factor = torch.as_tensor(factor).to(dtype=dtype, device=device).clone()
+        if tuple(factor.shape) != (shape[mode], rank):
+            raise ValueError(
+                f"init[{mode}] must have shape {(shape[mode], rank)}, got {tuple(factor.shape)}"
+            )
+        if bool((factor < 0).any()) or not bool(torch.isfinite(factor).all()):
+            raise ValueError(f"init[{mode}] must be finite and non-negative")
+        factors.append(factor)
+    return factors
 
 
 def _hals_update(factor_t, mttkrp_t, hadamard, sweeps, inner_tol):
@@ -203,13 +228,16 @@ def ntf(
     extrapolation with restarts, Ang & Gillis 2019, arXiv 1805.06604). The error history stays
     non-increasing under HALS.
     """
-    if method not in ("hals", "mu"):
-        raise ValueError(f"method must be 'hals' or 'mu', got {method!r}")
+    check_choice("method", method, METHODS)
     rank = check_positive_int("rank", rank)
     n_iter_max = check_positive_int("n_iter_max", n_iter_max, minimum=0)
     inner_iterations = check_positive_int("inner_iterations", inner_iterations)
-    if not (tol >= 0):
-        raise ValueError(f"tol must be >= 0, got {tol}")
+    tol = check_real("tol", tol, 0)
+    inner_tol = check_real("inner_tol", inner_tol, 0)
+    extrapolate = check_flag("extrapolate", extrapolate)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable(iteration, factors, error) or None, got "
+                        f"{callback!r}")
     tensor, mask = prepare_tensor(tensor, mask, dtype, device)
     dtype, device = tensor.dtype, tensor.device
     shape = tuple(int(size) for size in tensor.shape)
@@ -218,6 +246,9 @@ def ntf(
     work = tensor.contiguous()  # with a mask: an owned copy, imputed in place below
     flat = work.reshape(-1)
     norm_squared = float(torch.dot(flat, flat))
+    if not math.isfinite(norm_squared):
+        raise ValueError(f"tensor is too large for {dtype}: its squared norm overflows; rescale "
+                         "it (the factors scale with it)")
     tensor_norm = norm_squared ** 0.5
 
     generator = torch_generator(seed)
@@ -230,7 +261,7 @@ def ntf(
                          torch.zeros(1, dtype=torch.float64), 0, True, method)
     weights = torch.ones(rank, dtype=dtype, device=device)
     grams = [factor.t() @ factor for factor in factors]
-    if init == "random":
+    if isinstance(init, str):  # "random" (anything else was rejected above)
         model_norm = float(cp_norm_squared(weights, grams)) ** 0.5
         if model_norm > 0:
             scale = (tensor_norm / model_norm) ** (1.0 / num_modes)

@@ -16,10 +16,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from neuro.connectome._checks import Seed, numpy_generator
+from neuro.connectome._checks import (
+    Seed,
+    check_choice,
+    check_positive_int,
+    check_real,
+    numpy_generator,
+)
 from neuro.connectome.affinity import AffinityTensor, affinity_tensor
 from neuro.connectome.community import adjusted_rand_index, louvain_partition, pair_graph
-from neuro.connectome.ntf import NTFResult, ntf
+from neuro.connectome.ntf import METHODS, NTFResult, ntf
 from neuro.connectome.sbm import fit_sbm
 from neuro.connectome.synthetic import DynamicConnectome
 
@@ -54,7 +60,12 @@ def fit_dynamic_connectome(
     device: str = "cpu",
 ) -> DynamicConnectomeFit:
     """Run the pipeline of the module docstring; seeds of the three random stages are spawned
-    from `seed`."""
+    from `seed`. The arguments of the later stages are checked before the first runs."""
+    rank = check_positive_int("rank", rank)
+    check_choice("method", method, METHODS)
+    check_positive_int("n_iter_max", n_iter_max, minimum=0)
+    check_real("tol", tol, 0)
+    check_positive_int("max_blocks", max_blocks)
     rng = numpy_generator(seed)
     ntf_seed, sbm_seed, louvain_seed = (int(s) for s in rng.integers(0, 2**62, size=3))
     affinity = affinity_tensor(traces, window, step, measure=measure, neuron_names=neuron_names,
@@ -77,9 +88,18 @@ def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome) -> dic
     """Per epoch: matched component, time-course correlation with the epoch indicator,
     cosine of the animal loadings with participation[:, e], ARI of the component's SBM and
     Louvain partitions with labels[e]."""
+    if not isinstance(fit, DynamicConnectomeFit):
+        raise TypeError(f"fit must be a DynamicConnectomeFit, got {type(fit).__name__}")
+    if not isinstance(truth, DynamicConnectome):
+        raise TypeError(f"truth must be a DynamicConnectome, got {type(truth).__name__}")
     indicator = truth.epoch_indicator(fit.window, fit.step)  # (E, W)
     time_courses = fit.decomposition.factors[1].detach().cpu().numpy()  # (W, R)
     loadings = fit.decomposition.factors[2].detach().cpu().numpy()  # (A, R)
+    fitted = (fit.sbm_labels.shape[1], time_courses.shape[0], loadings.shape[0])
+    expected = (truth.labels.shape[1], indicator.shape[1], truth.participation.shape[0])
+    if fitted != expected:
+        raise ValueError(f"truth does not match fit: fit has (neurons, windows, animals) = "
+                         f"{fitted}, truth gives {expected}")
     num_epochs = indicator.shape[0]
     correlation = np.corrcoef(np.vstack([indicator, time_courses.T]))[:num_epochs, num_epochs:]
     correlation = np.nan_to_num(correlation, nan=0.0)

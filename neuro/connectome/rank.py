@@ -22,21 +22,46 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuro.connectome._checks import Seed, check_positive_int, numpy_generator
+from neuro.connectome._checks import (
+    Seed,
+    as_real_array,
+    check_choice,
+    check_flag,
+    check_positive_int,
+    check_real,
+    check_sequence,
+    check_values,
+    numpy_generator,
+)
 from neuro.connectome.cp_ops import normalize_and_sort
-from neuro.connectome.ntf import NTFResult, ntf
+from neuro.connectome.ntf import METHODS, NTFResult, ntf
 
 __all__ = ["RankSelection", "factor_match_score", "select_rank"]
 
 
-def _as_cp(model) -> tuple[np.ndarray, list[np.ndarray]]:
+def _as_cp(name: str, model) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Checked CP model `name` (NTFResult or (weights, factors)) with unit-norm columns."""
     if isinstance(model, NTFResult):
         weights, factors = model.weights, model.factors
-    else:
+    elif isinstance(model, (tuple, list)) and len(model) == 2:
         weights, factors = model
-    weights = torch.as_tensor(weights).detach().to("cpu", torch.float64)
-    factors = [torch.as_tensor(f).detach().to("cpu", torch.float64) for f in factors]
-    weights, factors = normalize_and_sort(weights, factors)
+    else:
+        raise TypeError(f"{name} must be an NTFResult or a (weights, factors) pair, got "
+                        f"{type(model).__name__}")
+    weights = as_real_array(f"{name} weights", weights, ndim=1)
+    check_sequence(f"{name} factors", factors, "a list of (I_n, R) factor matrices")
+    if len(factors) < 1:
+        raise ValueError(f"{name} factors must hold at least one factor matrix")
+    factors = [as_real_array(f"{name} factors[{n}]", f, ndim=2) for n, f in enumerate(factors)]
+    for n, factor in enumerate(factors):
+        if factor.shape[1] != weights.size:
+            raise ValueError(f"{name} factors[{n}] must have {weights.size} columns (one per "
+                             f"weight), got shape {factor.shape}")
+    for label, array in [("weights", weights)] + [(f"factors[{n}]", f) for n, f in
+                                                  enumerate(factors)]:
+        check_values(f"{name} {label}", array)
+    weights, factors = normalize_and_sort(torch.from_numpy(weights),
+                                          [torch.from_numpy(f) for f in factors])
     return weights.numpy(), [f.numpy() for f in factors]
 
 
@@ -46,8 +71,9 @@ def factor_match_score(model_a, model_b, *, weight_penalty: bool = False) -> flo
     components count as 0, normalised by the larger rank)."""
     from scipy.optimize import linear_sum_assignment
 
-    weights_a, factors_a = _as_cp(model_a)
-    weights_b, factors_b = _as_cp(model_b)
+    weight_penalty = check_flag("weight_penalty", weight_penalty)
+    weights_a, factors_a = _as_cp("model_a", model_a)
+    weights_b, factors_b = _as_cp("model_b", model_b)
     if len(factors_a) != len(factors_b) or any(
         fa.shape[0] != fb.shape[0] for fa, fb in zip(factors_a, factors_b)
     ):
@@ -95,12 +121,16 @@ def select_rank(
     """Fit every rank `num_replicates` times from independent random starts (seeds spawned
     from `seed`) and choose a rank by the rule in the module docstring. Extra keyword
     arguments go to `ntf` (n_iter_max, tol, dtype, device, ...)."""
-    ranks = [check_positive_int("ranks[i]", rank) for rank in ranks]
+    check_sequence("ranks", ranks, "a list of ints >= 1")
+    ranks = [check_positive_int(f"ranks[{i}]", rank) for i, rank in enumerate(ranks)]
     if not ranks:
         raise ValueError("ranks must hold at least one rank")
     if sorted(set(ranks)) != ranks:
         raise ValueError(f"ranks must be strictly increasing, got {ranks}")
     num_replicates = check_positive_int("num_replicates", num_replicates)
+    check_choice("method", method, METHODS)
+    check_real("min_stability", min_stability, 0, 1)
+    check_real("min_relative_improvement", min_relative_improvement, 0)
     rng = numpy_generator(seed)
     seeds = rng.integers(0, 2**62, size=(len(ranks), num_replicates))
     all_errors = np.zeros((len(ranks), num_replicates))

@@ -30,7 +30,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from neuro.connectome._checks import Seed, check_positive_int, numpy_generator
+from neuro.connectome._checks import (
+    Seed,
+    check_adjacency,
+    check_choice,
+    check_flag,
+    check_positive_int,
+    check_real,
+    check_seed,
+    numpy_generator,
+)
 
 __all__ = ["SBMFit", "fit_sbm"]
 
@@ -235,34 +244,27 @@ def fit_sbm(
     """Fit the weighted SBM of the module docstring to a symmetric non-negative (n, n)
     `adjacency`. num_blocks None: choose K in 1..max_blocks by ICL. An edgeless graph gives
     singletons."""
-    weights = np.asarray(adjacency, dtype=np.float64)
-    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
-        raise ValueError(f"adjacency must be square (n, n), got shape {weights.shape}")
-    if not np.isfinite(weights).all():
-        raise ValueError("adjacency has NaN or inf entries")
-    if (weights < 0).any():
-        raise ValueError(f"adjacency must be non-negative, minimum is {weights.min()}")
-    if not np.allclose(weights, weights.T):
-        raise ValueError("adjacency must be symmetric (an undirected graph)")
-    if distribution not in ("exponential", "poisson"):
-        raise ValueError(f"distribution must be 'exponential' or 'poisson', got {distribution!r}")
-    if degree_corrected and distribution != "poisson":
+    weights = check_adjacency(adjacency)
+    check_choice("distribution", distribution, ("exponential", "poisson"))
+    if check_flag("degree_corrected", degree_corrected) and distribution != "poisson":
         raise ValueError("degree_corrected=True needs distribution='poisson'")
     n = weights.shape[0]
-    if n < 1:
-        raise ValueError("adjacency must have at least one node")
+    max_blocks = check_positive_int("max_blocks", max_blocks)
+    if num_blocks is not None:
+        num_blocks = check_positive_int("num_blocks", num_blocks)
+        if num_blocks > n:
+            raise ValueError(f"num_blocks ({num_blocks}) must be <= number of nodes ({n})")
+    num_restarts = check_positive_int("num_restarts", num_restarts, minimum=0)
+    num_vem_starts = check_positive_int("num_vem_starts", num_vem_starts)
+    iterations = check_positive_int("iterations", iterations)
+    tol = check_real("tol", tol, 0)
+    check_seed(seed)
     weights = weights * (1.0 - np.eye(n))
     if not weights.any():
         labels = np.arange(n)
         return SBMFit(labels, np.eye(n), n, {}, 0.0, {})
     rng = numpy_generator(seed)
-    if num_blocks is None:
-        candidates = range(1, min(check_positive_int("max_blocks", max_blocks), n) + 1)
-    else:
-        num_blocks = check_positive_int("num_blocks", num_blocks)
-        if num_blocks > n:
-            raise ValueError(f"num_blocks ({num_blocks}) must be <= number of nodes ({n})")
-        candidates = [num_blocks]
+    candidates = range(1, min(max_blocks, n) + 1) if num_blocks is None else [num_blocks]
     model = _Model(weights, distribution, degree_corrected)
     embedding_all = _spectral_embedding(weights)
     order = _canonical_node_order(weights)

@@ -22,7 +22,18 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuro.connectome._checks import Seed, check_positive_int, numpy_generator, torch_generator
+from neuro.connectome._checks import (
+    Seed,
+    as_real_array,
+    check_device,
+    check_positive_int,
+    check_real,
+    check_sequence,
+    check_values,
+    numpy_generator,
+    resolve_dtype,
+    torch_generator,
+)
 from neuro.connectome.cp_ops import cp_reconstruct
 
 __all__ = [
@@ -44,12 +55,16 @@ def make_planted_cp(shape, rank: int, *, noise: float = 0.1, seed: Seed = 0,
                     dtype: torch.dtype = torch.float64, device="cpu") -> PlantedCP:
     """Planted non-negative rank-`rank` tensor (see module docstring). Draws in float64 on
     the CPU (same data on every device), then casts."""
+    check_sequence("shape", shape, "a list of mode sizes (ints >= 1)")
+    if len(shape) < 1:
+        raise ValueError("shape must hold at least one mode size, got ()")
+    shape = [check_positive_int(f"shape[{n}]", size) for n, size in enumerate(shape)]
     rank = check_positive_int("rank", rank)
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    noise = check_real("noise", noise, 0)
+    dtype = resolve_dtype(dtype, torch.float64)
+    device = check_device("device", device)
     generator = torch_generator(seed)
-    factors = [torch.rand(int(size), rank, generator=generator, dtype=torch.float64)
-               for size in shape]
+    factors = [torch.rand(size, rank, generator=generator, dtype=torch.float64) for size in shape]
     clean = cp_reconstruct(torch.ones(rank, dtype=torch.float64), factors)
     perturbation = torch.randn(clean.shape, generator=generator, dtype=torch.float64)
     scale = noise * torch.linalg.vector_norm(clean) / torch.linalg.vector_norm(perturbation)
@@ -73,6 +88,11 @@ class DynamicConnectome(NamedTuple):
     def epoch_indicator(self, window: int, step: int) -> np.ndarray:
         """(epochs, windows): fraction of each sliding window (same windows as
         `affinity_tensor(window, step)`) that falls in each epoch."""
+        window = check_positive_int("window", window)
+        step = check_positive_int("step", step)
+        if window > self.epoch_of_time.size:
+            raise ValueError(f"window ({window}) must be <= num_timesteps "
+                             f"({self.epoch_of_time.size})")
         num_windows = (self.epoch_of_time.size - window) // step + 1
         starts = np.arange(num_windows) * step
         one_hot = np.eye(self.labels.shape[0])[self.epoch_of_time]  # (T, epochs)
@@ -110,18 +130,21 @@ def make_dynamic_connectome(
     if num_communities > num_neurons:
         raise ValueError(f"num_communities ({num_communities}) must be <= num_neurons "
                          f"({num_neurons})")
-    if not 0.0 <= remix_fraction <= 1.0:
-        raise ValueError(f"remix_fraction must be in [0, 1], got {remix_fraction}")
-    for name, value in (("dt_s", dt_s), ("tau_calcium_s", tau_calcium_s)):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+    remix_fraction = check_real("remix_fraction", remix_fraction, 0, 1)
+    dt_s = check_real("dt_s", dt_s, 0, low_open=True)
+    tau_calcium_s = check_real("tau_calcium_s", tau_calcium_s, 0, low_open=True, allow_inf=True)
+    for name, value in (("drive_rate_hz", drive_rate_hz), ("private_rate_hz", private_rate_hz),
+                        ("noise_std", noise_std)):
+        check_real(name, value, 0)
+    if participation is not None:
+        participation = as_real_array("participation", participation)
+        if participation.shape != (num_animals, num_epochs):
+            raise ValueError(f"participation must have shape (num_animals, num_epochs) = "
+                             f"{(num_animals, num_epochs)}, got {participation.shape}")
+        check_values("participation", participation, nonnegative=True)
     rng = numpy_generator(seed)
     if participation is None:
         participation = rng.uniform(0.3, 1.0, size=(num_animals, num_epochs))
-    participation = np.asarray(participation, dtype=np.float64)
-    if participation.shape != (num_animals, num_epochs) or (participation < 0).any():
-        raise ValueError(f"participation must be non-negative with shape "
-                         f"{(num_animals, num_epochs)}, got {participation.shape}")
 
     labels = np.empty((num_epochs, num_neurons), dtype=np.int64)
     labels[0] = _balanced_labels(num_neurons, num_communities, rng)
@@ -165,6 +188,12 @@ def make_weighted_planted_partition(
     labels (n,))."""
     num_nodes = check_positive_int("num_nodes", num_nodes)
     num_blocks = check_positive_int("num_blocks", num_blocks)
+    if num_blocks > num_nodes:
+        raise ValueError(f"num_blocks ({num_blocks}) must be <= num_nodes ({num_nodes})")
+    for name, value in (("probability_in", probability_in), ("probability_out", probability_out)):
+        check_real(name, value, 0, 1)
+    for name, value in (("weight_mean_in", weight_mean_in), ("weight_mean_out", weight_mean_out)):
+        check_real(name, value, 0, low_open=True)
     rng = numpy_generator(seed)
     labels = np.arange(num_nodes) * num_blocks // num_nodes
     same = labels[:, None] == labels[None, :]

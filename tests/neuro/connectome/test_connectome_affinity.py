@@ -106,8 +106,8 @@ def test_unequal_lengths_pad_and_mask():
     [
         (np.zeros((1, 2, 50)), {}, "at least 3 neurons"),
         (np.zeros((1, 4, 50)), {"window": 60}, "window \\(60\\) must be <="),
-        (np.zeros((1, 4, 50)), {"step": 0}, "step must be a positive int"),
-        (np.zeros((1, 4, 50)), {"step": -2}, "step must be a positive int"),
+        (np.zeros((1, 4, 50)), {"step": 0}, "step must be >= 1"),
+        (np.zeros((1, 4, 50)), {"step": -2}, "step must be >= 1"),
         (np.zeros((1, 4, 50)), {"measure": "mi"}, "measure must be one of"),
         (np.zeros((1, 4, 50)), {"layout": "cube"}, "layout must be"),
         ([np.zeros((4, 50)), np.zeros((5, 50))], {}, "no neuron_names"),
