@@ -97,10 +97,14 @@ def connectome_tensor(maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     tensor[p, c, r] = maps[c, seed, layer, head, t, s] with (t, s) = pairs[p] and
     (seed, layer, head) = recordings[r] (module docstring for the orders)."""
-    maps = np.asarray(maps.cpu() if isinstance(maps, Tensor) else maps, dtype=np.float64)
-    if maps.ndim != 6 or maps.shape[-1] != maps.shape[-2]:
-        raise ValueError(f"maps must have shape [checkpoints, seeds, layers, heads, T, T], "
-                         f"got {maps.shape}")
+    try:
+        maps = np.asarray(maps.cpu() if isinstance(maps, Tensor) else maps, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"maps must be an array or tensor of numbers, got {type(maps).__name__}") \
+            from None
+    if maps.ndim != 6 or maps.shape[-1] != maps.shape[-2] or maps.size == 0:
+        raise ValueError(f"maps must have shape [checkpoints, seeds, layers, heads, T, T] with "
+                         f"every size >= 1, got {maps.shape}")
     if (maps < 0).any() or not np.isfinite(maps).all():
         raise ValueError("maps must be finite and non-negative")
     checkpoints, seeds, layers, heads, length, _ = maps.shape

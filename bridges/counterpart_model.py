@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bridges._validation import check_device, check_dtype, check_features, check_flag, check_int
 from bridges.sequence_model import Block, SequenceModelConfig, _torch_seed
 
 __all__ = ["ContinuousSequenceModel"]
@@ -27,9 +28,10 @@ class ContinuousSequenceModel(nn.Module):
                  num_heads: int = 2, max_length: int = 256, mlp_ratio: int = 2, chunk_size: int = 64,
                  seed=0, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
-        for name, value in (("num_inputs", num_inputs), ("num_outputs", num_outputs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int("num_inputs", num_inputs)
+        check_int("num_outputs", num_outputs)
+        check_dtype("dtype", dtype, optional=True)
+        check_device("device", device, optional=True)
         # vocab_size is unused here; the config validates the rest
         self.config = SequenceModelConfig(vocab_size=1, pattern=pattern, model_dim=model_dim,
                                           num_heads=num_heads, max_length=max_length,
@@ -45,11 +47,9 @@ class ContinuousSequenceModel(nn.Module):
         self.to(device=device, dtype=dtype)
 
     def forward(self, x: Tensor, return_hidden: bool = False):
-        if not isinstance(x, Tensor) or x.dim() != 3 or not x.is_floating_point():
-            raise ValueError(f"x must be a floating tensor [B, T, C], got "
-                             f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-        if x.shape[-1] != self.input.in_features:
-            raise ValueError(f"x has {x.shape[-1]} channels, the model expects {self.input.in_features}")
+        """x [B, T, num_inputs] (the parameters' dtype) -> y [B, T, num_outputs] (and hidden)."""
+        check_features("x", x, features=self.input.in_features, dtype=self.input.weight.dtype)
+        return_hidden = check_flag("return_hidden", return_hidden)
         length = x.shape[1]
         if length > self.config.max_length:
             raise ValueError(f"sequence length {length} exceeds max_length {self.config.max_length}")

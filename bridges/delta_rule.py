@@ -27,7 +27,9 @@ import torch
 from torch import Tensor
 
 from bridges._validation import (
+    check_choice,
     check_chunk_size,
+    check_flag,
     check_log_decay,
     check_per_step,
     check_qkv,
@@ -93,8 +95,9 @@ def delta_rule_core(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | N
     check_per_step("beta", beta, q, per_key=False)
     if g is not None:
         check_log_decay("g", check_per_step("g", g, q, per_key=False))
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    check_choice("form", form, FORMS)
+    chunk_size = check_chunk_size(chunk_size)
+    output_final_state = check_flag("output_final_state", output_final_state)
     scale = resolve_scale(scale, key_dim)
     dtype = compute_dtype(q)
     out_dtype = v.dtype
@@ -108,7 +111,7 @@ def delta_rule_core(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | N
     if form == "recurrent":
         out, state = _recurrent(q, k, v, beta, g, scale, state)
     else:
-        out, state = _chunked(q, k, v, beta, g, scale, state, check_chunk_size(chunk_size))
+        out, state = _chunked(q, k, v, beta, g, scale, state, chunk_size)
     return out.to(out_dtype), (state if output_final_state else None)
 
 

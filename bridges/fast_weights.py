@@ -29,6 +29,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from bridges._validation import (
+    check_device,
+    check_dtype,
+    check_int,
+    check_log_decay,
+    check_same_dtype,
+    check_tensor,
+)
+
 __all__ = ["FastWeightState", "initial_memory", "read", "write", "write_reference"]
 
 
@@ -42,24 +51,49 @@ class FastWeightState(NamedTuple):
 def initial_memory(batch_size: int, key_dim: int, value_dim: int, *,
                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
                    ) -> FastWeightState:
-    """An empty memory (S = 0)."""
-    for name, value in (("batch_size", batch_size), ("key_dim", key_dim), ("value_dim", value_dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return FastWeightState(torch.zeros(batch_size, key_dim, value_dim, device=device, dtype=dtype), 0)
+    """An empty memory (S = 0); ``dtype`` a floating dtype."""
+    shape = [check_int(name, value) for name, value in
+             (("batch_size", batch_size), ("key_dim", key_dim), ("value_dim", value_dim))]
+    check_dtype("dtype", dtype)
+    check_device("device", device)
+    return FastWeightState(torch.zeros(*shape, device=device, dtype=dtype), 0)
 
 
-def _check(state: FastWeightState, name: str, x: Tensor, last: int) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [B, T, {last}], got {type(x).__name__}")
-    batch = state.memory.shape[0]
-    if x.dim() != 3 or x.shape[0] != batch or x.shape[2] != last:
+def _dims(state: FastWeightState) -> tuple[int, int, int]:
+    if not isinstance(state, FastWeightState):
+        raise TypeError(f"state must be a FastWeightState (from initial_memory), "
+                        f"got {type(state).__name__}")
+    return tuple(state.memory.shape)
+
+
+def _check(name: str, x: Tensor, batch: int, last: int) -> None:
+    check_tensor(name, x, ndim=3, layout=f"[B, T, {last}]")
+    if x.shape[0] != batch or x.shape[2] != last:
         raise ValueError(f"{name} must have shape [B={batch}, T, {last}], got {tuple(x.shape)}")
 
 
+def _check_write(state, keys, values, write_strength, log_decay) -> None:
+    batch, key_dim, value_dim = _dims(state)
+    _check("keys", keys, batch, key_dim)
+    _check("values", values, batch, value_dim)
+    check_same_dtype(keys=keys, values=values)
+    length = keys.shape[1]
+    if values.shape[1] != length:
+        raise ValueError(f"values must have T={length} steps like keys, got {values.shape[1]}")
+    steps = tuple(keys.shape[:2])
+    if not isinstance(write_strength, Tensor) or tuple(write_strength.shape) != steps:
+        raise ValueError(f"write_strength must be a tensor of shape {steps} [B, T], "
+                         f"got {tuple(getattr(write_strength, 'shape', ()))}")
+    if log_decay is not None and (not isinstance(log_decay, Tensor)
+                                  or tuple(log_decay.shape) != steps):
+        raise ValueError(f"log_decay must be None or a tensor of shape {steps} [B, T], "
+                         f"got {tuple(getattr(log_decay, 'shape', ()))}")
+
+
 def read(state: FastWeightState, queries: Tensor) -> Tensor:
-    """z = q S: queries [B, T, K] -> [B, T, V] (the memory is not changed)."""
-    _check(state, "queries", queries, state.memory.shape[1])
+    """z = q S: queries [B, T, K] (floating) -> [B, T, V] (the memory is not changed)."""
+    batch, key_dim, _ = _dims(state)
+    _check("queries", queries, batch, key_dim)
     return queries @ state.memory.to(queries.dtype)
 
 
@@ -67,24 +101,14 @@ def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: 
           log_decay: Tensor | None = None, *, chunk_size: int = 64) -> FastWeightState:
     """Write the steps of one group in order (module docstring) and return the new state.
 
-    keys [B, T, K] (usually unit norm), values [B, T, V], write_strength beta [B, T],
-    log_decay g [B, T] <= 0 or None (no decay)."""
+    keys [B, T, K] (usually unit norm), values [B, T, V] (keys' dtype), write_strength beta
+    [B, T], log_decay g [B, T] <= 0 or None (no decay); a bad g is reported under the name
+    ``g`` of :func:`bridges.gated_delta_rule.gated_delta_rule`."""
     from bridges.delta_rule import delta_rule
     from bridges.gated_delta_rule import gated_delta_rule
 
-    key_dim, value_dim = state.memory.shape[1:]
-    _check(state, "keys", keys, key_dim)
-    _check(state, "values", values, value_dim)
+    _check_write(state, keys, values, write_strength, log_decay)
     length = keys.shape[1]
-    if values.shape[1] != length:
-        raise ValueError(f"values must have T={length} steps like keys, got {values.shape[1]}")
-    if not isinstance(write_strength, Tensor) or tuple(write_strength.shape) != tuple(keys.shape[:2]):
-        raise ValueError(f"write_strength must be a tensor of shape {tuple(keys.shape[:2])} [B, T], "
-                         f"got {tuple(getattr(write_strength, 'shape', ()))}")
-    if log_decay is not None and (not isinstance(log_decay, Tensor)
-                                  or tuple(log_decay.shape) != tuple(keys.shape[:2])):
-        raise ValueError(f"log_decay must be None or a tensor of shape {tuple(keys.shape[:2])} "
-                         f"[B, T], got {tuple(getattr(log_decay, 'shape', ()))}")
     if length == 0:
         return state
     k, v = keys.unsqueeze(2), values.unsqueeze(2)                       # [B, T, 1, D]
@@ -102,7 +126,13 @@ def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: 
 
 def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: Tensor,
                     log_decay: Tensor | None = None) -> FastWeightState:
-    """The same write as an explicit loop over steps (readable reference, test oracle)."""
+    """The same write as an explicit loop over steps (readable reference, test oracle).
+
+    Checked as :func:`write` checks (a bad log_decay is reported under its own name)."""
+    _check_write(state, keys, values, write_strength, log_decay)
+    check_same_dtype(memory=state.memory, keys=keys)
+    if log_decay is not None:
+        check_log_decay("log_decay", log_decay)
     memory = state.memory.clone()
     for t in range(keys.shape[1]):
         if log_decay is not None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from torch import Tensor
 
 from bridges._validation import (
+    check_choice,
     check_chunk_size,
+    check_flag,
     check_log_decay,
     check_per_step,
     check_qkv,
@@ -44,8 +46,9 @@ def gated_linear_attention(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     if initial_state is not None:
         check_state("initial_state", initial_state, (batch, heads, key_dim, value_dim),
                     "[B, H, K, V]", q)
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    check_choice("form", form, FORMS)
+    chunk_size = check_chunk_size(chunk_size)
+    output_final_state = check_flag("output_final_state", output_final_state)
     scale = resolve_scale(scale, key_dim)
     from kernels import gla  # bridges -> kernels; imported here to keep `import bridges` light
     from kernels.dispatch import use_triton
@@ -55,4 +58,4 @@ def gated_linear_attention(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     if use_triton(q, k, v, g, initial_state):
         return gla.chunk_gla(q, k, v, g, scale, initial_state, output_final_state)
     return gla.naive_chunk_gla(q, k, v, g, scale, initial_state, output_final_state,
-                               chunk_size=check_chunk_size(chunk_size))
+                               chunk_size=chunk_size)

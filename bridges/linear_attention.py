@@ -27,7 +27,9 @@ import torch
 from torch import Tensor
 
 from bridges._validation import (
+    check_choice,
     check_chunk_size,
+    check_flag,
     check_qkv,
     check_state,
     compute_dtype,
@@ -104,8 +106,10 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None
     ``normalize``). Returns ``(o [B, T, H, V] in v's dtype, final_state or None)``; the state
     is float32 (float64 for float64 inputs).
     """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    check_choice("form", form, FORMS)
+    chunk_size = check_chunk_size(chunk_size)
+    normalize = check_flag("normalize", normalize)
+    output_final_state = check_flag("output_final_state", output_final_state)
     out_dtype = v.dtype if isinstance(v, Tensor) else None
     q, k, v, scale, state, value_dim = _prepare(q, k, v, scale, initial_state, normalize)
     if form == "parallel":
@@ -113,7 +117,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None
     elif form == "recurrent":
         out, state = _recurrent(q, k, v, scale, state)
     else:
-        out, state = _chunked(q, k, v, scale, state, check_chunk_size(chunk_size))
+        out, state = _chunked(q, k, v, scale, state, chunk_size)
     return _finish(out, state, normalize, value_dim, out_dtype, output_final_state)
 
 

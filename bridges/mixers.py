@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bridges._validation import check_choice, check_features, check_int, check_number, check_tensor
 from bridges.delta_rule import delta_rule
 from bridges.gated_delta_rule import gated_delta_rule
 from bridges.gated_linear_attention import gated_linear_attention
@@ -42,7 +43,10 @@ GATE_LOGIT_NORMALIZER = 16.0
 
 
 def rotary(x: Tensor, base: float = 10000.0) -> Tensor:
-    """Rotate pairs (x_i, x_{i+D/2}) of x [B, T, H, D] by angle t * base^(-2i/D) (RoPE)."""
+    """Rotate pairs (x_i, x_{i+D/2}) of x [B, T, H, D] by angle t * base^(-2i/D) (RoPE);
+    ``base`` a finite number > 0."""
+    check_tensor("x", x, ndim=4, layout="[B, T, H, D]")
+    base = check_number("base", base, low=0.0, low_open=True)
     length, dim = x.shape[1], x.shape[-1]
     half = dim // 2
     if half == 0:
@@ -61,8 +65,10 @@ class TokenMixer(nn.Module):
     def __init__(self, letter: str, model_dim: int, num_heads: int, max_length: int,
                  chunk_size: int = 64):
         super().__init__()
-        if letter not in MIXER_NAMES:
-            raise ValueError(f"mixer letter must be one of {''.join(MIXER_NAMES)}, got {letter!r}")
+        check_choice("letter", letter, MIXER_NAMES)
+        model_dim, num_heads, max_length, chunk_size = (check_int(name, value) for name, value in (
+            ("model_dim", model_dim), ("num_heads", num_heads), ("max_length", max_length),
+            ("chunk_size", chunk_size)))
         if model_dim % num_heads:
             raise ValueError(f"model_dim ({model_dim}) must be divisible by num_heads ({num_heads})")
         self.letter, self.num_heads, self.head_dim = letter, num_heads, model_dim // num_heads
@@ -88,16 +94,24 @@ class TokenMixer(nn.Module):
 
         For analyses (attention maps) that must see exactly what the mixer computes.
         """
+        self._check_input(x)
         if self.letter in ("N", "F"):
             raise ValueError(f"mixer {self.letter!r} ({MIXER_NAMES[self.letter]}) has no "
                              "queries and keys")
+        return self._queries_and_keys(x)
+
+    def _queries_and_keys(self, x: Tensor) -> tuple[Tensor, Tensor]:
         q, k = self._heads(self.query(x)), self._heads(self.key(x))
         if self.letter == "S":
             return rotary(q), rotary(k)
         return F.normalize(q, dim=-1), F.normalize(k, dim=-1)
 
+    def _check_input(self, x: Tensor) -> None:
+        check_features("x", x, features=self.query.in_features, dtype=self.query.weight.dtype)
+
     def forward(self, x: Tensor) -> Tensor:
-        """x [B, T, model_dim] -> [B, T, model_dim]; causal."""
+        """x [B, T, model_dim] (the parameters' dtype) -> [B, T, model_dim]; causal."""
+        self._check_input(x)
         length = x.shape[1]
         v = self._heads(self.value(x))
         if self.letter == "N":
@@ -110,7 +124,7 @@ class TokenMixer(nn.Module):
             logits = self.position_logits[:, :length, :length].masked_fill(~causal, float("-inf"))
             mixed = torch.einsum("hts,bshd->bthd", torch.softmax(logits, dim=-1), v)
             return self.output(mixed.flatten(-2))
-        q, k = self.queries_and_keys(x)
+        q, k = self._queries_and_keys(x)
         if self.letter == "S":
             out, _ = softmax_attention(q, k, v)
             return self.output(out.flatten(-2))

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from bridges._validation import check_choice, check_device, check_dtype, check_int, check_number
 from bridges.delta_rule import delta_rule
 from bridges.gated_delta_rule import gated_delta_rule
 from bridges.hebbian import outer_product_memory, recall
@@ -45,20 +46,21 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
     return ndtr(x)
 
 
+def _as_array(name: str, value) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+
+
 def _check_counts(num_pairs, key_dim) -> tuple[np.ndarray, np.ndarray]:
-    n = np.asarray(num_pairs, dtype=float)
-    d = np.asarray(key_dim, dtype=float)
+    n = _as_array("num_pairs", num_pairs)
+    d = _as_array("key_dim", key_dim)
     if not np.all(np.isfinite(n)) or np.any(n < 1):
         raise ValueError(f"num_pairs must be finite and >= 1, got {num_pairs}")
     if not np.all(np.isfinite(d)) or np.any(d < 1):
         raise ValueError(f"key_dim must be finite and >= 1, got {key_dim}")
     return n, d
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def predicted_bit_error(num_pairs, key_dim):
@@ -81,10 +83,9 @@ def predicted_forgetting(num_pairs: int, key_dim: int, decay: float) -> tuple[np
     signal a^s, noise variance ``(sum_j a^(2j) - a^(2s)) / d_k``:
     bit error ``Phi(-a^s / sigma_s)``, cosine ``(1 + sigma_s^2 / a^(2s))^(-1/2)``.
     """
-    _check_int("num_pairs", num_pairs, 1)
-    _check_counts(num_pairs, key_dim)
-    if not 0.0 < decay <= 1.0:
-        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    check_int("num_pairs", num_pairs)
+    key_dim = check_number("key_dim", key_dim, low=1.0)
+    decay = check_number("decay", decay, low=0.0, high=1.0, low_open=True)
     ages = np.arange(num_pairs, dtype=float)
     power = decay ** (2 * ages)
     noise_variance = (power.sum() - power) / key_dim
@@ -97,7 +98,7 @@ def predicted_forgetting(num_pairs: int, key_dim: int, decay: float) -> tuple[np
 
 def worst_case_capacity(key_dim: int) -> int:
     """Largest n with ``(n - 1) * sqrt(4 ln n / d_k) < 1``: the coherence guarantee, ~sqrt(d_k)."""
-    _check_int("key_dim", key_dim, 1)
+    check_int("key_dim", key_dim)
     n = 1
     while (n) * math.sqrt(4 * math.log(n + 1) / key_dim) < 1.0:
         n += 1
@@ -106,14 +107,15 @@ def worst_case_capacity(key_dim: int) -> int:
 
 def redundant_heads_bit_error(num_pairs, key_dim, num_heads):
     """Ours: h heads with independent keys, recalls averaged: ``Phi(-sqrt(h d_k / (n-1)))``."""
-    _check_int("num_heads", num_heads, 1)
-    return predicted_bit_error(num_pairs, np.asarray(key_dim, dtype=float) * num_heads)
+    check_int("num_heads", num_heads)
+    _, d = _check_counts(num_pairs, key_dim)
+    return predicted_bit_error(num_pairs, d * num_heads)
 
 
 def depth_bit_error(bit_error, num_layers: int):
     """Ours: L re-thresholding layers as binary symmetric channels: ``(1 - (1 - 2p)^L) / 2``."""
-    _check_int("num_layers", num_layers, 0)
-    p = np.asarray(bit_error, dtype=float)
+    check_int("num_layers", num_layers, 0)
+    p = _as_array("bit_error", bit_error)
     if not np.all((p >= 0.0) & (p <= 0.5)):
         raise ValueError(f"bit_error must be in [0, 0.5], got {bit_error}")
     return 0.5 * (1.0 - (1.0 - 2.0 * p) ** num_layers)
@@ -146,13 +148,17 @@ def simulate_recall(num_pairs: int, key_dim: int, value_dim: int = 64, num_trial
 
     rule ``hebbian``: ``W = sum_i a^(n-1-i) v_i k_i^T``; rule ``delta``: the (gated) delta
     rule with strength ``write_strength`` written in order. Keys unit-norm Gaussian
-    directions, values Rademacher.
+    directions, values Rademacher. Counts are ints >= 1, ``decay`` in (0, 1], ``dtype``
+    floating.
     """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    _check_counts(num_pairs, key_dim)
-    if value_dim < 1 or num_trials < 1:
-        raise ValueError(f"value_dim and num_trials must be >= 1, got {value_dim}, {num_trials}")
+    check_choice("rule", rule, RULES)
+    num_pairs, key_dim, value_dim, num_trials = (check_int(name, value) for name, value in (
+        ("num_pairs", num_pairs), ("key_dim", key_dim), ("value_dim", value_dim),
+        ("num_trials", num_trials)))
+    decay = check_number("decay", decay, low=0.0, high=1.0, low_open=True)
+    write_strength = check_number("write_strength", write_strength)
+    check_dtype("dtype", dtype)
+    check_device("device", device)
     generator = _generator(seed, device)
     keys = torch.randn(num_trials, num_pairs, key_dim, generator=generator, device=device,
                        dtype=dtype)

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from bridges._validation import check_counts, check_number, check_tensor
+
 __all__ = ["bits_per_spike", "homogeneous_log_likelihood", "next_bin_loss", "poisson_nll"]
 
 
@@ -24,11 +26,11 @@ def _check(counts: Tensor, log_rate: Tensor) -> None:
     if not isinstance(counts, Tensor) or not isinstance(log_rate, Tensor):
         raise TypeError(f"counts and log_rate must be torch tensors, got {type(counts).__name__} "
                         f"and {type(log_rate).__name__}")
+    check_tensor("log_rate", log_rate, layout="counts' shape")
     if counts.shape != log_rate.shape:
         raise ValueError(f"counts {tuple(counts.shape)} and log_rate {tuple(log_rate.shape)} "
                          "must have the same shape")
-    if counts.numel() and bool((counts < 0).any()):
-        raise ValueError("counts must be non-negative")
+    check_counts("counts", counts)
 
 
 def poisson_nll(log_rate: Tensor, counts: Tensor) -> Tensor:
@@ -45,11 +47,15 @@ def next_bin_loss(log_rate: Tensor, counts: Tensor, mask: Tensor | None = None) 
     same bins' counts. Output t is scored against counts t + 1 (the last output has no
     target). mask [B, T - 1] (True = scored) selects the scored predictions."""
     _check(counts, log_rate)
-    if log_rate.dim() != 3 or log_rate.shape[1] < 2:
-        raise ValueError(f"log_rate and counts must be [B, T >= 2, N], got {tuple(log_rate.shape)}")
+    if log_rate.dim() != 3 or log_rate.shape[1] < 2 or 0 in log_rate.shape:
+        raise ValueError(f"log_rate and counts must be [B >= 1, T >= 2, N >= 1], "
+                         f"got {tuple(log_rate.shape)}")
     loss = poisson_nll(log_rate[:, :-1], counts[:, 1:]).sum(-1)            # [B, T - 1]
     if mask is None:
         return loss.mean() / counts.shape[-1]
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"mask must be None or a bool tensor [B, T - 1] (True = scored), got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
     if mask.shape != loss.shape:
         raise ValueError(f"mask must have shape {tuple(loss.shape)} [B, T - 1], got {tuple(mask.shape)}")
     scored = mask.to(loss.dtype)
@@ -57,7 +63,13 @@ def next_bin_loss(log_rate: Tensor, counts: Tensor, mask: Tensor | None = None) 
 
 
 def homogeneous_log_likelihood(counts: Tensor) -> Tensor:
-    """log-likelihood (nats) of counts [T, N] under Poisson(mean rate of each neuron)."""
+    """log-likelihood (nats) of counts [T, N] (finite, >= 0) under Poisson(mean rate of each
+    neuron)."""
+    if not isinstance(counts, Tensor):
+        raise TypeError(f"counts must be a torch tensor [T, N], got {type(counts).__name__}")
+    if counts.dim() != 2:
+        raise ValueError(f"counts must be [T, N], got shape {tuple(counts.shape)}")
+    check_counts("counts", counts)
     rate = counts.double().mean(0).clamp_min(1e-12)
     c = counts.double()
     return (c * torch.log(rate) - rate - torch.lgamma(c + 1)).sum()
@@ -66,5 +78,9 @@ def homogeneous_log_likelihood(counts: Tensor) -> Tensor:
 def bits_per_spike(log_likelihood: float, counts: Tensor) -> float:
     """(log_likelihood - homogeneous_log_likelihood(counts)) / (spikes * ln 2); counts [T, N]
     are the scored bins."""
+    if isinstance(log_likelihood, Tensor) and log_likelihood.numel() == 1:
+        log_likelihood = log_likelihood.item()
+    log_likelihood = check_number("log_likelihood", log_likelihood)
+    homogeneous = float(homogeneous_log_likelihood(counts))
     spikes = float(counts.sum().clamp_min(1.0))
-    return float((log_likelihood - float(homogeneous_log_likelihood(counts))) / (spikes * math.log(2.0)))
+    return float((log_likelihood - homogeneous) / (spikes * math.log(2.0)))

@@ -22,31 +22,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bridges._validation import check_device, check_flag, check_int, numpy_rng
+
 IGNORE_INDEX = -100
 
 
-def _rng(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer, np.random.SeedSequence)):
-        raise TypeError(f"seed must be an int, SeedSequence or np.random.Generator, "
-                        f"got {type(seed).__name__}")
-    return np.random.default_rng(seed)
-
-
 def mqar_vocab_size(num_keys: int, num_values: int) -> int:
-    return 1 + num_keys + num_values
+    return 1 + check_int("num_keys", num_keys) + check_int("num_values", num_values)
 
 
 def mqar_batch(batch_size: int, length: int, num_pairs: int, num_keys: int = 64,
                num_values: int = 64, *, seed=0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """One MQAR batch (module docstring); needs ``num_pairs <= num_keys`` and ``3 P <= T``."""
-    if num_pairs < 1 or num_pairs > num_keys:
+    batch_size, length, num_pairs, num_keys, num_values = (
+        check_int(name, value) for name, value in (
+            ("batch_size", batch_size), ("length", length), ("num_pairs", num_pairs),
+            ("num_keys", num_keys), ("num_values", num_values)))
+    check_device("device", device)
+    if num_pairs > num_keys:
         raise ValueError(f"num_pairs must be in [1, num_keys={num_keys}], got {num_pairs}")
     if 3 * num_pairs > length:
         raise ValueError(f"length must be >= 3 * num_pairs = {3 * num_pairs} (context of 2P "
                          f"tokens and P queries), got {length}")
-    rng = _rng(seed)
+    rng = numpy_rng(seed)
     keys = np.argsort(rng.random((batch_size, num_keys)), axis=1)[:, :num_pairs] + 1
     values = rng.integers(0, num_values, size=(batch_size, num_pairs)) + 1 + num_keys
     tokens = np.zeros((batch_size, length), dtype=np.int64)
@@ -68,11 +66,15 @@ def copy_batch(batch_size: int, length: int, vocab_size: int = 128, *, seed=0, d
     ``with_replacement=True`` draws the segment's tokens uniformly WITH replacement from
     1..vocab_size - 1, so a token may recur inside a copy (the repeated-random-tokens task
     of Olsson et al. 2022); then ``vocab_size`` need not exceed ``length / 2``."""
-    if length < 4 or length % 2:
+    batch_size = check_int("batch_size", batch_size)
+    vocab_size = check_int("vocab_size", vocab_size, 2)
+    check_device("device", device)
+    length = check_int("length", length, 4)
+    if length % 2:
         raise ValueError(f"length must be an even number >= 4, got {length}")
     half = length // 2
-    rng = _rng(seed)
-    if with_replacement:
+    rng = numpy_rng(seed)
+    if check_flag("with_replacement", with_replacement):
         segment = rng.integers(1, vocab_size, size=(batch_size, half))
     elif half >= vocab_size:
         raise ValueError(f"vocab_size must exceed length / 2 = {half} (distinct tokens), "

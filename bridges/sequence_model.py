@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bridges._validation import check_device, check_dtype, check_flag, check_int, check_tokens
 from bridges.mixers import MIXER_NAMES, TokenMixer
 
 
@@ -46,9 +47,8 @@ class SequenceModelConfig:
                              f"allowed: " + ", ".join(f"{k}={v}" for k, v in MIXER_NAMES.items()))
         for name in ("vocab_size", "model_dim", "num_heads", "max_length", "mlp_ratio",
                      "chunk_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name))
+        check_flag("absolute_positions", self.absolute_positions)
         if self.model_dim % self.num_heads:
             raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads "
                              f"({self.num_heads})")
@@ -93,6 +93,10 @@ class SequenceModel(nn.Module):
     def __init__(self, config: SequenceModelConfig, *, seed=0,
                  device: str | torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
+        if not isinstance(config, SequenceModelConfig):
+            raise TypeError(f"config must be a SequenceModelConfig, got {type(config).__name__}")
+        check_dtype("dtype", dtype, optional=True)
+        check_device("device", device, optional=True)
         self.config = config
         # Initialise under a private generator state so the global RNG is left untouched.
         with torch.random.fork_rng(devices=[]):
@@ -108,10 +112,8 @@ class SequenceModel(nn.Module):
         self.to(device=device, dtype=dtype)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
-            raise ValueError(f"tokens must be an integer tensor [B, T], got "
-                             f"{getattr(tokens, 'dtype', type(tokens).__name__)} "
-                             f"{tuple(getattr(tokens, 'shape', ()))}")
+        """tokens [B, T] int64/int32 in [0, vocab_size) (range checked on CPU only)."""
+        check_tokens("tokens", tokens, vocab_size=self.config.vocab_size)
         length = tokens.shape[1]
         if length > self.config.max_length:
             raise ValueError(f"sequence length {length} exceeds max_length {self.config.max_length}")

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from bridges._validation import check_qkv, check_tensor, compute_dtype, resolve_scale
+from bridges._validation import check_flag, check_qkv, check_tensor, compute_dtype, resolve_scale
 
 
 class KVCache(NamedTuple):
@@ -56,6 +56,7 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = Non
     """
     _, length, _, key_dim, _ = check_qkv(q, k, v)
     scale = resolve_scale(scale, key_dim)
+    output_final_state = check_flag("output_final_state", output_final_state)
     past = 0
     keys, values = k, v
     if initial_state is not None:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bridges._validation import check_int, check_number, check_tokens, numpy_rng
 from bridges.recall_tasks import IGNORE_INDEX
 
 BatchMaker = Callable[[int, np.random.Generator], tuple[Tensor, Tensor]]
@@ -29,7 +30,15 @@ class TrainingResult(NamedTuple):
 
 @torch.no_grad()
 def accuracy(model: nn.Module, tokens: Tensor, targets: Tensor, batch_size: int = 256) -> float:
-    """Fraction of scored positions whose arg-max prediction equals the target."""
+    """Fraction of scored positions whose arg-max prediction equals the target.
+
+    tokens, targets: integer tensors [B, T] of one shape (targets -100 where not scored)."""
+    check_tokens("tokens", tokens)
+    check_tokens("targets", targets)
+    if targets.shape != tokens.shape:
+        raise ValueError(f"targets must have tokens' shape {tuple(tokens.shape)} [B, T], "
+                         f"got {tuple(targets.shape)}")
+    batch_size = check_int("batch_size", batch_size)
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -65,6 +74,12 @@ class Optimization:
     def __init__(self, model: nn.Module, learning_rate: float, num_steps: int, *,
                  weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.98),
                  max_grad_norm: float = 1.0):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        learning_rate = check_number("learning_rate", learning_rate, low=0.0)
+        num_steps = check_int("num_steps", num_steps)
+        weight_decay = check_number("weight_decay", weight_decay, low=0.0)
+        max_grad_norm = check_number("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
         self.parameters = list(model.parameters())
         self.optimizer = torch.optim.AdamW(self.parameters, lr=learning_rate, betas=betas,
                                            weight_decay=weight_decay)
@@ -72,6 +87,10 @@ class Optimization:
         self.max_grad_norm = max_grad_norm
 
     def step(self, loss: Tensor) -> float:
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"loss must be a one-element torch.Tensor, got {type(loss).__name__}")
+        if loss.numel() != 1:
+            raise ValueError(f"loss must be a one-element tensor, got shape {tuple(loss.shape)}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
@@ -85,11 +104,21 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
           eval_every: int = 100, progress: Callable | None = None) -> TrainingResult:
     """Train in place. ``make_batch(batch_size, rng) -> (tokens, targets)`` draws fresh data.
 
-    ``progress`` wraps the step range (e.g. an experiment's ``out.progress``).
+    ``progress`` wraps the step range (e.g. an experiment's ``out.progress``); ``seed`` an
+    int >= 0, np.random.SeedSequence or np.random.Generator; ``eval_set`` (tokens, targets).
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    num_steps, batch_size, eval_every = (check_int(name, value) for name, value in (
+        ("num_steps", num_steps), ("batch_size", batch_size), ("eval_every", eval_every)))
+    if not callable(make_batch):
+        raise TypeError(f"make_batch must be callable, got {type(make_batch).__name__}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or callable, got {type(progress).__name__}")
+    pair = isinstance(eval_set, (tuple, list))
+    if eval_set is not None and not (pair and len(eval_set) == 2):
+        got = f"a {type(eval_set).__name__} of length {len(eval_set)}" if pair else \
+            type(eval_set).__name__
+        raise TypeError(f"eval_set must be None or a (tokens, targets) pair, got {got}")
+    rng = numpy_rng(seed)
     optimization = Optimization(model, learning_rate, num_steps)
     losses, eval_steps, eval_accuracy = [], [], []
     steps = range(num_steps) if progress is None else progress(range(num_steps))

@@ -152,11 +152,11 @@ def test_normalized_linear_attention_refuses_a_zero_normaliser():
 
 @pytest.mark.parametrize("call, message", [
     (lambda p: p.predicted_bit_error(float("nan"), 64), "num_pairs must be finite"),
-    (lambda p: p.worst_case_capacity(0), "key_dim must be an int >= 1"),
+    (lambda p: p.worst_case_capacity(0), "key_dim must be a positive int"),
     (lambda p: p.depth_bit_error(0.1, -2), "num_layers must be an int >= 0"),
     (lambda p: p.depth_bit_error(0.7, 2), r"bit_error must be in \[0, 0.5\]"),
-    (lambda p: p.redundant_heads_bit_error(10, 64, 0), "num_heads must be an int >= 1"),
-    (lambda p: p.predicted_forgetting(2.5, 64, 0.9), "num_pairs must be an int >= 1"),
+    (lambda p: p.redundant_heads_bit_error(10, 64, 0), "num_heads must be a positive int"),
+    (lambda p: p.predicted_forgetting(2.5, 64, 0.9), "num_pairs must be a positive int"),
 ])
 def test_capacity_theory_rejects_bad_arguments(call, message):
     from bridges import pavlovian
