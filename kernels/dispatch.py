@@ -55,7 +55,8 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
     if mode == "naive":
         return False
     present = [t for t in tensors if t is not None]
-    on_cuda = bool(present) and all(t.is_cuda for t in present)
+    # a non-tensor argument is never "on CUDA": the path taken then reports it by name
+    on_cuda = bool(present) and all(isinstance(t, torch.Tensor) and t.is_cuda for t in present)
     if mode == "auto":
         return on_cuda and triton_available()
     if not triton_available():

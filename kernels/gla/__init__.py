@@ -22,6 +22,13 @@ __all__ = ["chunk_gla", "fused_recurrent_gla", "linear_attention", "naive_chunk_
            "naive_recurrent_gla", "naive_linear_attention"]
 
 
+def _check_tensors(q, k, v, g) -> None:
+    """TypeError naming a non-tensor argument (before dispatch; the rest: ``naive._check_inputs``)."""
+    for name, tensor in (("q", q), ("k", k), ("v", v), ("g", g)):
+        if not isinstance(tensor, Tensor) and not (name == "g" and tensor is None):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+
+
 def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, scale: float | None = None,
               initial_state: Tensor | None = None, output_final_state: bool = False,
               cu_seqlens: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -31,6 +38,7 @@ def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, scale: float | 
     for zero gates. Returns ``(o [B, T, H, V] in v's dtype, final_state [N, H, K, V]
     float32 or None)``. Differentiable in q, k, v, g and initial_state.
     """
+    _check_tensors(q, k, v, g)
     if use_triton(q, k, v, g, initial_state):
         from kernels.gla.triton import triton_chunk_gla
         return triton_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
@@ -47,6 +55,7 @@ def fused_recurrent_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     (grad mode on and an input requires grad) the Triton path runs the differentiable
     chunked kernels instead (same maths), so gradients are never silently dropped.
     """
+    _check_tensors(q, k, v, g)
     if use_triton(q, k, v, g, initial_state):
         tensors = (q, k, v, g, initial_state)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):

@@ -35,6 +35,8 @@ Gradients come from autograd through these references.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -47,6 +49,9 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
         if tensor.dim() != 4:
             raise ValueError(f"{name} must have shape [B, T, H, D], got shape "
                              f"{tuple(tensor.shape)}")
+    for name, tensor in (("q", q), ("k", k), ("v", v), ("g", g)):
+        if tensor is not None and isinstance(tensor, Tensor) and not tensor.is_floating_point():
+            raise TypeError(f"{name} has dtype {tensor.dtype}; allowed: a floating dtype")
     if k.shape != q.shape:
         raise ValueError(f"k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
     if v.shape[:3] != q.shape[:3]:
@@ -82,6 +87,16 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
         if not isinstance(initial_state, Tensor) or tuple(initial_state.shape) != expected:
             got = tuple(initial_state.shape) if isinstance(initial_state, Tensor) else initial_state
             raise ValueError(f"initial_state must have shape [N, H, K, V] = {expected}, got {got}")
+
+
+def check_scale(scale) -> None:
+    """``scale``: None (K ** -0.5) or a finite real number."""
+    if scale is None:
+        return
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale={scale!r} must be a float or None")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale={scale!r} must be finite")
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -152,6 +167,7 @@ def _chunk_one(q, k, v, g, scale, h0, chunk_size):
 
 def _run(one, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, **kwargs):
     _check_inputs(q, k, v, g, initial_state, cu_seqlens)
+    check_scale(scale)
     if scale is None:
         scale = q.shape[-1] ** -0.5
     outs, finals = [], []

@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 
 from kernels.dispatch import new_buffer
-from kernels.gla.naive import _check_inputs
+from kernels.gla.naive import _check_inputs, check_scale
 
 CHUNK = 64
 SUB = 16
@@ -616,6 +616,7 @@ def _pack(x: torch.Tensor) -> torch.Tensor:
 
 def _prepare(q, k, v, g, scale, initial_state, cu_seqlens):
     _check_inputs(q, k, v, g, initial_state, cu_seqlens)
+    check_scale(scale)
     if q.shape[-1] > MAX_HEAD_DIM or v.shape[-1] > MAX_HEAD_DIM:
         raise ValueError(f"the Triton GLA supports head dims up to {MAX_HEAD_DIM}, got "
                          f"K={q.shape[-1]}, V={v.shape[-1]}")

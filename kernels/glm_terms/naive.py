@@ -108,8 +108,13 @@ def elementwise(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives:
 
 def check_glm_terms_inputs(eta, counts, resp, link, delta=None, step=0.0) -> None:
     """ValueError naming the argument for a wrong link, rank, shape, dtype or step."""
-    if link not in LINKS:
+    for name, value in (("eta", eta), ("counts", counts), ("resp", resp), ("delta", delta)):
+        if not (isinstance(value, torch.Tensor) or (value is None and name in ("resp", "delta"))):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not isinstance(link, str) or link not in LINKS:
         raise ValueError(f"link must be one of {LINKS}, got {link!r}")
+    if isinstance(step, (bool, str, bytes)) or not hasattr(step, "__float__"):
+        raise TypeError(f"step={step!r} must be a float (0 or a power of two)")
     mantissa, exponent = math.frexp(float(step))
     if abs(mantissa) not in (0.0, 0.5) or not -125 <= exponent <= 128:
         raise ValueError(f"step must be 0 or a power of two (+-2^k, |k| < 126: exact in "

@@ -19,7 +19,10 @@ import torch
 
 
 def check_scan_inputs(log_initial: torch.Tensor, mats: torch.Tensor) -> None:
-    """ValueError naming the argument for wrong ranks, shapes or dtypes."""
+    """ValueError naming the argument for wrong ranks, shapes or dtypes (TypeError: not a tensor)."""
+    for name, value in (("log_initial", log_initial), ("mats", mats)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if mats.dim() != 4 or mats.shape[-1] != mats.shape[-2]:
         raise ValueError(f"mats must have shape (B, S, K, K), got {tuple(mats.shape)}")
     batch, _, k, _ = mats.shape

@@ -16,8 +16,33 @@ from kernels.dispatch import use_triton
 from kernels.izhikevich.naive import izhikevich_network_step_ as naive_izhikevich_network_step_
 from kernels.izhikevich.naive import izhikevich_neuron_update_, propagate_spikes_
 
-__all__ = ["izhikevich_network_step_", "izhikevich_neuron_update_", "propagate_spikes_",
+__all__ = ["check_network_step_inputs", "izhikevich_network_step_", "izhikevich_neuron_update_", "propagate_spikes_",
            "naive_izhikevich_network_step_"]
+
+
+def check_network_step_inputs(state: Tensor, drive: Tensor, spikes: Tensor, targets: Tensor,
+                              weights: Tensor) -> None:
+    """Shapes and dtypes only (no tensor values): ValueError / TypeError naming the argument."""
+    for name, t in (("state", state), ("drive", drive), ("spikes", spikes), ("targets", targets),
+                    ("weights", weights)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if drive.dim() != 2:
+        raise ValueError(f"drive must have shape [B, N], got {list(drive.shape)}")
+    batch, num_neurons = drive.shape
+    if tuple(state.shape) != (batch, 3 * num_neurons + 1) or not state.is_floating_point():
+        raise ValueError(f"state must be a float [B, 3N+1] = [{batch}, {3 * num_neurons + 1}] buffer, got "
+                         f"{state.dtype} {list(state.shape)}")
+    if drive.dtype != state.dtype or weights.dtype != state.dtype:
+        raise TypeError(f"drive ({drive.dtype}) and weights ({weights.dtype}) must have state's dtype {state.dtype}")
+    if tuple(spikes.shape) != (batch, num_neurons) or spikes.dtype != torch.bool:
+        raise ValueError(f"spikes must be a bool [{batch}, {num_neurons}] tensor, got {spikes.dtype} "
+                         f"{list(spikes.shape)}")
+    if targets.dim() != 2 or targets.shape[0] != batch * num_neurons or targets.dtype != torch.int64:
+        raise ValueError(f"targets must be an int64 [B*N, K+1] = [{batch * num_neurons}, *] table, got "
+                         f"{targets.dtype} {list(targets.shape)}")
+    if weights.shape != targets.shape:
+        raise ValueError(f"weights must have targets' shape {list(targets.shape)}, got {list(weights.shape)}")
 
 
 def izhikevich_network_step_(state: Tensor, v: Tensor, u: Tensor, synaptic_current: Tensor | None,
@@ -26,6 +51,7 @@ def izhikevich_network_step_(state: Tensor, v: Tensor, u: Tensor, synaptic_curre
                              u_decay: Tensor, u_v_gain: Tensor, v_reset: Tensor, v_peak_mv,
                              synapse_decay=None) -> Tensor:
     """One network step in place; returns flat spike indices ``b * N + j`` (ascending)."""
+    check_network_step_inputs(state, drive, spikes, targets, weights)
     args = (state, v, u, synaptic_current, drive, spikes, scratch_hc, scratch_t, targets,
             weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay)
     if state.dtype != torch.float64 and use_triton(state, drive, targets, weights):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from kernels.dispatch import use_triton
+from kernels.three_factor.naive import check_three_factor_inputs
 from kernels.three_factor.naive import three_factor_step as naive_three_factor_step
 
-__all__ = ["three_factor_step", "naive_three_factor_step"]
+__all__ = ["check_three_factor_inputs", "three_factor_step", "naive_three_factor_step"]
 
 
 def three_factor_step(weights: Tensor, pending: Tensor, eligibility: Tensor, features: Tensor,
@@ -19,6 +20,8 @@ def three_factor_step(weights: Tensor, pending: Tensor, eligibility: Tensor, fea
                       eligibility_decay: float, online: Tensor | bool
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One fused step of the gated three-factor rule; contract in ``naive.py``."""
+    check_three_factor_inputs(weights, pending, eligibility, features, target, gate,
+                              learning_rate, eligibility_decay, online)
     if use_triton(weights, pending, eligibility, features, target, gate):
         from kernels.three_factor.triton import triton_three_factor_step
         return triton_three_factor_step(weights, pending, eligibility, features, target, gate,

@@ -45,15 +45,56 @@ Public function (stable name and signature; a Triton version must match it):
     eligibility_decay python float in [0, 1)
     online            [M] bool tensor, or python bool for all rows
 
-Inputs are never modified; new tensors are returned. Shape checks live in the
-callers (``neuro.reservoir.three_factor``) so this hot loop stays lean.
+Inputs are never modified; new tensors are returned. ``check_three_factor_inputs``
+(shapes, dtypes and Python scalars only: no tensor values, no host sync) runs in the
+dispatching ``kernels.three_factor.three_factor_step``, before either path.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
-__all__ = ["three_factor_step"]
+__all__ = ["check_three_factor_inputs", "three_factor_step"]
+
+
+def check_three_factor_inputs(weights, pending, eligibility, features, target, gate,
+                              learning_rate, eligibility_decay, online) -> None:
+    """TypeError / ValueError naming the argument for a wrong type, rank, shape or dtype."""
+    for name, tensor in (("weights", weights), ("pending", pending), ("eligibility", eligibility),
+                         ("features", features), ("target", target), ("gate", gate)):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if weights.dim() != 3 or not weights.is_floating_point():
+        raise ValueError(f"weights must be a float [B, M, D] tensor, got {weights.dtype} {tuple(weights.shape)}")
+    batch, readouts, dim = weights.shape
+    expected = {"pending": (pending, (batch, readouts, dim)), "eligibility": (eligibility, (batch, dim)),
+                "features": (features, (batch, dim)), "target": (target, (batch, readouts)),
+                "gate": (gate, (batch, readouts))}
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} (weights are {tuple(weights.shape)}), "
+                             f"got {tuple(tensor.shape)}")
+        if name in ("pending", "eligibility", "features") and tensor.dtype != weights.dtype:
+            raise TypeError(f"{name} has dtype {tensor.dtype}; expected weights' dtype {weights.dtype}")
+    if isinstance(learning_rate, Tensor):
+        if learning_rate.dim() > 1 or learning_rate.numel() not in (1, readouts):
+            raise ValueError(f"learning_rate must be a float, or a tensor [{readouts}] or [1], got "
+                             f"shape {tuple(learning_rate.shape)}")
+    elif isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
+            or not math.isfinite(learning_rate):
+        raise TypeError(f"learning_rate={learning_rate!r} must be a finite float or a [{readouts}] tensor")
+    if isinstance(eligibility_decay, bool) or not isinstance(eligibility_decay, (int, float)):
+        raise TypeError(f"eligibility_decay={eligibility_decay!r} must be a float in [0, 1]")
+    if not 0.0 <= eligibility_decay <= 1.0:
+        raise ValueError(f"eligibility_decay={eligibility_decay!r} is outside the allowed range [0, 1]")
+    if isinstance(online, Tensor):
+        if online.dtype != torch.bool or tuple(online.shape) != (readouts,):
+            raise ValueError(f"online must be a bool or a bool tensor [{readouts}], got "
+                             f"{online.dtype} {tuple(online.shape)}")
+    elif not isinstance(online, bool):
+        raise TypeError(f"online={online!r} must be a bool or a bool tensor [{readouts}]")
 
 
 def three_factor_step(

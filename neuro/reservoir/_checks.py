@@ -64,9 +64,60 @@ def initial_readout_weights(batch_size: int, num_readouts: int, num_features: in
     """Readout weights [B, M, D]: zeros, or a validated copy of ``weights`` on device/dtype."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_float_dtype("dtype", dtype)
     shape = (batch_size, num_readouts, num_features)
     if weights is None:
         return torch.zeros(shape, device=device, dtype=dtype)
+    check_tensor("weights", weights)
     if tuple(weights.shape) != shape:
         raise ValueError(f"weights must have shape {shape}, got {tuple(weights.shape)}")
     return weights.to(device=device, dtype=dtype).clone()
+
+
+def check_real(name: str, value, *, minimum: float | None = None, strict: bool = False) -> float:
+    """A finite real number (bools refused), optionally >= ``minimum`` (> with ``strict``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}={value!r} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if minimum is None:
+        if not math.isfinite(value):
+            raise ValueError(f"{name}={value!r} must be finite")
+        return value
+    ok = value > minimum if strict else value >= minimum
+    if not (math.isfinite(value) and ok):
+        raise ValueError(f"{name}={value!r} must be a finite number {'>' if strict else '>='} {minimum:g}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """A Python bool (ints and strings refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_tensor(name: str, value, *, floating: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A torch.Tensor, optionally of a floating dtype or exactly ``dtype`` (TypeError otherwise)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} has dtype {value.dtype}; allowed: a floating dtype")
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{name} has dtype {value.dtype}; expected {dtype} (the model dtype)")
+    return value
+
+
+def check_float_dtype(name: str, dtype) -> torch.dtype:
+    """A floating torch.dtype (e.g. torch.float32, torch.float64)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name}={dtype!r}; allowed: a floating torch.dtype such as torch.float32, torch.float64")
+    return dtype
+
+
+def check_index(name: str, value, size: int) -> int:
+    """An int in [0, size) (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}={value!r} must be an int in [0, {size})")
+    if not 0 <= value < size:
+        raise ValueError(f"{name}={value} is outside the allowed range [0, {size})")
+    return int(value)

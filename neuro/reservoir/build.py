@@ -1,8 +1,7 @@
 """``make_reservoir``: build B independent reservoirs (neurons, wiring, inputs, noise)."""
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 
 from neuro.reservoir._checks import (
@@ -10,6 +9,7 @@ from neuro.reservoir._checks import (
     check_count,
     check_fraction,
     check_positive,
+    check_real,
     torch_generator,
 )
 from neuro.reservoir.connectivity import (
@@ -87,9 +87,9 @@ def make_reservoir(
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype={dtype}; allowed: torch.float32, torch.float64")
     inhibitory_scale = check_positive("inhibitory_scale", inhibitory_scale)
-    input_scale = float(input_scale)
-    if not math.isfinite(input_scale):
-        raise ValueError(f"input_scale={input_scale!r} must be finite")
+    input_scale = check_real("input_scale", input_scale)
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.number, torch.Tensor, np.ndarray)):
+        raise TypeError(f"noise_std={noise_std!r} must be a float >= 0 or a [{num_neurons}] tensor of them")
     noise = torch.as_tensor(noise_std, dtype=torch.float64, device=device)
     if noise.dim() == 0:
         noise = noise.expand(num_neurons)

@@ -384,6 +384,18 @@ def _tiled_event_table(synapses: SynapseList, n: int, batch_size: int, target_of
 
 def dense_weights(synapses: SynapseList, num_neurons: int, batch_size: int) -> Tensor:
     """Dense W [B, N_post, N_pre] (duplicates summed); for tests and small networks."""
+    from neuro.reservoir._checks import check_count
+
+    num_neurons = check_count("num_neurons", num_neurons, minimum=1)
+    batch_size = check_count("batch_size", batch_size, minimum=1)
+    if not isinstance(synapses, SynapseList):
+        raise TypeError(f"synapses must be a SynapseList, got {type(synapses).__name__}")
+    for name, index, size in (("batch_index", synapses.batch_index, batch_size),
+                              ("pre_index", synapses.pre_index, num_neurons),
+                              ("post_index", synapses.post_index, num_neurons)):
+        if index.numel() and not (0 <= int(index.min()) and int(index.max()) < size):
+            raise ValueError(f"synapses.{name} holds values in [{int(index.min())}, {int(index.max())}]; "
+                             f"allowed [0, {size}) (batch_size={batch_size}, num_neurons={num_neurons})")
     out = torch.zeros(batch_size, num_neurons, num_neurons, dtype=synapses.weight.dtype,
                       device=synapses.weight.device)
     out.index_put_((synapses.batch_index, synapses.post_index, synapses.pre_index), synapses.weight,

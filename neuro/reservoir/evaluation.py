@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuro.reservoir._checks import check_count, check_real
+from neuro.seeding import numpy_generator
+
 __all__ = [
     "fitted_heights",
     "height_performance",
@@ -25,6 +28,8 @@ def peak_times_ms(when_output: np.ndarray, bin_ms: float, search_from_ms: float 
     """Time (ms, bin centre) of the maximum of the "when" output at or after ``search_from_ms``.
 
     when_output [..., bins] -> [...]."""
+    bin_ms = check_real("bin_ms", bin_ms, minimum=0.0, strict=True)
+    search_from_ms = check_real("search_from_ms", search_from_ms)
     first = int(np.floor(search_from_ms / bin_ms))
     if not 0 <= first < when_output.shape[-1]:
         raise ValueError(f"search_from_ms={search_from_ms} lies outside the trial")
@@ -70,6 +75,9 @@ def trials_until_within(deviation: np.ndarray, switch: int, tolerance: float, wi
     """Smallest k >= 0 such that the median of |deviation| over trials switch + k ..
     switch + k + window - 1 is <= tolerance (e.g. the when peak's distance from the new
     onset, in ms); ``inf`` if never."""
+    switch = check_count("switch", switch)
+    tolerance = check_real("tolerance", tolerance, minimum=0.0)
+    window = check_count("window", window, minimum=1)
     after = np.abs(np.asarray(deviation, float)[switch:])
     for k in range(after.shape[0] - window + 1):
         if np.median(after[k:k + window]) <= tolerance:
@@ -86,6 +94,12 @@ def recovery_trials(performance: np.ndarray, switch: int, *, reference_trials: i
     reference - (1 - fraction) |reference| (always a small step below the reference).
     Returns (k, reference); k is ``inf`` if never.
     """
+    switch = check_count("switch", switch)
+    reference_trials = check_count("reference_trials", reference_trials, minimum=1)
+    window = check_count("window", window, minimum=1)
+    fraction = check_real("fraction", fraction)
+    if switch > len(performance):
+        raise ValueError(f"switch={switch} is past the end of performance ({len(performance)} trials)")
     if switch < reference_trials:
         raise ValueError(f"switch={switch} leaves fewer than reference_trials={reference_trials} before it")
     reference = float(np.mean(performance[switch - reference_trials:switch]))
@@ -107,6 +121,13 @@ def _orthonormal_basis(vectors: np.ndarray) -> np.ndarray:
 def principal_angles_deg(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Principal angles (degrees, ascending) between span(rows of first [k1, D]) and
     span(rows of second [k2, D]): arccos of the singular values of Q1^T Q2."""
+    first, second = np.asarray(first, float), np.asarray(second, float)
+    for name, value in (("first", first), ("second", second)):
+        if value.ndim != 2 or not np.isfinite(value).all():
+            raise ValueError(f"{name} must be a finite [k, D] array, got shape {list(value.shape)}"
+                             + ("" if value.ndim != 2 else " with non-finite entries"))
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(f"first has D={first.shape[1]} features, second has D={second.shape[1]}; they must match")
     q1, q2 = _orthonormal_basis(np.asarray(first, float)), _orthonormal_basis(np.asarray(second, float))
     if q1.shape[1] == 0 or q2.shape[1] == 0:
         raise ValueError("both subspaces need at least one non-zero vector")
@@ -118,7 +139,10 @@ def random_subspace_angles_deg(dim_first: int, dim_second: int, num_features: in
                                samples: int = 200, seed=0) -> np.ndarray:
     """Chance level: smallest principal angle between random Gaussian subspaces of these
     dimensions in R^num_features, ``samples`` draws -> [samples]."""
-    rng = np.random.default_rng(seed)
+    for name, value in (("dim_first", dim_first), ("dim_second", dim_second),
+                        ("num_features", num_features), ("samples", samples)):
+        check_count(name, value, minimum=1)
+    rng = numpy_generator(seed)
     return np.array([
         principal_angles_deg(rng.standard_normal((dim_first, num_features)),
                              rng.standard_normal((dim_second, num_features)))[0]

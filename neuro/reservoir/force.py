@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from neuro.reservoir._checks import initial_readout_weights
+from neuro.reservoir._checks import check_tensor, initial_readout_weights
 
 __all__ = ["FORCEReadout", "FORCEState", "rls_update", "rls_update_"]
 
@@ -133,10 +133,18 @@ class FORCEReadout:
         caller gives up the old state; same numbers, no [B, D, D] allocation per update).
         """
         batch, readouts, num_features = state.weights.shape
+        check_tensor("features", features, dtype=state.weights.dtype)
         if tuple(features.shape) != (batch, num_features):
             raise ValueError(
                 f"features must have shape {(batch, num_features)}, got {tuple(features.shape)}"
             )
+        p = state.inverse_correlation
+        if tuple(p.shape) != (batch, num_features, num_features) or p.dtype != state.weights.dtype:
+            raise ValueError(f"state.inverse_correlation is {p.dtype} {tuple(p.shape)}; expected "
+                             f"{state.weights.dtype} {(batch, num_features, num_features)}")
+        if isinstance(state.step, bool) or not isinstance(state.step, int):
+            raise TypeError(f"state.step={state.step!r} must be an int")
+        check_tensor("target", target)
         if target.shape == (readouts,):
             target = target.expand(batch, readouts)
         elif target.shape != (batch, readouts):

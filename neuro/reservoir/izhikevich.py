@@ -21,13 +21,23 @@ Shapes: params a, b, c, d are [B or 1, N]; state v_mv, u are [B, N]; current [B,
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from kernels.izhikevich import izhikevich_neuron_update_
-from neuro.reservoir._checks import Seed, check_count, check_dt, check_fraction, torch_generator
+from neuro.reservoir._checks import (
+    Seed,
+    check_count,
+    check_dt,
+    check_float_dtype,
+    check_fraction,
+    check_real,
+    check_tensor,
+    torch_generator,
+)
 
 __all__ = [
     "IzhikevichParams",
@@ -92,8 +102,9 @@ def heterogeneous_izhikevich(
     """
     num_neurons = check_count("num_neurons", num_neurons, minimum=1)
     excitatory_fraction = check_fraction("excitatory_fraction", excitatory_fraction)
-    if not refractory_ms >= 0.0:
-        raise ValueError(f"refractory_ms={refractory_ms!r} must be >= 0")
+    refractory_ms = check_real("refractory_ms", refractory_ms, minimum=0.0)
+    v_peak_mv = check_real("v_peak_mv", v_peak_mv)
+    dtype = check_float_dtype("dtype", dtype)
     generator = torch_generator(seed, device)
     r = torch.rand(num_neurons, generator=generator, device=device, dtype=torch.float64)
     num_excitatory = round(excitatory_fraction * num_neurons)
@@ -129,6 +140,8 @@ def izhikevich_step(
     """
     dt_ms = check_dt(dt_ms)
     v, u = state.v_mv, state.u
+    check_tensor("state.v_mv", v, floating=True)
+    check_tensor("current", current)
     if v.dim() != 2 or u.shape != v.shape:
         raise ValueError(f"state.v_mv {list(v.shape)} and state.u {list(u.shape)} must both be [B, N]")
     if current.shape != v.shape:
@@ -137,6 +150,14 @@ def izhikevich_step(
         p = getattr(params, name)
         if p.dim() != 2 or p.shape[1] != v.shape[1] or p.shape[0] not in (1, v.shape[0]):
             raise ValueError(f"params.{name} has shape {list(p.shape)}; expected [1 or {v.shape[0]}, {v.shape[1]}]")
+    if u.dtype != v.dtype:
+        raise TypeError(f"state.u has dtype {u.dtype}; expected {v.dtype} (state.v_mv's dtype)")
+    refractory_left = state.refractory_left_ms
+    if refractory_left is not None and refractory_left.shape != v.shape:
+        raise ValueError(f"state.refractory_left_ms has shape {list(refractory_left.shape)}; expected "
+                         f"{list(v.shape)} (= state.v_mv) or None")
+    if not (isinstance(params.v_peak_mv, (int, float)) and math.isfinite(params.v_peak_mv)):
+        raise ValueError(f"params.v_peak_mv={params.v_peak_mv!r} must be a finite number (mV)")
     coef = step_coefficients(params, dt_ms)
     v, u = v.clone(), u.clone()
     drive = current + 140.0

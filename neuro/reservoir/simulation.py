@@ -20,7 +20,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from neuro.reservoir._checks import Seed, check_count, check_dt, check_shape, torch_generator
+from neuro.reservoir._checks import (
+    Seed,
+    check_bool,
+    check_count,
+    check_dt,
+    check_shape,
+    check_tensor,
+    torch_generator,
+)
 from neuro.reservoir.izhikevich import IzhikevichState
 from neuro.reservoir.step import (
     ReservoirParams,
@@ -29,6 +37,8 @@ from neuro.reservoir.step import (
     Stepper,
     _state_buffer,
     check_finite,
+    check_params,
+    check_state,
     draw_noise,
     input_projection,
 )
@@ -92,9 +102,11 @@ def simulate(
     statistics, a different raster.
     """
     dt_ms = check_dt(dt_ms)
-    if record not in RECORD_KINDS:
+    check_params(params)
+    record_trace = check_bool("record_trace", record_trace)
+    if not isinstance(record, str) or record not in RECORD_KINDS:
         raise ValueError(f"record={record!r}; allowed: {', '.join(RECORD_KINDS)}")
-    if engine not in ENGINES:
+    if not isinstance(engine, str) or engine not in ENGINES:
         raise ValueError(f"engine={engine!r}; allowed: {', '.join(map(repr, ENGINES))}")
     if block_steps is None:  # ~4M drive values per block (16 MB in float32), at most 100 steps
         block_steps = max(1, min(100, 4_000_000 // (params.batch_size * params.num_neurons)))
@@ -105,15 +117,17 @@ def simulate(
             raise ValueError("give inputs [B, T, M] or num_steps (both are None)")
         num_steps = check_count("num_steps", num_steps, minimum=0)
     else:
+        check_tensor("inputs", inputs)
         if inputs.dim() != 3:
             raise ValueError(f"inputs has shape {list(inputs.shape)}; expected [{b}, T, {m}]")
-        if num_steps is not None and num_steps != inputs.shape[1]:
+        if num_steps is not None and check_count("num_steps", num_steps) != inputs.shape[1]:
             raise ValueError(f"num_steps={num_steps} but inputs has {inputs.shape[1]} steps")
         num_steps = inputs.shape[1]
         check_shape("inputs", inputs, (b, num_steps, m))
         inputs = inputs.to(params.device, params.dtype)
-    check_shape("state.neurons.v_mv", state.neurons.v_mv, (b, n))
+    check_state(state, params)
     if noise is not None:
+        check_tensor("noise", noise)
         check_shape("noise", noise, (b, num_steps, n))
         noise = noise.to(params.device, params.dtype)
     noisy = noise is None and params.has_noise

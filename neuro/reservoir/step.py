@@ -29,7 +29,12 @@ from kernels.izhikevich import (
     izhikevich_neuron_update_,
     propagate_spikes_,
 )
-from neuro.reservoir._checks import check_dt, check_shape
+from neuro.reservoir._checks import (
+    check_dt,
+    check_float_dtype,
+    check_shape,
+    check_tensor,
+)
 from neuro.reservoir.connectivity import EventTable, SynapseList, build_event_table
 from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_coefficients
 
@@ -40,6 +45,8 @@ __all__ = [
     "SimulationDiverged",
     "Stepper",
     "check_finite",
+    "check_params",
+    "check_state",
     "draw_noise",
     "external_drive",
     "initial_state",
@@ -89,7 +96,7 @@ class ReservoirParams:
             raise ValueError(f"synapse={self.synapse!r}; allowed: {', '.join(SYNAPSE_KINDS)}")
         for name in ("synapse_tau_ms", "trace_tau_ms"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0 (ms)")
         n = self.num_neurons
         if self.input_weights.dim() != 3 or self.input_weights.shape[1] != n:
@@ -102,7 +109,7 @@ class ReservoirParams:
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ReservoirParams:
         """A copy on ``device`` and/or in ``dtype`` (same wiring; the event table is rebuilt)."""
         device = self.device if device is None else torch.device(device)
-        dtype = self.dtype if dtype is None else dtype
+        dtype = self.dtype if dtype is None else check_float_dtype("dtype", dtype)
         move = lambda x: x.to(device=device, dtype=dtype)
         neurons = self.neurons._replace(a=move(self.neurons.a), b=move(self.neurons.b), c=move(self.neurons.c),
                                         d=move(self.neurons.d))
@@ -166,6 +173,8 @@ class ReservoirState(NamedTuple):
 def state_to(state: ReservoirState, device: str | torch.device | None = None,
              dtype: torch.dtype | None = None) -> ReservoirState:
     """A copy of ``state`` on ``device`` and/or in ``dtype``."""
+    if dtype is not None:
+        check_float_dtype("dtype", dtype)
     move = lambda x: None if x is None else x.to(device=device, dtype=dtype)
     neurons = IzhikevichState(move(state.neurons.v_mv), move(state.neurons.u), move(state.neurons.refractory_left_ms))
     return ReservoirState(neurons, move(state.synaptic_current), move(state.trace), state.step)
@@ -173,11 +182,39 @@ def state_to(state: ReservoirState, device: str | torch.device | None = None,
 
 def initial_state(params: ReservoirParams) -> ReservoirState:
     """v = -65 mV, u = b v, no synaptic current, zero traces, step 0."""
+    check_params(params)
     shape = (params.batch_size, params.num_neurons)
     v = torch.full(shape, -65.0, dtype=params.dtype, device=params.device)
     u = (params.neurons.b * v).expand(shape).clone()
     refractory = torch.zeros_like(v) if params.neurons.refractory_ms > 0 else None
     return ReservoirState(IzhikevichState(v, u, refractory), torch.zeros_like(v), torch.zeros_like(v), 0)
+
+
+def check_params(params) -> None:
+    """TypeError unless ``params`` is a ReservoirParams."""
+    if not isinstance(params, ReservoirParams):
+        raise TypeError(f"params must be a ReservoirParams (from make_reservoir), got {type(params).__name__}")
+
+
+def check_state(state, params: ReservoirParams) -> None:
+    """Shapes and dtypes of ``state`` against ``params`` (no tensor values are read)."""
+    if not isinstance(state, ReservoirState):
+        raise TypeError(f"state must be a ReservoirState (from make_reservoir / initial_state), "
+                        f"got {type(state).__name__}")
+    shape = (params.batch_size, params.num_neurons)
+    fields = (("state.neurons.v_mv", state.neurons.v_mv), ("state.neurons.u", state.neurons.u),
+              ("state.synaptic_current", state.synaptic_current), ("state.trace", state.trace),
+              ("state.neurons.refractory_left_ms", state.neurons.refractory_left_ms))
+    for name, tensor in fields:
+        if tensor is None and name.endswith("refractory_left_ms"):
+            continue
+        check_tensor(name, tensor)
+        check_shape(name, tensor, shape)
+        if tensor.dtype != params.dtype:
+            raise TypeError(f"{name} has dtype {tensor.dtype}; expected the params' dtype {params.dtype} "
+                            "(use state_to(state, dtype=...))")
+    if isinstance(state.step, bool) or not isinstance(state.step, int):
+        raise TypeError(f"state.step={state.step!r} must be an int")
 
 
 EXPLICIT_PROJECTION_MAX_INPUTS = 16
@@ -247,12 +284,17 @@ def reservoir_step(
     Returns (new state, spikes bool [B, N]). Raises SimulationDiverged on non-finite v/u.
     """
     dt_ms = check_dt(dt_ms)
+    check_params(params)
     b, n, m = params.batch_size, params.num_neurons, params.num_inputs
+    check_tensor("input_signal", input_signal)
     check_shape("input_signal", input_signal, (b, m))
-    check_shape("state.neurons.v_mv", state.neurons.v_mv, (b, n))
+    check_state(state, params)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator={generator!r} must be a torch.Generator or None")
     if noise is None:
         noise = draw_noise(params, (b, n), dt_ms, generator)
     else:
+        check_tensor("noise", noise)
         check_shape("noise", noise, (b, n))
     drive = external_drive(params, input_signal.unsqueeze(1), None if noise is None else noise.unsqueeze(1))[:, 0]
     buffer = _state_buffer(state, params)

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from neuro.reservoir._checks import check_dt, check_float_dtype, check_index
 from neuro.seeding import numpy_generator
 
 __all__ = ["Block", "TaskSession", "TrialArrays", "WhatWhenTask", "as_numpy_generator"]
@@ -68,6 +69,9 @@ class Block:
         if self.num_trials < 1:
             raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
         _check_positive("latency_ms", self.latency_ms)
+        if not isinstance(self.probabilities, (tuple, list, np.ndarray)):
+            raise TypeError(f"probabilities={self.probabilities!r} must be a sequence of floats in [0, 1], "
+                            "one per stimulus identity")
         probabilities = tuple(self.probabilities)
         if len(probabilities) < 1:
             raise ValueError("probabilities must name at least one stimulus identity")
@@ -126,6 +130,8 @@ class WhatWhenTask:
     cue_trace_tau_ms: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.blocks, (tuple, list)):
+            raise TypeError(f"blocks must be a non-empty sequence of Block, got {type(self.blocks).__name__}")
         blocks = tuple(self.blocks)
         if not blocks or not all(isinstance(b, Block) for b in blocks):
             raise ValueError(f"blocks must be a non-empty sequence of Block, got {self.blocks!r}")
@@ -140,6 +146,7 @@ class WhatWhenTask:
         for name in ("cue_onset_ms", "input_amplitude", "anticipation_ms",
                      "gate_before_ms", "gate_after_ms", "cue_trace_tau_ms"):
             _check_positive(name, getattr(self, name), allow_zero=True)
+        _check_positive("gate_floor", self.gate_floor, allow_zero=True)
         if not 0 <= self.gate_floor <= 1:
             raise ValueError(f"gate_floor must lie in [0, 1], got {self.gate_floor!r}")
         if self.what_target not in ("outcome", "probability"):
@@ -198,8 +205,7 @@ class WhatWhenTask:
         )
 
     def num_steps(self, dt_ms: float) -> int:
-        if not (isinstance(dt_ms, (int, float)) and 0 < dt_ms <= 1):
-            raise ValueError(f"dt_ms must lie in (0, 1], got {dt_ms!r}")
+        dt_ms = check_dt(dt_ms)
         return round(self.trial_ms / dt_ms)
 
     def trial(
@@ -208,10 +214,8 @@ class WhatWhenTask:
     ) -> TrialArrays:
         """Inputs, targets, ideal targets and gate of one trial (see the module docstring)."""
         num_steps = self.num_steps(dt_ms)
-        if not 0 <= trial_index < session.num_trials:
-            raise ValueError(
-                f"trial_index must lie in [0, {session.num_trials}), got {trial_index}"
-            )
+        check_index("trial_index", trial_index, session.num_trials)
+        check_float_dtype("dtype", dtype)
         m = self.num_identities
         if session.probabilities.shape[1] != m:
             raise ValueError(

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from kernels.three_factor import three_factor_step
-from neuro.reservoir._checks import initial_readout_weights
+from neuro.reservoir._checks import check_dt, check_real, check_tensor, initial_readout_weights
 
 __all__ = ["ThreeFactorReadout", "ThreeFactorState"]
 
@@ -102,6 +102,8 @@ class ThreeFactorReadout:
             if not math.isfinite(float(rate)) or float(rate) < 0:
                 raise ValueError(f"learning_rate must be finite and >= 0, got {rate!r}")
         _per_readout(self.online, self.num_readouts, "online", bool)
+        check_real("eligibility_tau_ms", self.eligibility_tau_ms)
+        check_dt(self.dt_ms)
         if not math.isfinite(self.eligibility_tau_ms) or self.eligibility_tau_ms < 0:
             raise ValueError(
                 f"eligibility_tau_ms must be finite and >= 0, got {self.eligibility_tau_ms!r}"
@@ -155,10 +157,12 @@ class ThreeFactorReadout:
         Returns (new state, readout output z [B, M] computed with the old weights).
         """
         batch, readouts, num_features = state.weights.shape
+        check_tensor("features", features, dtype=state.weights.dtype)
         if tuple(features.shape) != (batch, num_features):
             raise ValueError(
                 f"features must have shape {(batch, num_features)}, got {tuple(features.shape)}"
             )
+        _check_state(state)
         target = _broadcast_rows(target, batch, readouts, "target")
         gate = _broadcast_rows(gate, batch, readouts, "gate")
         rate, online = self._constants(state.weights)
@@ -170,6 +174,7 @@ class ThreeFactorReadout:
 
     def consolidate(self, state: ThreeFactorState, scale: float = 1.0) -> ThreeFactorState:
         """Offline consolidation between trials: W <- W + scale * A, A <- 0."""
+        check_real("scale", scale)
         if not math.isfinite(scale) or scale < 0:
             raise ValueError(f"scale must be finite and >= 0, got {scale!r}")
         return state._replace(
@@ -189,6 +194,8 @@ class ThreeFactorReadout:
         Returns the state with new weights; its eligibility and pending are unchanged.
         """
         batch, readouts, num_features = state.weights.shape
+        check_tensor("features", features, dtype=state.weights.dtype)
+        check_tensor("initial_eligibility", initial_eligibility, dtype=state.weights.dtype)
         if tuple(initial_eligibility.shape) != (batch, num_features):
             raise ValueError(f"initial_eligibility must have shape {(batch, num_features)}, "
                              f"got {tuple(initial_eligibility.shape)}")
@@ -217,7 +224,18 @@ class ThreeFactorReadout:
         return state._replace(eligibility=torch.zeros_like(state.eligibility))
 
 
+def _check_state(state: ThreeFactorState) -> None:
+    """eligibility [B, D] and pending [B, M, D] must match weights [B, M, D] (shapes, dtype)."""
+    batch, _, num_features = state.weights.shape
+    for name, tensor, shape in (("state.eligibility", state.eligibility, (batch, num_features)),
+                                ("state.pending", state.pending, tuple(state.weights.shape))):
+        if tuple(tensor.shape) != shape or tensor.dtype != state.weights.dtype:
+            raise ValueError(f"{name} is {tensor.dtype} {tuple(tensor.shape)}; expected "
+                             f"{state.weights.dtype} {shape} (state.weights' dtype)")
+
+
 def _broadcast_rows(value: Tensor, batch: int, readouts: int, name: str) -> Tensor:
+    check_tensor(name, value)
     if value.shape == (batch, readouts):
         return value
     if value.shape == (readouts,):

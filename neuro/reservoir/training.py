@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuro.reservoir._checks import torch_generator
+from neuro.reservoir._checks import check_bool, check_dt, check_real, check_tensor, torch_generator
 from neuro.reservoir.force import FORCEReadout
 from neuro.reservoir.simulation import SpikeRecord, simulate
 from neuro.reservoir.step import ReservoirParams, ReservoirState
@@ -82,6 +82,7 @@ def readout_features(trace: Tensor, bias: bool = True, offset: Tensor | None = N
     efficacy, also our choice) bounds |x|^2 during population bursts such as the cue
     response, which would otherwise make a fixed-step LMS rule overshoot.
     ``bias=False`` drops the 1."""
+    _check_feature_options(trace, bias, offset, scale, clip)
     if offset is not None:
         trace = trace - offset
     if scale is not None:
@@ -91,6 +92,55 @@ def readout_features(trace: Tensor, bias: bool = True, offset: Tensor | None = N
     if not bias:
         return trace
     return torch.cat([trace, torch.ones_like(trace[..., :1])], dim=-1)
+
+
+def _check_feature_options(trace, bias, offset, scale, clip) -> None:
+    """Types and broadcast shapes of ``readout_features``' arguments (no tensor values read)."""
+    check_tensor("trace", trace, floating=True)
+    check_bool("bias", bias)
+    if clip is not None:
+        check_real("clip", clip, minimum=0.0, strict=True)
+    for name, value in (("offset", offset), ("scale", scale)):
+        if value is None:
+            continue
+        check_tensor(name, value)
+        try:
+            shape = torch.broadcast_shapes(value.shape, trace.shape)
+        except RuntimeError:
+            shape = None
+        if shape != trace.shape:
+            raise ValueError(f"{name} has shape {list(value.shape)}, which does not broadcast against "
+                             f"trace {list(trace.shape)}")
+
+
+def _check_learners(learners, params: ReservoirParams, task: WhatWhenTask, num_features: int) -> None:
+    """Each learner is a Learner whose readout and state fit B networks, R readouts, D features."""
+    expected = (params.batch_size, task.num_readouts, num_features)
+    for learner in learners:
+        readout = learner.readout
+        if not isinstance(readout, (ThreeFactorReadout, FORCEReadout)):
+            raise TypeError(f"learner {learner.name!r} has readout of type {type(readout).__name__}; "
+                            "allowed: ThreeFactorReadout, FORCEReadout")
+        if (readout.num_readouts, readout.num_features) != expected[1:]:
+            raise ValueError(f"learner {learner.name!r} has a readout of num_readouts={readout.num_readouts}, "
+                             f"num_features={readout.num_features}; expected {expected[1]} and {expected[2]} "
+                             "(task readouts, neurons + bias)")
+        weights = learner.state.weights
+        if tuple(weights.shape) != expected:
+            raise ValueError(f"learner {learner.name!r} has weights of shape {tuple(weights.shape)}, "
+                             f"expected {expected} (B, readouts, neurons + bias)")
+
+
+def _check_feature_tensor(name: str, value, params: ReservoirParams, positive: bool) -> None:
+    """feature_offset / feature_scale: finite [B or 1, N] (scale > 0); read once per session."""
+    check_tensor(name, value, floating=True)
+    b, n = params.batch_size, params.num_neurons
+    if value.dim() != 2 or value.shape[0] not in (1, b) or value.shape[1] != n:
+        raise ValueError(f"{name} has shape {list(value.shape)}; expected [{b}, {n}] (or [1, {n}])")
+    bad = ~torch.isfinite(value) | (value <= 0) if positive else ~torch.isfinite(value)
+    if bool(bad.any()):
+        raise ValueError(f"{name} has {int(bad.sum())} entries that are not finite"
+                         + (" and > 0" if positive else ""))
 
 
 def _fill_features(buffer: Tensor, trace: Tensor, bias: bool, offset: Tensor | None,
@@ -177,6 +227,14 @@ def run_session(
     own noise stream, so results differ from the eager engine's in the noise only).
     """
     num_steps = task.num_steps(dt_ms)
+    dt_ms = check_dt(dt_ms)
+    bin_ms = check_real("bin_ms", bin_ms, minimum=0.0, strict=True)
+    bias = check_bool("bias", bias)
+    if feature_clip is not None:
+        check_real("feature_clip", feature_clip, minimum=0.0, strict=True)
+    for name, value, positive in (("feature_offset", feature_offset, False), ("feature_scale", feature_scale, True)):
+        if value is not None:
+            _check_feature_tensor(name, value, params, positive)
     bin_steps = round(bin_ms / dt_ms)
     if bin_steps < 1 or num_steps % bin_steps:
         raise ValueError(f"bin_ms={bin_ms} must be a whole number of steps dividing the trial "
@@ -184,17 +242,18 @@ def run_session(
     if params.num_inputs != task.num_inputs:
         raise ValueError(f"the reservoir has {params.num_inputs} input channels, the task needs "
                          f"{task.num_inputs}")
+    learners = list(learners)
+    if any(not isinstance(learner, Learner) for learner in learners):
+        raise TypeError(f"learners must hold Learner(name, readout, state) tuples, got {learners!r}")
     names = [learner.name for learner in learners]
     if len(set(names)) != len(names):
         raise ValueError(f"learner names must be unique, got {names}")
     num_features = params.num_neurons + int(bias)
-    for learner in learners:
-        weights = learner.state.weights
-        expected = (params.batch_size, task.num_readouts, num_features)
-        if tuple(weights.shape) != expected:
-            raise ValueError(f"learner {learner.name!r} has weights of shape {tuple(weights.shape)}, "
-                             f"expected {expected} (B, readouts, neurons + bias)")
+    _check_learners(learners, params, task, num_features)
     generator = torch_generator(seed, params.device)
+    record_spikes = set(record_spikes)
+    if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in record_spikes):
+        raise TypeError(f"record_spikes={sorted(record_spikes, key=repr)!r} must hold int trial indices")
     record_spikes = {int(i) for i in record_spikes}
     block_starts = set(task.block_starts()[1:])
     trace_decay = float(np.exp(-dt_ms / params.trace_tau_ms))
