@@ -5,12 +5,12 @@ message that names the argument, shows the value and says what is allowed.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from neuro.checks import check_flag, check_real  # noqa: F401 (re-exported)
 from neuro.seeding import Seed, numpy_generator, torch_generator  # noqa: F401 (re-exported)
 
 # Largest allowed sum of |entries| of a numpy input (traces, adjacency): squared sums of
@@ -26,24 +26,6 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_real(name: str, value, low=None, high=None, *, low_open: bool = False,
-               allow_inf: bool = False) -> float:
-    """A real number (not bool) in [low, high] ((low, high] with low_open); NaN never passes,
-    +-inf only with allow_inf."""
-    left = "(-inf" if low is None else f"{'(' if low_open else '['}{low}"
-    right = f"{high}]" if high is not None else ("inf]" if allow_inf else "inf)")
-    interval = f"{left}, {right}"
-    allowed = f"a {'' if allow_inf else 'finite '}real number in {interval}"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if (math.isnan(value) or (math.isinf(value) and not allow_inf)
-            or (low is not None and (value < low or (low_open and value == low)))
-            or (high is not None and value > high)):
-        raise ValueError(f"{name} must be {allowed}, got {value}")
-    return value
-
-
 def check_seed(seed) -> None:
     """Validate `seed` (neuro.seeding rules) without drawing from a given generator."""
     if not isinstance(seed, (np.random.Generator, torch.Generator)):
@@ -54,12 +36,6 @@ def check_choice(name: str, value, allowed: tuple):
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
-
-
-def check_flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 def check_sequence(name: str, value, allowed: str):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 import numbers
 
-import numpy as np
-
 # name -> (holds for an allowed value, what is allowed)
 RULES = {
     "transition_concentration": (lambda x: x >= 1.0, ">= 1"),
@@ -45,13 +43,6 @@ def check_type_concentration(value) -> tuple[float, float, float]:
             raise ValueError(f"type_concentration[{i}] must be a finite number >= 1 (a Dirichlet "
                              f"below 1 has no MAP), got {x!r} in {tuple(value)!r}")
     return tuple(float(x) for x in value)
-
-
-def check_flag(name: str, value) -> bool:
-    """A bool option (``True``/``False``, numpy bools included), or a TypeError naming it."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def sweep_points(values, prior: str) -> list[dict]:

@@ -19,22 +19,22 @@ from dataclasses import replace
 
 import torch
 
+from neuro.checks import check_flag
 from neuro.hmmglm.basis import default_basis, validate_basis
 from neuro.hmmglm.data import check_spikes, prepare
 from neuro.hmmglm.fitting import EMSettings, initial_onehot_state, run_em
 from neuro.hmmglm.glm import check_link, emission_log_likelihoods
+from neuro.hmmglm.hyperparameters import (
+    RULES,
+    check_hyperparameter,
+    check_type_concentration,
+    sweep_points,
+)
 from neuro.hmmglm.inference import Posterior, forward_backward, viterbi
 from neuro.hmmglm.init import kmeans_initialization
 from neuro.hmmglm.newton import PackedOuterProducts
 from neuro.hmmglm.params import HMMGLMParams
 from neuro.hmmglm.priors import PRIORS, GaussianPriorState, OneHotPriorState
-from neuro.hmmglm.hyperparameters import (
-    RULES,
-    check_flag,
-    check_hyperparameter,
-    check_type_concentration,
-    sweep_points,
-)
 from neuro.hmmglm.seeding import numpy_generator
 from neuro.hmmglm.simulate import sample_spikes, sample_states
 

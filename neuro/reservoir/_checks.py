@@ -6,6 +6,7 @@ import math
 import numpy as np
 import torch
 
+from neuro.checks import check_flag, check_real  # noqa: F401 (re-exported)
 from neuro.seeding import Seed, torch_generator  # noqa: F401 (re-exported)
 
 
@@ -72,28 +73,6 @@ def initial_readout_weights(batch_size: int, num_readouts: int, num_features: in
     if tuple(weights.shape) != shape:
         raise ValueError(f"weights must have shape {shape}, got {tuple(weights.shape)}")
     return weights.to(device=device, dtype=dtype).clone()
-
-
-def check_real(name: str, value, *, minimum: float | None = None, strict: bool = False) -> float:
-    """A finite real number (bools refused), optionally >= ``minimum`` (> with ``strict``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}={value!r} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if minimum is None:
-        if not math.isfinite(value):
-            raise ValueError(f"{name}={value!r} must be finite")
-        return value
-    ok = value > minimum if strict else value >= minimum
-    if not (math.isfinite(value) and ok):
-        raise ValueError(f"{name}={value!r} must be a finite number {'>' if strict else '>='} {minimum:g}")
-    return value
-
-
-def check_bool(name: str, value) -> bool:
-    """A Python bool (ints and strings refused)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}={value!r} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def check_tensor(name: str, value, *, floating: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -28,7 +28,7 @@ def peak_times_ms(when_output: np.ndarray, bin_ms: float, search_from_ms: float 
     """Time (ms, bin centre) of the maximum of the "when" output at or after ``search_from_ms``.
 
     when_output [..., bins] -> [...]."""
-    bin_ms = check_real("bin_ms", bin_ms, minimum=0.0, strict=True)
+    bin_ms = check_real("bin_ms", bin_ms, 0.0, low_open=True)
     search_from_ms = check_real("search_from_ms", search_from_ms)
     first = int(np.floor(search_from_ms / bin_ms))
     if not 0 <= first < when_output.shape[-1]:
@@ -76,7 +76,7 @@ def trials_until_within(deviation: np.ndarray, switch: int, tolerance: float, wi
     switch + k + window - 1 is <= tolerance (e.g. the when peak's distance from the new
     onset, in ms); ``inf`` if never."""
     switch = check_count("switch", switch)
-    tolerance = check_real("tolerance", tolerance, minimum=0.0)
+    tolerance = check_real("tolerance", tolerance, 0.0)
     window = check_count("window", window, minimum=1)
     after = np.abs(np.asarray(deviation, float)[switch:])
     for k in range(after.shape[0] - window + 1):

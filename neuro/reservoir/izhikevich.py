@@ -102,7 +102,7 @@ def heterogeneous_izhikevich(
     """
     num_neurons = check_count("num_neurons", num_neurons, minimum=1)
     excitatory_fraction = check_fraction("excitatory_fraction", excitatory_fraction)
-    refractory_ms = check_real("refractory_ms", refractory_ms, minimum=0.0)
+    refractory_ms = check_real("refractory_ms", refractory_ms, 0.0)
     v_peak_mv = check_real("v_peak_mv", v_peak_mv)
     dtype = check_float_dtype("dtype", dtype)
     generator = torch_generator(seed, device)

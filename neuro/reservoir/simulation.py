@@ -22,9 +22,9 @@ from torch import Tensor
 
 from neuro.reservoir._checks import (
     Seed,
-    check_bool,
     check_count,
     check_dt,
+    check_flag,
     check_shape,
     check_tensor,
     torch_generator,
@@ -103,7 +103,7 @@ def simulate(
     """
     dt_ms = check_dt(dt_ms)
     check_params(params)
-    record_trace = check_bool("record_trace", record_trace)
+    record_trace = check_flag("record_trace", record_trace)
     if not isinstance(record, str) or record not in RECORD_KINDS:
         raise ValueError(f"record={record!r}; allowed: {', '.join(RECORD_KINDS)}")
     if not isinstance(engine, str) or engine not in ENGINES:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuro.reservoir._checks import check_bool, check_dt, check_real, check_tensor, torch_generator
+from neuro.reservoir._checks import check_dt, check_flag, check_real, check_tensor, torch_generator
 from neuro.reservoir.force import FORCEReadout
 from neuro.reservoir.simulation import SpikeRecord, simulate
 from neuro.reservoir.step import ReservoirParams, ReservoirState
@@ -97,9 +97,9 @@ def readout_features(trace: Tensor, bias: bool = True, offset: Tensor | None = N
 def _check_feature_options(trace, bias, offset, scale, clip) -> None:
     """Types and broadcast shapes of ``readout_features``' arguments (no tensor values read)."""
     check_tensor("trace", trace, floating=True)
-    check_bool("bias", bias)
+    check_flag("bias", bias)
     if clip is not None:
-        check_real("clip", clip, minimum=0.0, strict=True)
+        check_real("clip", clip, 0.0, low_open=True)
     for name, value in (("offset", offset), ("scale", scale)):
         if value is None:
             continue
@@ -228,10 +228,10 @@ def run_session(
     """
     num_steps = task.num_steps(dt_ms)
     dt_ms = check_dt(dt_ms)
-    bin_ms = check_real("bin_ms", bin_ms, minimum=0.0, strict=True)
-    bias = check_bool("bias", bias)
+    bin_ms = check_real("bin_ms", bin_ms, 0.0, low_open=True)
+    bias = check_flag("bias", bias)
     if feature_clip is not None:
-        check_real("feature_clip", feature_clip, minimum=0.0, strict=True)
+        check_real("feature_clip", feature_clip, 0.0, low_open=True)
     for name, value, positive in (("feature_offset", feature_offset, False), ("feature_scale", feature_scale, True)):
         if value is not None:
             _check_feature_tensor(name, value, params, positive)
