@@ -93,9 +93,10 @@ def delta_rule_core(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | N
     """Shared body of :func:`delta_rule` and :func:`bridges.gated_delta_rule.gated_delta_rule`."""
     batch, _, heads, key_dim, value_dim = check_qkv(q, k, v)
     check_per_step("beta", beta, q, per_key=False)
-    if g is not None:
-        check_log_decay("g", check_per_step("g", g, q, per_key=False))
     check_choice("form", form, FORMS)
+    if g is not None:
+        check_log_decay("g", check_per_step("g", g, q, per_key=False),
+                        allow_minus_inf=form == "recurrent")
     chunk_size = check_chunk_size(chunk_size)
     output_final_state = check_flag("output_final_state", output_final_state)
     scale = resolve_scale(scale, key_dim)

@@ -132,7 +132,7 @@ def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_
     _check_write(state, keys, values, write_strength, log_decay)
     check_same_dtype(memory=state.memory, keys=keys)
     if log_decay is not None:
-        check_log_decay("log_decay", log_decay)
+        check_log_decay("log_decay", log_decay, allow_minus_inf=True)
     memory = state.memory.clone()
     for t in range(keys.shape[1]):
         if log_decay is not None:

@@ -41,12 +41,13 @@ def gated_linear_attention(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     Returns ``(o [B, T, H, V] in v's dtype, final_state [B, H, K, V] float32/float64 or None)``.
     """
     batch, _, heads, key_dim, value_dim = check_qkv(q, k, v)
+    check_choice("form", form, FORMS)
     if g is not None:
-        check_log_decay("g", check_per_step("g", g, q, per_key=True))
+        check_log_decay("g", check_per_step("g", g, q, per_key=True),
+                        allow_minus_inf=form == "recurrent")
     if initial_state is not None:
         check_state("initial_state", initial_state, (batch, heads, key_dim, value_dim),
                     "[B, H, K, V]", q)
-    check_choice("form", form, FORMS)
     chunk_size = check_chunk_size(chunk_size)
     output_final_state = check_flag("output_final_state", output_final_state)
     scale = resolve_scale(scale, key_dim)

@@ -122,7 +122,7 @@ def hebbian_memory(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None = N
     """Run the memory over a sequence; returns ``(o [B, T, H, V], final W [B, H, V, K] or None)``.
 
     q (probes), k (cues): [B, T, H, K]; v (responses): [B, T, H, V]; log_decay: [B, T, H] or
-    [B, T, H, K], finite and <= 0; write_strength (beta): a finite float or [B, T, H];
+    [B, T, H, K], <= 0 (-inf: a full reset); write_strength (beta): a finite float or [B, T, H];
     initial_state: W_0 [B, H, V, K]. Computed in the inputs' dtype (float64 for the exact
     bridges); gates and W_0 are converted to it.
     """
@@ -131,7 +131,8 @@ def hebbian_memory(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None = N
     error_driven = check_flag("error_driven", error_driven)
     if log_decay is not None:
         per_key = isinstance(log_decay, Tensor) and log_decay.dim() == 4
-        check_log_decay("log_decay", check_per_step("log_decay", log_decay, q, per_key=per_key))
+        check_log_decay("log_decay", check_per_step("log_decay", log_decay, q, per_key=per_key),
+                        allow_minus_inf=True)
         log_decay = log_decay.to(q.dtype)
     if isinstance(write_strength, Tensor):
         check_per_step("write_strength", write_strength, q, per_key=False)

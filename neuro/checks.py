@@ -7,8 +7,18 @@ keeps its own in ``bridges/_validation.py``: it does not import ``neuro``.)
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
+
+
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """An integer (numpy integers too; bools, floats and strings are a TypeError) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def check_real(name: str, value, low=None, high=None, *, low_open: bool = False,

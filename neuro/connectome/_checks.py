@@ -11,19 +11,12 @@ import numpy as np
 import torch
 
 from neuro.checks import check_flag, check_real  # noqa: F401 (re-exported)
+from neuro.checks import check_int as check_positive_int  # noqa: F401 (re-exported)
 from neuro.seeding import Seed, numpy_generator, torch_generator  # noqa: F401 (re-exported)
 
 # Largest allowed sum of |entries| of a numpy input (traces, adjacency): squared sums of
 # larger values overflow float64 (1e308) and turn into inf / NaN / 0 without any error.
 MAX_ABS_SUM = 1e150
-
-
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_seed(seed) -> None:

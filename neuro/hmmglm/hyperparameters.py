@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from neuro.checks import check_real
+
 # name -> (holds for an allowed value, what is allowed)
 RULES = {
     "transition_concentration": (lambda x: x >= 1.0, ">= 1"),
@@ -35,14 +37,14 @@ def check_hyperparameter(name: str, value, label: str | None = None) -> float:
 def check_type_concentration(value) -> tuple[float, float, float]:
     """The one-hot prior's Dirichlet concentration over (inh, none, exc): three finite reals
     >= 1 (below 1 the Dirichlet density is unbounded at the simplex's edge: no MAP exists)."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+    entries = value.tolist() if hasattr(value, "tolist") else value  # numpy / torch
+    if isinstance(entries, (str, bytes)) or not hasattr(entries, "__len__"):
+        raise TypeError(f"type_concentration must be 3 numbers >= 1 for (inhibitory, none, "
+                        f"excitatory), got {value!r}")
+    if len(entries) != 3:
         raise ValueError(f"type_concentration must be 3 numbers >= 1 for (inhibitory, none, "
-                         f"excitatory), got {value!r}")
-    for i, x in enumerate(value):
-        if isinstance(x, bool) or not isinstance(x, numbers.Real) or not (math.isfinite(x) and x >= 1.0):
-            raise ValueError(f"type_concentration[{i}] must be a finite number >= 1 (a Dirichlet "
-                             f"below 1 has no MAP), got {x!r} in {tuple(value)!r}")
-    return tuple(float(x) for x in value)
+                         f"excitatory), got {len(entries)}: {value!r}")
+    return tuple(check_real(f"type_concentration[{i}]", x, 1.0) for i, x in enumerate(entries))
 
 
 def sweep_points(values, prior: str) -> list[dict]:

@@ -39,6 +39,11 @@ class Posterior(NamedTuple):
 
 
 def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
+    for name, value in (("log_initial", log_initial), ("log_transition", log_transition),
+                        ("log_likelihoods", log_likelihoods)):
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            shown = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise TypeError(f"{name} must be a floating-point torch.Tensor, got {shown}")
     if log_likelihoods.dim() == 2:
         log_likelihoods = log_likelihoods.unsqueeze(0)
     if log_likelihoods.dim() != 3:
@@ -46,11 +51,6 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
             f"log_likelihoods must have shape (T, K) or (B, T, K), got {tuple(log_likelihoods.shape)}"
         )
     batch, steps, k = log_likelihoods.shape
-    for name, value in (("log_initial", log_initial), ("log_transition", log_transition),
-                        ("log_likelihoods", log_likelihoods)):
-        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
-            raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
-                            f"{getattr(value, 'dtype', type(value).__name__)}")
     if log_initial.shape[-1] != k or log_transition.shape[-2:] != (k, k):
         raise ValueError(
             f"log_initial {tuple(log_initial.shape)} and log_transition "
@@ -70,12 +70,17 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
 
 def _refuse_invalid(log_pi, log_a, log_lik):
     """A ValueError naming the argument that holds NaN (or +inf: a log-probability above 0
-    without bound); -inf (an impossible state or move) is valid. One host sync."""
-    for name, value in (("log_initial", log_pi), ("log_transition", log_a), ("log_likelihoods", log_lik)):
-        bad = torch.isnan(value) | (value == float("inf"))
-        if bool(bad.any()):
-            raise ValueError(f"{name} contains {int(bad.sum())} NaN or +inf entries (first at index "
-                             f"{tuple(bad.nonzero()[0].tolist())}); log-probabilities must be < +inf")
+    without bound); -inf (an impossible state or move) is valid. Arguments in the broadcast
+    frame (B, K), (B, K, K), (B, T, K); one host sync when all is valid."""
+    checks = (("log_initial", log_pi, "(sequence, state)"),
+              ("log_transition", log_a, "(sequence, from, to)"),
+              ("log_likelihoods", log_lik, "(sequence, step, state)"))
+    bad = [torch.isnan(value) | (value == float("inf")) for _, value, _ in checks]
+    counts = torch.stack([b.sum() for b in bad]).tolist()
+    for (name, _, frame), mask, count in zip(checks, bad, counts):
+        if count:
+            raise ValueError(f"{name} contains {count} NaN or +inf entries (the first at {frame} = "
+                             f"{tuple(mask.nonzero()[0].tolist())}); log-probabilities must be < +inf")
 
 
 def forward_backward(

@@ -13,13 +13,12 @@ arrays of shape (T, N) or a list of them (independent trials).
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import replace
 
 import torch
 
-from neuro.checks import check_flag
+from neuro.checks import check_flag, check_int, check_real
 from neuro.hmmglm.basis import default_basis, validate_basis
 from neuro.hmmglm.data import check_spikes, prepare
 from neuro.hmmglm.fitting import EMSettings, initial_onehot_state, run_em
@@ -85,9 +84,8 @@ class HMMGLM:
                  learn_prior_sigma: bool = False, sigma_floor: float = 0.05,
                  strength_floor: float = 0.1, type_concentration=(1.2, 3.0, 1.2),
                  newton_steps: int = 1, dtype=None, device="cpu"):
-        for name, value in (("num_states", num_states), ("num_neurons", num_neurons)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        num_states = check_int("num_states", num_states)
+        num_neurons = check_int("num_neurons", num_neurons)
         check_link(distribution, link)
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
@@ -103,9 +101,7 @@ class HMMGLM:
             check_flag(name, flag) for name, flag in (("shared_bias", shared_bias),
                                                       ("learn_prior_mean", learn_prior_mean),
                                                       ("learn_prior_sigma", learn_prior_sigma)))
-        if isinstance(newton_steps, bool) or not isinstance(newton_steps, numbers.Integral) or newton_steps < 1:
-            raise ValueError(f"newton_steps must be an integer >= 1 (Newton steps per M-step), "
-                             f"got {newton_steps!r}")
+        newton_steps = check_int("newton_steps", newton_steps)
         self.num_states, self.num_neurons = int(num_states), int(num_neurons)
         self.settings = EMSettings(
             link=link, distribution=distribution, prior=prior, shared_bias=shared_bias,
@@ -310,8 +306,7 @@ class HMMGLM:
     # ------------------------------------------------------------------ sampling, relabelling
     def sample(self, num_timesteps: int, seed=0):
         """(spikes (T, N), states (T,), rates (T, N)) as numpy arrays."""
-        if isinstance(num_timesteps, bool) or int(num_timesteps) != num_timesteps or num_timesteps < 1:
-            raise ValueError(f"num_timesteps must be an integer >= 1, got {num_timesteps!r}")
+        num_timesteps = check_int("num_timesteps", num_timesteps)
         p = self._require_params().numpy()
         rng = numpy_generator(seed)
         states = sample_states(p["initial"], p["transition"], int(num_timesteps), rng)
@@ -330,16 +325,12 @@ class HMMGLM:
 
 
 def _check_fit_arguments(num_iters, num_restarts, tolerance, warmup_iters, smoothing_bins):
-    """A ValueError that names the first bad argument of fit / fit_sweep."""
-    for name, value, least in (("num_iters", num_iters, 0), ("num_restarts", num_restarts, 1),
-                               ("warmup_iters", warmup_iters, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    for name, value, allowed in (("tolerance", tolerance, ">= 0"), ("smoothing_bins", smoothing_bins, "> 0")):
-        ok = isinstance(value, numbers.Real) and math.isfinite(value) and (
-            value >= 0 if name == "tolerance" else value > 0)
-        if isinstance(value, bool) or not ok:
-            raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
+    """A TypeError / ValueError that names the first bad argument of fit / fit_sweep."""
+    check_int("num_iters", num_iters, 0)
+    check_int("num_restarts", num_restarts, 1)
+    check_int("warmup_iters", warmup_iters, 0)
+    check_real("tolerance", tolerance, 0.0)
+    check_real("smoothing_bins", smoothing_bins, 0.0, low_open=True)
 
 
 def _copy(model: HMMGLM) -> HMMGLM:

@@ -17,11 +17,11 @@ counts bin by bin, because each bin's rate depends on the previous ``num_lags`` 
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from neuro.checks import check_int
 from neuro.hmmglm.basis import exponential_basis
 from neuro.hmmglm.glm import check_link
 from neuro.hmmglm.seeding import numpy_generator
@@ -108,10 +108,9 @@ def _sticky_chain(num_states: int, stay: float) -> tuple[np.ndarray, np.ndarray]
 
 def _check_problem(num_timesteps, link, num_states=3, num_neurons=1):
     """A ValueError naming the first bad argument of a problem generator."""
-    for name, value, least in (("num_timesteps", num_timesteps, 1), ("num_states", num_states, 2),
-                               ("num_neurons", num_neurons, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    check_int("num_timesteps", num_timesteps)
+    check_int("num_states", num_states, 2)
+    check_int("num_neurons", num_neurons)
     if link not in ("softplus", "exp"):
         raise ValueError(f"link must be 'softplus' or 'exp' for the simulated problems, got {link!r}")
 

@@ -6,31 +6,23 @@ import math
 import numpy as np
 import torch
 
-from neuro.checks import check_flag, check_real  # noqa: F401 (re-exported)
+from neuro.checks import check_flag, check_int, check_real  # noqa: F401 (re-exported)
 from neuro.seeding import Seed, torch_generator  # noqa: F401 (re-exported)
 
 
 def check_dt(dt_ms: float) -> float:
     """dt_ms must be a finite number in (0, 1] ms (the split-Euler scheme's range)."""
-    if isinstance(dt_ms, bool) or not isinstance(dt_ms, (int, float)):
-        raise TypeError(f"dt_ms={dt_ms!r} must be a float in (0, 1] ms")
-    if not (math.isfinite(dt_ms) and 0.0 < dt_ms <= 1.0):
-        raise ValueError(f"dt_ms={dt_ms!r} is outside the allowed range (0, 1] ms")
-    return float(dt_ms)
+    return check_real("dt_ms", dt_ms, 0.0, 1.0, low_open=True)
 
 
 def check_count(name: str, value, minimum: int = 0) -> int:
     """An int >= minimum (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}={value!r} must be an int >= {minimum}")
-    if value < minimum:
-        raise ValueError(f"{name}={value} is below the allowed minimum {minimum}")
-    return int(value)
+    return check_int(name, value, minimum)
 
 
 def check_fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:
     """A float in [0, 1] (optionally open at either end)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}={value!r} must be a float in [0, 1]")
     value = float(value)
     low_ok = value > 0.0 if open_low else value >= 0.0
@@ -43,12 +35,8 @@ def check_fraction(name: str, value, *, open_low: bool = False, open_high: bool 
 
 
 def check_positive(name: str, value) -> float:
-    """A finite float > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-        raise TypeError(f"{name}={value!r} must be a positive float")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} must be a finite number > 0")
-    return float(value)
+    """A finite real number > 0."""
+    return check_real(name, value, 0.0, low_open=True)
 
 
 def check_shape(name: str, tensor: torch.Tensor, expected: tuple) -> None:

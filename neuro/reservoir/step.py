@@ -328,8 +328,9 @@ def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
 
 
 def _resolve_network_step(buffer: Tensor, table: EventTable):
-    """The kernel for a whole simulation: ``kernels.izhikevich`` dispatches on every call
-    (~5 us on a CPU); the rule (``kernels.dispatch.use_triton``) is applied once here."""
+    """The kernel for a whole simulation: ``kernels.izhikevich`` dispatches and checks its
+    inputs on every call (~5 us on a CPU); here the rule (``kernels.dispatch.use_triton``)
+    is applied once, and the Stepper's own buffers need no checks."""
     import kernels.izhikevich as kernel
 
     naive = getattr(kernel, "naive_izhikevich_network_step_", None)
@@ -339,7 +340,8 @@ def _resolve_network_step(buffer: Tensor, table: EventTable):
 
     # targets share the weights' device (reading them would build a shared wiring's table)
     if buffer.dtype != torch.float64 and use_triton(buffer, table.weights):
-        return izhikevich_network_step_
+        from kernels.izhikevich.triton import triton_izhikevich_network_step_
+        return triton_izhikevich_network_step_
     return naive
 
 

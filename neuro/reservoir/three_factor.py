@@ -35,7 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from kernels.three_factor import three_factor_step
+from kernels.three_factor import three_factor_step_unchecked
 from neuro.reservoir._checks import check_dt, check_real, check_tensor, initial_readout_weights
 
 __all__ = ["ThreeFactorReadout", "ThreeFactorState"]
@@ -102,14 +102,8 @@ class ThreeFactorReadout:
             if not math.isfinite(float(rate)) or float(rate) < 0:
                 raise ValueError(f"learning_rate must be finite and >= 0, got {rate!r}")
         _per_readout(self.online, self.num_readouts, "online", bool)
-        check_real("eligibility_tau_ms", self.eligibility_tau_ms)
+        check_real("eligibility_tau_ms", self.eligibility_tau_ms, 0.0)
         check_dt(self.dt_ms)
-        if not math.isfinite(self.eligibility_tau_ms) or self.eligibility_tau_ms < 0:
-            raise ValueError(
-                f"eligibility_tau_ms must be finite and >= 0, got {self.eligibility_tau_ms!r}"
-            )
-        if not (0.0 < self.dt_ms <= 1.0):
-            raise ValueError(f"dt_ms must lie in (0, 1], got {self.dt_ms!r}")
 
     @property
     def eligibility_decay(self) -> float:
@@ -156,6 +150,12 @@ class ThreeFactorReadout:
 
         Returns (new state, readout output z [B, M] computed with the old weights).
         """
+        self.check_step(state, features, target, gate)
+        return self.step_unchecked(state, features, target, gate)
+
+    def check_step(self, state: ThreeFactorState, features: Tensor, target: Tensor,
+                   gate: Tensor) -> None:
+        """The checks of ``step`` (shapes and dtypes; no tensor values are read)."""
         batch, readouts, num_features = state.weights.shape
         check_tensor("features", features, dtype=state.weights.dtype)
         if tuple(features.shape) != (batch, num_features):
@@ -163,20 +163,27 @@ class ThreeFactorReadout:
                 f"features must have shape {(batch, num_features)}, got {tuple(features.shape)}"
             )
         _check_state(state)
-        target = _broadcast_rows(target, batch, readouts, "target")
-        gate = _broadcast_rows(gate, batch, readouts, "gate")
+        for name, value in (("target", target), ("gate", gate)):
+            check_tensor(name, value)
+            if value.shape not in ((batch, readouts), (readouts,)):
+                raise ValueError(f"{name} must have shape {(batch, readouts)} or {(readouts,)}, "
+                                 f"got {tuple(value.shape)}")
+
+    def step_unchecked(self, state: ThreeFactorState, features: Tensor, target: Tensor,
+                       gate: Tensor) -> tuple[ThreeFactorState, Tensor]:
+        """``step`` for inputs that passed ``check_step`` (a loop checks its first step only)."""
+        batch, readouts, _ = state.weights.shape
         rate, online = self._constants(state.weights)
-        output, _, eligibility, weights, pending = three_factor_step(
-            state.weights, state.pending, state.eligibility, features, target, gate,
+        output, _, eligibility, weights, pending = three_factor_step_unchecked(
+            state.weights, state.pending, state.eligibility, features,
+            target.expand(batch, readouts), gate.expand(batch, readouts),
             rate, self.eligibility_decay, online,
         )
         return ThreeFactorState(weights, eligibility, pending), output
 
     def consolidate(self, state: ThreeFactorState, scale: float = 1.0) -> ThreeFactorState:
         """Offline consolidation between trials: W <- W + scale * A, A <- 0."""
-        check_real("scale", scale)
-        if not math.isfinite(scale) or scale < 0:
-            raise ValueError(f"scale must be finite and >= 0, got {scale!r}")
+        check_real("scale", scale, 0.0)
         return state._replace(
             weights=state.weights + scale * state.pending,
             pending=torch.zeros_like(state.pending),
@@ -194,6 +201,7 @@ class ThreeFactorReadout:
         Returns the state with new weights; its eligibility and pending are unchanged.
         """
         batch, readouts, num_features = state.weights.shape
+        _check_state(state)
         check_tensor("features", features, dtype=state.weights.dtype)
         check_tensor("initial_eligibility", initial_eligibility, dtype=state.weights.dtype)
         if tuple(initial_eligibility.shape) != (batch, num_features):
@@ -213,7 +221,7 @@ class ThreeFactorReadout:
         weights, eligibility, pending = state.weights, initial_eligibility, state.pending
         decay = self.eligibility_decay
         for t in range(num_steps):
-            _, _, eligibility, weights, _ = three_factor_step(
+            _, _, eligibility, weights, _ = three_factor_step_unchecked(
                 weights, pending, eligibility, features[:, t], target[t].expand(batch, readouts),
                 gate[t].expand(batch, readouts), replay_rate, decay, True,
             )
@@ -233,13 +241,3 @@ def _check_state(state: ThreeFactorState) -> None:
             raise ValueError(f"{name} is {tensor.dtype} {tuple(tensor.shape)}; expected "
                              f"{state.weights.dtype} {shape} (state.weights' dtype)")
 
-
-def _broadcast_rows(value: Tensor, batch: int, readouts: int, name: str) -> Tensor:
-    check_tensor(name, value)
-    if value.shape == (batch, readouts):
-        return value
-    if value.shape == (readouts,):
-        return value.expand(batch, readouts)
-    raise ValueError(
-        f"{name} must have shape {(batch, readouts)} or {(readouts,)}, got {tuple(value.shape)}"
-    )

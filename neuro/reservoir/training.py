@@ -185,8 +185,10 @@ def _step_learner(learner: Learner, features: Tensor, target: Tensor, gate: Tens
                           dtype=features.dtype, device=features.device)
     if isinstance(readout, ThreeFactorReadout):
         initial_eligibility = state.eligibility
+        if num_steps:  # every step has the first one's shapes and dtypes: checked once
+            readout.check_step(state, features[:, 0], target[0], gate[0])
         for t in range(num_steps):
-            state, outputs[t] = readout.step(state, features[:, t], target[t], gate[t])
+            state, outputs[t] = readout.step_unchecked(state, features[:, t], target[t], gate[t])
         if readout.consolidation == "replay":
             state = readout.replay(state, initial_eligibility, features, target, gate)
         else:

@@ -88,15 +88,32 @@ def test_normalize_and_error_driven_must_be_bools():
 @pytest.mark.parametrize("call", [
     lambda q, k, v, g: gated_linear_attention(q, k, v, g.unsqueeze(-1).expand_as(q).clone()),
     lambda q, k, v, g: gated_delta_rule(q, k, v, g, _beta()),
-    lambda q, k, v, g: gated_delta_rule(q, k, v, g, _beta(), form="recurrent"),
-    lambda q, k, v, g: hebbian_memory(q, k, v, log_decay=g),
 ])
-def test_minus_infinite_log_decay_is_refused(call):
-    """-inf gave NaN in the chunked forms (exp(-inf - -inf)); refused everywhere."""
+def test_minus_infinite_log_decay_is_refused_in_chunked_forms(call):
+    """-inf gives NaN in the chunked forms (exp(-inf - -inf))."""
     g = torch.zeros(B, T, H)
     g[1, 2, 0] = -float("inf")
-    with pytest.raises(ValueError, match=r"is a log decay and must be finite.*got -inf"):
+    with pytest.raises(ValueError, match=r"is a log decay and must be finite in the chunked form.*got -inf"):
         call(*_qkv(), g)
+
+
+@pytest.mark.parametrize("call", [
+    lambda q, k, v, g, beta: gated_linear_attention(
+        q, k, v, g.unsqueeze(-1).expand_as(q).clone(), form="recurrent"),
+    lambda q, k, v, g, beta: gated_delta_rule(q, k, v, g, beta, form="recurrent"),
+    lambda q, k, v, g, beta: hebbian_memory(q, k, v, log_decay=g),
+])
+def test_minus_infinite_log_decay_resets_the_recurrent_forms(call):
+    """-inf is a full reset (decay factor 0) in the step-by-step forms: the output after the
+    reset equals a run started fresh at that step."""
+    q, k, v = _qkv()
+    beta = _beta()
+    g = torch.zeros(B, T, H)
+    g[:, 2] = -float("inf")
+    out, _ = call(q, k, v, g, beta)
+    fresh, _ = call(q[:, 2:], k[:, 2:], v[:, 2:], g[:, 2:].clamp_min(0.0), beta[:, 2:])
+    assert bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out[:, 2:], fresh)
 
 
 @pytest.mark.parametrize("strength", [float("nan"), float("inf")])

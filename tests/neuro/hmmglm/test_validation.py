@@ -54,32 +54,37 @@ def test_bernoulli_rejects_counts_above_one():
         m.fit(good_spikes() + 2, num_iters=1)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"num_states": 0}, "num_states must be an integer >= 1"),
-    ({"num_states": 1.5}, "num_states"),
-    ({"num_neurons": 0}, "num_neurons"),
-    ({"link": "identity"}, "link"),
-    ({"distribution": "gaussian"}, "distribution"),
-    ({"distribution": "bernoulli", "link": "exp"}, "link for distribution='bernoulli'"),
-    ({"prior": "laplace"}, "prior must be one of"),
-    ({"prior": "onehot", "basis": exponential_basis(5, (1.0, 2.0))}, "one function"),
-    ({"stickiness": -1.0}, "stickiness"),
-    ({"stickiness": float("nan")}, "stickiness must be finite and >= 0"),
-    ({"prior_sigma": float("inf")}, "prior_sigma must be finite and > 0"),
-    ({"transition_concentration": 0.5}, "transition_concentration must be finite and >= 1"),
-    ({"basis": np.full((2, 3), np.nan)}, "basis must be finite"),
-    ({"type_concentration": (1.2, 3.0)}, r"type_concentration must be 3 numbers >= 1 .*got \(1.2, 3.0\)"),
-    ({"type_concentration": "abc"}, "type_concentration must be 3 numbers"),
-    ({"type_concentration": (0.2, 1.6, 0.2)}, r"type_concentration\[0\] must be a finite number >= 1"),
-    ({"type_concentration": (1.0, float("nan"), 1.0)}, r"type_concentration\[1\] .* got nan"),
-    ({"newton_steps": 0}, "newton_steps must be an integer >= 1"),
-    ({"newton_steps": 1.5}, "newton_steps must be an integer >= 1"),
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"num_states": 0}, ValueError, "num_states must be >= 1, got 0"),
+    ({"num_states": 1.5}, TypeError, "num_states must be an int >= 1, got 1.5"),
+    ({"num_neurons": 0}, ValueError, "num_neurons"),
+    ({"link": "identity"}, ValueError, "link"),
+    ({"distribution": "gaussian"}, ValueError, "distribution"),
+    ({"distribution": "bernoulli", "link": "exp"}, ValueError, "link for distribution='bernoulli'"),
+    ({"prior": "laplace"}, ValueError, "prior must be one of"),
+    ({"prior": "onehot", "basis": exponential_basis(5, (1.0, 2.0))}, ValueError, "one function"),
+    ({"stickiness": -1.0}, ValueError, "stickiness"),
+    ({"stickiness": float("nan")}, ValueError, "stickiness must be finite and >= 0"),
+    ({"prior_sigma": float("inf")}, ValueError, "prior_sigma must be finite and > 0"),
+    ({"transition_concentration": 0.5}, ValueError, "transition_concentration must be finite and >= 1"),
+    ({"basis": np.full((2, 3), np.nan)}, ValueError, "basis must be finite"),
+    ({"type_concentration": (1.2, 3.0)}, ValueError, r"type_concentration must be 3 numbers >= 1 .*got 2: \(1.2, 3.0\)"),
+    ({"type_concentration": "abc"}, TypeError, "type_concentration must be 3 numbers"),
+    ({"type_concentration": (0.2, 1.6, 0.2)}, ValueError, r"type_concentration\[0\] must be a finite real number in \[1.0, inf\), got 0.2"),
+    ({"type_concentration": (1.0, float("nan"), 1.0)}, ValueError, r"type_concentration\[1\] .* got nan"),
+    ({"newton_steps": 0}, ValueError, "newton_steps must be >= 1, got 0"),
+    ({"newton_steps": 1.5}, TypeError, "newton_steps must be an int >= 1, got 1.5"),
 ])
-def test_bad_hyperparameters(kwargs, message):
+def test_bad_hyperparameters(kwargs, error, message):
     args = {"num_states": 2, "num_neurons": 3}
     args.update(kwargs)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         HMMGLM(**args)
+
+
+def test_type_concentration_may_be_an_array():
+    for value in (np.array([1.2, 3.0, 1.2]), torch.tensor([1.2, 3.0, 1.2], dtype=torch.float64)):
+        assert HMMGLM(2, 3, type_concentration=value).settings.type_concentration == (1.2, 3.0, 1.2)
 
 
 @pytest.mark.parametrize("name", ["shared_bias", "learn_prior_mean", "learn_prior_sigma"])
@@ -133,28 +138,30 @@ def test_bad_parameters_and_fit_arguments(model):
         model.set_params({})
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"num_iters": True}, "num_iters must be an integer >= 0, got True"),
-    ({"num_iters": 2.5}, "num_iters must be an integer >= 0"),
-    ({"num_restarts": 0}, "num_restarts must be an integer >= 1, got 0"),
-    ({"warmup_iters": -1}, "warmup_iters must be an integer >= 0, got -1"),
-    ({"tolerance": float("inf")}, "tolerance must be a finite number >= 0, got inf"),
-    ({"tolerance": -1e-3}, "tolerance must be a finite number >= 0"),
-    ({"smoothing_bins": 0.0}, "smoothing_bins must be a finite number > 0, got 0.0"),
-    ({"smoothing_bins": float("nan")}, "smoothing_bins must be a finite number > 0, got nan"),
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"num_iters": True}, TypeError, "num_iters must be an int >= 0, got True"),
+    ({"num_iters": 2.5}, TypeError, "num_iters must be an int >= 0, got 2.5"),
+    ({"num_iters": float("inf")}, TypeError, "num_iters must be an int >= 0, got inf"),
+    ({"num_restarts": 0}, ValueError, "num_restarts must be >= 1, got 0"),
+    ({"warmup_iters": -1}, ValueError, "warmup_iters must be >= 0, got -1"),
+    ({"tolerance": float("inf")}, ValueError, r"tolerance must be a finite real number in \[0.0, inf\), got inf"),
+    ({"tolerance": -1e-3}, ValueError, r"tolerance must be a finite real number in \[0.0, inf\)"),
+    ({"tolerance": "1e-5"}, TypeError, "tolerance must be a finite real number"),
+    ({"smoothing_bins": 0.0}, ValueError, r"smoothing_bins must be a finite real number in \(0.0, inf\), got 0.0"),
+    ({"smoothing_bins": float("nan")}, ValueError, "smoothing_bins must be a finite real number .* got nan"),
 ])
 @pytest.mark.parametrize("method", ["fit", "fit_sweep"])
-def test_bad_fit_arguments_name_the_argument(model, kwargs, message, method):
+def test_bad_fit_arguments_name_the_argument(model, kwargs, error, message, method):
     call = model.fit if method == "fit" else (lambda spikes, **kw: model.fit_sweep(spikes, {}, **kw))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         call(good_spikes(), **kwargs)
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: reference_problem(-1), "num_timesteps must be an integer >= 1, got -1"),
+    (lambda: reference_problem(-1), "num_timesteps must be >= 1, got -1"),
     (lambda: reference_problem(100, link="logistic"), "link must be 'softplus' or 'exp'"),
-    (lambda: paper_problem(100, num_states=1), "num_states must be an integer >= 2, got 1"),
-    (lambda: paper_problem(100, num_neurons=0), "num_neurons must be an integer >= 1, got 0"),
+    (lambda: paper_problem(100, num_states=1), "num_states must be >= 2, got 1"),
+    (lambda: paper_problem(100, num_neurons=0), "num_neurons must be >= 1, got 0"),
 ])
 def test_bad_problem_arguments(call, message):
     with pytest.raises(ValueError, match=message):
@@ -170,10 +177,12 @@ def test_bad_inference_arguments():
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2, 5, 2), lengths=torch.tensor([0, 9]))
     with pytest.raises(TypeError, match="log_likelihoods must be a floating-point torch.Tensor, got torch.int64"):
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(5, 2, dtype=torch.long))
+    with pytest.raises(TypeError, match="log_likelihoods must be a floating-point torch.Tensor, got ndarray"):
+        viterbi(torch.zeros(2), torch.zeros(2, 2), np.zeros((5, 2)))
     bad = torch.zeros(5, 2, dtype=torch.float64)
     bad[3, 1] = float("nan")
     for function in (forward_backward, viterbi):
-        with pytest.raises(ValueError, match=r"log_likelihoods contains 1 NaN or \+inf entries \(first at index \(0, 3, 1\)\)"):
+        with pytest.raises(ValueError, match=r"log_likelihoods contains 1 NaN or \+inf entries \(the first at \(sequence, step, state\) = \(0, 3, 1\)\)"):
             function(torch.zeros(2), torch.zeros(2, 2), bad)
         with pytest.raises(ValueError, match="log_transition contains 1 NaN or"):
             function(torch.zeros(2), torch.tensor([[0.0, float("inf")], [0.0, 0.0]]), bad.nan_to_num())
