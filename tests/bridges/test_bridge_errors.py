@@ -148,18 +148,3 @@ def test_normalized_linear_attention_refuses_a_zero_normaliser():
     v = torch.randn(1, 3, 1, 2)
     with pytest.raises(ValueError, match="normalize=True needs"):
         linear_attention(q, k, v, normalize=True)
-
-
-@pytest.mark.parametrize("call, message", [
-    (lambda p: p.predicted_bit_error(float("nan"), 64), "num_pairs must be finite"),
-    (lambda p: p.worst_case_capacity(0), "key_dim must be a positive int"),
-    (lambda p: p.depth_bit_error(0.1, -2), "num_layers must be an int >= 0"),
-    (lambda p: p.depth_bit_error(0.7, 2), r"bit_error must be in \[0, 0.5\]"),
-    (lambda p: p.redundant_heads_bit_error(10, 64, 0), "num_heads must be a positive int"),
-    (lambda p: p.predicted_forgetting(2.5, 64, 0.9), "num_pairs must be a positive int"),
-])
-def test_capacity_theory_rejects_bad_arguments(call, message):
-    from bridges import pavlovian
-
-    with pytest.raises(ValueError, match=message):
-        call(pavlovian)

@@ -1,6 +1,8 @@
-"""Bad input to the public kernel entry points: a TypeError/ValueError naming the argument
-(checked before dispatch, so the Triton path never reads out of bounds)."""
+"""Bad input to the public kernel entry points: a TypeError/ValueError naming the argument,
+the offending value or shape and what is allowed (checked before dispatch, so the Triton
+path never reads out of bounds)."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from kernels.glm_terms import glm_terms
 from kernels.hmm_scan import scaled_vecmat_scan
 from kernels.izhikevich import izhikevich_network_step_
 from kernels.three_factor import three_factor_step
+
+E = re.escape
 
 
 def _three_factor(**change):
@@ -23,19 +27,32 @@ def _three_factor(**change):
 
 
 @pytest.mark.parametrize("change, error, match", [
-    ({"eligibility": torch.zeros(4)}, ValueError, "eligibility"),
-    ({"pending": torch.zeros(1, 3, 4)}, ValueError, "pending"),
-    ({"features": torch.zeros(2, 5)}, ValueError, "features"),
-    ({"features": torch.zeros(2, 4, dtype=torch.float64)}, TypeError, "features"),
-    ({"target": torch.zeros(3)}, ValueError, "target"),
-    ({"gate": np.ones((2, 3))}, TypeError, "gate"),
-    ({"weights": torch.zeros(2, 3, 4, dtype=torch.long)}, ValueError, "weights"),
-    ({"learning_rate": math.nan}, TypeError, "learning_rate"),
-    ({"learning_rate": torch.ones(5)}, ValueError, "learning_rate"),
-    ({"eligibility_decay": math.nan}, ValueError, "eligibility_decay"),
-    ({"eligibility_decay": 1.5}, ValueError, "eligibility_decay"),
-    ({"online": torch.ones(3)}, ValueError, "online"),
-    ({"online": 1}, TypeError, "online"),
+    pytest.param({"eligibility": torch.zeros(4)}, ValueError,
+                 E("eligibility must have shape (2, 4) (weights are (2, 3, 4)), got (4,)"), id="eligibility-shape"),
+    pytest.param({"pending": torch.zeros(1, 3, 4)}, ValueError,
+                 E("pending must have shape (2, 3, 4) (weights are (2, 3, 4)), got (1, 3, 4)"), id="pending-shape"),
+    pytest.param({"features": torch.zeros(2, 5)}, ValueError,
+                 E("features must have shape (2, 4) (weights are (2, 3, 4)), got (2, 5)"), id="features-shape"),
+    pytest.param({"features": torch.zeros(2, 4, dtype=torch.float64)}, TypeError,
+                 E("features has dtype torch.float64; expected weights' dtype torch.float32"), id="features-float64"),
+    pytest.param({"target": torch.zeros(3)}, ValueError,
+                 E("target must have shape (2, 3) (weights are (2, 3, 4)), got (3,)"), id="target-shape"),
+    pytest.param({"gate": np.ones((2, 3))}, TypeError, E("gate must be a torch.Tensor, got ndarray"),
+                 id="gate-ndarray"),
+    pytest.param({"weights": torch.zeros(2, 3, 4, dtype=torch.long)}, ValueError,
+                 E("weights must be a float [B, M, D] tensor, got torch.int64 (2, 3, 4)"), id="weights-int64"),
+    pytest.param({"learning_rate": math.nan}, TypeError,
+                 E("learning_rate=nan must be a finite float or a [3] tensor"), id="learning_rate-nan"),
+    pytest.param({"learning_rate": torch.ones(5)}, ValueError,
+                 E("learning_rate must be a float, or a tensor [3] or [1], got shape (5,)"),
+                 id="learning_rate-shape"),
+    pytest.param({"eligibility_decay": math.nan}, ValueError,
+                 E("eligibility_decay=nan is outside the allowed range [0, 1]"), id="eligibility_decay-nan"),
+    pytest.param({"eligibility_decay": 1.5}, ValueError,
+                 E("eligibility_decay=1.5 is outside the allowed range [0, 1]"), id="eligibility_decay-above-one"),
+    pytest.param({"online": torch.ones(3)}, ValueError,
+                 E("online must be a bool or a bool tensor [3], got torch.float32 (3,)"), id="online-float-tensor"),
+    pytest.param({"online": 1}, TypeError, E("online=1 must be a bool or a bool tensor [3]"), id="online-int"),
 ])
 def test_three_factor_step(change, error, match):
     with pytest.raises(error, match=match):
@@ -56,31 +73,46 @@ def _network(**change):
 
 
 @pytest.mark.parametrize("change, error, match", [
-    ({"state": torch.zeros(2, 9)}, ValueError, "state"),
-    ({"drive": torch.zeros(2, 3, dtype=torch.float64)}, TypeError, "drive"),
-    ({"spikes": torch.zeros(2, 3)}, ValueError, "spikes"),
-    ({"targets": torch.zeros(5, 3, dtype=torch.long)}, ValueError, "targets"),
-    ({"targets": torch.zeros(6, 3, dtype=torch.int32)}, ValueError, "targets"),
-    ({"weights": torch.zeros(6, 2)}, ValueError, "weights"),
-    ({"drive": np.zeros((2, 3))}, TypeError, "drive"),
+    pytest.param({"state": torch.zeros(2, 9)}, ValueError,
+                 E("state must be a float [B, 3N+1] = [2, 10] buffer, got torch.float32 [2, 9]"), id="state-shape"),
+    pytest.param({"drive": torch.zeros(2, 3, dtype=torch.float64)}, TypeError,
+                 E("drive (torch.float64) and weights (torch.float32) must have state's dtype torch.float32"),
+                 id="drive-float64"),
+    pytest.param({"spikes": torch.zeros(2, 3)}, ValueError,
+                 E("spikes must be a bool [2, 3] tensor, got torch.float32 [2, 3]"), id="spikes-float"),
+    pytest.param({"targets": torch.zeros(5, 3, dtype=torch.long)}, ValueError,
+                 E("targets must be an int64 [B*N, K+1] = [6, *] table, got torch.int64 [5, 3]"), id="targets-shape"),
+    pytest.param({"targets": torch.zeros(6, 3, dtype=torch.int32)}, ValueError,
+                 E("targets must be an int64 [B*N, K+1] = [6, *] table, got torch.int32 [6, 3]"), id="targets-int32"),
+    pytest.param({"weights": torch.zeros(6, 2)}, ValueError,
+                 E("weights must have targets' shape [6, 3], got [6, 2]"), id="weights-shape"),
+    pytest.param({"drive": np.zeros((2, 3))}, TypeError, E("drive must be a torch.Tensor, got ndarray"),
+                 id="drive-ndarray"),
 ])
 def test_izhikevich_network_step(change, error, match):
     with pytest.raises(error, match=match):
         _network(**change)
 
 
-def test_gla_hmm_glm():
+# Each call gets q = zeros [1, 4, 1, 2] (B, T, H, K).
+@pytest.mark.parametrize("call, error, match", [
+    pytest.param(lambda q: chunk_gla(q, q, q, None, scale=math.nan), ValueError, E("scale=nan must be finite"),
+                 id="chunk_gla-scale-nan"),
+    pytest.param(lambda q: chunk_gla(q, q, q, None, scale="a"), TypeError, E("scale='a' must be a float or None"),
+                 id="chunk_gla-scale-str"),
+    pytest.param(lambda q: fused_recurrent_gla(q.long(), q.long(), q.long(), None), TypeError,
+                 E("q has dtype torch.int64; allowed: a floating dtype"), id="fused_recurrent_gla-q-int64"),
+    pytest.param(lambda q: chunk_gla(q.tolist(), q, q, None), TypeError, E("q must be a torch.Tensor, got list"),
+                 id="chunk_gla-q-list"),
+    pytest.param(lambda q: scaled_vecmat_scan(np.zeros((1, 2)), torch.zeros(1, 3, 2, 2)), TypeError,
+                 E("log_initial must be a torch.Tensor, got ndarray"), id="scaled_vecmat_scan-log_initial-ndarray"),
+    pytest.param(lambda q: glm_terms(np.zeros((2, 1, 3)), torch.zeros(2, 3), None, "exp"), TypeError,
+                 E("eta must be a torch.Tensor, got ndarray"), id="glm_terms-eta-ndarray"),
+    pytest.param(lambda q: glm_terms(torch.zeros(2, 1, 3), torch.zeros(2, 3), None, "exp", torch.zeros(2, 1, 3),
+                                     "x"), TypeError,
+                 E("step='x' must be a float (0 or a power of two)"), id="glm_terms-step-str"),
+])
+def test_gla_hmm_glm(call, error, match):
     q = torch.zeros(1, 4, 1, 2)
-    cases = [
-        (lambda: chunk_gla(q, q, q, None, scale=math.nan), ValueError, "scale"),
-        (lambda: chunk_gla(q, q, q, None, scale="a"), TypeError, "scale"),
-        (lambda: fused_recurrent_gla(q.long(), q.long(), q.long(), None), TypeError, "q"),
-        (lambda: chunk_gla(q.tolist(), q, q, None), TypeError, "q"),
-        (lambda: scaled_vecmat_scan(np.zeros((1, 2)), torch.zeros(1, 3, 2, 2)), TypeError, "log_initial"),
-        (lambda: glm_terms(np.zeros((2, 1, 3)), torch.zeros(2, 3), None, "exp"), TypeError, "eta"),
-        (lambda: glm_terms(torch.zeros(2, 1, 3), torch.zeros(2, 3), None, "exp", torch.zeros(2, 1, 3), "x"),
-         TypeError, "step"),
-    ]
-    for call, error, match in cases:
-        with pytest.raises(error, match=match):
-            call()
+    with pytest.raises(error, match=match):
+        call(q)
