@@ -42,7 +42,7 @@ Public function (stable name and signature; a Triton version must match it):
     features          [B, D]      float (x_t)
     target, gate      [B, M]      float (gate in [0, 1], not checked here)
     learning_rate     [M] tensor or python float (eta per readout)
-    eligibility_decay python float in [0, 1)
+    eligibility_decay python float in [0, 1]
     online            [M] bool tensor, or python bool for all rows
 
 Inputs are never modified; new tensors are returned. ``check_three_factor_inputs``
@@ -82,9 +82,11 @@ def check_three_factor_inputs(weights, pending, eligibility, features, target, g
         if learning_rate.dim() > 1 or learning_rate.numel() not in (1, readouts):
             raise ValueError(f"learning_rate must be a float, or a tensor [{readouts}] or [1], got "
                              f"shape {tuple(learning_rate.shape)}")
-    elif isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-            or not math.isfinite(learning_rate):
-        raise TypeError(f"learning_rate={learning_rate!r} must be a finite float or a [{readouts}] tensor")
+    elif isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
+        raise TypeError(f"learning_rate={learning_rate!r} must be a finite float, or a tensor "
+                        f"[{readouts}] or [1]")
+    elif not math.isfinite(learning_rate):
+        raise ValueError(f"learning_rate={learning_rate!r} must be a finite float")
     if isinstance(eligibility_decay, bool) or not isinstance(eligibility_decay, (int, float)):
         raise TypeError(f"eligibility_decay={eligibility_decay!r} must be a float in [0, 1]")
     if not 0.0 <= eligibility_decay <= 1.0:

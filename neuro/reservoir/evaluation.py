@@ -97,7 +97,7 @@ def recovery_trials(performance: np.ndarray, switch: int, *, reference_trials: i
     switch = check_count("switch", switch)
     reference_trials = check_count("reference_trials", reference_trials, minimum=1)
     window = check_count("window", window, minimum=1)
-    fraction = check_real("fraction", fraction)
+    fraction = check_real("fraction", fraction, 0.0, 1.0, low_open=True)
     if switch > len(performance):
         raise ValueError(f"switch={switch} is past the end of performance ({len(performance)} trials)")
     if switch < reference_trials:
@@ -128,7 +128,7 @@ def principal_angles_deg(first: np.ndarray, second: np.ndarray) -> np.ndarray:
                              + ("" if value.ndim != 2 else " with non-finite entries"))
     if first.shape[1] != second.shape[1]:
         raise ValueError(f"first has D={first.shape[1]} features, second has D={second.shape[1]}; they must match")
-    q1, q2 = _orthonormal_basis(np.asarray(first, float)), _orthonormal_basis(np.asarray(second, float))
+    q1, q2 = _orthonormal_basis(first), _orthonormal_basis(second)
     if q1.shape[1] == 0 or q2.shape[1] == 0:
         raise ValueError("both subspaces need at least one non-zero vector")
     cosines = np.clip(np.linalg.svd(q1.T @ q2, compute_uv=False), 0.0, 1.0)

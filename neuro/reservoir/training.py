@@ -136,7 +136,8 @@ def _check_feature_tensor(name: str, value, params: ReservoirParams, positive: b
     check_tensor(name, value, floating=True)
     b, n = params.batch_size, params.num_neurons
     if value.dim() != 2 or value.shape[0] not in (1, b) or value.shape[1] != n:
-        raise ValueError(f"{name} has shape {list(value.shape)}; expected [{b}, {n}] (or [1, {n}])")
+        expected = f"[{b}, {n}]" if b == 1 else f"[{b}, {n}] (or [1, {n}])"
+        raise ValueError(f"{name} has shape {list(value.shape)}; expected {expected}")
     bad = ~torch.isfinite(value) | (value <= 0) if positive else ~torch.isfinite(value)
     if bool(bad.any()):
         raise ValueError(f"{name} has {int(bad.sum())} entries that are not finite"
