@@ -118,7 +118,8 @@ def check_dtype(name: str, dtype: object, *, optional: bool = False) -> torch.dt
     """A ``dtype=`` argument must be a floating torch dtype (or None when ``optional``)."""
     if (dtype is None and optional) or dtype in FLOAT_DTYPES:
         return dtype
-    raise ValueError(f"{name} must be {'None or ' if optional else ''}a floating dtype "
+    error = ValueError if isinstance(dtype, torch.dtype) else TypeError
+    raise error(f"{name} must be {'None or ' if optional else ''}a floating dtype "
                      f"(float16, bfloat16, float32, float64), got {dtype!r}")
 
 
@@ -130,7 +131,8 @@ def check_device(name: str, device: object, *, optional: bool = False) -> object
     try:
         torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{name} must be a torch.device or a string such as 'cpu' or 'cuda:0'"
+        error = ValueError if isinstance(device, str) else TypeError
+        raise error(f"{name} must be a torch.device or a string such as 'cpu' or 'cuda:0'"
                          f"{' (or None)' if optional else ''}, got {device!r}") from None
     return device
 

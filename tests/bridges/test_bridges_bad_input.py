@@ -200,6 +200,10 @@ def test_fast_weights_check_state_dtypes_and_names():
         fast_weights.initial_memory(2, 4, 3, dtype=torch.long)
     with pytest.raises(ValueError, match=r"device must be a torch.device or a string"):
         fast_weights.initial_memory(2, 4, 3, device="gpu0")
+    with pytest.raises(TypeError, match=r"dtype must be a floating dtype.*got 'float32'"):
+        fast_weights.initial_memory(2, 4, 3, dtype="float32")
+    with pytest.raises(TypeError, match=r"device must be a torch.device or a string.*got \[0\]"):
+        fast_weights.initial_memory(2, 4, 3, device=[0])
 
 
 # ---------------------------------------------------------------- capacity theory
