@@ -102,7 +102,7 @@ class HMMGLM:
                                                       ("learn_prior_mean", learn_prior_mean),
                                                       ("learn_prior_sigma", learn_prior_sigma)))
         newton_steps = check_int("newton_steps", newton_steps)
-        self.num_states, self.num_neurons = int(num_states), int(num_neurons)
+        self.num_states, self.num_neurons = num_states, num_neurons
         self.settings = EMSettings(
             link=link, distribution=distribution, prior=prior, shared_bias=shared_bias,
             transition_concentration=transition_concentration, stickiness=stickiness,

@@ -107,7 +107,7 @@ def _sticky_chain(num_states: int, stay: float) -> tuple[np.ndarray, np.ndarray]
 
 
 def _check_problem(num_timesteps, link, num_states=3, num_neurons=1):
-    """A ValueError naming the first bad argument of a problem generator."""
+    """A TypeError / ValueError naming the first bad argument of a problem generator."""
     check_int("num_timesteps", num_timesteps)
     check_int("num_states", num_states, 2)
     check_int("num_neurons", num_neurons)
