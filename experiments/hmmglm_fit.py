@@ -3,7 +3,7 @@
 Problem (b) ("paper", K=5) or (a) ("reference", K=3) of ``neuro.hmmglm.simulate`` is drawn
 from the run's seed, ``num_timesteps`` bins to fit and ``test_length`` held-out bins
 sampled from the true model. The model (the problem's basis and link, ``prior``,
-``prior_sigma``, ``stickiness``, ``transition_concentration``) is fitted from the default
+``prior_sigma``, ``stickiness``, ``transition_concentration``, ``strength_floor``) is fitted from the default
 k-means start and scored: held-out bits/spike (and the gap to the true parameters'),
 state accuracy after Hungarian matching, coupling-weight correlation, connection-type
 accuracy off the diagonal, training log-likelihood, EM iterations and convergence.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.store import RunDir
-from neuro.hmmglm.hyperparameters import SWEEPABLE
+from neuro.hmmglm.hyperparameters import SWEEPABLE, sweepable
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Config:
                                                      "pseudo-counts on staying in a state"})
     transition_concentration: float = field(default=1.0, metadata={
         "min": 1.0, "help": "Dirichlet concentration of the transition rows"})
+    strength_floor: float = field(default=0.1, metadata={
+        "min": 0.0, "help": "one-hot prior: least |weight| of a connection"})
     num_restarts: int = field(default=1, metadata={"min": 1, "max": 256, "help": "restarts"})
     num_iters: int = field(default=100, metadata={"min": 1, "max": 1000, "help": "max EM iterations"})
     tolerance: float = field(default=1e-5, metadata={"min": 0.0, "help": "EM stop, nats per bin"})
@@ -116,8 +118,7 @@ def run_batch(configs: list[Config], outs: list[RunDir]) -> list[dict[str, float
         problem, truth, held_out, fit_seed = _problem(first, seed)
         model = HMMGLM(truth.num_states, truth.num_neurons, basis=problem.basis,
                        link=problem.link, prior=first.prior, device=outs[members[0]].device)
-        swept = [name for name in SWEEPABLE if name != "prior_sigma" or first.prior == "gaussian"]
-        values = {name: [getattr(configs[i], name) for i in members] for name in swept}
+        values = {name: [getattr(configs[i], name) for i in members] for name in sweepable(first.prior)}
         fits = model.fit_sweep(problem.spikes, values, num_iters=first.num_iters,
                                tolerance=first.tolerance, num_restarts=first.num_restarts,
                                seed=fit_seed)

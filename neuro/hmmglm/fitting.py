@@ -36,7 +36,8 @@ from neuro.hmmglm.priors import (
 @dataclass(frozen=True)
 class EMSettings:
     """EM hyperparameters; ``transition_concentration`` and ``stickiness`` are floats, or
-    (R, 1, 1) tensors of one value per restart (``HMMGLM.fit_sweep``)."""
+    (R, 1, 1) tensors of one value per restart (``HMMGLM.fit_sweep``); ``strength_floor`` a
+    float or an (R, 1, 1, 1) tensor."""
     link: str = "softplus"
     distribution: str = "poisson"
     prior: str = "none"
@@ -255,7 +256,8 @@ def _take_estep(estep: EStep, index: torch.Tensor) -> EStep:
 
 
 def _take_settings(settings: EMSettings, index: torch.Tensor) -> EMSettings:
-    swept = {name: getattr(settings, name)[index] for name in ("stickiness", "transition_concentration")
+    swept = {name: getattr(settings, name)[index]
+             for name in ("stickiness", "transition_concentration", "strength_floor")
              if isinstance(getattr(settings, name), torch.Tensor)}
     return replace(settings, **swept) if swept else settings
 

@@ -19,7 +19,13 @@ RULES = {
     "sigma_floor": (lambda x: x > 0.0, "> 0"),
     "strength_floor": (lambda x: x >= 0.0, ">= 0"),
 }
-SWEEPABLE = ("prior_sigma", "stickiness", "transition_concentration")
+SWEEPABLE = ("prior_sigma", "stickiness", "transition_concentration", "strength_floor")
+PRIOR_OF = {"prior_sigma": "gaussian", "strength_floor": "onehot"}  # names only one prior has
+
+
+def sweepable(prior: str) -> tuple[str, ...]:
+    """The names in ``SWEEPABLE`` that a model with ``prior`` uses."""
+    return tuple(name for name in SWEEPABLE if PRIOR_OF.get(name, prior) == prior)
 
 
 def check_hyperparameter(name: str, value, label: str | None = None) -> float:
@@ -55,8 +61,9 @@ def sweep_points(values, prior: str) -> list[dict]:
     unknown = sorted(set(values) - set(SWEEPABLE))
     if unknown:
         raise ValueError(f"values can sweep {SWEEPABLE}, got {unknown}")
-    if "prior_sigma" in values and prior != "gaussian":
-        raise ValueError(f"values sweeps prior_sigma, which only prior='gaussian' has (prior={prior!r})")
+    for name in set(values) - set(sweepable(prior)):
+        raise ValueError(f"values sweeps {name}, which only prior={PRIOR_OF[name]!r} has "
+                         f"(prior={prior!r})")
     columns = {}
     for name, seq in values.items():
         if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__") or getattr(seq, "ndim", 1) != 1:

@@ -174,7 +174,8 @@ class HMMGLM:
         """Fit P sweep points of hyperparameters in ONE batched EM (P x num_restarts restarts).
 
         ``values`` maps names in ``hyperparameters.SWEEPABLE`` to P values each, e.g.
-        ``{"stickiness": [0, 10, 100]}`` or ``{"prior_sigma": [...], "stickiness": [...]}``
+        ``{"stickiness": [0, 10, 100]}``, ``{"prior_sigma": [...], "stickiness": [...]}`` (Gaussian
+        prior) or ``{"strength_floor": [...]}`` (one-hot prior)
         (point i takes the i-th value of every name). Every point starts from the same
         initialization, the one ``fit`` with these arguments starts from, and keeps its best
         restart. The points lie on the restart axis: on a GPU, where a batch costs far less
@@ -221,10 +222,11 @@ class HMMGLM:
             return torch.tensor(column, dtype=self.dtype, device=self.device).repeat_interleave(per_point)
 
         settings = self.settings
-        for name in ("stickiness", "transition_concentration"):
-            if name in points[0]:  # (R, 1, 1): broadcasts against (R, K, K) transitions
-                swept = per_restart(name, None).view(-1, 1, 1)
-                settings = replace(settings, **{name: swept})
+        # (R, 1, 1) broadcasts against (R, K, K) transitions, (R, 1, 1, 1) against (R, K, N, N) weights
+        for name, shape in (("stickiness", (-1, 1, 1)), ("transition_concentration", (-1, 1, 1)),
+                            ("strength_floor", (-1, 1, 1, 1))):
+            if name in points[0]:
+                settings = replace(settings, **{name: per_restart(name, None).view(shape)})
         phase_runs = []  # (phase, objectives (iters, P, Q), iterations of each point's own run)
         if settings.prior == "onehot" and warmup_iters > 0:
             warm = replace(settings, prior="none")

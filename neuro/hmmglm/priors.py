@@ -84,12 +84,13 @@ class OneHotPriorState:
         return torch.gather(lp, -1, idx).squeeze(-1).sum(-1)
 
 
-def type_bounds(types: torch.Tensor, floor: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Box bounds (R, K, N, 1 + N) on theta implied by the types (bias unbounded)."""
+def type_bounds(types: torch.Tensor, floor: float | torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box bounds (R, K, N, 1 + N) on theta implied by the types (bias unbounded); ``floor``
+    a float or an (R, 1, 1, 1) tensor (one per restart, ``HMMGLM.fit_sweep``)."""
     inf = torch.full(types.shape, math.inf, dtype=dtype, device=types.device)
     zero = torch.zeros_like(inf)
-    lower = torch.where(types > 0, torch.full_like(inf, floor), torch.where(types < 0, -inf, zero))
-    upper = torch.where(types < 0, torch.full_like(inf, -floor), torch.where(types > 0, inf, zero))
+    lower = torch.where(types > 0, floor, torch.where(types < 0, -inf, zero))
+    upper = torch.where(types < 0, -floor, torch.where(types > 0, inf, zero))
     free_bias = torch.full(types.shape[:-1] + (1,), math.inf, dtype=dtype, device=types.device)
     return torch.cat([-free_bias, lower], -1), torch.cat([free_bias, upper], -1)
 
@@ -112,8 +113,7 @@ def candidate_types(weights, grad, curvature, log_type_prior, floor):
     curvature = curvature.clamp_min(1e-12)
     optimum = weights + grad / curvature
     values = torch.stack(
-        [torch.minimum(optimum, torch.full_like(optimum, -floor)), torch.zeros_like(optimum),
-         torch.maximum(optimum, torch.full_like(optimum, floor))], dim=-1)
+        [optimum.clamp_max(-floor), torch.zeros_like(optimum), optimum.clamp_min(floor)], dim=-1)
     step = values - weights.unsqueeze(-1)
     gain = grad.unsqueeze(-1) * step - 0.5 * curvature.unsqueeze(-1) * step**2
     score = gain + log_type_prior.unsqueeze(1)

@@ -56,6 +56,27 @@ def test_batched_sweep_gives_each_point_its_own_runs_metrics(tmp_path):
     assert (paired[0.05] < paired[1.0]).all(), paired
 
 
+def test_batched_onehot_sweep_over_the_strength_floor(tmp_path):
+    # the one-hot prior's identifiability guard is swept in one batched EM, with the same
+    # metrics as the points' own runs; a floor above most true strengths changes the fit
+    spec = build_spec("hmmglm_fit", Config, grid=["strength_floor=0.1,1.2"],
+                      sets=SMALL + ["prior=onehot"], repeats=1, seed=3)
+    pool = LocalPool(workers=1)
+    try:
+        plain = run_sweep(spec, out=tmp_path / "plain", pool=pool, report=False)
+        batched = run_sweep(spec, out=tmp_path / "batched", pool=pool, batch=2, report=False)
+    finally:
+        pool.close()
+    assert plain.counts == batched.counts == {"complete": 2, "failed": 0, "pending": 0}
+    a, _ = load_frame(plain.sweep_dir)
+    b, _ = load_frame(batched.sweep_dir)
+    assert (b["batch_size"] == 2).all()
+    a, b = a.sort_values("point").reset_index(drop=True), b.sort_values("point").reset_index(drop=True)
+    for column in [c for c in a if c.startswith("metric.")]:
+        np.testing.assert_allclose(b[column], a[column], rtol=1e-8, atol=1e-10, err_msg=column)
+    assert a["metric.train_log_likelihood"].nunique() == 2
+
+
 def test_batch_key_ignores_only_the_swept_hyperparameters():
     base = Config()
     assert batch_key(base) == batch_key(Config(prior_sigma=2.0, stickiness=9.0,

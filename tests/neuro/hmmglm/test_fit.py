@@ -223,6 +223,7 @@ def test_cuda_default_float32_fit_reaches_the_cpu_float64_optimum():
 @pytest.mark.parametrize("prior, values", [
     ("gaussian", {"prior_sigma": [0.1, 0.5, 2.0], "stickiness": [0.0, 5.0, 50.0]}),
     ("onehot", {"stickiness": [0.0, 30.0], "transition_concentration": [1.0, 4.0]}),
+    ("onehot", {"strength_floor": [0.1, 0.5, 1.2]}),  # 0.1 binds no weight here, 1.2 most
 ])
 def test_fit_sweep_points_equal_separate_fits(prior, values):
     # Oracle: P separate fits, each with its point's hyperparameters, from the same seed.
@@ -253,8 +254,10 @@ def test_fit_sweep_points_equal_separate_fits(prior, values):
             if prior == "gaussian":  # and consistent with them: the M-step's closed-form mean
                 weights = model.params.weights.reshape(2, 4, -1)
                 torch.testing.assert_close(model.prior_state.mean, weights.mean(0))
-            else:  # every weight has its type's sign (none: exactly 0)
-                assert torch.equal(model.params.weights[..., 0].sign().long(), model.prior_state.types)
+            else:  # every weight has its type's sign (none: exactly 0) and clears its floor
+                weights, types = model.params.weights[..., 0], model.prior_state.types
+                assert torch.equal(weights.sign().long(), types)
+                assert bool((weights[types != 0].abs() >= model.settings.strength_floor - 1e-12).all())
             assert model.settings == alone.settings and model.prior_sigma == alone.prior_sigma
             finals.append(history["objective"][-1])
             lengths.add(len(history["phase"]))
@@ -266,6 +269,7 @@ def test_fit_sweep_points_equal_separate_fits(prior, values):
     ([0.1, 0.2], TypeError, "values must be a dict"),
     ({"ridge": [1.0]}, ValueError, "values can sweep"),
     ({"prior_sigma": [1.0]}, ValueError, "only prior='gaussian' has"),
+    ({"strength_floor": [0.1]}, ValueError, "values sweeps strength_floor, which only prior='onehot' has"),
     ({"stickiness": [1.0, 2.0], "transition_concentration": [2.0]}, ValueError, "same number"),
     ({"stickiness": []}, ValueError, "same number"),
     ({"stickiness": [1.0, -1.0]}, ValueError, r"values\['stickiness'\]\[1\] must be finite and >= 0"),
