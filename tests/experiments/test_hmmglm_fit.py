@@ -26,22 +26,32 @@ def test_a_fit_recovers_the_reference_problem(tmp_path):
     assert (result.path / "fit.npz").exists()
 
 
-def test_batched_sweep_gives_each_point_its_own_runs_metrics(tmp_path):
-    spec = build_spec("hmmglm_fit", Config, grid=["prior_sigma=0.05,1.0", "stickiness=0,200"],
-                      sets=SMALL + ["prior=gaussian"], repeats=2, seed=3)
+def _plain_and_batched(tmp_path, grid, prior, repeats, batch):
+    """The same sweep run point by point and in batches of ``batch``: two tables, rows in
+    (point, seed) order, after checking that no point failed either way."""
+    spec = build_spec("hmmglm_fit", Config, grid=grid, sets=SMALL + [f"prior={prior}"],
+                      repeats=repeats, seed=3)
     pool = LocalPool(workers=1)
     try:
         plain = run_sweep(spec, out=tmp_path / "plain", pool=pool, report=False)
-        batched = run_sweep(spec, out=tmp_path / "batched", pool=pool, batch=8, report=False)
+        batched = run_sweep(spec, out=tmp_path / "batched", pool=pool, batch=batch, report=False)
     finally:
         pool.close()
-    assert plain.counts == batched.counts == {"complete": 8, "failed": 0, "pending": 0}
-    a, _ = load_frame(plain.sweep_dir)
-    b, _ = load_frame(batched.sweep_dir)
-    assert (b["batch_size"] == 8).all() and (a["batch_size"] == 1).all()
-    key = ["point", "seed"]
-    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a[key], b[key])
+    assert plain.counts == batched.counts
+    assert plain.counts["failed"] == plain.counts["pending"] == 0
+    tables = []
+    for result, size in ((plain, 1), (batched, batch)):
+        frame, _ = load_frame(result.sweep_dir)
+        assert (frame["batch_size"] == size).all()
+        tables.append(frame.sort_values(["point", "seed"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(tables[0][["point", "seed"]], tables[1][["point", "seed"]])
+    return tables
+
+
+def test_batched_sweep_gives_each_point_its_own_runs_metrics(tmp_path):
+    a, b = _plain_and_batched(tmp_path, ["prior_sigma=0.05,1.0", "stickiness=0,200"], "gaussian",
+                              repeats=2, batch=8)
+    assert len(a) == 8
     exact = ["metric.em_iterations", "metric.converged", "metric.state_accuracy"]
     pd.testing.assert_frame_equal(a[exact], b[exact], check_exact=True)
     # float64 EM in a batch of 8 (two seeds, two fit_sweep calls) vs alone: batched sums
@@ -59,19 +69,8 @@ def test_batched_sweep_gives_each_point_its_own_runs_metrics(tmp_path):
 def test_batched_onehot_sweep_over_the_strength_floor(tmp_path):
     # the one-hot prior's identifiability guard is swept in one batched EM, with the same
     # metrics as the points' own runs; a floor above most true strengths changes the fit
-    spec = build_spec("hmmglm_fit", Config, grid=["strength_floor=0.1,1.2"],
-                      sets=SMALL + ["prior=onehot"], repeats=1, seed=3)
-    pool = LocalPool(workers=1)
-    try:
-        plain = run_sweep(spec, out=tmp_path / "plain", pool=pool, report=False)
-        batched = run_sweep(spec, out=tmp_path / "batched", pool=pool, batch=2, report=False)
-    finally:
-        pool.close()
-    assert plain.counts == batched.counts == {"complete": 2, "failed": 0, "pending": 0}
-    a, _ = load_frame(plain.sweep_dir)
-    b, _ = load_frame(batched.sweep_dir)
-    assert (b["batch_size"] == 2).all()
-    a, b = a.sort_values("point").reset_index(drop=True), b.sort_values("point").reset_index(drop=True)
+    a, b = _plain_and_batched(tmp_path, ["strength_floor=0.1,1.2"], "onehot", repeats=1, batch=2)
+    assert len(a) == 2
     for column in [c for c in a if c.startswith("metric.")]:
         np.testing.assert_allclose(b[column], a[column], rtol=1e-8, atol=1e-10, err_msg=column)
     assert a["metric.train_log_likelihood"].nunique() == 2
