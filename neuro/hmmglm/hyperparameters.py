@@ -61,9 +61,10 @@ def sweep_points(values, prior: str) -> list[dict]:
     unknown = sorted(set(values) - set(SWEEPABLE))
     if unknown:
         raise ValueError(f"values can sweep {SWEEPABLE}, got {unknown}")
-    for name in set(values) - set(sweepable(prior)):
-        raise ValueError(f"values sweeps {name}, which only prior={PRIOR_OF[name]!r} has "
-                         f"(prior={prior!r})")
+    foreign = sorted(set(values) - set(sweepable(prior)))
+    if foreign:
+        raise ValueError(f"values sweeps {foreign[0]}, which only prior={PRIOR_OF[foreign[0]]!r} "
+                         f"has (prior={prior!r})")
     columns = {}
     for name, seq in values.items():
         if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__") or getattr(seq, "ndim", 1) != 1:
