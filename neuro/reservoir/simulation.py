@@ -8,7 +8,10 @@ the input projection is computed once per block, and finiteness is checked once 
 block (on failure the block is replayed step by step from a snapshot so that
 ``SimulationDiverged`` names the exact step). The loop runs in ``torch.inference_mode``
 (no autograd bookkeeping per op; nothing in it needs gradients, and what it returns is
-made outside it). Spikes are recorded as indices (no per-step copy); the final trace
+made outside it). Spikes are recorded as indices (no per-step copy): per step on the torch
+path (its event-driven delivery needs them anyway), and on the Triton path (CUDA) as flags
+into a [T, B, N] block whose indices are taken once per block, so that the steps of a
+block run without a host synchronisation (``Stepper.step_flags``). The final trace
 r_T = r_0 d^T + sum_t d^(T-1-t) s_t (d = exp(-dt/trace_tau)) is formed from them at the
 end unless ``record_trace`` asks for the per-step traces.
 """
@@ -146,7 +149,11 @@ def simulate(
     trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
     traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None
     trace = state.trace.clone()
-    spike_chunks: list[Tensor] = []
+    spike_chunks: list[Tensor] = []  # per step, or (Triton) per block: see below
+    # the Triton step records its spike flags into one [T, B, N] block and the indices are
+    # taken once per block: no host sync inside a block (a per-step ``nonzero`` would wait
+    # for the GPU at every step)
+    flags = torch.empty(drive.shape, dtype=torch.bool, device=params.device) if stepper.steps_without_sync else None
 
     # inference mode: no autograd bookkeeping in the ~20 small ops of a step (~20% of a
     # step at N = 1k); everything created inside stays inside (the spike chunks are
@@ -159,7 +166,15 @@ def simulate(
             _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator)
             refractory = stepper.refractory
             snapshot = (buffer.clone(), None if refractory is None else refractory.clone())
-            if record_trace:
+            if flags is not None:
+                for t, drive_t in enumerate(block.unbind(0)):
+                    stepper.step_flags(drive_t, flags[t])
+                    if record_trace:
+                        trace.mul_(trace_decay).add_(flags[t])
+                        traces[:, start + t] = trace
+                append(flags[:steps].view(steps, b * n).nonzero())  # [S, 2]: (step in block, b * N + j)
+                spike_chunks[-1][:, 0] += start
+            elif record_trace:
                 for t, drive_t in enumerate(block.unbind(0)):
                     append(stepper.step(drive_t))
                     trace.mul_(trace_decay).add_(stepper.spikes)
@@ -173,10 +188,13 @@ def simulate(
                 _replay_to_divergence(snapshot, block, params, dt_ms, state.step + start)
                 raise
 
-    # a step returns its spike indices as [S] or [S, 1] (the same shape in every step)
-    counts = torch.tensor([len(c) for c in spike_chunks], dtype=torch.long, device=params.device)
-    flat = (torch.cat(spike_chunks).view(-1) if spike_chunks
-            else torch.zeros(0, dtype=torch.long, device=params.device))
+    if flags is not None:
+        pairs = torch.cat(spike_chunks) if spike_chunks else torch.zeros(0, 2, dtype=torch.long, device=params.device)
+        counts, flat = torch.bincount(pairs[:, 0], minlength=num_steps), pairs[:, 1]
+    else:  # a step returns its spike indices as [S] or [S, 1] (the same shape in every step)
+        counts = torch.tensor([len(c) for c in spike_chunks], dtype=torch.long, device=params.device)
+        flat = (torch.cat(spike_chunks).view(-1) if spike_chunks
+                else torch.zeros(0, dtype=torch.long, device=params.device))
     refractory = stepper.refractory
     if refractory is not None and refractory.is_inference():  # made in the loop: an ordinary copy
         refractory = refractory.clone()

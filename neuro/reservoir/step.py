@@ -327,22 +327,23 @@ def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
     return out.mul_(scale)
 
 
-def _resolve_network_step(buffer: Tensor, table: EventTable):
-    """The kernel for a whole simulation: ``kernels.izhikevich`` dispatches and checks its
-    inputs on every call (~5 us on a CPU); here the rule (``kernels.dispatch.use_triton``)
-    is applied once, and the Stepper's own buffers need no checks."""
+def _resolve_network_steps(buffer: Tensor, table: EventTable):
+    """(network step, flag step or None) for a whole simulation: ``kernels.izhikevich``
+    dispatches and checks its inputs on every call (~5 us on a CPU); here the rule
+    (``kernels.dispatch.use_triton``) is applied once, and the Stepper's own buffers need no
+    checks. The flag step (``izhikevich_step_no_sync_``) exists on the Triton path only."""
     import kernels.izhikevich as kernel
 
     naive = getattr(kernel, "naive_izhikevich_network_step_", None)
     if naive is None:
-        return izhikevich_network_step_
+        return izhikevich_network_step_, None
     from kernels.dispatch import use_triton
 
     # targets share the weights' device (reading them would build a shared wiring's table)
     if buffer.dtype != torch.float64 and use_triton(buffer, table.weights):
-        from kernels.izhikevich.triton import triton_izhikevich_network_step_
-        return triton_izhikevich_network_step_
-    return naive
+        from kernels.izhikevich.triton import izhikevich_step_no_sync_, triton_izhikevich_network_step_
+        return triton_izhikevich_network_step_, izhikevich_step_no_sync_
+    return naive, None
 
 
 class Stepper:
@@ -376,7 +377,8 @@ class Stepper:
         self.refractory = refractory
         if params.neurons.refractory_ms > 0 and refractory is None:
             self.refractory = torch.zeros_like(self.scratch_hc)
-        self._network_step = _resolve_network_step(buffer, params.event_table)
+        self._network_step, flag_step = _resolve_network_steps(buffer, params.event_table)
+        self._flag_step = flag_step if self.refractory is None else None
         if bind and self.refractory is None and self._network_step is not izhikevich_network_step_:
             # torch reference on this device: bind everything once (same values, fewer and
             # cheaper ops; building it costs a few tables, worth it for a loop of steps)
@@ -391,6 +393,24 @@ class Stepper:
                 self.u_decay, self.u_v_gain, params.neurons.c, self.v_peak, self.synapse_decay,
                 shared_targets=shared, fill_spikes=fill_spikes,
             )
+
+    @property
+    def steps_without_sync(self) -> bool:
+        """Whether ``step_flags`` is available: the Triton step (CUDA, or forced under the
+        interpreter) without a refractory clamp."""
+        return self._flag_step is not None
+
+    def step_flags(self, drive: Tensor, spikes: Tensor) -> None:
+        """One step that writes its spike flags into ``spikes`` [B, N] bool (e.g. a slice of
+        a block's [T, B, N] record) and returns nothing. No host synchronisation: where
+        ``step`` returns spike indices (a ``nonzero``, which waits for the GPU), a loop of
+        ``step_flags`` only queues kernels. Needs ``steps_without_sync``."""
+        if self._flag_step is None:
+            raise RuntimeError("step_flags needs the Triton step without a refractory clamp "
+                               "(see steps_without_sync); use step")
+        table, neurons = self.params.event_table, self.params.neurons
+        self._flag_step(self.buffer, drive, spikes, table.targets, table.weights, self.half_step, self.k1,
+                        self.k2, self.u_decay, self.u_v_gain, neurons.c, self.v_peak, self.synapse_decay)
 
     def step(self, drive: Tensor) -> Tensor:
         """One step driven by ``drive`` [B, N] (external current + 140); returns the flat

@@ -117,3 +117,44 @@ def test_spike_queue_across_blocks_and_networks():
     else:  # GPU atomics: arrival order differs at the ulp level; early steps agree
         differs = (raster != ref_raster).flatten(1).any(1)
         assert not differs[:10].any()
+
+
+@pytest.mark.parametrize("synapse,record_trace", [("delta", False), ("exponential", True)])
+def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record_trace, monkeypatch):
+    # The reservoir's simulate on the Triton step records spike flags per step and takes
+    # their indices once per block (no per-step host sync); it must give the reference's
+    # run: same raster, traces, state and spike count (interpreter: bit for bit).
+    from neuro.reservoir.network import make_reservoir, simulate
+    from neuro.reservoir.step import Stepper
+
+    params, state = make_reservoir(120, 2, in_degree=15, batch_size=2, synapse=synapse,
+                                   weight_scale=4.0, seed=3, dtype=torch.float32,
+                                   device=DEVICE)
+    gen = torch.Generator().manual_seed(2)
+    steps = 45  # blocks of 16, 16 and 13 steps
+    inputs = torch.rand(2, steps, 2, generator=gen).to(DEVICE)
+    noise = (8 * torch.randn(2, steps, 120, generator=gen)).to(DEVICE)
+    run = lambda: simulate(params, state, inputs, 0.5, noise=noise, record="dense",  # noqa: E731
+                           record_trace=record_trace, block_steps=16)
+
+    def per_step_sync(self, drive):
+        raise AssertionError("the Triton path of simulate called Stepper.step (a host sync per step)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Stepper, "step", per_step_sync)
+        fast = run()
+    monkeypatch.setenv("NEUROBRIDGE_KERNELS", "naive")
+    reference = run()
+    assert reference.num_spikes > 50
+    assert fast.num_spikes == reference.num_spikes
+    if DEVICE == "cpu":
+        assert torch.equal(fast.spikes, reference.spikes)
+        for got, want in ((fast.state.neurons.v_mv, reference.state.neurons.v_mv),
+                          (fast.state.neurons.u, reference.state.neurons.u),
+                          (fast.state.synaptic_current, reference.state.synaptic_current),
+                          (fast.state.trace, reference.state.trace)):
+            assert torch.equal(got, want)
+        if record_trace:
+            assert torch.equal(fast.trace, reference.trace)
+    else:  # GPU atomics: arrival order differs at the ulp level; early steps agree
+        assert torch.equal(fast.spikes[:, :10], reference.spikes[:, :10])
