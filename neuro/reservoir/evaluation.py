@@ -55,20 +55,41 @@ def trial_performance(output: np.ndarray, ideal: np.ndarray, columns,
     (default: the whole trial), for the given readout columns, against the ideal
     (expected-value) target y*. 1 is perfect, 0 is the score of a silent readout; it can
     be negative. output [trials, B, bins, R], ideal and mask [trials, bins, R] -> [trials, B]."""
+    output, ideal = np.asarray(output, float), np.asarray(ideal, float)
+    if output.ndim != 4 or ideal.shape != (output.shape[0], *output.shape[2:]):
+        raise ValueError(f"output must be [trials, B, bins, R] and ideal [trials, bins, R] of the same "
+                         f"trials, bins and R; got {list(output.shape)} and {list(ideal.shape)}")
+    if mask is not None and np.shape(mask) != ideal.shape:
+        raise ValueError(f"mask must have ideal's shape {list(ideal.shape)}, got {list(np.shape(mask))}")
     columns = list(columns)
     z = output[..., columns]
     y = ideal[:, None][..., columns]
-    w = 1.0 if mask is None else mask[:, None][..., columns].astype(float)
+    w = 1.0 if mask is None else np.asarray(mask)[:, None][..., columns].astype(float)
     residual = (w * (z - y) ** 2).sum(axis=(-1, -2))
     power = (w * y**2).sum(axis=(-1, -2))
+    _check_power(power[:, 0], "ideal (over the mask and columns)")
     return 1.0 - residual / power
+
+
+def _check_power(power: np.ndarray, name: str) -> None:
+    """ValueError naming the trials where a score's denominator ||y||^2 is 0 (undefined)."""
+    silent = np.flatnonzero(~(power > 0))
+    if silent.size:
+        raise ValueError(f"{name} is zero in trials {silent[:10].tolist()}"
+                         f"{' ...' if silent.size > 10 else ''}: the score 1 - ||z - y||^2 / ||y||^2 "
+                         "is undefined there; leave those trials out")
 
 
 def height_performance(heights: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-trial amplitude score 1 - sum_k (h_k - p_k)^2 / sum_k p_k^2 from fitted heights
     h [trials, ..., K] and true probabilities p [trials, ..., K] -> [trials, ...] (1 is
     perfect, 0 a silent readout). Robust to output wiggles away from the target shape."""
-    return 1.0 - ((heights - truth) ** 2).sum(-1) / (truth**2).sum(-1)
+    heights, truth = np.asarray(heights, float), np.asarray(truth, float)
+    if heights.shape != truth.shape:
+        raise ValueError(f"heights {list(heights.shape)} and truth {list(truth.shape)} must have one shape")
+    power = (truth**2).sum(-1)
+    _check_power(power.reshape(power.shape[0], -1).min(-1) if power.ndim else power.reshape(1), "truth")
+    return 1.0 - ((heights - truth) ** 2).sum(-1) / power
 
 
 def trials_until_within(deviation: np.ndarray, switch: int, tolerance: float, window: int = 5) -> float:

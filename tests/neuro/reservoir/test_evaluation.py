@@ -79,3 +79,27 @@ def test_height_performance_and_trials_until_within():
     # windows of 3 from trial 5: medians 90, 80, 20, 10, 5, 5 -> first <= 12.5 at k = 3
     assert ev.trials_until_within(deviation, 5, 12.5, window=3) == 3
     assert ev.trials_until_within(deviation, 5, 1.0, window=3) == float("inf")
+
+
+def test_scores_refuse_a_target_with_no_power_and_mismatched_shapes():
+    # 1 - ||z - y||^2 / ||y||^2 is 0/0 where the target is zero: a named error, not NaN
+    rng = np.random.default_rng(2)
+    ideal = rng.random((4, 30, 3))
+    ideal[2, :, 1] = 0.0
+    output = ideal[:, None].repeat(2, axis=1)
+    assert np.allclose(ev.trial_performance(output, ideal, [0, 1]), 1.0)  # column 0 carries trial 2
+    with pytest.raises(ValueError, match=r"ideal \(over the mask and columns\) is zero in trials \[2\]"):
+        ev.trial_performance(output, ideal, [1])
+    mask = np.ones_like(ideal, dtype=bool)
+    mask[3] = False
+    with pytest.raises(ValueError, match=r"is zero in trials \[3\]"):
+        ev.trial_performance(output, ideal, [0], mask=mask)
+    with pytest.raises(ValueError, match="output must be"):
+        ev.trial_performance(output[:, :, :20], ideal, [0])
+    with pytest.raises(ValueError, match="mask must have ideal's shape"):
+        ev.trial_performance(output, ideal, [0], mask=mask[:, :20])
+    truth = np.array([[0.5, 0.3, 0.2], [0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"truth is zero in trials \[1\]"):
+        ev.height_performance(truth, truth)
+    with pytest.raises(ValueError, match="must have one shape"):
+        ev.height_performance(truth[:, :2], truth)
