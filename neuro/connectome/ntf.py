@@ -131,7 +131,7 @@ def prepare_tensor(tensor, mask=None, dtype=None, device=None):
     return tensor, mask
 
 
-def _initial_factors(shape, rank, init, generator, dtype, device):
+def _initial_factors(shape, rank, init, generator, dtype, device, method):
     if isinstance(init, str):
         if init != "random":
             raise ValueError("init must be 'random' or a list of (I_n, R) factor matrices, got "
@@ -159,7 +159,23 @@ def _initial_factors(shape, rank, init, generator, dtype, device):
         if bool((factor < 0).any()) or not bool(torch.isfinite(factor).all()):
             raise ValueError(f"init[{mode}] must be finite and non-negative")
         factors.append(factor)
+    _check_no_dead_component(factors, method)
     return factors
+
+
+def _check_no_dead_component(factors, method: str) -> None:
+    """ValueError for a component the updates can never make non-zero. A component k whose
+    column is zero in two modes is zero in every mode's Hadamard product of the others'
+    Gram matrices (H[k, k] = 0), so HALS never updates it; multiplicative updates never
+    change a zero entry, so under "mu" one zero column suffices."""
+    zero = torch.stack([~(factor != 0).any(0) for factor in factors])  # (modes, R)
+    dead = zero.sum(0) >= (1 if method == "mu" else 2)
+    if bool(dead.any()):
+        k = int(dead.nonzero()[0])
+        modes = zero[:, k].nonzero().view(-1).tolist()
+        raise ValueError(f"init: component {k} is all zero in modes {modes}; {method!r} can never "
+                         "make it non-zero (the fit would silently keep a dead component): give "
+                         "it positive entries")
 
 
 def _hals_update(factor_t, mttkrp_t, hadamard, sweeps, inner_tol):
@@ -252,7 +268,7 @@ def ntf(
     tensor_norm = norm_squared ** 0.5
 
     generator = torch_generator(seed)
-    factors = _initial_factors(shape, rank, init, generator, dtype, device)
+    factors = _initial_factors(shape, rank, init, generator, dtype, device, method)
     if tensor_norm == 0.0:
         warnings.warn("ntf: the tensor is all zero (where observed); returning zero factors",
                       RuntimeWarning, stacklevel=2)

@@ -196,3 +196,24 @@ def test_extrapolation_keeps_monotone_errors_and_needs_no_more_iterations():
         return int(np.argmax(history.numpy() - final <= 1e-4))
 
     assert iterations_to(fast.error_history) <= iterations_to(plain.error_history)
+
+
+def test_a_component_the_updates_cannot_revive_is_refused():
+    tensor = torch.rand(6, 5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    start = [torch.rand(size, 2, generator=torch.Generator().manual_seed(size), dtype=torch.float64)
+             for size in (6, 5, 4)]
+    # zero in one mode: HALS revives it (the other two modes' Gram product is non-zero)
+    one = [f.clone() for f in start]
+    one[1][:, 1] = 0
+    revived = ntf(tensor, 2, init=one, n_iter_max=3)
+    assert all(bool((factor[:, 1] > 0).any()) for factor in revived.factors)
+    # zero in two modes: H[1, 1] = 0 in every mode's update, so it would stay zero forever
+    two = [f.clone() for f in one]
+    two[2][:, 1] = 0
+    with pytest.raises(ValueError, match=r"component 1 is all zero in modes \[1, 2\]; 'hals' can never"):
+        ntf(tensor, 2, init=two)
+    with pytest.raises(ValueError, match=r"component 0 is all zero in modes \[0, 1, 2\]"):
+        ntf(tensor, 2, init=[torch.zeros_like(f) for f in start])
+    # multiplicative updates never change a zero entry: one zero column is already dead
+    with pytest.raises(ValueError, match=r"component 1 is all zero in modes \[1\]; 'mu' can never"):
+        ntf(tensor, 2, init=one, method="mu")
