@@ -7,6 +7,7 @@ synaptic events per second), the three-factor step, and whether the library path
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import statistics
@@ -54,7 +55,7 @@ def _fla_chunk_gla():
     try:
         from fla.ops.gla import chunk_gla as fla_chunk_gla
         return fla_chunk_gla, ""
-    except Exception as error:  # not installed, or incompatible with this torch/triton
+    except Exception as error:  # noqa: BLE001 - optional peer: absent, or broken here
         return None, f"{type(error).__name__}: {error}"[:200]
 
 
@@ -79,12 +80,13 @@ def time_gla(config: Config, device: str, out: RunDir, implementations: tuple[st
         inputs = _gla_inputs(batch, length, heads, dim, dtype, device, seed=0, grad=True)
         grad_out = torch.randn(batch, length, heads, dim, device=device, dtype=dtype)
         qt, kt, vt = (x.detach().transpose(1, 2).contiguous().requires_grad_() for x in inputs[:3])
+        # Each timed function binds this shape's tensors now (default argument or partial).
         functions = {
-            "ours": (lambda: chunk_gla(*inputs)[0], config.repeats),
-            "naive": (lambda: naive_chunk_gla(*inputs)[0], config.naive_repeats),
-            "sdpa_causal": (lambda: torch.nn.functional.scaled_dot_product_attention(
-                qt, kt, vt, is_causal=True), config.repeats),
-            "fla_chunk_gla": (lambda: fla_op(*inputs)[0], config.repeats),
+            "ours": (lambda inputs=inputs: chunk_gla(*inputs)[0], config.repeats),
+            "naive": (lambda inputs=inputs: naive_chunk_gla(*inputs)[0], config.naive_repeats),
+            "sdpa_causal": (functools.partial(torch.nn.functional.scaled_dot_product_attention,
+                                              qt, kt, vt, is_causal=True), config.repeats),
+            "fla_chunk_gla": (lambda inputs=inputs: fla_op(*inputs)[0], config.repeats),
         }
         key = shape.replace("x", "_")
         for name in implementations:
@@ -93,8 +95,8 @@ def time_gla(config: Config, device: str, out: RunDir, implementations: tuple[st
             try:
                 with torch.no_grad():
                     fwd = median_ms(fn, repeats)
-                fwd_bwd = median_ms(lambda: fn().backward(grad), repeats)
-            except Exception as error:  # e.g. fla incompatible with this triton, or OOM
+                fwd_bwd = median_ms(lambda fn=fn, grad=grad: fn().backward(grad), repeats)
+            except Exception as error:  # noqa: BLE001 - any failure (OOM, fla) is a NaN timing
                 _say(out, f"GLA {shape} {name}: {type(error).__name__}: {error}"[:300])
                 fwd = fwd_bwd = float("nan")
             for x in inputs + [qt, kt, vt]:
@@ -110,7 +112,7 @@ def time_gla(config: Config, device: str, out: RunDir, implementations: tuple[st
                 with torch.no_grad():
                     metrics[f"gla_{key}_ours_vs_fla_rel_rms"] = _relative_rms(
                         chunk_gla(*inputs)[0], fla_op(*inputs)[0])
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - logged; the timings go on
                 _say(out, f"GLA {shape} ours vs fla: {type(error).__name__}: {error}"[:300])
         functions.clear()  # drop this shape's closures (and their tensors) before the next
         if device == "cuda":
@@ -119,16 +121,37 @@ def time_gla(config: Config, device: str, out: RunDir, implementations: tuple[st
 
 
 def _gla_ratios(config: Config, metrics: dict) -> dict:
+    def get(key, name, kind):
+        return metrics.get(f"gla_{key}_{name}_{kind}_ms", float("nan"))
+
     ratios = {}
     for shape in config.gla_shapes:
         key = shape.replace("x", "_")
-        get = lambda name, kind: metrics.get(f"gla_{key}_{name}_{kind}_ms", float("nan"))  # noqa
         for kind in ("fwd", "fwd_bwd"):
-            ratios[f"gla_{key}_naive_over_ours_{kind}"] = get("naive", kind) / get("ours", kind)
-            ours = get("ours", kind)
-            ratios[f"gla_{key}_ours_over_fla_{kind}"] = ours / get("fla_chunk_gla", kind)
-            ratios[f"gla_{key}_ours_over_sdpa_{kind}"] = ours / get("sdpa_causal", kind)
+            ours = get(key, "ours", kind)
+            ratios[f"gla_{key}_naive_over_ours_{kind}"] = get(key, "naive", kind) / ours
+            ratios[f"gla_{key}_ours_over_fla_{kind}"] = ours / get(key, "fla_chunk_gla", kind)
+            ratios[f"gla_{key}_ours_over_sdpa_{kind}"] = ours / get(key, "sdpa_causal", kind)
     return ratios
+
+
+def _noisy_drive(base, std, noise_buffer, drive_buffer):
+    """``drive_fn(t)``: ``base + std * N(0, 1)`` with fresh noise, written into the fixed
+    buffers' slot ``t`` (fixed addresses, so a CUDA graph can capture it)."""
+    def drive_fn(t):
+        torch.randn(*noise_buffer.shape[1:], device=noise_buffer.device, out=noise_buffer[t])
+        torch.addcmul(base, std, noise_buffer[t], out=drive_buffer[t])
+        return drive_buffer[t]
+    return drive_fn
+
+
+def _eager_advance(step, state, drive_fn, spikes, step_args, counts, block):
+    """``advance()``: ``block`` eager population steps, each step's spikes added to counts."""
+    def advance():
+        for t in range(block):
+            step(state, drive_fn(t), spikes, *step_args)
+            counts.add_(spikes.sum(dim=1))
+    return advance
 
 
 def time_spiking(config: Config, device: str, out: RunDir) -> tuple[list[dict], dict]:
@@ -154,12 +177,7 @@ def time_spiking(config: Config, device: str, out: RunDir) -> tuple[list[dict], 
         noise_buffer = torch.empty(block, batch, n, device=device)
         drive_buffer = torch.empty(block, batch, n, device=device)
         base = torch.full_like(std, 140.0)
-
-        def drive_fn(t):
-            torch.randn(batch, n, device=device, out=noise_buffer[t])
-            torch.addcmul(base, std, noise_buffer[t], out=drive_buffer[t])
-            return drive_buffer[t]
-
+        drive_fn = _noisy_drive(base, std, noise_buffer, drive_buffer)
         step_args = (targets, weights, args["half_step_ms"], args["k1"], args["k2"],
                      args["u_decay"], args["u_v_gain"], args["v_reset"], args["v_peak_mv"])
         modes = ["eager"] if device != "cuda" else (["eager", "graph"] if n * batch <= 16384
@@ -172,10 +190,8 @@ def time_spiking(config: Config, device: str, out: RunDir) -> tuple[list[dict], 
                                            steps_per_graph=block)
                 advance = stepper.replay
             else:
-                def advance():
-                    for t in range(block):
-                        izhikevich_step_no_sync_(state, drive_fn(t), spikes, *step_args)
-                        counts.add_(spikes.sum(dim=1))
+                advance = _eager_advance(izhikevich_step_no_sync_, state, drive_fn, spikes,
+                                         step_args, counts, block)
             for _ in range(max(1, warm // block)):
                 advance()
             if device == "cuda":
@@ -241,7 +257,7 @@ def check_wiring(device: str, out: RunDir) -> dict:
         o = o[0] if isinstance(o, tuple) else o
         ref = naive_recurrent_gla(q.double(), k.double(), v.double(), g.double())[0]
         metrics["wiring_bridges_gla_rel_rms"] = _relative_rms(o, ref)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - a wiring check records any failure and goes on
         out.log(f"wiring bridges GLA: {type(error).__name__}: {error}"[:300])
     try:
         from neuro.reservoir.build import make_reservoir
@@ -258,7 +274,7 @@ def check_wiring(device: str, out: RunDir) -> dict:
                 torch.cuda.synchronize()
             metrics[f"wiring_reservoir_{mode}_seconds_400_steps"] = time.perf_counter() - t0
             metrics[f"wiring_reservoir_{mode}_num_spikes"] = int(result.num_spikes)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - a wiring check records any failure and goes on
         out.log(f"wiring reservoir: {type(error).__name__}: {error}"[:300])
     finally:
         os.environ["NEUROBRIDGE_KERNELS"] = "auto" if device == "cuda" else "triton"

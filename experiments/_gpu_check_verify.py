@@ -212,8 +212,8 @@ def build_network(batch, num_neurons, in_degree, excitatory_weight, inhibitory_w
     state = torch.zeros(batch, slots, dtype=dtype, device=device)
     state[:, :n] = -65.0
     state[:, n:2 * n] = (b * -65.0).to(dtype)
-    return dict(state=state, targets=targets, weights=weights, excitatory=excitatory,
-                a=a, b=b, c=c.to(dtype))
+    return {"state": state, "targets": targets, "weights": weights, "excitatory": excitatory,
+            "a": a, "b": b, "c": c.to(dtype)}
 
 
 def _step_args(net, dt_ms, dtype=torch.float32, tensors=True):
@@ -222,10 +222,10 @@ def _step_args(net, dt_ms, dtype=torch.float32, tensors=True):
     a, b = net["a"], net["b"]
     scalar = ((lambda x: torch.tensor(x, dtype=dtype, device=a.device)) if tensors
               else float)
-    return dict(half_step_ms=scalar(dt_ms / 2), k1=scalar(0.04 * dt_ms / 2),
-                k2=scalar(1 + 5 * dt_ms / 2), u_decay=(1 - a * dt_ms).to(dtype),
-                u_v_gain=(a * b * dt_ms).to(dtype), v_reset=net["c"].to(dtype),
-                v_peak_mv=scalar(30.0))
+    return {"half_step_ms": scalar(dt_ms / 2), "k1": scalar(0.04 * dt_ms / 2),
+            "k2": scalar(1 + 5 * dt_ms / 2), "u_decay": (1 - a * dt_ms).to(dtype),
+            "u_v_gain": (a * b * dt_ms).to(dtype), "v_reset": net["c"].to(dtype),
+            "v_peak_mv": scalar(30.0)}
 
 
 def verify_izhikevich(config: Config, device: str) -> list[dict]:

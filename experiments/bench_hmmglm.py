@@ -37,8 +37,14 @@ from scipy.optimize import linear_sum_assignment
 
 from experiments._bench import synchronize
 from experiments.store import RunDir
-from neuro.hmmglm import HMMGLM, default_basis, forward_backward, lag_basis, make_params
-from neuro.hmmglm import reference_problem
+from neuro.hmmglm import (
+    HMMGLM,
+    default_basis,
+    forward_backward,
+    lag_basis,
+    make_params,
+    reference_problem,
+)
 from neuro.hmmglm.basis import design_matrix, filters_from_weights
 from neuro.hmmglm.data import prepare
 from neuro.hmmglm.init import kmeans_initialization
@@ -279,9 +285,9 @@ def _figure(out, metrics, rows):
 def _peer(problem, init, config, fb_log_lik, out):
     """dynamax with a user-written Poisson-GLM emission; None when dynamax does not import."""
     try:
+        import dynamax
         import jax
         import jax.numpy as jnp
-        import dynamax
         from dynamax.hidden_markov_model import hmm_smoother
     except ImportError as error:
         out.log(f"peer unavailable: {error}")

@@ -46,7 +46,7 @@ def _cmd_run(args) -> int:
     except KeyboardInterrupt:
         print("neuro: interrupted; the run directory is marked incomplete", file=sys.stderr)
         return EXIT_RUN_FAILED
-    except Exception as error:  # the run failed: status.json holds the traceback
+    except Exception as error:  # noqa: BLE001 - any run failure: status.json has the traceback
         print(f"neuro: run failed: {type(error).__name__}: {error}", file=sys.stderr)
         print("hint: the traceback is in status.json of the newest run directory under "
               f"{Path(args.out) / args.name.replace('-', '_')}", file=sys.stderr)

@@ -40,7 +40,7 @@ def run_demo(out_root: str | Path = "runs", seed: int = 0, device: str = "cpu", 
             result = run_experiment(name, overrides=overrides, out_root=demo_dir, seed=seed,
                                     device=device, quiet=quiet)
             entry.update(status="complete", run_path=result.path)
-        except Exception as error:  # record it; the other parts still run
+        except Exception as error:  # noqa: BLE001 - record any failure; the other parts still run
             failures.append(name)
             entry.update(status="failed", error="".join(
                 traceback.format_exception_only(type(error), error)).strip())

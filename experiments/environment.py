@@ -16,7 +16,7 @@ def _git_commit() -> str | None:
     repo = Path(__file__).resolve().parent.parent
     try:
         result = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=5)
+                                capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None

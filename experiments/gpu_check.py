@@ -20,6 +20,7 @@ On a CPU with ``TRITON_INTERPRET=1`` it runs the same code at tiny sizes (a smok
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -86,7 +87,7 @@ def _guarded(section, out: RunDir, fallback):
     import traceback
     try:
         return section()
-    except Exception:
+    except Exception:  # noqa: BLE001 - by design: log any failure, keep the other sections
         out.log("section failed:\n" + traceback.format_exc()[-3000:])
         print(traceback.format_exc()[-3000:], flush=True)
         return fallback
@@ -158,8 +159,8 @@ def _run(config: Config, out: RunDir) -> dict[str, float]:
     for implementations in (ours_and_references, peers):
         if not implementations:
             continue
-        rows, gla_metrics = _guarded(lambda: time_gla(config, device, out, implementations),
-                                     out, ([], {}))
+        rows, gla_metrics = _guarded(functools.partial(time_gla, config, device, out,
+                                                       implementations), out, ([], {}))
         gla_rows += rows
         metrics.update(gla_metrics)
         out.save_table("gla_timings", gla_rows, caption=caption)

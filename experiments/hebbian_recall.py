@@ -54,7 +54,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     rng = np.random.default_rng(np.random.SeedSequence(out.seed))
     rows, measured, predicted = [], [], []
     for ratio in out.progress(config.load_ratios, desc="load"):
-        num_pairs = max(1, int(round(ratio * config.key_dim)))
+        num_pairs = max(1, round(ratio * config.key_dim))
         error = measured_bit_error(num_pairs, config, rng)
         theory = predicted_bit_error(num_pairs, config.key_dim)
         measured.append(error)

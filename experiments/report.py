@@ -133,8 +133,8 @@ def write_combined_report(path: str | Path, title: str, entries: list[dict]) -> 
         f"<td class=\"num\">{e.get('seconds', 0.0):.1f}</td><td>{_esc(e.get('description', ''))}</td></tr>"
         for e in entries)
     parts = [f"<h1>{_esc(title)}</h1>",
-             "<table><tr><th>experiment</th><th>status</th><th>seconds</th><th>what it shows</th></tr>"
-             f"{summary_rows}</table>"]
+             ("<table><tr><th>experiment</th><th>status</th><th>seconds</th><th>what it shows</th></tr>"
+              f"{summary_rows}</table>")]
     for entry in entries:
         parts.append(f"<h2 id=\"{_esc(entry['name'])}\">{_esc(entry['name'])}</h2>"
                      f"<p>{_esc(entry.get('description', ''))}</p>")

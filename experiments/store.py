@@ -194,7 +194,7 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, float | int | bool | str
 
 
 def format_metric(value: Any) -> str:
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return str(value)
     if isinstance(value, int):
         return f"{value:d}"

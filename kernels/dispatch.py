@@ -34,12 +34,12 @@ def kernel_mode() -> str:
     return mode
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_available() -> bool:
     """Whether ``import triton`` succeeds (checked once, lazily)."""
     try:
         importlib.import_module("triton")
-    except Exception:  # ImportError, or a broken install raising anything else
+    except Exception:  # noqa: BLE001 - ImportError, or a broken install raising anything else
         return False
     return True
 

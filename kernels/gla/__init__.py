@@ -16,10 +16,16 @@ import torch
 from torch import Tensor
 
 from kernels.dispatch import use_triton
-from kernels.gla.naive import (naive_chunk_gla, naive_linear_attention, naive_recurrent_gla)
+from kernels.gla.naive import naive_chunk_gla, naive_linear_attention, naive_recurrent_gla
 
-__all__ = ["chunk_gla", "fused_recurrent_gla", "linear_attention", "naive_chunk_gla",
-           "naive_recurrent_gla", "naive_linear_attention"]
+__all__ = [
+    "chunk_gla",
+    "fused_recurrent_gla",
+    "linear_attention",
+    "naive_chunk_gla",
+    "naive_linear_attention",
+    "naive_recurrent_gla",
+]
 
 
 def _check_tensors(q, k, v, g) -> None:

@@ -35,6 +35,7 @@ Gradients come from autograd through these references.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -78,7 +79,7 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
                              f"{tuple(cu_seqlens.shape)}")
         offsets = cu_seqlens.tolist()
         if offsets[0] != 0 or offsets[-1] != q.shape[1] or any(
-                b < a for a, b in zip(offsets[:-1], offsets[1:])):
+                b < a for a, b in itertools.pairwise(offsets)):
             raise ValueError(f"cu_seqlens must be non-decreasing from 0 to T={q.shape[1]}, "
                              f"got {offsets}")
         num_sequences = len(offsets) - 1
@@ -109,7 +110,7 @@ def _split_sequences(q, k, v, g, initial_state, cu_seqlens):
         yield q, k, v, g, initial_state
         return
     offsets = cu_seqlens.tolist()
-    for n, (start, end) in enumerate(zip(offsets[:-1], offsets[1:])):
+    for n, (start, end) in enumerate(itertools.pairwise(offsets)):
         h0 = None if initial_state is None else initial_state[n:n + 1]
         yield (q[:, start:end], k[:, start:end], v[:, start:end],
                None if g is None else g[:, start:end], h0)

@@ -36,6 +36,8 @@ runs under the interpreter and on a GPU.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 import triton
@@ -92,7 +94,7 @@ def _intra_scores_kernel(q, k, gc, A, bounds, H: tl.constexpr, K: tl.constexpr,
         b_r = tl.load(gc + (r0 * H + i_h) * K + o_k, mask=m_k, other=0.0)
         q_ref = (q_i * tl.exp(tl.where(m_ik, b_i - b_r[None, :], 0.0))).to(dt)
         o_c = tl.arange(0, BC)
-        for j_blk in range(0, i_i):
+        for j_blk in range(i_i):
             o_j = bos + j_blk * BC + o_c
             offs_j = (o_j * H + i_h)[:, None] * K + o_k[None, :]
             k_j = tl.load(k + offs_j, mask=m_k[None, :], other=0.0).to(tl.float32)
@@ -110,7 +112,7 @@ def _intra_scores_kernel(q, k, gc, A, bounds, H: tl.constexpr, K: tl.constexpr,
             acc = tl.where(o_c[:, None] >= o_c[None, :], acc, 0.0)
         else:  # exact pairwise exponents, column by column
             acc = tl.zeros([BC, BC], dtype=tl.float32)
-            for j in range(0, BC):
+            for j in range(BC):
                 jj = r0 + j
                 m_j = m_k & ((o_k * 0 + jj) < eos)
                 k_j = tl.load(k + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
@@ -145,7 +147,7 @@ def _state_fwd_kernel(k, v, gc, h0, hs, ht, cu, chunk_offsets, H: tl.constexpr,
     state = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_H0:
         state += tl.load(h0 + i_nh * K * V + offs_kv, mask=m_kv, other=0.0).to(tl.float32)
-    for i in range(0, num_chunks):
+    for i in range(num_chunks):
         tl.store(hs + ((c0 + i) * H + i_h) * K * V + offs_kv, state, mask=m_kv)
         o_t = bos + i * BT + tl.arange(0, BT)
         m_t = o_t < eos
@@ -177,7 +179,7 @@ def _output_kernel(q, v, gc, A, hs, o, bounds, scale, H: tl.constexpr, K: tl.con
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
     acc = tl.zeros([BT, BV], dtype=tl.float32)
-    for i_k in range(0, tl.cdiv(K, BK)):
+    for i_k in range(tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
         m_tk = m_t[:, None] & m_k[None, :]
@@ -220,7 +222,7 @@ def _state_bwd_kernel(q, do, gc, dht, dhs, dh0, cu, chunk_offsets, scale, H: tl.
     grad = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_DHT:
         grad += tl.load(dht + i_nh * K * V + offs_kv, mask=m_kv, other=0.0).to(tl.float32)
-    for step in range(0, num_chunks):
+    for step in range(num_chunks):
         i = num_chunks - 1 - step
         tl.store(dhs + ((c0 + i) * H + i_h) * K * V + offs_kv, grad, mask=m_kv)
         o_t = bos + i * BT + tl.arange(0, BT)
@@ -259,7 +261,7 @@ def _dv_kernel(k, do, gc, A, dhs, dv, bounds, scale, H: tl.constexpr, K: tl.cons
     do_t = tl.load(do + (o_t * H + i_h)[:, None] * V + o_v[None, :],
                    mask=m_t[:, None] & m_v[None, :], other=0.0).to(dt)
     acc = tl.dot(tl.trans(a.to(dt)), do_t, input_precision=PREC) * scale
-    for i_k in range(0, tl.cdiv(K, BK)):
+    for i_k in range(tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
         m_tk = m_t[:, None] & m_k[None, :]
@@ -285,7 +287,7 @@ def _dscores_kernel(v, do, dA, bounds, scale, H: tl.constexpr, V: tl.constexpr,
     o_t = bos + tl.arange(0, BT)
     m_t = o_t < eos
     acc = tl.zeros([BT, BT], dtype=tl.float32)
-    for i_v in range(0, tl.cdiv(V, BV)):
+    for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
         offs = (o_t * H + i_h)[:, None] * V + o_v[None, :]
@@ -319,7 +321,7 @@ def _intra_grad_kernel(q, k, gc, dA, dq, dk, bounds, H: tl.constexpr, K: tl.cons
         b_r = tl.load(gc + (r0 * H + i_h) * K + o_k, mask=m_k, other=0.0)
         # dq_x = sum_{j < block x} dA_xj k_j exp(b_x - b_j), through the reference row r0.
         grad_q = tl.zeros([BC, BK], dtype=tl.float32)
-        for j_blk in range(0, i_x):
+        for j_blk in range(i_x):
             o_j = bos + j_blk * BC + o_c
             offs_j = (o_j * H + i_h)[:, None] * K + o_k[None, :]
             k_j = tl.load(k + offs_j, mask=m_k[None, :], other=0.0).to(tl.float32)
@@ -359,7 +361,7 @@ def _intra_grad_kernel(q, k, gc, dA, dq, dk, bounds, H: tl.constexpr, K: tl.cons
             part = tl.dot(tl.trans(da), q_ref, input_precision=PREC)
             grad_k += tl.where(m_xk, part * tl.exp(b_ri[None, :] - b_x), 0.0)
         if span > SAFE_SPAN:  # diagonal block: exact pairwise exponents, column by column
-            for j in range(0, BC):
+            for j in range(BC):
                 jj = r0 + j
                 m_j = m_k & ((o_k * 0 + jj) < eos)
                 k_j = tl.load(k + (jj * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
@@ -392,7 +394,7 @@ def _inter_grad_kernel(q, k, v, do, gc, hs, dhs, dq_intra, dk_intra, dq, dk, dg_
     offs_tk = (o_t * H + i_h)[:, None] * K + o_k[None, :]
     acc_q = tl.zeros([BT, BK], dtype=tl.float32)
     acc_k = tl.zeros([BT, BK], dtype=tl.float32)
-    for i_v in range(0, tl.cdiv(V, BV)):
+    for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         offs_tv = (o_t * H + i_h)[:, None] * V + o_v[None, :]
@@ -432,7 +434,7 @@ def _reverse_cumsum_kernel(dg_local, dg_final, dg, cu, H: tl.constexpr, K: tl.co
     carry = tl.zeros([BK], dtype=tl.float32)
     if HAS_FINAL:
         carry += tl.load(dg_final + i_nh * K + o_k, mask=m_k, other=0.0)
-    for step in range(0, num_chunks):
+    for step in range(num_chunks):
         i = num_chunks - 1 - step
         o_t = bos + i * BT + tl.arange(0, BT)
         m_tk = (o_t < eos)[:, None] & m_k[None, :]
@@ -491,15 +493,14 @@ class _Layout:
         lengths = np.diff(offsets)
         counts = -(-lengths // CHUNK)
         chunk_offsets = np.concatenate([[0], np.cumsum(counts)])
-        starts = np.concatenate([np.arange(a, b, CHUNK) for a, b in zip(offsets[:-1],
-                                                                         offsets[1:])]
+        starts = np.concatenate([np.arange(a, b, CHUNK) for a, b in itertools.pairwise(offsets)]
                                 + [np.zeros(0, dtype=np.int64)])
         seq_of_chunk = np.repeat(np.arange(len(lengths)), counts)
         ends = np.minimum(starts + CHUNK, offsets[1:][seq_of_chunk])
         self.num_sequences = len(lengths)
         self.num_chunks = int(chunk_offsets[-1])
         self.total = int(offsets[-1])
-        to = dict(dtype=torch.int32, device=device)
+        to = {"dtype": torch.int32, "device": device}
         self.cu = torch.as_tensor(offsets, **to)
         self.chunk_offsets = torch.as_tensor(chunk_offsets, **to)
         self.bounds = torch.as_tensor(np.stack([starts, ends], axis=1).reshape(-1), **to)

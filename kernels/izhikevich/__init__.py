@@ -16,8 +16,13 @@ from kernels.dispatch import use_triton
 from kernels.izhikevich.naive import izhikevich_network_step_ as naive_izhikevich_network_step_
 from kernels.izhikevich.naive import izhikevich_neuron_update_, propagate_spikes_
 
-__all__ = ["check_network_step_inputs", "izhikevich_network_step_", "izhikevich_neuron_update_", "propagate_spikes_",
-           "naive_izhikevich_network_step_"]
+__all__ = [
+    "check_network_step_inputs",
+    "izhikevich_network_step_",
+    "izhikevich_neuron_update_",
+    "naive_izhikevich_network_step_",
+    "propagate_spikes_",
+]
 
 
 def check_network_step_inputs(state: Tensor, drive: Tensor, spikes: Tensor, targets: Tensor,

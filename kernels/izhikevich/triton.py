@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["triton_izhikevich_network_step_", "izhikevich_step_no_sync_", "CudaGraphStepper"]
+__all__ = ["CudaGraphStepper", "izhikevich_step_no_sync_", "triton_izhikevich_network_step_"]
 
 BLOCK_NEURONS = 1024
 ROWS_PER_ITERATION = 8

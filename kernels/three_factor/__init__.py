@@ -12,8 +12,12 @@ from kernels.dispatch import use_triton
 from kernels.three_factor.naive import check_three_factor_inputs
 from kernels.three_factor.naive import three_factor_step as naive_three_factor_step
 
-__all__ = ["check_three_factor_inputs", "three_factor_step", "three_factor_step_unchecked",
-           "naive_three_factor_step"]
+__all__ = [
+    "check_three_factor_inputs",
+    "naive_three_factor_step",
+    "three_factor_step",
+    "three_factor_step_unchecked",
+]
 
 
 def three_factor_step(weights: Tensor, pending: Tensor, eligibility: Tensor, features: Tensor,

@@ -5,8 +5,13 @@ Discovery" (ICLR 2024, arXiv 2310.15263). Import is light: torch and numpy only.
 """
 
 from neuro.hmmglm.basis import (
-    default_basis, design_matrix, exponential_basis, filters_from_weights, history_features,
-    lag_basis, raised_cosine_basis,
+    default_basis,
+    design_matrix,
+    exponential_basis,
+    filters_from_weights,
+    history_features,
+    lag_basis,
+    raised_cosine_basis,
 )
 from neuro.hmmglm.inference import Posterior, forward_backward, viterbi
 from neuro.hmmglm.model import HMMGLM

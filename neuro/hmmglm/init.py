@@ -35,7 +35,6 @@ from neuro.hmmglm.newton import PackedOuterProducts, newton_step
 from neuro.hmmglm.params import HMMGLMParams
 from neuro.hmmglm.seeding import torch_generator
 
-
 _WIDTH_FACTORS = (1.0, 0.5, 2.0, 0.75, 1.5, 0.35, 3.0, 1.25)
 NUM_SEEDS = 5  # k-means++ seeds per restart, best inertia kept
 

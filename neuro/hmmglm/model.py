@@ -92,8 +92,9 @@ class HMMGLM:
         self.basis = validate_basis(default_basis() if basis is None else basis)
         if prior == "onehot" and self.basis.shape[0] != 1:
             raise ValueError(f"prior='onehot' needs a basis with one function (L=1), got L={self.basis.shape[0]}")
-        given = dict(transition_concentration=transition_concentration, stickiness=stickiness,
-                     prior_sigma=prior_sigma, sigma_floor=sigma_floor, strength_floor=strength_floor)
+        given = {"transition_concentration": transition_concentration, "stickiness": stickiness,
+                 "prior_sigma": prior_sigma, "sigma_floor": sigma_floor,
+                 "strength_floor": strength_floor}
         for name in RULES:
             check_hyperparameter(name, given[name])
         type_concentration = check_type_concentration(type_concentration)
@@ -133,7 +134,7 @@ class HMMGLM:
             raise ValueError("the model has no parameters: call fit() or set_params() first")
         return self.params
 
-    def set_params(self, params: HMMGLMParams) -> "HMMGLM":
+    def set_params(self, params: HMMGLMParams) -> HMMGLM:
         if not isinstance(params, HMMGLMParams):
             raise TypeError(f"params must be an HMMGLMParams (see neuro.hmmglm.make_params), "
                             f"got {type(params).__name__}")
@@ -316,7 +317,7 @@ class HMMGLM:
                                       self.settings.link, self.settings.distribution, rng)
         return spikes, states, rates
 
-    def permute(self, perm) -> "HMMGLM":
+    def permute(self, perm) -> HMMGLM:
         """A copy whose state i is this model's state perm[i]."""
         twin = _copy(self)
         twin.params = self._require_params().permute(perm)

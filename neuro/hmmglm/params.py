@@ -35,25 +35,25 @@ class HMMGLMParams:
         flat = self.weights.reshape(*self.weights.shape[:-2], -1)
         return torch.cat([self.bias.unsqueeze(-1), flat], dim=-1)
 
-    def with_theta(self, theta: torch.Tensor) -> "HMMGLMParams":
+    def with_theta(self, theta: torch.Tensor) -> HMMGLMParams:
         shape = self.weights.shape
         return HMMGLMParams(
             self.log_initial, self.log_transition, theta[..., 0], theta[..., 1:].reshape(shape)
         )
 
-    def select(self, index) -> "HMMGLMParams":
+    def select(self, index) -> HMMGLMParams:
         """Pick one element (or a slice) along the leading restart axis."""
         return HMMGLMParams(
             self.log_initial[index], self.log_transition[index], self.bias[index], self.weights[index]
         )
 
-    def to(self, device=None, dtype=None) -> "HMMGLMParams":
+    def to(self, device=None, dtype=None) -> HMMGLMParams:
         return HMMGLMParams(
             *(t.to(device=device, dtype=dtype) for t in
               (self.log_initial, self.log_transition, self.bias, self.weights))
         )
 
-    def permute(self, perm) -> "HMMGLMParams":
+    def permute(self, perm) -> HMMGLMParams:
         """Relabel states: new state i is old state perm[i]."""
         k = self.num_states
         array = np.asarray(perm)

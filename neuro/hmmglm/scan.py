@@ -31,7 +31,6 @@ import math
 
 import torch
 
-
 PRODUCTS = ("auto", "gemm", "broadcast")
 
 

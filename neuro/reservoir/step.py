@@ -341,7 +341,10 @@ def _resolve_network_steps(buffer: Tensor, table: EventTable):
 
     # targets share the weights' device (reading them would build a shared wiring's table)
     if buffer.dtype != torch.float64 and use_triton(buffer, table.weights):
-        from kernels.izhikevich.triton import izhikevich_step_no_sync_, triton_izhikevich_network_step_
+        from kernels.izhikevich.triton import (
+            izhikevich_step_no_sync_,
+            triton_izhikevich_network_step_,
+        )
         return triton_izhikevich_network_step_, izhikevich_step_no_sync_
     return naive, None
 

@@ -54,8 +54,8 @@ def test_yaml_round_trip_gives_the_same_config(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, fragment", [
-    (["nope=1"], "unknown key 'nope'; valid keys: num_neurons, rate_hz, use_noise, lengths, "
-                 "label, synapse.tau_ms, synapse.kind"),
+    (["nope=1"], ("unknown key 'nope'; valid keys: num_neurons, rate_hz, use_noise, lengths, "
+                  "label, synapse.tau_ms, synapse.kind")),
     (["synapse.nope=1"], "unknown key 'synapse.nope'; valid keys: synapse.tau_ms, synapse.kind"),
     (["num_neurons=abc"], "num_neurons: expected an int, got 'abc'"),
     (["num_neurons=2.5"], "num_neurons: expected an int"),

@@ -66,7 +66,7 @@ def test_browser_loads_every_figure(run_path, tmp_path):
                "document.body.setAttribute('data-images', imgs.length + '/' + ok);});</script>")
     probe.write_text((run_path / "report.html").read_text().replace("</body>", checker + "</body>"))
     dom = subprocess.run([BROWSER, *FLAGS, "--dump-dom", probe.as_uri()], capture_output=True,
-                         text=True, timeout=120).stdout
+                         text=True, timeout=120, check=False).stdout
     assert 'data-images="1/1"' in dom
 
 
@@ -76,7 +76,8 @@ def test_browser_screenshot_is_not_blank(run_path, tmp_path):
 
     shot = tmp_path / "shot.png"
     subprocess.run([BROWSER, *FLAGS, f"--screenshot={shot}", "--window-size=1200,1600",
-                    (run_path / "report.html").as_uri()], capture_output=True, timeout=120)
+                    (run_path / "report.html").as_uri()], capture_output=True, timeout=120,
+                   check=False)
     pixels = imread(shot)[..., :3]
     assert pixels.shape[:2] == (1600, 1200)
     assert pixels.std() > 0.05, "screenshot is blank"

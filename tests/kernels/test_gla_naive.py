@@ -2,9 +2,13 @@
 import pytest
 import torch
 
-from kernels.gla import (chunk_gla, fused_recurrent_gla, linear_attention, naive_chunk_gla,
-                         naive_recurrent_gla)
-
+from kernels.gla import (
+    chunk_gla,
+    fused_recurrent_gla,
+    linear_attention,
+    naive_chunk_gla,
+    naive_recurrent_gla,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +71,7 @@ def test_strong_gates_stay_finite_and_agree():
     o_ref, s_ref = naive_recurrent_gla(q, k, v, g, output_final_state=True)
     o, s = naive_chunk_gla(q, k, v, g, output_final_state=True)
     assert torch.isfinite(o).all() and torch.isfinite(s).all()
-    assert (o - o_ref).abs().max() < TOL
+    assert (o - o_ref).abs().max() < TOL and (s - s_ref).abs().max() < TOL
 
 
 def test_varlen_equals_separate_sequences_including_empty():
@@ -105,14 +109,14 @@ def test_output_dtype_and_state_dtype():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(k=torch.zeros(2, 23, 3, 7)), "k must have q's shape"),
-    (dict(g=torch.zeros(2, 23, 3)), "g \\(log decay per key\\)"),
-    (dict(initial_state=torch.zeros(2, 3, 6, 4)), "initial_state must have shape"),
-    (dict(cu_seqlens=torch.tensor([0, 5])), "batch size must be 1"),
+    ({"k": torch.zeros(2, 23, 3, 7)}, "k must have q's shape"),
+    ({"g": torch.zeros(2, 23, 3)}, "g \\(log decay per key\\)"),
+    ({"initial_state": torch.zeros(2, 3, 6, 4)}, "initial_state must have shape"),
+    ({"cu_seqlens": torch.tensor([0, 5])}, "batch size must be 1"),
 ])
 def test_bad_inputs_name_the_argument(bad, message):
     q, k, v, g = (x.float() for x in _inputs())
-    args = dict(q=q, k=k, v=v, g=g)
+    args = {"q": q, "k": k, "v": v, "g": g}
     args.update(bad)
     with pytest.raises(ValueError, match=message):
         chunk_gla(**args)

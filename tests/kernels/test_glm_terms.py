@@ -143,16 +143,16 @@ def test_triton_value_only_float32(monkeypatch):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(link="probit"), "link must be one of"),
-    (dict(eta=torch.zeros(4, 2)), "eta must have shape"),
-    (dict(counts=torch.zeros(4, 5, dtype=torch.float64)), "counts must have shape"),
-    (dict(resp=torch.zeros(4, 2)), "resp must have eta's dtype"),
-    (dict(delta=torch.zeros(4, 2, 2, dtype=torch.float64)), "delta must have shape"),
+    ({"link": "probit"}, "link must be one of"),
+    ({"eta": torch.zeros(4, 2)}, "eta must have shape"),
+    ({"counts": torch.zeros(4, 5, dtype=torch.float64)}, "counts must have shape"),
+    ({"resp": torch.zeros(4, 2)}, "resp must have eta's dtype"),
+    ({"delta": torch.zeros(4, 2, 2, dtype=torch.float64)}, "delta must have shape"),
 ])
 def test_bad_inputs_name_the_argument(bad, message):
-    args = dict(eta=torch.zeros(4, 2, 3, dtype=torch.float64),
-                counts=torch.zeros(4, 3, dtype=torch.float64),
-                resp=torch.zeros(4, 2, dtype=torch.float64), link="softplus", delta=None)
+    args = {"eta": torch.zeros(4, 2, 3, dtype=torch.float64),
+            "counts": torch.zeros(4, 3, dtype=torch.float64),
+            "resp": torch.zeros(4, 2, dtype=torch.float64), "link": "softplus", "delta": None}
     args.update(bad)
     with pytest.raises(ValueError, match=message):
         naive_glm_terms(**args)

@@ -106,8 +106,8 @@ def test_compiled_run_refuses_tables_the_c_loop_would_overrun():
     # must be refused up front with the argument's name
     batch, n, width = 2, 5, 3
     state = torch.zeros(batch, 3 * n + 1)
-    good = dict(u_decay=torch.ones(n), u_v_gain=torch.ones(batch, n), v_reset=torch.full((1, n), -65.0),
-                targets=torch.zeros(n, width, dtype=torch.int64), weights=torch.ones(batch * n, width))
+    good = {"u_decay": torch.ones(n), "u_v_gain": torch.ones(batch, n), "v_reset": torch.full((1, n), -65.0),
+            "targets": torch.zeros(n, width, dtype=torch.int64), "weights": torch.ones(batch * n, width)}
 
     def make(**changes):
         args = {**good, **changes}

@@ -38,14 +38,15 @@ def _network(batch, num_neurons, in_degree, synapse, dtype, seed):
                 targets[row, col], weights[row, col] = slot, weight
             targets[row, -1], weights[row, -1] = bi * slots + n + j, d[bi, j]  # u += d
     dt = 0.5
-    params = dict(half_step_ms=torch.tensor(dt / 2, dtype=dtype), k1=torch.tensor(0.04 * dt / 2,
-                  dtype=dtype), k2=torch.tensor(1 + 5 * dt / 2, dtype=dtype),
-                  u_decay=(1 - a * dt).to(dtype), u_v_gain=(a * b * dt).to(dtype),
-                  v_reset=c.to(dtype), v_peak_mv=torch.tensor(30.0, dtype=dtype))
+    params = {"half_step_ms": torch.tensor(dt / 2, dtype=dtype),
+              "k1": torch.tensor(0.04 * dt / 2, dtype=dtype),
+              "k2": torch.tensor(1 + 5 * dt / 2, dtype=dtype),
+              "u_decay": (1 - a * dt).to(dtype), "u_v_gain": (a * b * dt).to(dtype),
+              "v_reset": c.to(dtype), "v_peak_mv": torch.tensor(30.0, dtype=dtype)}
     state = torch.zeros(batch, slots, dtype=dtype)
     state[:, :n] = -65.0
     state[:, n:2 * n] = (b * -65.0).to(dtype)
-    to = lambda x: x.to(DEVICE) if isinstance(x, torch.Tensor) else x  # noqa: E731
+    to = lambda x: x.to(DEVICE) if isinstance(x, torch.Tensor) else x
     params = {k: to(v) for k, v in params.items()}
     return to(state), to(targets), to(weights.to(dtype)), params
 
@@ -134,7 +135,7 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
     steps = 45  # blocks of 16, 16 and 13 steps
     inputs = torch.rand(2, steps, 2, generator=gen).to(DEVICE)
     noise = (8 * torch.randn(2, steps, 120, generator=gen)).to(DEVICE)
-    run = lambda: simulate(params, state, inputs, 0.5, noise=noise, record="dense",  # noqa: E731
+    run = lambda: simulate(params, state, inputs, 0.5, noise=noise, record="dense",
                            record_trace=record_trace, block_steps=16)
 
     def per_step_sync(self, drive):

@@ -86,7 +86,7 @@ def _compile_all(recorded) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     result = subprocess.run([sys.executable, "-m", "tests.kernels._compile_sm90"],
                             input=json.dumps(list(recorded.values())), capture_output=True,
-                            text=True, env=env, cwd=ROOT, timeout=600)
+                            text=True, env=env, cwd=ROOT, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -12,7 +12,7 @@ TOL, ABS = 1e-5, 1e-7
 
 def _inputs(batch, readouts, dim, dtype, seed):
     gen = torch.Generator().manual_seed(seed)
-    make = lambda *shape: torch.randn(*shape, generator=gen).to(dtype).to(DEVICE)  # noqa: E731
+    make = lambda *shape: torch.randn(*shape, generator=gen).to(dtype).to(DEVICE)
     weights, pending = make(batch, readouts, dim), make(batch, readouts, dim)
     eligibility, features = make(batch, dim).abs(), make(batch, dim).abs()
     target = make(batch, readouts)

@@ -68,7 +68,7 @@ def test_em_objective_never_decreases(prior, shared_bias, extra):
 
 
 def test_float32_fit_reaches_the_float64_optimum_without_exhausting_line_searches(monkeypatch):
-    import neuro.hmmglm.newton as newton
+    from neuro.hmmglm import newton
 
     _truth, spikes, _, basis = small_problem(seed=2, steps=4000)
     trials = {"count": 0}
@@ -233,7 +233,7 @@ def test_fit_sweep_points_equal_separate_fits(prior, values):
     _truth, spikes, _, basis = small_problem(seed=7, steps=1200)
     basis = basis[:1] if prior == "onehot" else basis
     lengths = set()
-    for stop in (dict(num_iters=5, tolerance=0.0), dict(num_iters=60, tolerance=1e-6)):
+    for stop in ({"num_iters": 5, "tolerance": 0.0}, {"num_iters": 60, "tolerance": 1e-6}):
         args = dict(num_restarts=2, seed=3, warmup_iters=4, **stop)
         swept = HMMGLM(2, 4, basis=basis, prior=prior).fit_sweep(spikes, values, **args)
         assert len(swept) == len(next(iter(values.values())))

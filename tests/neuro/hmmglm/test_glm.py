@@ -9,11 +9,18 @@ import scipy.stats
 import torch
 
 from neuro.hmmglm.basis import (
-    design_matrix, exponential_basis, filters_from_weights, history_features, lag_basis,
+    design_matrix,
+    exponential_basis,
+    filters_from_weights,
+    history_features,
+    lag_basis,
     raised_cosine_basis,
 )
 from neuro.hmmglm.glm import (
-    elementwise, emission_log_likelihoods, inverse_mean_function, log_likelihood_terms,
+    elementwise,
+    emission_log_likelihoods,
+    inverse_mean_function,
+    log_likelihood_terms,
     mean_function,
 )
 

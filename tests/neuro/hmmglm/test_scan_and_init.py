@@ -14,7 +14,12 @@ import torch
 from neuro.hmmglm import reference_problem
 from neuro.hmmglm.data import prepare
 from neuro.hmmglm.init import (
-    NUM_SEEDS, kmeans, kmeans_initialization, kmeans_plus_plus, lloyd, restart_labels,
+    NUM_SEEDS,
+    kmeans,
+    kmeans_initialization,
+    kmeans_plus_plus,
+    lloyd,
+    restart_labels,
 )
 from neuro.hmmglm.scan import scaled_vecmat_scan, small_matmul
 

@@ -3,7 +3,7 @@ same generator; a draw that stays bounded is returned as it is."""
 import numpy as np
 import pytest
 
-import neuro.hmmglm.simulate as simulate
+from neuro.hmmglm import simulate
 from neuro.hmmglm.seeding import numpy_generator
 
 
