@@ -11,7 +11,8 @@ block (on failure the block is replayed step by step from a snapshot so that
 made outside it). Spikes are recorded as indices (no per-step copy): per step on the torch
 path (its event-driven delivery needs them anyway), and on the Triton path (CUDA) as flags
 into a [T, B, N] block whose indices are taken once per block, so that the steps of a
-block run without a host synchronisation (``Stepper.step_flags``). The final trace
+block run without a host synchronisation (``Stepper.step_flags``); there, full blocks after
+the first are one CUDA graph's replays (``_FlagBlocks``). The final trace
 r_T = r_0 d^T + sum_t d^(T-1-t) s_t (d = exp(-dt/trace_tau)) is formed from them at the
 end unless ``record_trace`` asks for the per-step traces.
 """
@@ -150,10 +151,7 @@ def simulate(
     traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None
     trace = state.trace.clone()
     spike_chunks: list[Tensor] = []  # per step, or (Triton) per block: see below
-    # the Triton step records its spike flags into one [T, B, N] block and the indices are
-    # taken once per block: no host sync inside a block (a per-step ``nonzero`` would wait
-    # for the GPU at every step)
-    flags = torch.empty(drive.shape, dtype=torch.bool, device=params.device) if stepper.steps_without_sync else None
+    flag_blocks = _FlagBlocks(stepper, drive, trace, trace_decay, record_trace) if stepper.steps_without_sync else None
 
     # inference mode: no autograd bookkeeping in the ~20 small ops of a step (~20% of a
     # step at N = 1k); everything created inside stays inside (the spike chunks are
@@ -166,14 +164,12 @@ def simulate(
             _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator)
             refractory = stepper.refractory
             snapshot = (buffer.clone(), None if refractory is None else refractory.clone())
-            if flags is not None:
-                for t, drive_t in enumerate(block.unbind(0)):
-                    stepper.step_flags(drive_t, flags[t])
-                    if record_trace:
-                        trace.mul_(trace_decay).add_(flags[t])
-                        traces[:, start + t] = trace
-                append(flags[:steps].view(steps, b * n).nonzero())  # [S, 2]: (step in block, b * N + j)
-                spike_chunks[-1][:, 0] += start
+            if flag_blocks is not None:
+                pairs = flag_blocks.run(steps)  # [S, 2]: (step in block, b * N + j)
+                pairs[:, 0] += start
+                append(pairs)
+                if record_trace:
+                    traces[:, start : start + steps] = flag_blocks.traces[:steps].transpose(0, 1)
             elif record_trace:
                 for t, drive_t in enumerate(block.unbind(0)):
                     append(stepper.step(drive_t))
@@ -188,7 +184,7 @@ def simulate(
                 _replay_to_divergence(snapshot, block, params, dt_ms, state.step + start)
                 raise
 
-    if flags is not None:
+    if flag_blocks is not None:
         pairs = torch.cat(spike_chunks) if spike_chunks else torch.zeros(0, 2, dtype=torch.long, device=params.device)
         counts, flat = torch.bincount(pairs[:, 0], minlength=num_steps), pairs[:, 1]
     else:  # a step returns its spike indices as [S] or [S, 1] (the same shape in every step)
@@ -230,6 +226,57 @@ def assemble_result(params: ReservoirParams, state: ReservoirState, buffer: Tens
         buffer[:, 2 * n : 3 * n], trace, state.step + num_steps,
     )
     return SimulationResult(final, spikes, int(flat.numel()), traces)
+
+
+class _FlagBlocks:
+    """The Triton path's blocks of steps. Step t of a block writes its spike flags into
+    ``flags[t]`` (and, with ``record_trace``, the trace into ``traces[t]``), reading the
+    drive from ``drive[t]``: fixed buffers [T_block, B, N], so the indices are taken once per
+    block (``run`` returns them) and a block is free of host synchronisation. On CUDA a
+    full block after the first (which compiles the kernels) is captured once as a CUDA graph
+    and replayed: the ~5 launches per step then cost one replay per block, which is what
+    keeps a small network from being launch-bound (Triton's launches cost tens of
+    microseconds of Python each, far more than a 1k-neuron step's work)."""
+
+    def __init__(self, stepper: Stepper, drive: Tensor, trace: Tensor, trace_decay: float, record_trace: bool):
+        self.stepper, self.drive, self.trace, self.trace_decay = stepper, drive, trace, trace_decay
+        self.flags = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
+        self.traces = torch.empty_like(drive) if record_trace else None
+        self.use_graph = _use_cuda_graphs(drive.device)
+        self.warm, self.graph = False, None
+
+    def _steps(self, steps: int) -> None:
+        """``steps`` steps; only kernel launches on fixed buffers (what a graph can replay)."""
+        for t in range(steps):
+            self.stepper.step_flags(self.drive[t], self.flags[t])
+            if self.traces is not None:
+                self.trace.mul_(self.trace_decay).add_(self.flags[t])
+                self.traces[t].copy_(self.trace)
+
+    def run(self, steps: int) -> Tensor:
+        """Advance ``steps`` steps (``drive[:steps]`` filled); the spikes as [S, 2] (step in
+        the block, flat index b * N + j), sorted."""
+        full = steps == self.drive.shape[0]
+        if full and self.use_graph and self.warm and self.graph is None:
+            self.graph = _capture_block(lambda: self._steps(steps))
+        if full and self.graph is not None:
+            self.graph.replay()
+        else:
+            self._steps(steps)
+            self.warm = True
+        return self.flags[:steps].view(steps, -1).nonzero()
+
+
+def _use_cuda_graphs(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def _capture_block(body):
+    """``body`` (kernel launches only) captured as a CUDA graph; capturing runs nothing."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    return graph
 
 
 def _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator) -> None:

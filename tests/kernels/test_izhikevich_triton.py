@@ -120,11 +120,26 @@ def test_spike_queue_across_blocks_and_networks():
         assert not differs[:10].any()
 
 
-@pytest.mark.parametrize("synapse,record_trace", [("delta", False), ("exponential", True)])
-def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record_trace, monkeypatch):
+class _CountingGraph:
+    """Stands in for a CUDA graph on the CPU: capturing records the body without running it
+    (as CUDA does); a replay runs it again, so the body must use fixed buffers only."""
+
+    def __init__(self, body):
+        self.body, self.replays = body, 0
+
+    def replay(self):
+        self.replays += 1
+        self.body()
+
+
+@pytest.mark.parametrize("synapse,record_trace,graphs", [("delta", False, False), ("exponential", True, False),
+                                                         ("delta", False, True), ("exponential", True, True)])
+def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record_trace, graphs, monkeypatch):
     # The reservoir's simulate on the Triton step records spike flags per step and takes
-    # their indices once per block (no per-step host sync); it must give the reference's
+    # their indices once per block (no per-step host sync); with graphs, full blocks after
+    # the first are one captured graph's replays. Either way it must give the reference's
     # run: same raster, traces, state and spike count (interpreter: bit for bit).
+    from neuro.reservoir import simulation
     from neuro.reservoir.network import make_reservoir, simulate
     from neuro.reservoir.step import Stepper
 
@@ -132,7 +147,7 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
                                    weight_scale=4.0, seed=3, dtype=torch.float32,
                                    device=DEVICE)
     gen = torch.Generator().manual_seed(2)
-    steps = 45  # blocks of 16, 16 and 13 steps
+    steps = 75  # blocks of 16: the first runs eagerly, the next three replay, 11 steps eagerly
     inputs = torch.rand(2, steps, 2, generator=gen).to(DEVICE)
     noise = (8 * torch.randn(2, steps, 120, generator=gen)).to(DEVICE)
     run = lambda: simulate(params, state, inputs, 0.5, noise=noise, record="dense",
@@ -141,14 +156,21 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
     def per_step_sync(self, drive):
         raise AssertionError("the Triton path of simulate called Stepper.step (a host sync per step)")
 
+    captured = []
     with monkeypatch.context() as patch:
         patch.setattr(Stepper, "step", per_step_sync)
+        patch.setattr(simulation, "_use_cuda_graphs", lambda device: graphs)
+        if DEVICE == "cpu":
+            patch.setattr(simulation, "_capture_block", lambda body: captured.append(_CountingGraph(body))
+                          or captured[-1])
         fast = run()
+    if DEVICE == "cpu":
+        assert [graph.replays for graph in captured] == ([3] if graphs else [])
     monkeypatch.setenv("NEUROBRIDGE_KERNELS", "naive")
     reference = run()
     assert reference.num_spikes > 50
-    assert fast.num_spikes == reference.num_spikes
     if DEVICE == "cpu":
+        assert fast.num_spikes == reference.num_spikes
         assert torch.equal(fast.spikes, reference.spikes)
         for got, want in ((fast.state.neurons.v_mv, reference.state.neurons.v_mv),
                           (fast.state.neurons.u, reference.state.neurons.u),
