@@ -157,12 +157,16 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
         raise AssertionError("the Triton path of simulate called Stepper.step (a host sync per step)")
 
     captured = []
+
+    def capture(body):
+        captured.append(_CountingGraph(body))
+        return captured[-1]
+
     with monkeypatch.context() as patch:
         patch.setattr(Stepper, "step", per_step_sync)
         patch.setattr(simulation, "_use_cuda_graphs", lambda device: graphs)
         if DEVICE == "cpu":
-            patch.setattr(simulation, "_capture_block", lambda body: captured.append(_CountingGraph(body))
-                          or captured[-1])
+            patch.setattr(simulation, "_capture_block", capture)
         fast = run()
     if DEVICE == "cpu":
         assert [graph.replays for graph in captured] == ([3] if graphs else [])
