@@ -6,6 +6,8 @@ labels z_i in {1..K} with prior pi, and for every pair i < j, given z_i = k, z_j
   distribution="exponential" (hurdle; the "real-exponential" weights the paper uses through
   graph-tool, Peixoto 2018, arXiv 1705.10225):
       edge e_ij = [W_ij > 0] ~ Bernoulli(p_kl),  W_ij | e_ij = 1 ~ Exponential(mean mu_kl)
+  distribution="lognormal" (hurdle; Peixoto's "real-normal" on log weights):
+      e_ij ~ Bernoulli(p_kl),  log W_ij | e_ij = 1 ~ Normal(m_kl, v_kl), v_kl >= 1e-4
   distribution="poisson" (counts, e.g. synapse numbers):
       W_ij ~ Poisson(theta_i theta_j omega_kl), theta_i = 1 or, with degree_corrected=True,
       theta_i = d_i / mean(d) (plug-in strengths, Karrer & Newman 2011, arXiv 1008.3926).
@@ -14,10 +16,14 @@ Mean-field q(z) = prod_i Cat(tau_i) (Daudin, Picard & Robin 2008; Mariadassou, R
 2010, arXiv 0912.3838). E-step (coordinate ascent, one node at a time in a label-free order):
     log tau_ik = log pi_k + sum_{j != i} sum_l tau_jl log f(W_ij | k, l) + const,
 M-step: pi = mean tau; p_kl = (tau^T E tau)_kl / (tau^T O tau)_kl; mu_kl = (tau^T W tau) /
-(tau^T E tau); omega_kl = (tau^T W tau) / (tau^T Theta tau), with E the edge indicator, O = 1 - I
-and Theta = theta theta^T - diag(theta^2). The number of blocks maximises the integrated
+(tau^T E tau); m_kl, v_kl the tau-weighted mean and variance of log W over the edges;
+omega_kl = (tau^T W tau) / (tau^T Theta tau), with E the edge indicator, O = 1 - I and
+Theta = theta theta^T - diag(theta^2). The number of blocks maximises the integrated
 classification likelihood ICL = log f(W, z_hat | theta_hat) - (K - 1)/2 log n
-- q K (K + 1)/4 log(n (n - 1)/2), q = parameters per block pair (2 or 1).
+- q K (K + 1)/4 log(n (n - 1)/2), q = parameters per block pair (2, 3 or 1). ICL needs a good
+fit at every K: after the fits K = 1..max_blocks, a backward pass also starts each K from the
+K + 1 fit with the pair of blocks merged whose merge keeps the highest likelihood, and keeps
+the better ELBO (a K fit stuck in a poor optimum would hand ICL a spuriously larger K).
 Initialization (our choice): k-means on the spectral embedding (top-K eigenvectors of W by
 |eigenvalue| of the regularised normalised adjacency) from a deterministic farthest-point start, which keeps the fit
 invariant to node relabeling, plus `num_restarts` seeded k-means++ starts; the
@@ -121,13 +127,28 @@ def _kmeans_plus_plus_centres(points, num_clusters, rng):
     return points[chosen]
 
 
+HURDLE = ("exponential", "lognormal")
+DISTRIBUTIONS = (*HURDLE, "poisson")
+LOG_VARIANCE_FLOOR = 1e-4  # lognormal: the least variance of log W in a block pair (std 0.01)
+
+
 class _Model:
+    """The per-pair likelihood of one distribution. Hurdle models (exponential, lognormal)
+    write log f(W_ij | k, l) = sum_s S_s[i, j] c_s[k, l] + O_ij c_O[k, l] with per-pair
+    statistics S (E = [W > 0], then W, or log W and (log W)^2) and O = 1 - I, so every
+    node's block log-likelihood is a few (n, n) @ (n, K) products (``node_block_loglik``)."""
+
     def __init__(self, weights, distribution, degree_corrected):
         n = weights.shape[0]
         self.weights = weights
         self.off_diagonal = 1.0 - np.eye(n)
         self.edges = (weights > 0).astype(np.float64)
         self.distribution = distribution
+        if distribution == "exponential":
+            self.statistics = np.stack([self.edges, weights])  # (S, n, n)
+        elif distribution == "lognormal":
+            log_weights = np.log(np.where(weights > 0, weights, 1.0))
+            self.statistics = np.stack([self.edges, log_weights, log_weights**2])
         degree = weights.sum(1)
         if degree_corrected and degree.mean() > 0:
             self.theta = degree / degree.mean()
@@ -137,39 +158,49 @@ class _Model:
     def m_step(self, tau):
         counts = tau.sum(0)
         pair_mass = np.outer(counts, counts) - tau.T @ tau
-        weight_mass = tau.T @ self.weights @ tau
+        if self.distribution == "poisson":
+            theta_tau = tau * self.theta[:, None]
+            exposure = np.outer(theta_tau.sum(0), theta_tau.sum(0)) - theta_tau.T @ theta_tau
+            rate = np.maximum(tau.T @ self.weights @ tau / np.maximum(exposure, _TINY), _TINY)
+            return {"rate": rate}
+        edge_mass = tau.T @ self.edges @ tau
+        probability = np.clip(edge_mass / np.maximum(pair_mass, _TINY), _TINY, 1 - _TINY)
+        moments = [tau.T @ statistic @ tau / np.maximum(edge_mass, _TINY) for statistic in self.statistics[1:]]
         if self.distribution == "exponential":
-            edge_mass = tau.T @ self.edges @ tau
-            probability = np.clip(edge_mass / np.maximum(pair_mass, _TINY), _TINY, 1 - _TINY)
-            mean = np.maximum(weight_mass / np.maximum(edge_mass, _TINY), _TINY)
-            return {"edge_probability": probability, "weight_mean": mean}
-        theta_tau = tau * self.theta[:, None]
-        exposure = np.outer(theta_tau.sum(0), theta_tau.sum(0)) - theta_tau.T @ theta_tau
-        rate = np.maximum(weight_mass / np.maximum(exposure, _TINY), _TINY)
-        return {"rate": rate}
+            return {"edge_probability": probability, "weight_mean": np.maximum(moments[0], _TINY)}
+        variance = np.maximum(moments[1] - moments[0] ** 2, LOG_VARIANCE_FLOOR)
+        return {"edge_probability": probability, "log_weight_mean": moments[0], "log_weight_variance": variance}
 
     def node_block_loglik(self, tau, params):
         """(n, K): sum_{j != i} sum_l tau_jl log f(W_ij | k, l)."""
-        if self.distribution == "exponential":
-            p, mean = params["edge_probability"], params["weight_mean"]
-            edge_tau = self.edges @ tau
-            non_edge_tau = self.off_diagonal @ tau - edge_tau
-            return (edge_tau @ (np.log(p) - np.log(mean)).T + non_edge_tau @ np.log1p(-p).T
-                    - (self.weights @ tau) @ (1.0 / mean).T)
-        rate = params["rate"]
-        theta_tau = (self.off_diagonal @ (tau * self.theta[:, None])) * self.theta[:, None]
-        return (self.weights @ tau) @ np.log(rate).T - theta_tau @ rate.T
+        if self.distribution == "poisson":
+            rate = params["rate"]
+            theta_tau = (self.off_diagonal @ (tau * self.theta[:, None])) * self.theta[:, None]
+            return (self.weights @ tau) @ np.log(rate).T - theta_tau @ rate.T
+        *coefficients, pair_coefficient = _block_terms(self, params)
+        total = (self.off_diagonal @ tau) @ pair_coefficient.T
+        for statistic, coefficient in zip(self.statistics, coefficients):
+            total += (statistic @ tau) @ coefficient.T
+        return total
 
     def num_parameters_per_pair(self):
-        return 2 if self.distribution == "exponential" else 1
+        return {"exponential": 2, "lognormal": 3, "poisson": 1}[self.distribution]
 
 
 def _block_terms(model: _Model, params):
-    """Per-block-pair coefficients c of node_block_loglik = sum_s aggregate_s @ c_s^T."""
-    if model.distribution == "exponential":
-        p, mean = params["edge_probability"], params["weight_mean"]
-        return np.log(p) - np.log(mean) - np.log1p(-p), np.log1p(-p), -1.0 / mean
-    return np.log(params["rate"]), -params["rate"]
+    """Per-block-pair coefficients: (c_s for each statistic S_s, then c_O) for the hurdle
+    models (see ``_Model``); (log rate, -rate) for the Poisson model."""
+    if model.distribution == "poisson":
+        return np.log(params["rate"]), -params["rate"]
+    p = params["edge_probability"]
+    no_edge = np.log1p(-p)
+    if model.distribution == "exponential":  # E: log p - log mu; W: -1/mu
+        mean = params["weight_mean"]
+        return np.log(p) - np.log(mean) - no_edge, -1.0 / mean, no_edge
+    # lognormal, L = log W: log p - log(2 pi v)/2 - (L - m)^2 / (2 v) - L (the Jacobian 1/W)
+    m, v = params["log_weight_mean"], params["log_weight_variance"]
+    return (np.log(p) - 0.5 * np.log(2 * np.pi * v) - m**2 / (2 * v) - no_edge, m / v - 1.0,
+            -0.5 / v, no_edge)
 
 
 def _vem(model: _Model, tau: np.ndarray, iterations: int, tol: float, order: np.ndarray):
@@ -179,17 +210,15 @@ def _vem(model: _Model, tau: np.ndarray, iterations: int, tol: float, order: np.
     tau = tau.copy()
     params = model.m_step(tau)
     elbo = -np.inf
-    if model.distribution == "exponential":
-        rows = np.stack([model.edges, model.weights], axis=1)  # (n, 2, n)
-    else:
-        rows = model.weights[:, None, :]
+    hurdle = model.distribution in HURDLE
+    rows = model.statistics.transpose(1, 0, 2) if hurdle else model.weights[:, None, :]  # (n, S, n)
     theta = model.theta
     for _ in range(iterations):
         log_prior = np.log(np.maximum(tau.mean(0), _TINY))
         terms = _block_terms(model, params)
-        if model.distribution == "exponential":
-            # logits_i = log pi + [E_i tau, sum_{j != i} tau_j, W_i tau] @ [T0; T1; T2]
-            stacked = np.concatenate([terms[0].T, terms[2].T, terms[1].T], axis=0)
+        if hurdle:
+            # logits_i = log pi + [S_i tau for each statistic, sum_{j != i} tau_j] @ [c_s; c_O]
+            stacked = np.concatenate([term.T for term in terms], axis=0)
             total = tau.sum(0)
             for i in order:
                 aggregate = (rows[i] @ tau).reshape(-1)
@@ -228,6 +257,57 @@ def _hard_loglik(model: _Model, labels: np.ndarray, num_blocks: int) -> float:
     return float(0.5 * np.sum(tau * model.node_block_loglik(tau, params)) + counts @ np.log(prior))
 
 
+def _kmeans_starts(embedding, k, rng, num_restarts) -> list:
+    """Distinct k-means partitions of the embedding (a farthest-point start and
+    ``num_restarts`` k-means++ starts), lowest inertia first."""
+    starts = [_farthest_point_centres(embedding, k)]
+    starts += [_kmeans_plus_plus_centres(embedding, k, rng) for _ in range(num_restarts)]
+    partitions = {}
+    for centres in starts:
+        labels = _kmeans(embedding, k, centres)
+        inertia = float(sum(((embedding[labels == c] - embedding[labels == c].mean(0)) ** 2).sum()
+                            for c in np.unique(labels)))
+        partitions.setdefault(tuple(_canonical(labels)), inertia)
+    ranked = sorted(partitions.items(), key=lambda item: (item[1], item[0]))
+    return [np.asarray(labels) for labels, _ in ranked]
+
+
+def _soft_start(labels: np.ndarray, k: int) -> np.ndarray:
+    """Responsibilities (n, k): 0.95 on each node's label, the rest spread evenly."""
+    n = labels.size
+    if k == 1:
+        return np.ones((n, 1))
+    tau = np.full((n, k), 0.05 / (k - 1))
+    tau[np.arange(n), labels] = 0.95
+    return tau
+
+
+def _best_merge(model: _Model, labels: np.ndarray, k: int) -> np.ndarray:
+    """Hard labels with at most k blocks: ``labels`` (their empty blocks dropped) if they use
+    at most k, else the merge of one pair of blocks with the highest hard log-likelihood."""
+    used, labels = np.unique(labels, return_inverse=True)
+    if used.size <= k:
+        return labels
+    best = None
+    for a in range(used.size):
+        for b in range(a + 1, used.size):
+            merged = np.where(labels == b, a, labels)
+            merged = np.where(merged > b, merged - 1, merged)
+            score = _hard_loglik(model, merged, used.size - 1)
+            if best is None or score > best[0]:
+                best = (score, merged)
+    return best[1]
+
+
+def _icl(model: _Model, tau: np.ndarray) -> float:
+    """ICL of the hard labels of ``tau`` over the blocks they use (module docstring)."""
+    n = tau.shape[0]
+    used, hard = np.unique(tau.argmax(1), return_inverse=True)
+    penalty = 0.5 * (used.size - 1) * np.log(n) + 0.25 * model.num_parameters_per_pair() \
+        * used.size * (used.size + 1) * np.log(n * (n - 1) / 2)
+    return float(_hard_loglik(model, hard, used.size) - penalty)
+
+
 def fit_sbm(
     adjacency,
     num_blocks: int | None = None,
@@ -245,7 +325,7 @@ def fit_sbm(
     `adjacency`. num_blocks None: choose K in 1..max_blocks by ICL. An edgeless graph gives
     singletons."""
     weights = check_adjacency(adjacency)
-    check_choice("distribution", distribution, ("exponential", "poisson"))
+    check_choice("distribution", distribution, DISTRIBUTIONS)
     if check_flag("degree_corrected", degree_corrected) and distribution != "poisson":
         raise ValueError("degree_corrected=True needs distribution='poisson'")
     n = weights.shape[0]
@@ -266,41 +346,27 @@ def fit_sbm(
     rng = numpy_generator(seed)
     candidates = range(1, min(max_blocks, n) + 1) if num_blocks is None else [num_blocks]
     model = _Model(weights, distribution, degree_corrected)
-    embedding_all = _spectral_embedding(weights)
+    embedding = _spectral_embedding(weights)
     order = _canonical_node_order(weights)
-    num_pairs = n * (n - 1) / 2
-    best = None
-    icl_by_k = {}
+
+    def fit_from(labels, k):
+        return _vem(model, _soft_start(labels, k), iterations, tol, order)
+
+    fits = {}  # K -> (tau, params, elbo)
     for k in candidates:
-        embedding = embedding_all[:, :k]
-        starts = [_farthest_point_centres(embedding, k)]
-        starts += [_kmeans_plus_plus_centres(embedding, k, rng) for _ in range(num_restarts)]
-        partitions = {}
-        for centres in starts:
-            labels = _kmeans(embedding, k, centres)
-            inertia = float(sum(((embedding[labels == c] - embedding[labels == c].mean(0)) ** 2)
-                                .sum() for c in np.unique(labels)))
-            partitions.setdefault(tuple(_canonical(labels)), inertia)
-        ranked = sorted(partitions.items(), key=lambda item: (item[1], item[0]))
-        best_k = None
-        for labels, _ in ranked[:num_vem_starts]:
-            labels = np.asarray(labels)
-            tau = np.full((n, k), 0.05 / max(k - 1, 1)) if k > 1 else np.ones((n, 1))
-            tau[np.arange(n), labels] = 0.95 if k > 1 else 1.0
-            tau, params, elbo = _vem(model, tau, iterations, tol, order)
-            if best_k is None or elbo > best_k[2] + 1e-9 * abs(elbo):
-                best_k = (tau, params, elbo)
-        tau, params, elbo = best_k
-        hard = tau.argmax(1)
-        used = np.unique(hard)
-        hard = np.searchsorted(used, hard)
-        penalty = 0.5 * (used.size - 1) * np.log(n) + 0.25 * model.num_parameters_per_pair() \
-            * used.size * (used.size + 1) * np.log(num_pairs)
-        icl = _hard_loglik(model, hard, used.size) - penalty
-        icl_by_k[k] = float(icl)
-        if best is None or icl > best[0]:
-            best = (icl, tau, params, elbo)
-    _, tau, params, elbo = best
+        for labels in _kmeans_starts(embedding[:, :k], k, rng, num_restarts)[:num_vem_starts]:
+            fit = fit_from(labels, k)
+            if k not in fits or fit[2] > fits[k][2] + 1e-9 * abs(fit[2]):
+                fits[k] = fit
+    # backward pass: K also starts from the K + 1 fit with its best pair of blocks merged (a
+    # K fit stuck in a poor optimum would otherwise hand ICL a spuriously larger K)
+    for k in sorted(fits, reverse=True)[1:]:
+        fit = fit_from(_best_merge(model, fits[k + 1][0].argmax(1), k), k)
+        if fit[2] > fits[k][2] + 1e-9 * abs(fit[2]):
+            fits[k] = fit
+    icl_by_k = {k: _icl(model, tau) for k, (tau, _, _) in fits.items()}
+    best = fits[max(icl_by_k, key=icl_by_k.get)]  # the smallest K on a tie
+    tau, params, elbo = best
     labels = _canonical(tau.argmax(1))
     return SBMFit(labels, tau, int(labels.max() + 1), icl_by_k, float(elbo),
                   {key: value.copy() for key, value in params.items()})

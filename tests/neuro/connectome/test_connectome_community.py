@@ -103,3 +103,52 @@ def test_sbm_bad_input(adjacency, kwargs, message):
 def test_louvain_bad_input():
     with pytest.raises(ValueError, match="symmetric"):
         louvain_partition(np.triu(np.ones((3, 3)), 1))
+
+
+def _lognormal_blocks(seed, sizes=(20, 20, 20)):
+    """Every pair an edge (p = 1); log W ~ N(m_kl, s_kl^2) with m = 0.5 in a block and 0
+    between, s = 0.1, 0.3, 0.5 in blocks 0, 1, 2 and 0.4 between."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    same = labels[:, None] == labels[None, :]
+    spread = np.full((3, 3), 0.4)
+    spread[np.diag_indices(3)] = (0.1, 0.3, 0.5)
+    log_weights = 0.5 * same + rng.standard_normal((labels.size,) * 2) * spread[labels][:, labels]
+    weights = np.triu(np.exp(log_weights), k=1)
+    return weights + weights.T, labels
+
+
+def test_lognormal_sbm_likelihood_equals_scipy_on_hard_labels():
+    # the M-step is the MLE per block pair and the hard-label log-likelihood is the sum of
+    # scipy's Bernoulli and log-normal log densities over the pairs i < j (+ log prior)
+    from scipy import stats
+
+    from neuro.connectome.sbm import _hard_loglik, _Model
+
+    adjacency, labels = _lognormal_blocks(0)
+    adjacency[0, 5] = adjacency[5, 0] = 0.0  # some non-edges
+    adjacency[30, 50] = adjacency[50, 30] = 0.0
+    model = _Model(adjacency, "lognormal", False)
+    params = model.m_step(np.eye(3)[labels])
+    expected = float(np.sum(np.bincount(labels) * np.log(np.bincount(labels) / labels.size)))
+    for k in range(3):
+        for l in range(k, 3):
+            i, j = np.nonzero(np.triu(np.outer(labels == k, labels == l) | np.outer(labels == l, labels == k), 1))
+            w = adjacency[i, j]
+            edges, logs = w > 0, np.log(w[w > 0])
+            assert params["edge_probability"][k, l] == pytest.approx(edges.mean(), rel=1e-12)
+            assert params["log_weight_mean"][k, l] == pytest.approx(logs.mean(), rel=1e-10, abs=1e-12)
+            assert params["log_weight_variance"][k, l] == pytest.approx(logs.var(), rel=1e-10)
+            expected += stats.bernoulli.logpmf(edges, edges.mean()).sum() + stats.lognorm.logpdf(
+                w[edges], s=logs.std(), scale=np.exp(logs.mean())).sum()
+    assert _hard_loglik(model, labels, 3) == pytest.approx(expected, rel=1e-10)
+
+
+def test_lognormal_sbm_recovers_lognormal_blocks_and_their_number():
+    for seed in range(3):
+        adjacency, labels = _lognormal_blocks(seed)
+        fit = fit_sbm(adjacency, max_blocks=5, distribution="lognormal", seed=seed)
+        assert fit.num_blocks == 3 and adjusted_rand_index(fit.labels, labels) == 1.0
+        variance = fit.parameters["log_weight_variance"]
+        order = [fit.labels[0], fit.labels[20], fit.labels[40]]  # planted block b -> fitted label
+        assert np.allclose(np.sqrt(variance[order, order]), (0.1, 0.3, 0.5), rtol=0.25)
