@@ -76,6 +76,10 @@ def build_task(config: Config):
     if len(config.probabilities_before) != len(config.probabilities_after):
         raise ValueError(f"probabilities_before {config.probabilities_before} and probabilities_after "
                          f"{config.probabilities_after} must name the same number of stimuli")
+    for name in ("probabilities_before", "probabilities_after"):
+        if not sum(getattr(config, name)) > 0:  # the "what" score divides by the target's power
+            raise ValueError(f"{name}={getattr(config, name)} must have a positive sum: with no "
+                             "stimulus ever paired, the what targets are zero and their score undefined")
     if min(config.trials_per_block) < config.evaluation_trials + max(config.recovery_window, 1):
         raise ValueError(f"every block needs at least evaluation_trials + recovery_window = "
                          f"{config.evaluation_trials + config.recovery_window} trials; got "

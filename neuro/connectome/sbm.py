@@ -23,7 +23,7 @@ classification likelihood ICL = log f(W, z_hat | theta_hat) - (K - 1)/2 log n
 - q K (K + 1)/4 log(n (n - 1)/2), q = parameters per block pair (2, 3 or 1). ICL needs a good
 fit at every K: after the fits K = 1..max_blocks, a backward pass also starts each K from the
 K + 1 fit with the pair of blocks merged whose merge keeps the highest likelihood, and keeps
-the better ELBO (a K fit stuck in a poor optimum would hand ICL a spuriously larger K).
+the fit of higher ICL (a K fit stuck in a poor optimum would hand ICL a spuriously larger K).
 Initialization (our choice): k-means on the spectral embedding (top-K eigenvectors of W by
 |eigenvalue| of the regularised normalised adjacency) from a deterministic farthest-point start, which keeps the fit
 invariant to node relabeling, plus `num_restarts` seeded k-means++ starts; the
@@ -359,12 +359,15 @@ def fit_sbm(
             if k not in fits or fit[2] > fits[k][2] + 1e-9 * abs(fit[2]):
                 fits[k] = fit
     # backward pass: K also starts from the K + 1 fit with its best pair of blocks merged (a
-    # K fit stuck in a poor optimum would otherwise hand ICL a spuriously larger K)
+    # K fit stuck in a poor optimum would otherwise
+    # hand ICL a spuriously larger K); the start kept is the one ICL scores higher, so the
+    # chosen ICL is never lower than without the pass
+    icl_by_k = {k: _icl(model, tau) for k, (tau, _, _) in fits.items()}
     for k in sorted(fits, reverse=True)[1:]:
         fit = fit_from(_best_merge(model, fits[k + 1][0].argmax(1), k), k)
-        if fit[2] > fits[k][2] + 1e-9 * abs(fit[2]):
-            fits[k] = fit
-    icl_by_k = {k: _icl(model, tau) for k, (tau, _, _) in fits.items()}
+        icl = _icl(model, fit[0])
+        if icl > icl_by_k[k]:
+            fits[k], icl_by_k[k] = fit, icl
     best = fits[max(icl_by_k, key=icl_by_k.get)]  # the smallest K on a tie
     tau, params, elbo = best
     labels = _canonical(tau.argmax(1))

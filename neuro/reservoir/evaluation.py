@@ -72,10 +72,13 @@ def trial_performance(output: np.ndarray, ideal: np.ndarray, columns,
 
 
 def _check_power(power: np.ndarray, name: str) -> None:
-    """ValueError naming the trials where a score's denominator ||y||^2 is 0 (undefined)."""
-    silent = np.flatnonzero(~(power > 0))
+    """ValueError naming the trials (first axis of ``power``) where a score's denominator
+    ||y||^2 is zero or not finite (the score is undefined there)."""
+    power = np.reshape(power, (1,) if np.ndim(power) == 0 else np.shape(power))
+    bad = ~((power > 0) & np.isfinite(power))
+    silent = np.flatnonzero(bad.any(axis=tuple(range(1, power.ndim))))
     if silent.size:
-        raise ValueError(f"{name} is zero in trials {silent[:10].tolist()}"
+        raise ValueError(f"{name} is zero or not finite in trials {silent[:10].tolist()}"
                          f"{' ...' if silent.size > 10 else ''}: the score 1 - ||z - y||^2 / ||y||^2 "
                          "is undefined there; leave those trials out")
 
@@ -88,7 +91,7 @@ def height_performance(heights: np.ndarray, truth: np.ndarray) -> np.ndarray:
     if heights.shape != truth.shape:
         raise ValueError(f"heights {list(heights.shape)} and truth {list(truth.shape)} must have one shape")
     power = (truth**2).sum(-1)
-    _check_power(power.reshape(power.shape[0], -1).min(-1) if power.ndim else power.reshape(1), "truth")
+    _check_power(power, "truth")
     return 1.0 - ((heights - truth) ** 2).sum(-1) / power
 
 

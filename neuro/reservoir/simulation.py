@@ -151,7 +151,8 @@ def simulate(
     traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None
     trace = state.trace.clone()
     spike_chunks: list[Tensor] = []  # per step, or (Triton) per block: see below
-    flag_blocks = _FlagBlocks(stepper, drive, trace, trace_decay, record_trace) if stepper.steps_without_sync else None
+    flag_blocks = (_FlagBlocks(stepper, drive, trace, trace_decay, record_trace, num_steps // block_steps)
+                   if stepper.steps_without_sync else None)
 
     # inference mode: no autograd bookkeeping in the ~20 small ops of a step (~20% of a
     # step at N = 1k); everything created inside stays inside (the spike chunks are
@@ -232,17 +233,20 @@ class _FlagBlocks:
     """The Triton path's blocks of steps. Step t of a block writes its spike flags into
     ``flags[t]`` (and, with ``record_trace``, the trace into ``traces[t]``), reading the
     drive from ``drive[t]``: fixed buffers [T_block, B, N], so the indices are taken once per
-    block (``run`` returns them) and a block is free of host synchronisation. On CUDA a
-    full block after the first (which compiles the kernels) is captured once as a CUDA graph
-    and replayed: the ~5 launches per step then cost one replay per block, which is what
+    block (``run`` returns them) and a block is free of host synchronisation. On CUDA, when
+    a run has at least ``MIN_FULL_BLOCKS_FOR_GRAPH`` full blocks, the second is captured
+    once as a CUDA graph (the first compiled the kernels) and it and the later full blocks
+    are replays: the ~5 launches per step then cost one replay per block, which is what
     keeps a small network from being launch-bound (Triton's launches cost tens of
-    microseconds of Python each, far more than a 1k-neuron step's work)."""
+    microseconds of Python each, far more than a 1k-neuron step's work). A capture costs
+    about one eager block plus a device synchronisation, hence the minimum."""
 
-    def __init__(self, stepper: Stepper, drive: Tensor, trace: Tensor, trace_decay: float, record_trace: bool):
+    def __init__(self, stepper: Stepper, drive: Tensor, trace: Tensor, trace_decay: float, record_trace: bool,
+                 num_full_blocks: int):
         self.stepper, self.drive, self.trace, self.trace_decay = stepper, drive, trace, trace_decay
         self.flags = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
         self.traces = torch.empty_like(drive) if record_trace else None
-        self.use_graph = _use_cuda_graphs(drive.device)
+        self.use_graph = num_full_blocks >= MIN_FULL_BLOCKS_FOR_GRAPH and _use_cuda_graphs(drive.device)
         self.warm, self.graph = False, None
 
     def _steps(self, steps: int) -> None:
@@ -258,7 +262,7 @@ class _FlagBlocks:
         the block, flat index b * N + j), sorted."""
         full = steps == self.drive.shape[0]
         if full and self.use_graph and self.warm and self.graph is None:
-            self.graph = _capture_block(lambda: self._steps(steps))
+            self.graph = _capture_block(lambda: self._steps(steps), self.drive.device)
         if full and self.graph is not None:
             self.graph.replay()
         else:
@@ -267,14 +271,19 @@ class _FlagBlocks:
         return self.flags[:steps].view(steps, -1).nonzero()
 
 
+MIN_FULL_BLOCKS_FOR_GRAPH = 3  # one eager (compiles), then at least two replays
+
+
 def _use_cuda_graphs(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _capture_block(body):
-    """``body`` (kernel launches only) captured as a CUDA graph; capturing runs nothing."""
+def _capture_block(body, device: torch.device):
+    """``body`` (kernel launches only, on ``device``) captured as a CUDA graph; capturing runs
+    nothing. Thread-local capture: CUDA work of other threads (e.g. a Dask worker's) is not
+    an error during it."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.device(device), torch.cuda.graph(graph, capture_error_mode="thread_local"):
         body()
     return graph
 

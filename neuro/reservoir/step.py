@@ -382,9 +382,11 @@ class Stepper:
             self.refractory = torch.zeros_like(self.scratch_hc)
         self._network_step, flag_step = _resolve_network_steps(buffer, params.event_table)
         self._flag_step = flag_step if self.refractory is None else None
-        if bind and self.refractory is None and self._network_step is not izhikevich_network_step_:
+        reference = self._network_step is not izhikevich_network_step_ and flag_step is None
+        if bind and self.refractory is None and reference:
             # torch reference on this device: bind everything once (same values, fewer and
-            # cheaper ops; building it costs a few tables, worth it for a loop of steps)
+            # cheaper ops; building it costs a few tables, worth it for a loop of steps); the
+            # Triton step is never replaced by it
             from kernels.izhikevich.naive import SPARSE_RESET_MIN_NEURONS, network_stepper
 
             table = params.event_table

@@ -40,6 +40,10 @@ def test_what_when_rejects_inconsistent_blocks(tmp_path):
     with pytest.raises((ValueError, ConfigError), match="probabilities"):
         run_experiment("what_when", overrides={**TINY, "probabilities_after": (0.5, 0.5)},
                        out_root=tmp_path, seed=0, quiet=True)
+    # refused before the session runs, not after it when the what score divides by zero
+    with pytest.raises((ValueError, ConfigError), match=r"probabilities_after=\(0.0, 0.0, 0.0\) must have a positive sum"):
+        run_experiment("what_when", overrides={**TINY, "probabilities_after": (0.0, 0.0, 0.0)},
+                       out_root=tmp_path, seed=0, quiet=True)
 
 
 def test_what_when_on_the_compiled_engine(tmp_path):

@@ -132,9 +132,14 @@ class _CountingGraph:
         self.body()
 
 
-@pytest.mark.parametrize("synapse,record_trace,graphs", [("delta", False, False), ("exponential", True, False),
-                                                         ("delta", False, True), ("exponential", True, True)])
-def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record_trace, graphs, monkeypatch):
+@pytest.mark.parametrize("synapse,record_trace,graphs,steps,replays", [
+    ("delta", False, False, 75, []), ("exponential", True, False, 75, []),
+    # blocks of 16: the first runs eagerly, the next three replay, the last 11 steps eagerly
+    ("delta", False, True, 75, [3]), ("exponential", True, True, 75, [3]),
+    ("delta", True, True, 47, []),  # two full blocks: too few to pay for a capture
+])
+def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record_trace, graphs, steps, replays,
+                                                                 monkeypatch):
     # The reservoir's simulate on the Triton step records spike flags per step and takes
     # their indices once per block (no per-step host sync); with graphs, full blocks after
     # the first are one captured graph's replays. Either way it must give the reference's
@@ -147,7 +152,6 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
                                    weight_scale=4.0, seed=3, dtype=torch.float32,
                                    device=DEVICE)
     gen = torch.Generator().manual_seed(2)
-    steps = 75  # blocks of 16: the first runs eagerly, the next three replay, 11 steps eagerly
     inputs = torch.rand(2, steps, 2, generator=gen).to(DEVICE)
     noise = (8 * torch.randn(2, steps, 120, generator=gen)).to(DEVICE)
     run = lambda: simulate(params, state, inputs, 0.5, noise=noise, record="dense",
@@ -156,20 +160,30 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
     def per_step_sync(self, drive):
         raise AssertionError("the Triton path of simulate called Stepper.step (a host sync per step)")
 
+    flag_steps = []
+    step_flags = Stepper.step_flags
+
+    def counted_step_flags(self, drive, spikes):
+        assert "step" not in vars(self)  # no bound torch step shadows the Triton one
+        flag_steps.append(1)
+        return step_flags(self, drive, spikes)
+
     captured = []
 
-    def capture(body):
+    def capture(body, device):
         captured.append(_CountingGraph(body))
         return captured[-1]
 
     with monkeypatch.context() as patch:
         patch.setattr(Stepper, "step", per_step_sync)
+        patch.setattr(Stepper, "step_flags", counted_step_flags)
         patch.setattr(simulation, "_use_cuda_graphs", lambda device: graphs)
         if DEVICE == "cpu":
             patch.setattr(simulation, "_capture_block", capture)
         fast = run()
-    if DEVICE == "cpu":
-        assert [graph.replays for graph in captured] == ([3] if graphs else [])
+    if DEVICE == "cpu":  # a replay runs the body again: every step went through step_flags
+        assert len(flag_steps) == steps
+        assert [graph.replays for graph in captured] == replays
     monkeypatch.setenv("NEUROBRIDGE_KERNELS", "naive")
     reference = run()
     assert reference.num_spikes > 50

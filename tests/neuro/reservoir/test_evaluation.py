@@ -88,18 +88,25 @@ def test_scores_refuse_a_target_with_no_power_and_mismatched_shapes():
     ideal[2, :, 1] = 0.0
     output = ideal[:, None].repeat(2, axis=1)
     assert np.allclose(ev.trial_performance(output, ideal, [0, 1]), 1.0)  # column 0 carries trial 2
-    with pytest.raises(ValueError, match=r"ideal \(over the mask and columns\) is zero in trials \[2\]"):
+    with pytest.raises(ValueError, match=r"ideal \(over the mask and columns\) is zero or not finite in trials \[2\]"):
         ev.trial_performance(output, ideal, [1])
     mask = np.ones_like(ideal, dtype=bool)
     mask[3] = False
-    with pytest.raises(ValueError, match=r"is zero in trials \[3\]"):
+    with pytest.raises(ValueError, match=r"is zero or not finite in trials \[3\]"):
         ev.trial_performance(output, ideal, [0], mask=mask)
     with pytest.raises(ValueError, match="output must be"):
         ev.trial_performance(output[:, :, :20], ideal, [0])
     with pytest.raises(ValueError, match="mask must have ideal's shape"):
         ev.trial_performance(output, ideal, [0], mask=mask[:, :20])
     truth = np.array([[0.5, 0.3, 0.2], [0.0, 0.0, 0.0]])
-    with pytest.raises(ValueError, match=r"truth is zero in trials \[1\]"):
+    with pytest.raises(ValueError, match=r"truth is zero or not finite in trials \[1\]"):
         ev.height_performance(truth, truth)
     with pytest.raises(ValueError, match="must have one shape"):
         ev.height_performance(truth[:, :2], truth)
+    nan_truth = truth.copy()
+    nan_truth[1] = (0.2, np.nan, 0.1)
+    with pytest.raises(ValueError, match=r"truth is zero or not finite in trials \[1\]"):
+        ev.height_performance(truth, nan_truth)
+    # no trials: empty scores, not an error
+    assert ev.height_performance(truth[:0], truth[:0]).shape == (0,)
+    assert ev.trial_performance(output[:0], ideal[:0], [0]).shape == (0, 2)
