@@ -262,6 +262,7 @@ def check_wiring(device: str, out: RunDir) -> dict:
     try:
         from neuro.reservoir.build import make_reservoir
         from neuro.reservoir.simulation import simulate
+        from neuro.reservoir.step import Stepper, _state_buffer
         for mode in ("auto", "naive"):
             os.environ["NEUROBRIDGE_KERNELS"] = mode
             params, state = make_reservoir(4096, 1, device=device, seed=0)
@@ -274,6 +275,8 @@ def check_wiring(device: str, out: RunDir) -> dict:
                 torch.cuda.synchronize()
             metrics[f"wiring_reservoir_{mode}_seconds_400_steps"] = time.perf_counter() - t0
             metrics[f"wiring_reservoir_{mode}_num_spikes"] = int(result.num_spikes)
+            stepper = Stepper(params, _state_buffer(state, params), 0.5, None)
+            metrics[f"wiring_reservoir_{mode}_step_kernel"] = stepper.kernel
     except Exception as error:  # noqa: BLE001 - a wiring check records any failure and goes on
         out.log(f"wiring reservoir: {type(error).__name__}: {error}"[:300])
     finally:

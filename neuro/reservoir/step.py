@@ -400,6 +400,14 @@ class Stepper:
             )
 
     @property
+    def kernel(self) -> str:
+        """Which step ``step`` runs: "triton", "torch" (the reference, bound or not) or
+        "torch+refractory" (the reference with the refractory clamp)."""
+        if self.refractory is not None:
+            return "torch+refractory"
+        return "triton" if self._flag_step is not None and "step" not in vars(self) else "torch"
+
+    @property
     def steps_without_sync(self) -> bool:
         """Whether ``step_flags`` is available: the Triton step (CUDA, or forced under the
         interpreter) without a refractory clamp."""

@@ -28,6 +28,9 @@ def test_gpu_check_smoke_run(tmp_path):
     assert metrics["gla_1_70_1_16_ours_fwd_bwd_ms"] > 0
     assert metrics["spiking_1x64_10Hz_eager_rate_hz"] >= 0
     assert metrics["wiring_brian2_imported"] is False
+    # the reservoir's simulate takes the Triton step exactly where the dispatch rule says
+    assert metrics["wiring_reservoir_auto_step_kernel"] == ("triton" if device == "cuda" else "torch")
+    assert metrics["wiring_reservoir_naive_step_kernel"] == "torch"
     for name in ("verification.csv", "gla_timings.csv", "spiking_timings.csv", "report.html"):
         assert (run_path / name).exists(), name
     verified = (run_path / "verification.csv").read_text()
