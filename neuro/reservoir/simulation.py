@@ -229,6 +229,23 @@ def assemble_result(params: ReservoirParams, state: ReservoirState, buffer: Tens
     return SimulationResult(final, spikes, int(flat.numel()), traces)
 
 
+MIN_FULL_BLOCKS_FOR_GRAPH = 3  # one eager (compiles), then at least two replays
+
+
+def _use_cuda_graphs(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def _capture_block(body, device: torch.device):
+    """``body`` (kernel launches only, on ``device``) captured as a CUDA graph; capturing runs
+    nothing. Thread-local capture: CUDA work of other threads (e.g. a Dask worker's) is not
+    an error during it."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.device(device), torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        body()
+    return graph
+
+
 class _FlagBlocks:
     """The Triton path's blocks of steps. Step t of a block writes its spike flags into
     ``flags[t]`` (and, with ``record_trace``, the trace into ``traces[t]``), reading the
@@ -269,23 +286,6 @@ class _FlagBlocks:
             self._steps(steps)
             self.warm = True
         return self.flags[:steps].view(steps, -1).nonzero()
-
-
-MIN_FULL_BLOCKS_FOR_GRAPH = 3  # one eager (compiles), then at least two replays
-
-
-def _use_cuda_graphs(device: torch.device) -> bool:
-    return device.type == "cuda"
-
-
-def _capture_block(body, device: torch.device):
-    """``body`` (kernel launches only, on ``device``) captured as a CUDA graph; capturing runs
-    nothing. Thread-local capture: CUDA work of other threads (e.g. a Dask worker's) is not
-    an error during it."""
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.device(device), torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        body()
-    return graph
 
 
 def _fill_drive(block, params, inputs, noise, start, steps, dt_ms, generator) -> None:
