@@ -359,9 +359,8 @@ def fit_sbm(
             if k not in fits or fit[2] > fits[k][2] + 1e-9 * abs(fit[2]):
                 fits[k] = fit
     # backward pass: K also starts from the K + 1 fit with its best pair of blocks merged (a
-    # K fit stuck in a poor optimum would otherwise
-    # hand ICL a spuriously larger K); the start kept is the one ICL scores higher, so the
-    # chosen ICL is never lower than without the pass
+    # K fit stuck in a poor optimum would otherwise hand ICL a spuriously larger K); the fit
+    # kept is the one ICL scores higher, so the chosen ICL is never lower than without it
     icl_by_k = {k: _icl(model, tau) for k, (tau, _, _) in fits.items()}
     for k in sorted(fits, reverse=True)[1:]:
         fit = fit_from(_best_merge(model, fits[k + 1][0].argmax(1), k), k)
