@@ -19,6 +19,7 @@ end unless ``record_trace`` asks for the per-step traces.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -279,7 +280,13 @@ class _FlagBlocks:
         the block, flat index b * N + j), sorted."""
         full = steps == self.drive.shape[0]
         if full and self.use_graph and self.warm and self.graph is None:
-            self.graph = _capture_block(lambda: self._steps(steps), self.drive.device)
+            try:
+                self.graph = _capture_block(lambda: self._steps(steps), self.drive.device)
+            except RuntimeError as error:  # capturing runs nothing: the state is untouched
+                warnings.warn(f"simulate: CUDA graph capture failed ({error}); the blocks run "
+                              "without a graph (same results, more launch overhead)", RuntimeWarning,
+                              stacklevel=3)
+                self.use_graph = False
         if full and self.graph is not None:
             self.graph.replay()
         else:

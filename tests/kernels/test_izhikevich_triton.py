@@ -137,6 +137,7 @@ class _CountingGraph:
     # blocks of 16: the first runs eagerly, the next three replay, the last 11 steps eagerly
     ("delta", False, True, 75, [3]), ("exponential", True, True, 75, [3]),
     ("delta", True, True, 47, []),  # two full blocks: too few to pay for a capture
+    ("exponential", True, True, 75, None),  # the capture fails: a warning, then eager blocks
 ])
 def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record_trace, graphs, steps, replays,
                                                                  monkeypatch):
@@ -171,6 +172,8 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
     captured = []
 
     def capture(body, device):
+        if replays is None:
+            raise RuntimeError("operation not permitted when stream is capturing")
         captured.append(_CountingGraph(body))
         return captured[-1]
 
@@ -178,12 +181,16 @@ def test_simulate_on_the_triton_path_takes_spikes_once_per_block(synapse, record
         patch.setattr(Stepper, "step", per_step_sync)
         patch.setattr(Stepper, "step_flags", counted_step_flags)
         patch.setattr(simulation, "_use_cuda_graphs", lambda device: graphs)
-        if DEVICE == "cpu":
+        if DEVICE == "cpu" or replays is None:
             patch.setattr(simulation, "_capture_block", capture)
-        fast = run()
+        if replays is None:
+            with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+                fast = run()
+        else:
+            fast = run()
     if DEVICE == "cpu":  # a replay runs the body again: every step went through step_flags
         assert len(flag_steps) == steps
-        assert [graph.replays for graph in captured] == replays
+        assert [graph.replays for graph in captured] == (replays or [])
     monkeypatch.setenv("NEUROBRIDGE_KERNELS", "naive")
     reference = run()
     assert reference.num_spikes > 50
