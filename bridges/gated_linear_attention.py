@@ -43,8 +43,7 @@ def gated_linear_attention(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     batch, _, heads, key_dim, value_dim = check_qkv(q, k, v)
     check_choice("form", form, FORMS)
     if g is not None:
-        check_log_decay("g", check_per_step("g", g, q, per_key=True),
-                        allow_minus_inf=form == "recurrent")
+        check_log_decay("g", check_per_step("g", g, q, per_key=True), allow_minus_inf=True)
     if initial_state is not None:
         check_state("initial_state", initial_state, (batch, heads, key_dim, value_dim),
                     "[B, H, K, V]", q)
@@ -52,11 +51,10 @@ def gated_linear_attention(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     output_final_state = check_flag("output_final_state", output_final_state)
     scale = resolve_scale(scale, key_dim)
     from kernels import gla  # bridges -> kernels; imported here to keep `import bridges` light
-    from kernels.dispatch import use_triton
 
     if form == "recurrent":
         return gla.fused_recurrent_gla(q, k, v, g, scale, initial_state, output_final_state)
-    if use_triton(q, k, v, g, initial_state):
+    if gla.runs_triton(q, k, v, g, initial_state):
         return gla.chunk_gla(q, k, v, g, scale, initial_state, output_final_state)
     return gla.naive_chunk_gla(q, k, v, g, scale, initial_state, output_final_state,
                                chunk_size=chunk_size)

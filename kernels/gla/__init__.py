@@ -9,6 +9,7 @@ initial_state=None, output_final_state=False, cu_seqlens=None)``, layout [B, T, 
 
 On CUDA tensors with triton importable these run the Triton kernels of ``triton.py``;
 otherwise the torch references of ``naive.py``. ``NEUROBRIDGE_KERNELS`` forces either.
+float64 inputs always take the naive path: the Triton kernels accumulate in float32.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ __all__ = [
     "naive_chunk_gla",
     "naive_linear_attention",
     "naive_recurrent_gla",
+    "runs_triton",
 ]
 
 
@@ -33,6 +35,12 @@ def _check_tensors(q, k, v, g) -> None:
     for name, tensor in (("q", q), ("k", k), ("v", v), ("g", g)):
         if not isinstance(tensor, Tensor) and not (name == "g" and tensor is None):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+
+
+def runs_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
+                initial_state: Tensor | None) -> bool:
+    """Whether these ops take the Triton path for these arguments (module docstring)."""
+    return q.dtype != torch.float64 and use_triton(q, k, v, g, initial_state)
 
 
 def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, scale: float | None = None,
@@ -45,7 +53,7 @@ def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, scale: float | 
     float32 or None)``. Differentiable in q, k, v, g and initial_state.
     """
     _check_tensors(q, k, v, g)
-    if use_triton(q, k, v, g, initial_state):
+    if runs_triton(q, k, v, g, initial_state):
         from kernels.gla.triton import triton_chunk_gla
         return triton_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
     return naive_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
@@ -62,7 +70,7 @@ def fused_recurrent_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     chunked kernels instead (same maths), so gradients are never silently dropped.
     """
     _check_tensors(q, k, v, g)
-    if use_triton(q, k, v, g, initial_state):
+    if runs_triton(q, k, v, g, initial_state):
         tensors = (q, k, v, g, initial_state)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
             return chunk_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)

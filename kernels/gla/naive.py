@@ -90,14 +90,26 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
             raise ValueError(f"initial_state must have shape [N, H, K, V] = {expected}, got {got}")
 
 
-def check_scale(scale) -> None:
-    """``scale``: None (K ** -0.5) or a finite real number."""
+def resolve_scale(scale, key_dim: int) -> float:
+    """``scale``: None (K ** -0.5, needs K >= 1) or a finite real number."""
     if scale is None:
-        return
+        if key_dim == 0:
+            raise ValueError("scale=None means K ** -0.5, undefined for key dim K=0; pass scale")
+        return key_dim ** -0.5
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
         raise TypeError(f"scale={scale!r} must be a float or None")
     if not math.isfinite(scale):
         raise ValueError(f"scale={scale!r} must be finite")
+    return float(scale)
+
+
+def log_decay_floor(dtype: torch.dtype) -> float:
+    """A log decay below which exp() of it, or of any sum containing it, is exactly 0 in
+    ``dtype`` (float32's smallest subnormal is e^-103.3, float64's e^-744.4). The chunked
+    forms clamp g to it: the result is unchanged, -inf (a full reset) gives no
+    exp(-inf - -inf) = NaN, and a huge finite gate no longer swamps the float cumulative
+    sum that the weak gates after it are differences of."""
+    return -750.0 if dtype == torch.float64 else -110.0
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -152,7 +164,7 @@ def _chunk_one(q, k, v, g, scale, h0, chunk_size):
             inter = q_c @ state
             state = state + k_c.transpose(-1, -2) @ v_c
         else:
-            cum = torch.cumsum(g[:, :, start:end], dim=2)                     # b_i, [B,H,C,K]
+            cum = torch.cumsum(g[:, :, start:end].clamp_min(log_decay_floor(dtype)), dim=2)  # b_i
             diff = cum.unsqueeze(3) - cum.unsqueeze(2)                          # b_i - b_j
             diff = torch.where(causal[:, :, None], diff, torch.full_like(diff, -torch.inf))
             scores = torch.einsum("bhik,bhjk,bhijk->bhij", q_c, k_c, torch.exp(diff))
@@ -168,9 +180,7 @@ def _chunk_one(q, k, v, g, scale, h0, chunk_size):
 
 def _run(one, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, **kwargs):
     _check_inputs(q, k, v, g, initial_state, cu_seqlens)
-    check_scale(scale)
-    if scale is None:
-        scale = q.shape[-1] ** -0.5
+    scale = resolve_scale(scale, q.shape[-1])
     outs, finals = [], []
     for q_n, k_n, v_n, g_n, h0_n in _split_sequences(q, k, v, g, initial_state, cu_seqlens):
         out, final = one(q_n, k_n, v_n, g_n, scale, h0_n, **kwargs)

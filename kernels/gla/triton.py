@@ -29,7 +29,12 @@ backward (dS_n = gradient of the state entering chunk n, dS_end = d final_state)
      exp(G_T); hence dg_t = sum_{s >= t} (q_s dq_s - k_s dk_s) + sum_v dS_end * S_end,
      a reverse cumulative sum per sequence.
 
-Inputs of any float dtype; matmul operands are cast to the input dtype (fp32 inputs use
+Inputs in float32, float16 or bfloat16 (``kernels.gla`` sends float64 to the naive path).
+g is clamped below at -110 (``naive.log_decay_floor``) when the cumulative sum is formed:
+exp of it is already 0 in float32, so nothing changes but that -inf (a reset) and huge
+finite gates stay harmless. Precision limit (shared with fla's chunked form): b is a float32
+sum, so weak gates after strong ones within a chunk (|b| ~ 64 x 50) carry relative errors
+near ulp(|b|) ~ 1e-5 in their decay factors. Matmul operands are cast to the input dtype (fp32 inputs use
 IEEE fp32 dots, not TF32), accumulation and states are float32. Under ``TRITON_INTERPRET=1``
 the kernels run on CPU (tests); there is no autotuning (one configuration), so the same code
 runs under the interpreter and on a GPU.
@@ -44,7 +49,7 @@ import triton
 import triton.language as tl
 
 from kernels.dispatch import new_buffer
-from kernels.gla.naive import _check_inputs, check_scale
+from kernels.gla.naive import _check_inputs, log_decay_floor, resolve_scale
 
 CHUNK = 64
 SUB = 16
@@ -53,6 +58,9 @@ MAX_HEAD_DIM = 256
 # 16 x 16 block goes through one float32 matmul via its reference row: factors up to
 # e^30 ~ 1e13 leave 25 decades of float32 headroom (max ~3e38) whatever the input dtype.
 DIAGONAL_SAFE_SPAN = 30.0
+# float64 is not among them: float64 dots would break the float32 accumulators, and a
+# float64 request asks for float64 exactness, which the naive path gives.
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _pow2(x: int) -> int:
@@ -61,7 +69,7 @@ def _pow2(x: int) -> int:
 
 @triton.jit
 def _cumsum_kernel(g, gc, bounds, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr,
-                   BK: tl.constexpr):
+                   BK: tl.constexpr, FLOOR: tl.constexpr):
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     bos = tl.load(bounds + i_c * 2)
     eos = tl.load(bounds + i_c * 2 + 1)
@@ -69,7 +77,7 @@ def _cumsum_kernel(g, gc, bounds, H: tl.constexpr, K: tl.constexpr, BT: tl.const
     o_k = tl.arange(0, BK)
     mask = (o_t < eos)[:, None] & (o_k < K)[None, :]
     offs = (o_t * H + i_h)[:, None] * K + o_k[None, :]
-    x = tl.load(g + offs, mask=mask, other=0.0).to(tl.float32)
+    x = tl.maximum(tl.load(g + offs, mask=mask, other=0.0).to(tl.float32), FLOOR)
     tl.store(gc + offs, tl.cumsum(x, axis=0), mask=mask)
 
 
@@ -528,7 +536,8 @@ def _forward(q, k, v, g, scale, h0, want_final, layout):
     ht = new_buffer((nn, heads, key_dim, value_dim), torch.float32, dev) if want_final else None
     o = new_buffer((total, heads, value_dim), v.dtype, dev)
     if nc > 0:
-        _cumsum_kernel[(nc, heads)](g, gc, layout.bounds, heads, key_dim, CHUNK, bk_full)
+        _cumsum_kernel[(nc, heads)](g, gc, layout.bounds, heads, key_dim, CHUNK, bk_full,
+                                    log_decay_floor(torch.float32))
         _intra_scores_kernel[(nc, heads, CHUNK // SUB)](q, k, gc, scores, layout.bounds, heads,
                                                         key_dim, CHUNK, SUB, bk_full, prec,
                                                         DIAGONAL_SAFE_SPAN)
@@ -601,6 +610,7 @@ class ChunkGLAFunction(torch.autograd.Function):
         return o, ht
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the kernels are not differentiable
     def backward(ctx, do, dht):
         q, k, v, gc, scores, hs, ht = ctx.saved_tensors
         dq, dk, dv, dg, dh0 = _backward(q, k, v, gc, scores, hs, ht, do.contiguous(),
@@ -612,30 +622,31 @@ class ChunkGLAFunction(torch.autograd.Function):
 
 
 def _pack(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(-1, *x.shape[2:]).contiguous()
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]).contiguous()
 
 
 def _prepare(q, k, v, g, scale, initial_state, cu_seqlens):
     _check_inputs(q, k, v, g, initial_state, cu_seqlens)
-    check_scale(scale)
+    scale = resolve_scale(scale, q.shape[-1])
+    if q.dtype not in TRITON_DTYPES:
+        raise TypeError(f"the Triton GLA takes q of dtype {', '.join(map(str, TRITON_DTYPES))}, "
+                        f"got {q.dtype}; kernels.gla's ops run float64 on the naive path")
     if q.shape[-1] > MAX_HEAD_DIM or v.shape[-1] > MAX_HEAD_DIM:
         raise ValueError(f"the Triton GLA supports head dims up to {MAX_HEAD_DIM}, got "
                          f"K={q.shape[-1]}, V={v.shape[-1]}")
-    if scale is None:
-        scale = q.shape[-1] ** -0.5
     batch, length = q.shape[:2]
     layout = _Layout(batch, length, cu_seqlens, q.device)
     heads, key_dim, value_dim = q.shape[2], q.shape[-1], v.shape[-1]
     largest = max(layout.total * heads * max(key_dim, value_dim, CHUNK),
-                  layout.num_chunks * heads * key_dim * value_dim)
+                  max(layout.num_chunks, layout.num_sequences) * heads * key_dim * value_dim)
     if largest >= 2**31:  # the kernels index their buffers with int32 offsets
         raise ValueError(f"the Triton GLA indexes buffers with int32 offsets: this input needs "
                          f"{largest} elements in one buffer (tokens x heads x dim, or chunks x "
-                         f"heads x K x V), more than 2^31 - 1; split the batch")
+                         f"heads x K x V, or sequences x heads x K x V), more than 2^31 - 1; split the batch")
     if g is None:
         g = torch.zeros_like(q)
     h0 = None if initial_state is None else initial_state.contiguous()
-    return _pack(q), _pack(k), _pack(v), _pack(g), float(scale), h0, layout
+    return _pack(q), _pack(k), _pack(v), _pack(g), scale, h0, layout
 
 
 def triton_chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,

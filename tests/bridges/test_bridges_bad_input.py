@@ -85,21 +85,19 @@ def test_normalize_and_error_driven_must_be_bools():
         hebbian_memory(q, k, v, error_driven="no")
 
 
-@pytest.mark.parametrize("call", [
-    lambda q, k, v, g: gated_linear_attention(q, k, v, g.unsqueeze(-1).expand_as(q).clone()),
-    lambda q, k, v, g: gated_delta_rule(q, k, v, g, _beta()),
-])
-def test_minus_infinite_log_decay_is_refused_in_chunked_forms(call):
-    """-inf gives NaN in the chunked forms (exp(-inf - -inf))."""
+def test_minus_infinite_log_decay_is_refused_in_the_chunked_delta_rule():
+    """-inf gives NaN in the chunked delta rule (exp(-inf - -inf))."""
     g = torch.zeros(B, T, H)
     g[1, 2, 0] = -float("inf")
     with pytest.raises(ValueError, match=r"is a log decay and must be finite in the chunked form.*got -inf"):
-        call(*_qkv(), g)
+        gated_delta_rule(*_qkv(), g, _beta())
 
 
 @pytest.mark.parametrize("call", [
     lambda q, k, v, g, beta: gated_linear_attention(
         q, k, v, g.unsqueeze(-1).expand_as(q).clone(), form="recurrent"),
+    lambda q, k, v, g, beta: gated_linear_attention(  # the chunked GLA clamps g (log_decay_floor)
+        q, k, v, g.unsqueeze(-1).expand_as(q).clone(), form="chunked"),
     lambda q, k, v, g, beta: gated_delta_rule(q, k, v, g, beta, form="recurrent"),
     lambda q, k, v, g, beta: hebbian_memory(q, k, v, log_decay=g),
 ])

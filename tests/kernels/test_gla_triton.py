@@ -5,7 +5,13 @@ Buffers are NaN-poisoned (conftest); every comparison would fail on a leftover N
 import pytest
 import torch
 
-from kernels.gla import chunk_gla, fused_recurrent_gla, linear_attention, naive_recurrent_gla
+from kernels.gla import (
+    chunk_gla,
+    fused_recurrent_gla,
+    linear_attention,
+    naive_chunk_gla,
+    naive_recurrent_gla,
+)
 from kernels.gla.triton import DIAGONAL_SAFE_SPAN
 from tests.kernels.conftest import DEVICE, relative_rms_error
 
@@ -34,7 +40,7 @@ def _make(batch, length, heads, key_dim, value_dim, dtype, seed, gate_scale=1.0,
 
 
 def _check_against_reference(op, q, k, v, g, h0, tol, absolute, cu_seqlens=None,
-                             backward=True):
+                             backward=True, dg_tol=None):
     leaves = [x.clone().requires_grad_(backward) if x is not None else None
               for x in (q, k, v, g, h0)]
     out, final = op(*leaves[:4], initial_state=leaves[4], output_final_state=True,
@@ -61,7 +67,8 @@ def _check_against_reference(op, q, k, v, g, h0, tol, absolute, cu_seqlens=None,
             continue
         assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), name
         error = relative_rms_error(leaf.grad, ref.grad, absolute)
-        assert error <= tol, f"{name}: relative rms error {error:.2e} > {tol:.0e}"
+        bound = dg_tol if name == "dg" and dg_tol is not None else tol
+        assert error <= bound, f"{name}: relative rms error {error:.2e} > {bound:.0e}"
 
 
 @pytest.mark.parametrize("length, key_dim, value_dim, with_h0", [
@@ -141,7 +148,7 @@ def test_fused_recurrent_forward(length, dim, dtype, tol):
     _check_against_reference(fused_recurrent_gla, *inputs, tol, FP32_ABS, backward=False)
 
 
-def test_fused_recurrent_varlen_decoding_continues_the_chunked_state():
+def test_fused_recurrent_decoding_continues_the_chunked_state():
     # Prefill with the chunked kernel, then decode 3 steps with the recurrent one: the
     # concatenated outputs equal one pass over the whole sequence (fla issue #553).
     q, k, v, g, h0 = _make(1, 67, 2, 16, 16, torch.float32, seed=17)
@@ -184,3 +191,58 @@ def test_fused_recurrent_with_grad_falls_back_to_a_differentiable_kernel():
                                  initial_state=h0.double().cpu())
     ref.sum().backward()
     assert relative_rms_error(q.grad, ref_q.grad, FP32_ABS) <= FP32_TOL
+
+
+@pytest.mark.parametrize("op", [chunk_gla, naive_chunk_gla, fused_recurrent_gla])
+def test_resets_and_huge_gates_match_the_recurrence(op):
+    # A -inf gate (full reset) and a huge finite one among weak gates. The chunked forms clamp
+    # g at log_decay_floor (exp of it is already 0): no exp(-inf - -inf) = NaN, and the weak
+    # gates after the huge one are not swamped in the float32 cumulative sum (before the
+    # clamp: relative error 0.2 at g = -1e7). The recurrent form with gradients runs the
+    # chunked kernels (its fallback), so it is covered too.
+    # dg's bound: after a reset the cumulative log decay b sits near the floor (-110), where
+    # float32's spacing is 7.6e-6, not the <= 1.2e-7 of |b| <= 1 that FP32_TOL allows for,
+    # so each decay factor after it already carries ~8e-6 relative error (the chunked
+    # representation's limit, fla's too; the torch chunked reference shares it), and dg,
+    # a difference q dq - k dk, is held to 4 x FP32_TOL: the same room above that floor.
+    q, k, v, g, h0 = _make(1, 80, 2, 16, 16, torch.float32, seed=31, gate_scale=0.1)
+    g[:, 7, 0] = -float("inf")
+    g[:, 30] = -1e7
+    _check_against_reference(op, q, k, v, g, h0, FP32_TOL, FP32_ABS, dg_tol=4 * FP32_TOL)
+
+
+def test_float64_takes_the_naive_path_and_the_triton_path_refuses_it():
+    from kernels.gla.triton import triton_chunk_gla
+
+    q, k, v, g, h0 = (x.double() for x in _make(1, 20, 1, 16, 16, torch.float32, seed=37))
+    out, final = chunk_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    ref_out, ref_final = naive_chunk_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    assert final.dtype == torch.float64  # the Triton path would return a float32 state
+    assert torch.equal(out, ref_out) and torch.equal(final, ref_final)
+    with pytest.raises(TypeError, match=r"Triton GLA takes q of dtype .* got torch.float64"):
+        triton_chunk_gla(q, k, v, g)
+
+
+def test_double_backward_is_an_error_not_a_silent_zero():
+    q, k, v, g, h0 = _make(1, 20, 1, 16, 16, torch.float32, seed=41)
+    q.requires_grad_()
+    out, _ = chunk_gla(q, k, v, g, initial_state=h0)
+    (dq,) = torch.autograd.grad(out.pow(2).sum(), q, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        dq.pow(2).sum().backward()
+
+
+@pytest.mark.parametrize("op", [chunk_gla, fused_recurrent_gla])
+@pytest.mark.parametrize("heads, value_dim", [(0, 16), (2, 0)])
+def test_empty_head_or_value_axes_match_the_reference(op, heads, value_dim):
+    q, k, v, g, h0 = _make(2, 20, heads, 16, value_dim, torch.float32, seed=43)
+    out, final = op(q, k, v, g, initial_state=h0, output_final_state=True)
+    ref_out, ref_final = naive_recurrent_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    assert out.shape == ref_out.shape and final.shape == ref_final.shape
+
+
+@pytest.mark.parametrize("op", [chunk_gla, naive_chunk_gla, fused_recurrent_gla])
+def test_zero_key_dim_needs_an_explicit_scale(op):
+    q, k, v, g, _ = _make(1, 5, 1, 0, 16, torch.float32, seed=47, with_h0=False)
+    with pytest.raises(ValueError, match=r"scale=None means K \*\* -0.5, undefined for key dim K=0"):
+        op(q, k, v, g)
