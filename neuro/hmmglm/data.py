@@ -16,10 +16,14 @@ from neuro.hmmglm.basis import design_matrix
 
 def _as_tensor(array, dtype, device) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
+        if array.is_complex():
+            raise TypeError(f"spikes must be real counts, got dtype {array.dtype}")
         return array.detach().to(device=device, dtype=dtype)
     arr = np.asarray(array)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"spikes must be a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"spikes must be real counts, got dtype {arr.dtype}")
     return torch.as_tensor(arr.astype(np.float64)).to(device=device, dtype=dtype)
 
 

@@ -271,7 +271,8 @@ def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSe
     its parameters are final and it leaves the batch (EM goes on for the other groups).
     Returns (params, prior_state, objectives list of (R,) (a stopped group's entries repeat
     its last value), stops: one int per group, how many of the objectives belong to that
-    group's own run).
+    group's own run, settled: one bool per group, whether it stopped by the tolerance rule
+    (False: it ran out of iterations)).
     """
     outer = outer or PackedOuterProducts(data.design)
     num_bins = data.design.shape[0]
@@ -321,5 +322,6 @@ def run_em(data: PreparedData, params: HMMGLMParams, prior_state, settings: EMSe
     if len(leaving) < len(batch):  # the groups that ran out of iterations
         final_params = _put(final_params, running, params)
         final_prior = _put(final_prior, running, prior_state)
+    settled = [stop is not None for stop in stops]
     stops = [len(history) if stop is None else stop for stop in stops]
-    return final_params, final_prior, history, stops
+    return final_params, final_prior, history, stops, settled

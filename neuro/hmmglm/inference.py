@@ -51,10 +51,14 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
             f"log_likelihoods must have shape (T, K) or (B, T, K), got {tuple(log_likelihoods.shape)}"
         )
     batch, steps, k = log_likelihoods.shape
-    if log_initial.shape[-1] != k or log_transition.shape[-2:] != (k, k):
+    if steps == 0:
+        raise ValueError("log_likelihoods has T=0 steps; an HMM needs at least one")
+    if (log_initial.shape not in ((k,), (batch, k))
+            or log_transition.shape not in ((k, k), (batch, k, k))):
         raise ValueError(
             f"log_initial {tuple(log_initial.shape)} and log_transition "
-            f"{tuple(log_transition.shape)} do not match K={k} of log_likelihoods"
+            f"{tuple(log_transition.shape)} must be (K,) or (B, K) and (K, K) or (B, K, K) for "
+            f"K={k}, B={batch} of log_likelihoods"
         )
     log_initial = log_initial.to(log_likelihoods).expand(batch, k)
     log_transition = log_transition.to(log_likelihoods).expand(batch, k, k)
@@ -62,6 +66,9 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
         mask = None
     else:
         lengths = torch.as_tensor(lengths, device=log_likelihoods.device)
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise ValueError(f"lengths must be (B,)={batch} integers in [1, {steps}], got dtype "
+                             f"{lengths.dtype}: {lengths}")
         if lengths.shape != (batch,) or bool((lengths < 1).any()) or bool((lengths > steps).any()):
             raise ValueError(f"lengths must be (B,)={batch} integers in [1, {steps}], got {lengths}")
         mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)

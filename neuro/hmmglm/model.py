@@ -32,7 +32,7 @@ from neuro.hmmglm.hyperparameters import (
 from neuro.hmmglm.inference import Posterior, forward_backward, viterbi
 from neuro.hmmglm.init import kmeans_initialization
 from neuro.hmmglm.newton import PackedOuterProducts
-from neuro.hmmglm.params import HMMGLMParams
+from neuro.hmmglm.params import HMMGLMParams, check_params
 from neuro.hmmglm.priors import PRIORS, GaussianPriorState, OneHotPriorState
 from neuro.hmmglm.seeding import numpy_generator
 from neuro.hmmglm.simulate import sample_spikes, sample_states
@@ -135,13 +135,11 @@ class HMMGLM:
         return self.params
 
     def set_params(self, params: HMMGLMParams) -> HMMGLM:
-        if not isinstance(params, HMMGLMParams):
-            raise TypeError(f"params must be an HMMGLMParams (see neuro.hmmglm.make_params), "
-                            f"got {type(params).__name__}")
-        expected = (self.num_states, self.num_neurons, self.num_neurons, self.basis.shape[0])
-        if tuple(params.weights.shape) != expected:
-            raise ValueError(f"weights must have shape {expected}, got {tuple(params.weights.shape)}")
+        """Use ``params`` (checked: ``params.check_params``); any fitted prior state (e.g. the
+        one-hot connection types) belonged to the old parameters and is dropped."""
+        check_params(params, self.num_states, self.num_neurons, self.basis.shape[0])
         self.params = params.to(self.device, self.dtype)
+        self.prior_state = None
         return self
 
     def _initial_prior_state(self, params: HMMGLMParams, sigma: torch.Tensor):
@@ -157,6 +155,8 @@ class HMMGLM:
             smoothing_bins: float = 20.0, progress=None) -> dict:
         """Generalized EM from the k-means initialization (or ``init_params``), best restart kept.
 
+        ``init_params``: parameters to start from instead (``check_params``), optionally with
+        a leading restart axis R (R restarts; ``num_restarts`` then 1 or R).
         ``tolerance``: stop when the objective gains less than this many nats per bin.
         The one-hot prior first runs up to ``warmup_iters`` iterations without a prior.
         Returns a history dict: objective per iteration (best restart), all restarts,
@@ -206,6 +206,11 @@ class HMMGLM:
                                            numpy_generator(seed), self.settings.link,
                                            smoothing_bins=smoothing_bins, outer=outer)
         else:
+            check_params(init_params, self.num_states, self.num_neurons, self.basis.shape[0],
+                         name="init_params", restart_axis=True)
+            if init_params.bias.dim() == 3 and num_restarts not in (1, init_params.bias.shape[0]):
+                raise ValueError(f"init_params has {init_params.bias.shape[0]} restarts (its leading "
+                                 f"axis) but num_restarts={num_restarts}; give 1 or the same number")
             params = init_params.to(self.device, self.dtype)
             if params.bias.dim() == 2:
                 params = HMMGLMParams(*(t.unsqueeze(0) for t in (params.log_initial,
@@ -231,7 +236,7 @@ class HMMGLM:
         phase_runs = []  # (phase, objectives (iters, P, Q), iterations of each point's own run)
         if settings.prior == "onehot" and warmup_iters > 0:
             warm = replace(settings, prior="none")
-            params, _, warm_history, warm_stops = run_em(
+            params, _, warm_history, warm_stops, _ = run_em(
                 data, params, None, warm, warmup_iters, tolerance, outer, progress, group_size=per_point)
             phase_runs.append(("warmup", torch.stack(warm_history).view(-1, num_points, per_point),
                                warm_stops))
@@ -239,7 +244,7 @@ class HMMGLM:
             params, prior_state = initial_onehot_state(data, params, settings)
         else:
             prior_state = self._initial_prior_state(params, per_restart("prior_sigma", self.prior_sigma))
-        params, prior_state, history, main_stops = run_em(
+        params, prior_state, history, main_stops, main_settled = run_em(
             data, params, prior_state, settings, int(num_iters), tolerance, outer, progress,
             group_size=per_point)
         phase_runs.append((settings.prior, torch.stack(history).view(-1, num_points, per_point),
@@ -253,7 +258,6 @@ class HMMGLM:
             main_iters = main_stops[i]
             best = int(objectives[-1].argmax())
             index = i * per_point + best
-            gains = objectives[-1] - objectives[-2] if main_iters > 1 else objectives[-1] * math.nan
             fitted = _copy(self)
             fitted.settings = replace(self.settings, **{k: v for k, v in point.items() if k != "prior_sigma"})
             fitted.prior_sigma = point.get("prior_sigma", self.prior_sigma)
@@ -265,7 +269,7 @@ class HMMGLM:
                 "phase": phases,
                 "best_restart": best,
                 "num_iters": main_iters - 1,
-                "converged": main_iters <= num_iters and bool(gains[best] < tolerance * data.design.shape[0]),
+                "converged": main_settled[i],
                 "seconds": seconds,
             }))
         return results
@@ -298,11 +302,16 @@ class HMMGLM:
         return float(self.posterior(spikes).log_normalizer.sum())
 
     def score(self, spikes) -> float:
-        """Bits per spike over a homogeneous Poisson model with each neuron's mean rate."""
+        """Bits per spike over a homogeneous model of the same distribution with each
+        neuron's mean rate: Poisson with rate r_n (Bernoulli with p_n for a Bernoulli model),
+        (log p(y) - log p_0(y)) / (#spikes ln 2); 0 for a model no better than the mean rate."""
         data = self._data(spikes)
         counts = data.counts
-        rate = counts.mean(0).clamp_min(1e-12)
-        baseline = (counts * torch.log(rate) - rate - torch.lgamma(counts + 1)).sum()
+        rate = counts.mean(0)
+        if self.settings.distribution == "bernoulli":
+            baseline = (torch.xlogy(counts, rate) + torch.xlogy(1 - counts, 1 - rate)).sum()
+        else:
+            baseline = (torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)).sum()
         total = counts.sum().clamp_min(1.0)
         return float((self.log_likelihood(spikes) - baseline) / (total * math.log(2.0)))
 

@@ -96,3 +96,44 @@ def make_params(initial, transition, bias, weights, dtype=torch.float64, device=
         raise ValueError(f"weights must be (K, N, N, L) = ({k}, {bias.shape[-1]}, "
                          f"{bias.shape[-1]}, L), got {tuple(weights.shape)}")
     return HMMGLMParams(torch.log(initial), torch.log(transition), bias, weights)
+
+
+def check_params(params, num_states: int, num_neurons: int, num_bases: int, *, name: str = "params",
+                 restart_axis: bool = False) -> HMMGLMParams:
+    """``params`` as a model of K states, N neurons and L basis functions takes them: an
+    ``HMMGLMParams`` with log_initial (K,), log_transition (K, K), bias (K, N), weights
+    (K, N, N, L) (each with one leading restart axis R when ``restart_axis``; then all the
+    same R), floating, bias and weights finite, initial and transition rows probabilities
+    summing to 1 (atol 1e-6). A ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(params, HMMGLMParams):
+        raise TypeError(f"{name} must be an HMMGLMParams (see neuro.hmmglm.make_params), "
+                        f"got {type(params).__name__}")
+    k, n, lags = num_states, num_neurons, num_bases
+    shapes = {"log_initial": (k,), "log_transition": (k, k), "bias": (k, n), "weights": (k, n, n, lags)}
+    fields = {field: getattr(params, field) for field in shapes}
+    leading = set()
+    for field, tensor in fields.items():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            raise TypeError(f"{name}.{field} must be a floating torch.Tensor, got "
+                            f"{getattr(tensor, 'dtype', type(tensor).__name__)}")
+        shape, expected = tuple(tensor.shape), shapes[field]
+        extra = len(shape) - len(expected)
+        if shape[extra:] != expected or extra not in ((0, 1) if restart_axis else (0,)):
+            allowed = f"{expected} or (R, *{expected})" if restart_axis else f"{expected}"
+            raise ValueError(f"{name}.{field} must have shape {allowed} for K={k}, N={n}, "
+                             f"L={lags}, got {shape}")
+        leading.add(shape[:extra])
+    if len(leading) > 1:
+        raise ValueError(f"{name}: every field needs the same restart axis, got leading shapes "
+                         f"{sorted(leading)}")
+    for field in ("bias", "weights"):
+        if not bool(torch.isfinite(fields[field]).all()):
+            raise ValueError(f"{name}.{field} must be finite (it has NaN or inf)")
+    for field in ("log_initial", "log_transition"):
+        log_probs = fields[field]
+        sums = torch.logsumexp(log_probs, -1).exp()
+        if bool(torch.isnan(log_probs).any() or (log_probs == torch.inf).any()) or not bool(
+                ((sums - 1).abs() <= 1e-6).all()):
+            raise ValueError(f"{name}.{field} must be log-probabilities with rows summing to 1 "
+                             f"after exp, got row sums {sums.tolist()}")
+    return params

@@ -283,3 +283,40 @@ def test_fit_sweep_bad_values(values, error, message):
     _truth, spikes, _, basis = small_problem(seed=7, steps=200)
     with pytest.raises(error, match=message):
         HMMGLM(2, 4, basis=basis).fit_sweep(spikes, values, num_iters=1)
+
+
+def test_converged_means_stopped_by_the_tolerance_even_on_the_last_allowed_iteration():
+    _, y, _, basis = small_problem(seed=2)
+    free = HMMGLM(2, 4, basis=basis).fit(y, num_iters=100, tolerance=1e-4, seed=0)
+    iters = free["num_iters"]
+    assert free["converged"] and 1 < iters < 100
+    gains = np.diff(free["objective"])
+    assert gains[-1] < 1e-4 * len(y) <= gains[-2]  # the stop is the tolerance rule's
+    exact = HMMGLM(2, 4, basis=basis).fit(y, num_iters=iters, tolerance=1e-4, seed=0)
+    short = HMMGLM(2, 4, basis=basis).fit(y, num_iters=iters - 1, tolerance=1e-4, seed=0)
+    assert exact["objective"] == free["objective"] and exact["converged"]
+    assert short["num_iters"] == iters - 1 and not short["converged"]
+
+
+@pytest.mark.parametrize("distribution, link", [("poisson", "exp"), ("poisson", "softplus"),
+                                                ("bernoulli", "logistic")])
+def test_score_of_the_homogeneous_mean_rate_model_is_zero(distribution, link):
+    # score is bits/spike over the homogeneous model of the model's own distribution: a K=1
+    # model without coupling at each neuron's mean rate is that model, so it scores 0 (to
+    # float64 rounding), and the same model at other rates scores below 0.
+    rng = np.random.default_rng(0)
+    rates = np.array([0.3, 0.05, 0.6])
+    if distribution == "bernoulli":
+        y = (rng.random((3000, 3)) < rates).astype(float)
+    else:
+        y = rng.poisson(rates, (3000, 3)).astype(float)
+    mean = y.mean(0)
+    inverse_link = {"exp": np.log, "softplus": lambda r: np.log(np.expm1(r)),
+                    "logistic": lambda p: np.log(p / (1 - p))}[link]
+    basis = exponential_basis(2, (1.0,))
+
+    def model(rate):
+        return HMMGLM(1, 3, basis=basis, link=link, distribution=distribution).set_params(
+            make_params([1.0], [[1.0]], inverse_link(rate)[None], np.zeros((1, 3, 3, 1))))
+    assert abs(model(mean).score(y)) < 1e-12
+    assert model(np.clip(mean * 1.3, 0, 0.9)).score(y) < 0

@@ -109,6 +109,12 @@ def test_cuda_device_without_cuda_is_refused_up_front():
         HMMGLM(2, 3, device="cuda")
 
 
+@pytest.mark.parametrize("spikes", [np.zeros((50, 3), dtype=complex), torch.zeros(50, 3, dtype=torch.complex64)])
+def test_complex_spikes_are_refused_not_cast(model, spikes):
+    with pytest.raises(TypeError, match=r"spikes must be real counts, got dtype (torch\.)?complex"):
+        model.fit(spikes, num_iters=1)
+
+
 def test_bad_parameters_and_fit_arguments(model):
     with pytest.raises(ValueError, match="transition must be non-negative with rows summing to 1"):
         make_params([0.5, 0.5], [[0.9, 0.2], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 3, 1)))
@@ -116,7 +122,7 @@ def test_bad_parameters_and_fit_arguments(model):
         make_params([0.7, 0.7], [[0.9, 0.1], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 3, 1)))
     with pytest.raises(ValueError, match="weights must be"):
         make_params([0.5, 0.5], [[0.9, 0.1], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 1)))
-    with pytest.raises(ValueError, match="weights must have shape"):
+    with pytest.raises(ValueError, match=r"params.weights must have shape \(2, 3, 3, 1\)"):
         model.set_params(make_params([0.5, 0.5], [[0.9, 0.1], [0.5, 0.5]], np.zeros((2, 3)),
                                      np.zeros((2, 3, 3, 2))))
     with pytest.raises(ValueError, match="no parameters"):
@@ -136,6 +142,58 @@ def test_bad_parameters_and_fit_arguments(model):
         model.sample(0)
     with pytest.raises(TypeError, match="params must be an HMMGLMParams .* got dict"):
         model.set_params({})
+
+
+def _good_params(restarts=None):
+    p = make_params([0.5, 0.5], [[0.9, 0.1], [0.5, 0.5]], np.zeros((2, 3)), np.zeros((2, 3, 3, 1)))
+    if restarts is None:
+        return p
+    return type(p)(*(t.expand(restarts, *t.shape).clone() for t in
+                     (p.log_initial, p.log_transition, p.bias, p.weights)))
+
+
+def _with(params, **fields):
+    values = {name: getattr(params, name) for name in ("log_initial", "log_transition", "bias", "weights")}
+    return type(params)(**{**values, **fields})
+
+
+@pytest.mark.parametrize("change,error,message", [
+    (lambda p: {}, TypeError, r"init_params must be an HMMGLMParams .* got dict"),
+    (lambda p: _with(p, bias=torch.zeros(3, 3, dtype=torch.float64)), ValueError,
+     r"init_params.bias must have shape \(2, 3\) or \(R, \*\(2, 3\)\) for K=2, N=3, L=1, got \(3, 3\)"),
+    (lambda p: _with(p, weights=torch.zeros(2, 3, 3, 2, dtype=torch.float64)), ValueError,
+     r"init_params.weights must have shape \(2, 3, 3, 1\)"),
+    (lambda p: _with(p, weights=torch.zeros(2, 4, 4, 1, dtype=torch.float64)), ValueError,
+     r"init_params.weights must have shape .* N=3"),
+    (lambda p: _with(p, bias=torch.full((2, 3), torch.nan, dtype=torch.float64)), ValueError,
+     r"init_params.bias must be finite"),
+    (lambda p: _with(p, log_transition=torch.log(torch.tensor([[0.9, 0.3], [0.5, 0.5]], dtype=torch.float64))),
+     ValueError, r"init_params.log_transition must be log-probabilities with rows summing to 1 after exp, got row sums \[1.2"),
+    (lambda p: _with(p, log_initial=p.log_initial.long()), TypeError,
+     r"init_params.log_initial must be a floating torch.Tensor, got torch.int64"),
+    (lambda p: _with(_good_params(3), bias=torch.zeros(2, 2, 3, dtype=torch.float64)), ValueError,
+     r"init_params: every field needs the same restart axis"),
+])
+def test_bad_init_params_are_named(model, change, error, message):
+    with pytest.raises(error, match=message):
+        model.fit(good_spikes(), num_iters=1, init_params=change(_good_params()))
+
+
+def test_init_params_restarts_must_agree_with_num_restarts(model):
+    with pytest.raises(ValueError, match=r"init_params has 3 restarts .* but num_restarts=2"):
+        model.fit(good_spikes(), num_iters=1, init_params=_good_params(3), num_restarts=2)
+    assert len(model.fit(good_spikes(), num_iters=1, init_params=_good_params(3))["objective_all_restarts"][0]) == 3
+
+
+def test_set_params_checks_rows_and_drops_the_old_fitted_prior_state():
+    model = HMMGLM(2, 3, basis=exponential_basis(4, (1.0,)), prior="onehot")
+    bad = _with(_good_params(), log_initial=torch.log(torch.tensor([0.6, 0.6], dtype=torch.float64)))
+    with pytest.raises(ValueError, match=r"params.log_initial must be log-probabilities"):
+        model.set_params(bad)
+    model.fit(good_spikes(200), num_iters=2, warmup_iters=1)
+    assert model.prior_state is not None
+    model.set_params(_good_params())
+    assert model.prior_state is None
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
@@ -171,8 +229,15 @@ def test_bad_problem_arguments(call, message):
 def test_bad_inference_arguments():
     with pytest.raises(ValueError, match="log_likelihoods must have shape"):
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(5))
-    with pytest.raises(ValueError, match="do not match K"):
+    with pytest.raises(ValueError, match=r"must be \(K,\) or \(B, K\) .* for K=2, B=1"):
         forward_backward(torch.zeros(3), torch.zeros(3, 3), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match=r"log_initial \(3, 2\) .* for K=2, B=2"):  # per-sequence, wrong B
+        forward_backward(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(2, 5, 2))
+    for function in (forward_backward, viterbi):
+        with pytest.raises(ValueError, match="log_likelihoods has T=0 steps"):
+            function(torch.zeros(2), torch.zeros(2, 2), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match=r"lengths must be .* integers in \[1, 5\], got dtype torch.float32"):
+        forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2, 5, 2), lengths=torch.tensor([2.5, 5.0]))
     with pytest.raises(ValueError, match="lengths"):
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2, 5, 2), lengths=torch.tensor([0, 9]))
     with pytest.raises(TypeError, match="log_likelihoods must be a floating-point torch.Tensor, got torch.int64"):
