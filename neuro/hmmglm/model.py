@@ -145,8 +145,9 @@ class HMMGLM:
     def _initial_prior_state(self, params: HMMGLMParams, sigma: torch.Tensor):
         r = params.bias.shape[0]
         flat = params.weights.reshape(r, self.num_states, self.num_neurons, -1)
-        if self.settings.prior == "gaussian":
-            return GaussianPriorState(flat.mean(1), sigma)
+        if self.settings.prior == "gaussian":  # W_bar starts at the states' mean, or is 0 for good
+            mean = flat.mean(1) if self.settings.learn_prior_mean else torch.zeros_like(flat[:, 0])
+            return GaussianPriorState(mean, sigma)
         return None
 
     # ------------------------------------------------------------------ fitting

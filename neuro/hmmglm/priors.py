@@ -4,6 +4,7 @@ Gaussian (Li et al., arXiv 2310.15263, "Gaussian HMM-GLM"):
     W_k[n, m, j] ~ N(W_bar[n, m, j], sigma^2) independently for every state k,
 with W_bar and (optionally) sigma learned by closed-form maximization in each M-step
 (sigma is floored at ``sigma_floor`` so that the joint density stays bounded; our choice).
+With ``learn_prior_mean=False``, W_bar = 0: a ridge penalty sum (W / sigma)^2 / 2 toward zero.
 
 One-hot (same paper, "one-hot HMM-GLM"; our MAP formulation, nothing copied):
     type_k[n, m] in {inhibitory, none, excitatory} ~ Categorical(softmax(logits[n, m])),

@@ -43,6 +43,39 @@ def test_single_state_equals_statsmodels_poisson_glm():
         np.testing.assert_allclose(theta[neuron], ref.params, atol=1e-4, rtol=0)
 
 
+def test_single_state_gaussian_prior_with_fixed_mean_is_a_ridge_glm():
+    # learn_prior_mean=False: W_bar = 0, so K=1 maximizes sum_t log Poisson(y | exp(x theta))
+    # - |W|^2 / (2 sigma^2) (bias unpenalized); oracle: scipy's L-BFGS on that concave objective.
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(6)
+    n, steps, sigma = 3, 2000, 0.1
+    basis = exponential_basis(3, (1.0,))
+    weights = 0.3 * rng.standard_normal((1, n, n, 1))
+    weights[0, np.arange(n), np.arange(n)] = -0.5
+    truth = HMMGLM(1, n, basis=basis, link="exp").set_params(
+        make_params([1.0], [[1.0]], np.full((1, n), -1.0), weights))
+    spikes, _, _ = truth.sample(steps, seed=2)
+    model = HMMGLM(1, n, basis=basis, link="exp", prior="gaussian", prior_sigma=sigma,
+                   learn_prior_mean=False)
+    model.fit(spikes, num_iters=60, tolerance=0.0)
+    design = design_matrix(torch.as_tensor(spikes), torch.as_tensor(basis)).numpy()
+    theta = model.params.theta()[0].numpy()
+    penalized = np.r_[0.0, np.ones(design.shape[1] - 1)] / sigma**2
+    for neuron in range(n):
+        y = spikes[:, neuron]
+
+        def negative(t, y=y):
+            rate = np.exp(design @ t)
+            return (-(y @ (design @ t) - rate.sum()) + 0.5 * penalized @ t**2,
+                    -(design.T @ (y - rate)) + penalized * t)
+        ref = minimize(negative, np.zeros(design.shape[1]), jac=True, method="L-BFGS-B",
+                       options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 10_000}).x
+        # both solve the same strictly concave problem to |grad| ~ 1e-8: 1e-4 is loose
+        np.testing.assert_allclose(theta[neuron], ref, atol=1e-4, rtol=0)
+    assert np.abs(theta[:, 1:]).max() < np.abs(weights).max()  # shrunk toward 0
+
+
 @pytest.mark.parametrize("prior,shared_bias,extra", [
     ("none", False, {}), ("gaussian", False, {}), ("onehot", False, {}), ("none", True, {}),
     # concentration 1: a type unused by every state gets MAP probability 0 (log -inf), whose
