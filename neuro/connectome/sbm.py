@@ -369,6 +369,12 @@ def fit_sbm(
             fits[k], icl_by_k[k] = fit, icl
     best = fits[max(icl_by_k, key=icl_by_k.get)]  # the smallest K on a tie
     tau, params, elbo = best
-    labels = _canonical(tau.argmax(1))
-    return SBMFit(labels, tau, int(labels.max() + 1), icl_by_k, float(elbo),
-                  {key: value.copy() for key, value in params.items()})
+    # blocks renumbered by first appearance in the hard labels (blocks no node takes last),
+    # and the responsibilities' columns and the (K, K) parameters with them
+    hard = tau.argmax(1)
+    _, first = np.unique(hard, return_index=True)
+    seen = hard[np.sort(first)]
+    order = np.concatenate([seen, np.setdiff1d(np.arange(tau.shape[1]), seen)])
+    labels = np.argsort(order)[hard]
+    return SBMFit(labels, tau[:, order].copy(), int(labels.max() + 1), icl_by_k, float(elbo),
+                  {key: value[np.ix_(order, order)].copy() for key, value in params.items()})

@@ -152,3 +152,25 @@ def test_lognormal_sbm_recovers_lognormal_blocks_and_their_number():
         variance = fit.parameters["log_weight_variance"]
         order = [fit.labels[0], fit.labels[20], fit.labels[40]]  # planted block b -> fitted label
         assert np.allclose(np.sqrt(variance[order, order]), (0.1, 0.3, 0.5), rtol=0.25)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sbm_responsibilities_and_parameters_follow_the_renumbered_labels(seed):
+    # labels are renumbered by first appearance; the responsibilities' columns and the
+    # (K, K) parameters must be renumbered with them (before: ~1 fit in 4 mismatched)
+    rng = np.random.default_rng(seed)
+    weights, _ = make_weighted_planted_partition(
+        num_nodes=int(rng.integers(8, 20)), num_blocks=int(rng.integers(1, 4)),
+        probability_in=rng.uniform(0.2, 0.9), probability_out=rng.uniform(0, 0.4), seed=seed)
+    fit = fit_sbm(weights, 4, max_blocks=5, num_restarts=3, seed=0)
+    assert np.array_equal(fit.responsibilities.argmax(1), fit.labels)
+    _, first = np.unique(fit.labels, return_index=True)
+    assert np.array_equal(fit.labels[np.sort(first)], np.arange(fit.num_blocks))
+    # the M-step's edge probability of each block pair, from the responsibilities
+    edges = (weights > 0).astype(float)
+    np.fill_diagonal(edges, 0.0)
+    tau = fit.responsibilities
+    pairs = tau.T @ (1.0 - np.eye(len(tau))) @ tau
+    np.testing.assert_allclose(fit.parameters["edge_probability"],
+                               np.clip((tau.T @ edges @ tau) / np.maximum(pairs, 1e-300), 0, 1),
+                               atol=1e-6)
