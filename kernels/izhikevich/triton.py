@@ -56,7 +56,8 @@ def _scalar(x, IS_PTR: tl.constexpr):
 
 @triton.jit
 def _neuron_kernel(state, drive, spikes, queue, queue_length, u_decay, u_v_gain, half_step, k1,
-                   k2, v_peak, syn_decay, N, param_batch_stride, HAS_SYN: tl.constexpr,
+                   k2, v_peak, syn_decay, N, decay_batch_stride, gain_batch_stride,
+                   HAS_SYN: tl.constexpr,
                    H_PTR: tl.constexpr, K1_PTR: tl.constexpr, K2_PTR: tl.constexpr,
                    VP_PTR: tl.constexpr, SD_PTR: tl.constexpr, FUSED: tl.constexpr,
                    BLOCK: tl.constexpr):
@@ -75,8 +76,8 @@ def _neuron_kernel(state, drive, spikes, queue, queue_length, u_decay, u_v_gain,
         hc = ((g + i_syn) - u) * h
     else:
         hc = (g - u) * h
-    a = tl.load(u_decay + i_b * param_batch_stride + o_n, mask=m, other=0.0).to(tl.float32)
-    ab = tl.load(u_v_gain + i_b * param_batch_stride + o_n, mask=m, other=0.0).to(tl.float32)
+    a = tl.load(u_decay + i_b * decay_batch_stride + o_n, mask=m, other=0.0).to(tl.float32)
+    ab = tl.load(u_v_gain + i_b * gain_batch_stride + o_n, mask=m, other=0.0).to(tl.float32)
     if FUSED:  # one rounding per multiply-add
         for _ in tl.static_range(2):
             t = tl.fma(v, c1, c2)
@@ -162,8 +163,8 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     device = state.device
     drive = drive.contiguous()
     spike_bytes = spikes.view(torch.uint8)
-    a, stride = _param_view(u_decay, batch, num_neurons)
-    ab, _ = _param_view(u_v_gain, batch, num_neurons)
+    a, a_stride = _param_view(u_decay, batch, num_neurons)  # each [1, N] (shared) or [B, N]
+    ab, ab_stride = _param_view(u_v_gain, batch, num_neurons)
     c, c_stride = _param_view(v_reset, batch, num_neurons)
     h, h_ptr = _scalar_arg(half_step_ms, device)
     c1, c1_ptr = _scalar_arg(k1, device)
@@ -175,7 +176,7 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     queue_length = torch.zeros(1, dtype=torch.int32, device=device)
     grid = (triton.cdiv(num_neurons, BLOCK_NEURONS), batch)
     _neuron_kernel[grid](state, drive, spike_bytes, queue, queue_length, a, ab, h, c1, c2, vp, sd,
-                         num_neurons, stride, has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr,
+                         num_neurons, a_stride, ab_stride, has_syn, h_ptr, c1_ptr, c2_ptr, vp_ptr, sd_ptr,
                          state.is_cuda, BLOCK_NEURONS, **_NO_FMA)
     cols = targets.shape[1]
     _deliver_kernel[(_delivery_programs(device),)](
