@@ -11,6 +11,10 @@ The environment variable ``NEUROBRIDGE_KERNELS`` overrides the rule, read at eac
 * ``triton`` -- always Triton; on CPU tensors this needs ``TRITON_INTERPRET=1`` set before
   the Triton module is first imported (the interpreter; slow, for tests only).
 
+The ops whose Triton kernels compute in float32 (gla, izhikevich, three_factor) send
+float64 inputs to the torch reference in every mode; glm_terms and hmm_scan run float64 in
+Triton.
+
 Importing this module imports neither triton nor CUDA and changes no global state.
 """
 from __future__ import annotations

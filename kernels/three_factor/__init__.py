@@ -2,10 +2,12 @@
 
 ``three_factor_step`` dispatches (``kernels/dispatch.py``): the Triton kernels of
 ``triton.py`` when the tensors are on CUDA and triton imports, the torch reference of
-``naive.py`` otherwise; ``NEUROBRIDGE_KERNELS=naive|triton`` forces either.
+``naive.py`` otherwise; ``NEUROBRIDGE_KERNELS=naive|triton`` forces either. float64 always
+takes the torch reference (the Triton kernels compute in float32).
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from kernels.dispatch import use_triton
@@ -38,7 +40,8 @@ def three_factor_step_unchecked(weights: Tensor, pending: Tensor, eligibility: T
                                 online: Tensor | bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``three_factor_step`` without its checks (~4 us on a CPU), for a caller that checked
     its inputs once and steps in a loop (``neuro.reservoir.ThreeFactorReadout``)."""
-    if use_triton(weights, pending, eligibility, features, target, gate):
+    if weights.dtype != torch.float64 and use_triton(weights, pending, eligibility, features, target,
+                                                     gate):
         from kernels.three_factor.triton import triton_three_factor_step
         return triton_three_factor_step(weights, pending, eligibility, features, target, gate,
                                         learning_rate, eligibility_decay, online)

@@ -48,6 +48,16 @@ def test_scalar_learning_rate_and_fp16():
         assert relative_rms_error(x, y, 1e-4) <= 5e-3
 
 
+def test_float64_takes_the_reference_exactly():
+    # the Triton kernels compute in float32; float64 (even with NEUROBRIDGE_KERNELS=triton,
+    # which the kernel tests set) must run the float64 reference, bit for bit
+    args = _inputs(2, 3, 64, torch.float64, seed=3)
+    got = three_factor_step(*args, 0.05, 0.9, True)
+    expected = naive_three_factor_step(*(a.clone() for a in args), 0.05, 0.9, True)
+    for x, y in zip(got, expected):
+        assert x.dtype == torch.float64 and torch.equal(x, y)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="needs CUDA: bf16 arithmetic is wrong under the Triton interpreter")
