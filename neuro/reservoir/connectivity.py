@@ -302,6 +302,37 @@ def sign_rule_weights(pre: Tensor, is_excitatory: Tensor, weight_scale: float, i
     return out
 
 
+def checked_synapses(synapses: SynapseList, num_neurons: int, batch_size: int) -> SynapseList:
+    """``synapses`` as the event table needs them: a ``SynapseList`` of 1-D tensors of one
+    length E, integer indices with batch in [0, B) and pre, post in [0, N), a floating weight
+    (TypeError/ValueError naming the field otherwise), in (batch, pre, post) order (a list
+    in another order is sorted: the same synapses; a stable sort keeps duplicates' order)."""
+    if not isinstance(synapses, SynapseList):
+        raise TypeError(f"synapses must be a SynapseList, got {type(synapses).__name__}")
+    fields = dict(zip(SynapseList._fields, synapses))
+    for name, value in fields.items():
+        if not isinstance(value, Tensor) or value.dim() != 1:
+            raise TypeError(f"synapses.{name} must be a 1-D torch.Tensor, got "
+                            f"{getattr(value, 'shape', type(value).__name__)}")
+        if value.numel() != synapses.weight.numel():
+            raise ValueError(f"synapses' fields must have one length; {name} has {value.numel()}, "
+                             f"weight {synapses.weight.numel()}")
+    if not synapses.weight.is_floating_point():
+        raise TypeError(f"synapses.weight must be floating, got {synapses.weight.dtype}")
+    for name, upper in (("batch_index", batch_size), ("pre_index", num_neurons), ("post_index", num_neurons)):
+        index = fields[name]
+        if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
+            raise TypeError(f"synapses.{name} must be an integer tensor, got {index.dtype}")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= upper):
+            raise ValueError(f"synapses.{name} must lie in [0, {upper}), got [{int(index.min())}, "
+                             f"{int(index.max())}]")
+    key = (synapses.batch_index * num_neurons + synapses.pre_index) * num_neurons + synapses.post_index
+    if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):
+        return synapses
+    order = torch.sort(key, stable=True).indices
+    return SynapseList(*(value.index_select(0, order) for value in synapses))
+
+
 def build_event_table(synapses: SynapseList, num_neurons: int, batch_size: int, target_offset: int,
                       reset_increment: Tensor, memory_limit_bytes: int) -> EventTable:
     """Padded outgoing table of B networks (see ``EventTable``).

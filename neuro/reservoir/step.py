@@ -35,7 +35,12 @@ from neuro.reservoir._checks import (
     check_shape,
     check_tensor,
 )
-from neuro.reservoir.connectivity import EventTable, SynapseList, build_event_table
+from neuro.reservoir.connectivity import (
+    EventTable,
+    SynapseList,
+    build_event_table,
+    checked_synapses,
+)
 from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_coefficients
 
 __all__ = [
@@ -101,6 +106,7 @@ class ReservoirParams:
         n = self.num_neurons
         if self.input_weights.dim() != 3 or self.input_weights.shape[1] != n:
             raise ValueError(f"input_weights has shape {list(self.input_weights.shape)}; expected [B, {n}, M]")
+        object.__setattr__(self, "synapses", checked_synapses(self.synapses, n, self.batch_size))
         offset = 0 if self.synapse == "delta" else 2 * n
         table = build_event_table(self.synapses, n, self.batch_size, offset, self.neurons.d,
                                   self.memory_limit_bytes)

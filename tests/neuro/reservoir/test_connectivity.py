@@ -1,4 +1,5 @@
 """Random and user wiring, Dale's sign rule, memory check and the event table."""
+import dataclasses
 import math
 import resource
 
@@ -241,3 +242,37 @@ def test_chunked_sign_rule_weights_equal_one_draw(dtype, monkeypatch):
     given = torch.randn(100, generator=g, dtype=torch.float64)
     assert torch.equal(sign_rule_weights(pre, is_excitatory, 3.0, 2.0, None, dtype, magnitude=given),
                        (given.abs() * scale[pre]).to(dtype))
+
+
+def test_a_synapse_list_in_any_order_wires_the_same_network():
+    # SynapseList is documented in (batch, pre, post) order; one given in another order is
+    # sorted, so the event table (and every simulation) equals the sorted list's
+    from neuro.reservoir import simulate
+
+    params, state = make_reservoir(60, 1, batch_size=2, in_degree=6, seed=3)
+    syn = params.synapses
+    shuffle = torch.randperm(syn.weight.numel(), generator=torch.Generator().manual_seed(0))
+    shuffled = dataclasses.replace(params, synapses=SynapseList(*(x[shuffle] for x in syn)))
+    assert torch.equal(dense_weights(shuffled.synapses, 60, 2), dense_weights(syn, 60, 2))
+    assert torch.equal(shuffled.event_table.targets, params.event_table.targets)
+    assert torch.equal(shuffled.event_table.weights, params.event_table.weights)
+    noise = 6 * torch.randn(2, 50, 60, generator=torch.Generator().manual_seed(1))
+    a = simulate(params, state, None, num_steps=50, noise=noise, record="dense")
+    b = simulate(shuffled, state, None, num_steps=50, noise=noise, record="dense")
+    assert torch.equal(a.spikes, b.spikes) and a.num_spikes > 0
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("pre_index", [7], ValueError, r"synapses.pre_index must lie in \[0, 3\), got \[7, 7\]"),
+    ("post_index", [9], ValueError, r"synapses.post_index must lie in \[0, 3\), got \[9, 9\]"),
+    ("batch_index", [1], ValueError, r"synapses.batch_index must lie in \[0, 1\), got \[1, 1\]"),
+    ("batch_index", [0.0], TypeError, r"synapses.batch_index must be an integer tensor, got torch.float32"),
+    ("post_index", [0, 1], ValueError, r"synapses' fields must have one length; post_index has 2"),
+])
+def test_bad_synapse_lists_are_named(field, value, error, message):
+    base, _ = make_reservoir(3, 0, in_degree=0, seed=0)
+    fields = {"batch_index": torch.tensor([0]), "pre_index": torch.tensor([0]),
+              "post_index": torch.tensor([1]), "weight": torch.tensor([1.0])}
+    fields[field] = torch.tensor(value)
+    with pytest.raises(error, match=message):
+        dataclasses.replace(base, synapses=SynapseList(**fields))
