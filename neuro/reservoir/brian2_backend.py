@@ -191,7 +191,7 @@ noise_scale : 1 (constant)
         return time.perf_counter() - t0
 
     def _network_operation(self, b2, group, b, n, dt):
-        counter = {"step": 0}
+        counter = self._on_step_counter = {"step": 0}  # reset by every run: steps count from 0
 
         def call_on_step():
             spikes = torch.zeros(b * n, dtype=torch.bool)
@@ -239,6 +239,8 @@ noise_scale : 1 (constant)
             else:
                 self._net.restore("initial")
             self._set_values(params, state)
+            if self.on_step is not None:
+                self._on_step_counter["step"] = 0
             if self._brian_seed is not None:
                 b2.seed(self._brian_seed + self._runs)
             t0 = time.perf_counter()
@@ -249,7 +251,7 @@ noise_scale : 1 (constant)
             compile_s = max(wall_s - loop_s, 0.0)
         finally:
             b2.prefs.codegen.target = old_target
-        result = self._collect(params, setup_s, compile_s, loop_s)
+        result = self._collect(params, state, setup_s, compile_s, loop_s)
         self._runs += 1
         return result
 
@@ -276,7 +278,7 @@ noise_scale : 1 (constant)
         else:
             setup_s = compile_s = 0.0
         run_args = {}
-        if self._runs > 0 or params is not self.params:
+        if self._runs > 0 or params is not self._params64 or state is not self.state:
             for name, value in _group_values(params, state, self.dt_ms).items():
                 run_args[getattr(self._group, name)] = value
             if params.synapses.weight.numel():
@@ -285,7 +287,7 @@ noise_scale : 1 (constant)
         b2.device.run(run_args=run_args or None)
         run_total = time.perf_counter() - t0
         loop_s = float(getattr(b2.device, "_last_run_time", run_total))
-        result = self._collect(params, setup_s, compile_s, loop_s, total_extra=run_total - loop_s)
+        result = self._collect(params, state, setup_s, compile_s, loop_s, total_extra=run_total - loop_s)
         self._runs += 1
         return result
 
@@ -305,7 +307,8 @@ noise_scale : 1 (constant)
     def __exit__(self, *exc):
         self.close()
 
-    def _collect(self, params, setup_s, compile_s, loop_s, total_extra=0.0) -> Brian2Result:
+    def _collect(self, params, state, setup_s, compile_s, loop_s, total_extra=0.0) -> Brian2Result:
+        """The run's result; ``state`` is the state it started from (its trace and step)."""
         b, n = params.batch_size, params.num_neurons
         spike_i = np.asarray(self._monitor.i[:], dtype=np.int64)
         spike_t = np.asarray(self._monitor.t_[:], dtype=np.float64)
@@ -317,8 +320,8 @@ noise_scale : 1 (constant)
         refractory = view("ref_left") if params.neurons.refractory_ms > 0 else None
         v, u, current = view("v"), view("u"), view("I_syn")
         trace = _trace_from_spikes(spikes, b, n, self.num_steps, self.dt_ms, params.trace_tau_ms,
-                                   self.state.trace.double().cpu())
-        final = ReservoirState(IzhikevichState(v, u, refractory), current, trace, self.num_steps)
+                                   state.trace.double().cpu())
+        final = ReservoirState(IzhikevichState(v, u, refractory), current, trace, state.step + self.num_steps)
         total = setup_s + compile_s + loop_s + total_extra
         timings = {"setup_s": setup_s, "compile_s": compile_s, "loop_s": loop_s, "total_s": total}
         return Brian2Result(final, spikes, int(step.numel()), timings)

@@ -133,3 +133,20 @@ def test_per_network_neuron_parameters_reach_brian2():
     _assert_same_raster(ours, theirs)
     baseline = simulate(params, state, inputs, 0.5, noise=noise)
     assert baseline.num_spikes != ours.num_spikes  # the per-network constants changed the dynamics
+
+
+def test_a_continued_run_carries_the_step_counter_and_trace_and_reruns_count_from_zero():
+    params, state = make_reservoir(40, 1, in_degree=5, seed=1, dtype=torch.float64)
+    inputs, noise = _inputs_and_noise(1, 60, 40, 1, seed=2)
+    first = simulate(params, state, inputs[:, :30], 0.5, noise=noise[:, :30])
+    ours = simulate(params, first.state, inputs[:, 30:], 0.5, noise=noise[:, 30:])
+    seen = []
+    session = Brian2Session(params, state, inputs[:, 30:], 0.5, noise=noise[:, 30:], target="numpy",
+                            on_step=lambda step, spikes: seen.append(step))
+    session.run()
+    theirs = session.run(state=first.state)  # another start than the session's own
+    _assert_same_raster(ours, theirs)
+    assert theirs.state.step == ours.state.step == 60
+    assert torch.equal(theirs.state.neurons.v_mv, ours.state.neurons.v_mv)
+    torch.testing.assert_close(theirs.state.trace, ours.state.trace, rtol=1e-12, atol=1e-12)
+    assert seen == list(range(30)) * 2  # each run's steps count from 0
