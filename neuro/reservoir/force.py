@@ -110,11 +110,15 @@ class FORCEReadout:
 
     def reset(self, state: FORCEState, networks: Tensor | None = None) -> FORCEState:
         """Explicit reset P <- I / alpha (all networks, or those where ``networks`` [B] is True)."""
+        _check_state_type(state)
         batch, _, num_features = state.weights.shape
         p = state.inverse_correlation
         identity = torch.eye(num_features, device=p.device, dtype=p.dtype) / self.alpha
         if networks is None:
             return state._replace(inverse_correlation=identity.expand(batch, -1, -1).clone())
+        if not isinstance(networks, Tensor):
+            raise TypeError(f"networks must be a bool torch.Tensor of shape {(batch,)} or None, "
+                            f"got {type(networks).__name__}")
         if networks.shape != (batch,) or networks.dtype != torch.bool:
             raise ValueError(
                 f"networks must be a bool tensor of shape {(batch,)}, "
@@ -132,6 +136,7 @@ class FORCEReadout:
         ``inplace=True`` updates the weights and P tensors of ``state`` in place (the
         caller gives up the old state; same numbers, no [B, D, D] allocation per update).
         """
+        _check_state_type(state)
         batch, readouts, num_features = state.weights.shape
         check_tensor("features", features, dtype=state.weights.dtype)
         if tuple(features.shape) != (batch, num_features):
@@ -144,7 +149,7 @@ class FORCEReadout:
                              f"{state.weights.dtype} {(batch, num_features, num_features)}")
         if isinstance(state.step, bool) or not isinstance(state.step, int):
             raise TypeError(f"state.step={state.step!r} must be an int")
-        check_tensor("target", target)
+        check_tensor("target", target, dtype=state.weights.dtype)
         if target.shape == (readouts,):
             target = target.expand(batch, readouts)
         elif target.shape != (batch, readouts):
@@ -160,3 +165,8 @@ class FORCEReadout:
             return state._replace(step=state.step + 1), output
         weights, p = rls_update(state.weights, state.inverse_correlation, features, output, target)
         return FORCEState(weights, p, state.step + 1), output
+
+
+def _check_state_type(state) -> None:
+    if not isinstance(state, FORCEState):
+        raise TypeError(f"state must be a FORCEState (from initial_state), got {type(state).__name__}")

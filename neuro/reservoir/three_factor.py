@@ -156,15 +156,15 @@ class ThreeFactorReadout:
     def check_step(self, state: ThreeFactorState, features: Tensor, target: Tensor,
                    gate: Tensor) -> None:
         """The checks of ``step`` (shapes and dtypes; no tensor values are read)."""
+        _check_state(state)
         batch, readouts, num_features = state.weights.shape
         check_tensor("features", features, dtype=state.weights.dtype)
         if tuple(features.shape) != (batch, num_features):
             raise ValueError(
                 f"features must have shape {(batch, num_features)}, got {tuple(features.shape)}"
             )
-        _check_state(state)
         for name, value in (("target", target), ("gate", gate)):
-            check_tensor(name, value)
+            check_tensor(name, value, dtype=state.weights.dtype)
             if value.shape not in ((batch, readouts), (readouts,)):
                 raise ValueError(f"{name} must have shape {(batch, readouts)} or {(readouts,)}, "
                                  f"got {tuple(value.shape)}")
@@ -212,6 +212,7 @@ class ThreeFactorReadout:
                              f"got {tuple(features.shape)}")
         num_steps = features.shape[1]
         for name, value in (("target", target), ("gate", gate)):
+            check_tensor(name, value, dtype=state.weights.dtype)
             if tuple(value.shape) != (num_steps, readouts):
                 raise ValueError(f"{name} must have shape {(num_steps, readouts)}, got {tuple(value.shape)}")
         rate, online = self._constants(state.weights)
@@ -233,7 +234,10 @@ class ThreeFactorReadout:
 
 
 def _check_state(state: ThreeFactorState) -> None:
-    """eligibility [B, D] and pending [B, M, D] must match weights [B, M, D] (shapes, dtype)."""
+    """A ThreeFactorState whose eligibility [B, D] and pending [B, M, D] match its weights
+    [B, M, D] (shapes, dtype)."""
+    if not isinstance(state, ThreeFactorState):
+        raise TypeError(f"state must be a ThreeFactorState (from initial_state), got {type(state).__name__}")
     batch, _, num_features = state.weights.shape
     for name, tensor, shape in (("state.eligibility", state.eligibility, (batch, num_features)),
                                 ("state.pending", state.pending, tuple(state.weights.shape))):
