@@ -1,7 +1,7 @@
 """Randomness passed in as an argument: ``seed: int | np.random.Generator | torch.Generator``.
 
 One rule for every brain-side module (DESIGN.md: no global seeding in the library):
-- an int (>= 0) seeds a fresh generator;
+- an int in [0, 2**63) seeds a fresh generator;
 - a numpy Generator is used as is (numpy side) or consumed for one 63-bit seed (torch side);
 - a torch Generator is used as is (torch side) or consumed for one seed (numpy side), so two
   calls with the same generator give different streams, as with any generator.
@@ -20,11 +20,11 @@ def _type_error(seed) -> TypeError:
                      "numpy.random.Generator, torch.Generator")
 
 
-def _int_seed(seed) -> int:
+def int_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise _type_error(seed)
-    if seed < 0:
-        raise ValueError(f"seed={seed} is negative; allowed: an int >= 0")
+    if seed < 0 or seed >= 2**63:  # torch generators take 64-bit signed seeds
+        raise ValueError(f"seed={seed} is out of range; allowed: an int in [0, 2**63)")
     return int(seed)
 
 
@@ -34,7 +34,7 @@ def numpy_generator(seed: Seed) -> np.random.Generator:
         return seed
     if isinstance(seed, torch.Generator):
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=seed)))
-    return np.random.default_rng(_int_seed(seed))
+    return np.random.default_rng(int_seed(seed))
 
 
 def torch_generator(seed: Seed, device: str | torch.device = "cpu") -> torch.Generator:
@@ -50,7 +50,7 @@ def torch_generator(seed: Seed, device: str | torch.device = "cpu") -> torch.Gen
     if isinstance(seed, np.random.Generator):
         value = int(seed.integers(0, 2**63 - 1))
     else:
-        value = _int_seed(seed)
+        value = int_seed(seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(value)
     return generator

@@ -7,8 +7,8 @@ z the window's z-scored trace (population standard deviation):
 
     measure="abs_correlation":      A = |rho|
     measure="positive_correlation": A = max(rho, 0)
-    measure="spearman":             A = |Spearman rho| (rho of the within-window ranks; ties
-                                    broken by time order). This non-linear measure is OUR
+    measure="spearman":             A = |Spearman rho| (rho of the within-window ranks; tied
+                                    values share their average rank). This non-linear measure is OUR
                                     choice: the affinity of Dyballa et al. (arXiv 2402.14102)
                                     is not public.
 
@@ -113,9 +113,11 @@ def _align(arrays, neuron_names):
 def _window_affinity(windows: torch.Tensor, valid: torch.Tensor, measure: str):
     """windows (N, W, L) finite; valid (N, W). Returns (W, N, N) affinity and the number of
     valid zero-variance (neuron, window) cells."""
-    if measure == "spearman":
-        windows = torch.argsort(torch.argsort(windows, dim=-1, stable=True), dim=-1).to(
-            windows.dtype)
+    if measure == "spearman":  # average ranks of tied values (scipy's), 0-based
+        ordered = torch.sort(windows, dim=-1).values
+        below = torch.searchsorted(ordered, windows, side="left")
+        below_or_equal = torch.searchsorted(ordered, windows, side="right")
+        windows = (below + below_or_equal - 1).to(windows.dtype) / 2
     centred = windows - windows.mean(dim=-1, keepdim=True)
     std = centred.pow(2).mean(dim=-1).sqrt()
     scale = windows.abs().amax(dim=-1)

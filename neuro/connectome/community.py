@@ -59,10 +59,27 @@ def labels_from_communities(communities, num_nodes: int) -> np.ndarray:
 
 
 def _canonical_order(adjacency: np.ndarray) -> np.ndarray:
-    strength = adjacency.sum(1)
-    profile = -np.sort(-adjacency, axis=1)
-    keys = [profile[:, column] for column in range(profile.shape[1] - 1, -1, -1)] + [strength]
-    return np.lexsort(keys)
+    """Nodes ordered by a colour that depends only on the graph: colour refinement
+    (1-dimensional Weisfeiler-Lehman) from the sorted weight profile, each round's colour
+    being the rank of (own colour, sorted (neighbour colour, weight) pairs), until the number
+    of colours stops growing. Ties left (nodes refinement cannot tell apart, e.g. symmetric
+    ones) go by index: only then can the node numbering matter."""
+    n = adjacency.shape[0]
+    colours = _row_ranks(-np.sort(-adjacency, axis=1))
+    while True:
+        spread = np.broadcast_to(colours.astype(adjacency.dtype), (n, n))
+        order = np.lexsort((adjacency, spread), axis=1)  # each row by (colour, weight)
+        rows = np.arange(n)[:, None]
+        signature = np.hstack([colours[:, None], spread[rows, order], adjacency[rows, order]])
+        refined = _row_ranks(signature)
+        if refined.max() == colours.max():
+            return np.lexsort((np.arange(n), colours))
+        colours = refined
+
+
+def _row_ranks(rows: np.ndarray) -> np.ndarray:
+    """Dense rank of each row among the distinct rows (lexicographic)."""
+    return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> np.ndarray:

@@ -142,6 +142,12 @@ def make_dynamic_connectome(
             raise ValueError(f"participation must have shape (num_animals, num_epochs) = "
                              f"{(num_animals, num_epochs)}, got {participation.shape}")
         check_values("participation", participation, nonnegative=True)
+        if participation.max(initial=0.0) > 1.0:
+            raise ValueError(f"participation must lie in [0, 1], got max {participation.max():.4g}")
+        silent = np.flatnonzero(participation.max(0, initial=0.0) == 0.0) if participation.size else []
+        if len(silent):
+            raise ValueError(f"participation of epoch(s) {silent.tolist()} is 0 in every animal: such "
+                             "an epoch plants nothing to recover; give each epoch a positive entry")
     rng = numpy_generator(seed)
     if participation is None:
         participation = rng.uniform(0.3, 1.0, size=(num_animals, num_epochs))

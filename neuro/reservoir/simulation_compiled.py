@@ -28,6 +28,7 @@ from neuro.reservoir.step import (
     _state_buffer,
     input_projection,
 )
+from neuro.seeding import int_seed
 
 __all__ = ["engine_seed", "simulate_compiled"]
 
@@ -41,12 +42,7 @@ def engine_seed(seed) -> int:
         return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device))
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**63 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed={seed!r} has type {type(seed).__name__}; allowed: an int >= 0, "
-                        "numpy.random.Generator, torch.Generator")
-    if seed < 0:
-        raise ValueError(f"seed={seed} is negative; allowed: an int >= 0")
-    return int(seed)
+    return int_seed(seed)
 
 
 def _check_supported(params: ReservoirParams) -> None:

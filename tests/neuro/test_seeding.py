@@ -31,7 +31,8 @@ def test_generators_are_used_as_they_are():
     (None, TypeError, "seed=None has type NoneType"),
     (True, TypeError, "has type bool"),
     (1.5, TypeError, "has type float"),
-    (-1, ValueError, "seed=-1 is negative"),
+    (-1, ValueError, r"seed=-1 is out of range; allowed: an int in \[0, 2\*\*63\)"),
+    (2**70, ValueError, r"seed=1180591620717411303424 is out of range"),
 ])
 def test_bad_seeds(seed, error, message):
     with pytest.raises(error, match=message):

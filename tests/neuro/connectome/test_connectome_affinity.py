@@ -37,6 +37,26 @@ def test_pairs_layout_matches_reference(measure):
                 assert float(result.values[p, w, a]) == pytest.approx(expected, abs=1e-12)
 
 
+def test_spearman_with_ties_equals_scipy_and_a_constant_window_is_zero_with_a_warning():
+    from scipy.stats import spearmanr
+
+    # integer-valued traces: many ties in every window (scipy averages tied ranks);
+    # neuron 3 is constant in window 0
+    rng = np.random.default_rng(3)
+    traces = rng.integers(0, 4, size=(1, 4, 40)).astype(float)
+    traces[0, 3, :20] = 2.0
+    with pytest.warns(RuntimeWarning, match="1 \\(neuron, window\\) cells have zero variance"):
+        result = affinity_tensor(traces, 20, 20, measure="spearman")
+    for w in range(2):
+        segment = traces[0, :, w * 20:(w + 1) * 20]
+        for p, (i, j) in enumerate(result.pairs):
+            if w == 0 and 3 in (i, j):
+                assert float(result.values[p, w, 0]) == 0.0
+                continue
+            expected = abs(spearmanr(segment[i], segment[j]).statistic)
+            assert float(result.values[p, w, 0]) == pytest.approx(expected, abs=1e-12)
+
+
 def test_pair_order_is_row_major_upper_triangle():
     assert pair_index(4).tolist() == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
 

@@ -120,7 +120,7 @@ def test_probability_targets_and_no_stimulus_trials():
     (lambda: _task(cue_trace_tau_ms=-5.0), ValueError, "cue_trace_tau_ms"),
     (lambda: _task(what_target="sometimes"), ValueError, "what_target"),
     (lambda: _task(cue_ms="long"), TypeError, "cue_ms"),
-    (lambda: as_numpy_generator(-1), ValueError, "seed=-1 is negative"),
+    (lambda: as_numpy_generator(-1), ValueError, "seed=-1 is out of range"),
     (lambda: as_numpy_generator("seed"), TypeError, "seed"),
     (lambda: _task().num_steps(1.5), ValueError, "dt_ms"),
     (lambda: _task().num_steps(0.0), ValueError, "dt_ms"),
