@@ -71,7 +71,10 @@ class NTFResult(NamedTuple):
     """weights (R,) sorted decreasing; factors[n] (I_n, R) with unit-norm columns;
     error_history (iterations + 1,) float64 on CPU: relative error of the initialization,
     then after each iteration (observed entries only when masked); iterations run;
-    converged: the error changed by less than `tol` in the last iteration."""
+    converged: the error changed by less than `tol` in the last iteration. The error comes
+    from ||X||^2 + ||X_hat||^2 - 2 <X, X_hat>, which cancels near a perfect fit: its absolute
+    resolution is ~sqrt(eps) of the dtype (~3e-4 in float32, ~1e-8 in float64), so fit in
+    float64 to read errors below ~1e-3 or to use a `tol` near that resolution."""
 
     weights: torch.Tensor
     factors: tuple[torch.Tensor, ...]
@@ -96,6 +99,7 @@ def prepare_tensor(tensor, mask=None, dtype=None, device=None):
     check_real_dtype("tensor", tensor)
     if isinstance(tensor, np.ndarray):
         tensor = torch.from_numpy(tensor)
+    tensor = tensor.detach()  # a fit is not differentiable: no graph through its iterations
     if tensor.dim() < 2:
         raise ValueError(f"tensor must have at least 2 modes, got shape {tuple(tensor.shape)}")
     if min(tensor.shape) < 1:

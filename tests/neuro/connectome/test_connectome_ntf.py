@@ -217,3 +217,12 @@ def test_a_component_the_updates_cannot_revive_is_refused():
     # multiplicative updates never change a zero entry: one zero column is already dead
     with pytest.raises(ValueError, match=r"component 1 is all zero in modes \[1\]; 'mu' can never"):
         ntf(tensor, 2, init=one, method="mu")
+
+
+def test_an_input_that_requires_grad_builds_no_graph():
+    from neuro.connectome.ntf import ntf
+
+    tensor = torch.rand(5, 4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    result = ntf(tensor.requires_grad_(), 2, seed=0, n_iter_max=5)
+    assert not result.weights.requires_grad
+    assert not any(factor.requires_grad for factor in result.factors)
