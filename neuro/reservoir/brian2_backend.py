@@ -105,8 +105,10 @@ class Brian2Session:
         self.dt_ms = check_dt(dt_ms)
         b, n, m = params.batch_size, params.num_neurons, params.num_inputs
         if inputs is None:
+            if num_steps is None and isinstance(noise, torch.Tensor) and noise.dim() == 3:
+                num_steps = noise.shape[1]  # the noise fixes T
             if num_steps is None:
-                raise ValueError("give inputs [B, T, M] or num_steps (both are None)")
+                raise ValueError("give inputs [B, T, M], noise [B, T, N] or num_steps (all are None)")
             num_steps = check_count("num_steps", num_steps, minimum=1)
             inputs = torch.zeros(b, num_steps, m, dtype=torch.float64)
             has_input = False

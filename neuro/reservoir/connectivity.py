@@ -235,6 +235,9 @@ def matrix_synapses(matrix, num_neurons: int, batch_size: int, device,
                     dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(batch, pre, post, weight) of a user matrix W [N, N] (W[i, j]: j onto i), dense
     (numpy / torch) or scipy.sparse, copied into every one of the B networks."""
+    dtype_kind = getattr(getattr(matrix, "dtype", None), "kind", None)  # numpy and scipy
+    if dtype_kind == "c" or (isinstance(matrix, torch.Tensor) and matrix.is_complex()):
+        raise TypeError(f"connectivity must be real, got dtype {matrix.dtype}")
     if type(matrix).__module__.startswith("scipy.sparse"):
         coo = matrix.tocoo()
         shape = coo.shape
@@ -324,8 +327,8 @@ def checked_synapses(synapses: SynapseList, num_neurons: int, batch_size: int) -
         if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
             raise TypeError(f"synapses.{name} must be an integer tensor, got {index.dtype}")
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= upper):
-            raise ValueError(f"synapses.{name} must lie in [0, {upper}), got [{int(index.min())}, "
-                             f"{int(index.max())}]")
+            raise ValueError(f"synapses.{name} holds values in [{int(index.min())}, {int(index.max())}]; "
+                             f"allowed [0, {upper}) (batch_size={batch_size}, num_neurons={num_neurons})")
     key = (synapses.batch_index * num_neurons + synapses.pre_index) * num_neurons + synapses.post_index
     if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):
         return synapses
@@ -419,14 +422,7 @@ def dense_weights(synapses: SynapseList, num_neurons: int, batch_size: int) -> T
 
     num_neurons = check_count("num_neurons", num_neurons, minimum=1)
     batch_size = check_count("batch_size", batch_size, minimum=1)
-    if not isinstance(synapses, SynapseList):
-        raise TypeError(f"synapses must be a SynapseList, got {type(synapses).__name__}")
-    for name, index, size in (("batch_index", synapses.batch_index, batch_size),
-                              ("pre_index", synapses.pre_index, num_neurons),
-                              ("post_index", synapses.post_index, num_neurons)):
-        if index.numel() and not (0 <= int(index.min()) and int(index.max()) < size):
-            raise ValueError(f"synapses.{name} holds values in [{int(index.min())}, {int(index.max())}]; "
-                             f"allowed [0, {size}) (batch_size={batch_size}, num_neurons={num_neurons})")
+    synapses = checked_synapses(synapses, num_neurons, batch_size)
     out = torch.zeros(batch_size, num_neurons, num_neurons, dtype=synapses.weight.dtype,
                       device=synapses.weight.device)
     out.index_put_((synapses.batch_index, synapses.post_index, synapses.pre_index), synapses.weight,

@@ -95,7 +95,8 @@ def simulate(
 ) -> SimulationResult:
     """Run B reservoirs for T steps.
 
-    inputs: [B, T, M] input signals (None: zero input for ``num_steps`` steps).
+    inputs: [B, T, M] input signals (None: zero input for ``num_steps`` steps, or for the
+    noise's T when ``noise`` is given).
     noise: [B, T, N] noise current (replaces the drawn noise), or None to draw it with
     std noise_std / sqrt(dt_ms) from ``seed`` (int | numpy/torch Generator; required when
     any noise_std > 0). record: "indices" | "dense" | "none".
@@ -118,8 +119,10 @@ def simulate(
     block_steps = check_count("block_steps", block_steps, minimum=1)
     b, n, m = params.batch_size, params.num_neurons, params.num_inputs
     if inputs is None:
+        if num_steps is None and isinstance(noise, Tensor) and noise.dim() == 3:
+            num_steps = noise.shape[1]  # the noise fixes T
         if num_steps is None:
-            raise ValueError("give inputs [B, T, M] or num_steps (both are None)")
+            raise ValueError("give inputs [B, T, M], noise [B, T, N] or num_steps (all are None)")
         num_steps = check_count("num_steps", num_steps, minimum=0)
     else:
         check_tensor("inputs", inputs)
@@ -131,6 +134,8 @@ def simulate(
         check_shape("inputs", inputs, (b, num_steps, m))
         inputs = inputs.to(params.device, params.dtype)
     check_state(state, params)
+    if not bool(torch.isfinite(state.trace).all()):  # v, u are checked per block; the trace is not
+        raise ValueError("state.trace contains NaN or inf")
     if noise is not None:
         check_tensor("noise", noise)
         check_shape("noise", noise, (b, num_steps, n))

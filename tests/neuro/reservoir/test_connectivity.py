@@ -95,6 +95,11 @@ def test_user_matrix_errors():
         make_reservoir(3, 1, connectivity=np.array([[0, np.nan, 0], [0, 0, 0], [0, 0, 0]]))
     with pytest.raises(TypeError, match="connectivity"):
         make_reservoir(3, 1, connectivity=[[0, 1], [1, 0]])
+    complex_matrix = np.zeros((3, 3), dtype=complex)
+    complex_matrix[0, 1] = 1 + 2j
+    for given in (complex_matrix, torch.as_tensor(complex_matrix), scipy.sparse.csr_matrix(complex_matrix)):
+        with pytest.raises(TypeError, match=r"connectivity must be real, got dtype (torch\.)?complex"):
+            make_reservoir(3, 1, connectivity=given)
     with pytest.raises(ValueError, match="sign_rule"):
         make_reservoir(3, 1, connectivity=np.eye(3), sign_rule="dale")
 
@@ -263,9 +268,9 @@ def test_a_synapse_list_in_any_order_wires_the_same_network():
 
 
 @pytest.mark.parametrize("field, value, error, message", [
-    ("pre_index", [7], ValueError, r"synapses.pre_index must lie in \[0, 3\), got \[7, 7\]"),
-    ("post_index", [9], ValueError, r"synapses.post_index must lie in \[0, 3\), got \[9, 9\]"),
-    ("batch_index", [1], ValueError, r"synapses.batch_index must lie in \[0, 1\), got \[1, 1\]"),
+    ("pre_index", [7], ValueError, r"synapses.pre_index holds values in \[7, 7\]; allowed \[0, 3\)"),
+    ("post_index", [9], ValueError, r"synapses.post_index holds values in \[9, 9\]; allowed \[0, 3\)"),
+    ("batch_index", [1], ValueError, r"synapses.batch_index holds values in \[1, 1\]; allowed \[0, 1\) \(batch_size=1, num_neurons=3\)"),
     ("batch_index", [0.0], TypeError, r"synapses.batch_index must be an integer tensor, got torch.float32"),
     ("post_index", [0, 1], ValueError, r"synapses' fields must have one length; post_index has 2"),
 ])

@@ -301,3 +301,11 @@ def test_drawn_noise_scaled_by_normal_equals_a_separate_multiply(dtype):
     drawn = draw_noise(params, (6, 1, 40), 0.5, torch.Generator().manual_seed(3))
     unit = torch.empty(6, 1, 40, dtype=dtype).normal_(generator=torch.Generator().manual_seed(3))
     assert torch.equal(drawn, unit * (params.noise_std / math.sqrt(0.5)))
+
+
+def test_the_noise_alone_fixes_the_number_of_steps():
+    params, state = make_reservoir(20, 1, in_degree=3, seed=0)
+    noise = 6 * torch.randn(1, 30, 20, generator=torch.Generator().manual_seed(0))
+    implicit = simulate(params, state, noise=noise, record="dense")
+    explicit = simulate(params, state, num_steps=30, noise=noise, record="dense")
+    assert implicit.state.step == 30 and torch.equal(implicit.spikes, explicit.spikes)
