@@ -74,8 +74,9 @@ class Config:
     in_degree: int = field(default=100, metadata={"min": 1, "help": "fixed in-degree K"})
     repeats: int = field(default=3, metadata={"min": 1, "max": 50, "help": "timed repeats (median)"})
     brian2_targets: tuple[str, ...] = field(default=("cpp_standalone", "cython"),
-                                            metadata={"choices": PEERS,
-                                                      "help": "peers: cpp_standalone, cython, numpy"})
+                                            metadata={"choices": PEERS, "allow_empty": True,
+                                                      "help": "peers: cpp_standalone, cython, numpy "
+                                                              "(empty: none)"})
     dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
     threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": "torch threads for our loop"})
 

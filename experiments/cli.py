@@ -1,18 +1,23 @@
 """The ``neuro`` command line: list, run, show, demo (and sweep, when installed).
 
-Exit codes: 0 success, 1 a run failed, 2 a usage error (bad experiment name, config key,
-value or file). Errors print one readable line plus a hint, never a traceback.
+Exit codes: 0 success, 1 a run failed (or ``run`` was interrupted), 2 a usage error (bad
+experiment name, config key, value or file), 130 ``demo`` interrupted (Ctrl-C, SIGTERM).
+Errors print one readable line plus a hint, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from experiments.config import ConfigError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,17 +39,40 @@ def _cmd_list(args) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (``kill``, ``scancel``) and SIGHUP (a closed terminal) raise KeyboardInterrupt,
+    like Ctrl-C, so the run directory is marked ``interrupted`` instead of staying ``running``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            previous[name] = signal.signal(getattr(signal, name), interrupt)
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
 def _cmd_run(args) -> int:
     from experiments.runner import run_experiment
 
     try:
-        result = run_experiment(args.name, overrides=args.set, config_file=args.config,
-                                out_root=args.out, seed=args.seed, device=args.device,
-                                quiet=args.quiet)
+        with _terminate_as_interrupt():
+            result = run_experiment(args.name, overrides=args.set, config_file=args.config,
+                                    out_root=args.out, seed=args.seed, device=args.device,
+                                    quiet=args.quiet)
     except ConfigError:
         raise
     except KeyboardInterrupt:
-        print("neuro: interrupted; the run directory is marked incomplete", file=sys.stderr)
+        print("neuro: interrupted; the run directory is marked interrupted", file=sys.stderr)
         return EXIT_RUN_FAILED
     except Exception as error:  # noqa: BLE001 - any run failure: status.json has the traceback
         print(f"neuro: run failed: {type(error).__name__}: {error}", file=sys.stderr)
@@ -63,18 +91,32 @@ def _metrics_text(metrics: dict) -> str:
     return "\n".join(f"{k:<{width}}  {format_metric(v)}" for k, v in metrics.items())
 
 
+def _read_json_mapping(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; anything else is a ConfigError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{what} {str(path)!r} is not readable JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {str(path)!r}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _cmd_show(args) -> int:
     run_path = Path(args.run_dir)
     status_path = run_path / "status.json"
     if not status_path.exists():
         raise ConfigError(f"RUN_DIR {str(run_path)!r} is not a run directory (no status.json)")
-    status = json.loads(status_path.read_text())
+    status = _read_json_mapping(status_path, "status file")
+    seconds = status.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))):
+        raise ConfigError(f"status file {str(status_path)!r}: seconds: expected a number, got {seconds!r}")
     print(f"{status.get('experiment', run_path.parent.name)}  {run_path.name}  "
-          f"status={status.get('status')}" + (f"  {status['seconds']:.1f} s" if "seconds" in status else ""))
+          f"status={status.get('status')}" + (f"  {seconds:.1f} s" if seconds is not None else ""))
     metrics_path = run_path / "metrics.json"
     if metrics_path.exists():
-        print(_metrics_text(json.loads(metrics_path.read_text())))
-    elif status.get("error"):
+        print(_metrics_text(_read_json_mapping(metrics_path, "metrics file")))
+    if status.get("error"):
         print(f"error: {status['error']}")
     return EXIT_OK if status.get("status") == "complete" else EXIT_RUN_FAILED
 
@@ -82,8 +124,15 @@ def _cmd_show(args) -> int:
 def _cmd_demo(args) -> int:
     from experiments.demo import run_demo
 
-    report, failures = run_demo(out_root=args.out, seed=args.seed, device=args.device,
-                                quiet=args.quiet, only=args.only)
+    try:
+        with _terminate_as_interrupt():
+            report, failures = run_demo(out_root=args.out, seed=args.seed, device=args.device,
+                                        quiet=args.quiet, only=args.only)
+    except KeyboardInterrupt as interrupt:
+        report = getattr(interrupt, "report", None)
+        print("neuro: demo interrupted" + (f"; report of the parts so far: {report}" if report else ""),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"report: {report}")
     return EXIT_RUN_FAILED if failures else EXIT_OK
 

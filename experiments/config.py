@@ -3,9 +3,11 @@
 Each experiment declares ``Config``, a frozen dataclass whose fields have defaults.
 Allowed field types: ``int``, ``float``, ``bool``, ``str``, ``tuple[T, ...]`` of those,
 ``T | None``, and nested frozen dataclasses. A field may carry ``metadata`` with
-``min`` / ``max`` (inclusive bounds, applied to every element of a tuple), ``choices``
-and ``help``. Every error is a :class:`ConfigError` (a ``ValueError``) that names the key
-and lists the valid keys or the allowed values.
+``min`` / ``max`` (inclusive bounds, applied to every element of a tuple), ``choices``,
+``allow_empty`` (a tuple field may be empty; by default it needs one value) and ``help``.
+Tuple values are flat: ``1,2``, ``[1, 2]`` or a YAML list; nested brackets are refused.
+Every error is a :class:`ConfigError` (a ``ValueError``) that names the key and lists the
+valid keys or the allowed values.
 """
 from __future__ import annotations
 
@@ -62,12 +64,20 @@ def _coerce(key: str, f_type, value: Any) -> Any:
     if origin is tuple:
         (element_type, *_rest) = typing.get_args(f_type)
         if isinstance(value, str):
-            text = value.strip().strip("()[]")
-            items = [s.strip() for s in text.split(",") if s.strip()] if text else []
+            text = value.strip()
+            if text[:1] + text[-1:] in ("[]", "()"):
+                text = text[1:-1]
+            if any(bracket in text for bracket in "()[]"):
+                raise ConfigError(f"{key}: nested brackets in {value!r}; expected a flat list "
+                                  f"of {_describe(element_type)}, e.g. 1,2 or [1, 2]")
+            items = [s.strip() for s in text.split(",") if s.strip()]
         elif isinstance(value, (list, tuple)):
             items = list(value)
         else:
             items = [value]
+        if any(isinstance(item, (list, tuple, Mapping)) for item in items):
+            raise ConfigError(f"{key}: nested list in {value!r}; expected a flat list "
+                              f"of {_describe(element_type)}, e.g. [1, 2]")
         return tuple(_coerce(key, element_type, item) for item in items)
     if f_type is bool:
         if isinstance(value, bool):
@@ -110,6 +120,8 @@ def _coerce(key: str, f_type, value: Any) -> Any:
 
 def _check_range(key: str, field: dataclasses.Field, value: Any) -> None:
     meta = field.metadata
+    if value == () and not meta.get("allow_empty", False):
+        raise ConfigError(f"{key}: empty list; give at least one value")
     values = value if isinstance(value, tuple) else (value,)
     for item in values:
         if item is None:
@@ -213,12 +225,15 @@ def _merge(base: dict, extra: Mapping) -> dict:
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, str]:
-    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}``; values stay strings."""
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}``; values stay strings; a key given
+    twice is an error (which value was meant is unclear)."""
     parsed = {}
     for item in assignments:
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set num_neurons=500")
         key, value = item.split("=", 1)
+        if key.strip() in parsed:
+            raise ConfigError(f"--set {key.strip()}: {key.strip()!r} is given twice; set each key once")
         parsed[key.strip()] = value
     return parsed
 

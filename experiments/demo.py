@@ -2,7 +2,8 @@
 
 Every experiment module that defines a ``DEMO`` dict of overrides takes part. Each runs
 into ``<out>/demo/<UTC>/<name>/<UTC>-<hash8>/``; a failing part is recorded in the report
-and the others still run (finished parts are never lost).
+(linked to its run directory) and the others still run (finished parts are never lost).
+Ctrl-C writes the report of what ran so far and stops.
 """
 from __future__ import annotations
 
@@ -17,9 +18,29 @@ from experiments.runner import check_device, run_experiment
 from experiments.store import new_run_path
 
 
+class DemoInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during the demo, after the combined report of the parts so far was
+    written to ``report``."""
+
+    def __init__(self, report: Path):
+        super().__init__(f"demo interrupted; report of the parts so far: {report}")
+        self.report = report
+
+
+def _part_run_path(demo_dir: Path, name: str) -> Path | None:
+    """The run directory a part created (each part runs once, in its own folder), if any."""
+    runs = sorted(p for p in (demo_dir / name).glob("*") if p.is_dir())
+    return runs[-1] if runs else None
+
+
 def run_demo(out_root: str | Path = "runs", seed: int = 0, device: str = "cpu", quiet: bool = True,
              only: list[str] | None = None) -> tuple[Path, list[str]]:
-    """Run the demo; return the combined report's path and the names of failed parts."""
+    """Run the demo; return the combined report's path and the names of failed parts.
+
+    On Ctrl-C the report lists the finished parts, the interrupted one (linked to its run
+    directory, marked ``interrupted``) and the parts not run, then :class:`DemoInterrupted`
+    is raised.
+    """
     check_device(device)
     parts = demo_experiments()
     if only:
@@ -40,9 +61,18 @@ def run_demo(out_root: str | Path = "runs", seed: int = 0, device: str = "cpu", 
             result = run_experiment(name, overrides=overrides, out_root=demo_dir, seed=seed,
                                     device=device, quiet=quiet)
             entry.update(status="complete", run_path=result.path)
+        except KeyboardInterrupt:
+            entry.update(status="interrupted", run_path=_part_run_path(demo_dir, name),
+                         error="interrupted (Ctrl-C or SIGTERM); its run directory is marked "
+                         "interrupted", seconds=time.perf_counter() - start)
+            entries.append(entry)
+            entries.extend({"name": other, "description": descriptions[other], "status": "not run"}
+                           for other in list(parts)[index:])
+            raise DemoInterrupted(write_combined_report(demo_dir / "report.html", "neurobridge demo",
+                                                        entries)) from None
         except Exception as error:  # noqa: BLE001 - record any failure; the other parts still run
             failures.append(name)
-            entry.update(status="failed", error="".join(
+            entry.update(status="failed", run_path=_part_run_path(demo_dir, name), error="".join(
                 traceback.format_exception_only(type(error), error)).strip())
         entry["seconds"] = time.perf_counter() - start
         print(f"    {entry['status']} in {entry['seconds']:.1f} s", flush=True)

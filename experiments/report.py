@@ -26,6 +26,7 @@ figure{margin:1em 0;display:inline-block;max-width:100%} figure img{max-width:10
 border:1px solid #e3e7ee} figcaption{font-size:.9em;color:#4a5568;max-width:900px}
 pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.85em}
 .status-complete{color:#19734a} .status-failed{color:#b3261e} .status-running{color:#9a6700}
+.status-interrupted{color:#9a6700} .status-not-run{color:#66707f}
 .muted{color:#66707f;font-size:.9em}
 """
 
@@ -125,11 +126,12 @@ def write_run_report(run_path: str | Path, title: str, description: str = "",
 
 def write_combined_report(path: str | Path, title: str, entries: list[dict]) -> Path:
     """One page over several runs. ``entries``: dicts with ``name``, ``description``,
-    ``status`` (``complete``/``failed``), ``seconds``, and ``run_path`` or ``error``."""
+    ``status`` (``complete``/``failed``/``interrupted``/``not run``), ``seconds``, and
+    ``run_path`` and/or ``error`` (a failed or interrupted part links its run directory too)."""
     path = Path(path)
     summary_rows = "".join(
         f"<tr><td><a href=\"#{_esc(e['name'])}\">{_esc(e['name'])}</a></td>"
-        f"<td class=\"status-{_esc(e['status'])}\">{_esc(e['status'])}</td>"
+        f"<td class=\"status-{_esc(e['status'].replace(' ', '-'))}\">{_esc(e['status'])}</td>"
         f"<td class=\"num\">{e.get('seconds', 0.0):.1f}</td><td>{_esc(e.get('description', ''))}</td></tr>"
         for e in entries)
     parts = [f"<h1>{_esc(title)}</h1>",
@@ -144,7 +146,9 @@ def write_combined_report(path: str | Path, title: str, entries: list[dict]) -> 
                 link = run_path.relative_to(path.parent)
             except ValueError:
                 link = run_path
-            parts.append(f"<p class=\"muted\">Full run: <a href=\"{_esc(link)}/report.html\">"
+            # a failed or interrupted run has no report.html: link its directory instead
+            target = f"{link}/report.html" if (run_path / "report.html").exists() else f"{link}/"
+            parts.append(f"<p class=\"muted\">Full run: <a href=\"{_esc(target)}\">"
                          f"{_esc(link)}</a></p>")
             parts.append(run_sections(run_path, heading_level=3))
         if entry.get("error"):

@@ -95,8 +95,9 @@ def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = 
     ``config`` (an already resolved ``Config``) replaces ``config_file`` + ``overrides``.
     The run's ``status.json`` says ``running`` until the metrics and report are written,
     then ``complete``; an exception marks it ``failed`` (with the traceback), Ctrl-C marks it
-    ``interrupted``, and the exception propagates. A killed process leaves ``running``:
-    either way the run is visibly incomplete and no later run writes into it.
+    ``interrupted`` (``neuro run`` turns SIGTERM and SIGHUP into Ctrl-C), and the exception
+    propagates. A killed process (SIGKILL) leaves ``running``: either way the run is
+    visibly incomplete and no later run writes into it.
     """
     name = canonical_name(name)
     module = load_experiment(name)

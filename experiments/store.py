@@ -1,12 +1,13 @@
 """The run store: one directory per run, every file written atomically.
 
 Layout: ``runs/<experiment>/<UTC time>-<hash8>/`` holding ``config.yaml``,
-``env.json``, ``status.json`` (``running`` -> ``complete`` | ``failed``),
+``env.json``, ``status.json`` (``running`` -> ``complete`` | ``failed`` | ``interrupted``),
 ``metrics.json``, ``run.log``, figures (``*.png``), arrays (``*.npz``), tables
 (``*.csv``) and ``report.html``. A file is first written to a temporary name in the
 same directory, flushed and fsynced, then renamed over its final name, so a crash
 never leaves a half-written file. A run whose ``status.json`` still says ``running``
-was interrupted: it is incomplete, and nothing rewrites it.
+after its process is gone was killed: it is incomplete, and no later run writes into it
+(a sweep runner marks the runs of the workers it stopped ``interrupted``).
 """
 from __future__ import annotations
 

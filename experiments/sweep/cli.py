@@ -157,16 +157,22 @@ def current_frame(sweep_dir: Path):
     try:
         import yaml
 
-        name = (yaml.safe_load(spec_path.read_text()) or {}).get("experiment", "")
+        stored = yaml.safe_load(spec_path.read_text()) or {}
+        if not isinstance(stored, dict):
+            raise ConfigError(f"DIR {str(sweep_dir)!r}: sweep.yaml is not a mapping")
+        name = stored.get("experiment", "")
         module = load_experiment(str(name))
         spec = build_spec(str(name), module.Config, from_file=spec_path)
+        if spec.to_dict() != stored:  # its experiment or base config file changed since
+            raise ConfigError(f"DIR {str(sweep_dir)!r}: sweep.yaml no longer resolves to the same "
+                              "sweep (its experiment or base config changed)")
         table = SweepTable(sweep_dir, expand(spec, module.Config), spec.swept_keys)
         frame, metrics = table.frame()
         return frame, spec.swept_keys, metrics
     except ConfigError:
         if not (sweep_dir / "sweep.parquet").exists():
             raise
-        frame, meta = load_frame(sweep_dir)  # the experiment changed since: show what was stored
+        frame, meta = load_frame(sweep_dir)  # the sweep changed since: show what was stored
         return frame, meta["swept"], meta["metrics"]
 
 

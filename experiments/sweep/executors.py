@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -27,6 +28,8 @@ from typing import Any
 
 from experiments.config import ConfigError
 from experiments.sweep.worker import local_worker_init
+
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # what distributed's Client connects over
 
 
 def available_cpus() -> int:
@@ -40,6 +43,7 @@ class LocalPool:
     """A rebuildable local process pool (see module docstring)."""
 
     kind = "local"
+    stops_workers = True  # close(cancel=True) ends every worker: no run goes on after it
 
     def __init__(self, workers: int | None = None, threads: int | None = None):
         cpus = available_cpus()
@@ -111,7 +115,7 @@ class LocalPool:
         if cancel:
             for process in self._processes.values():
                 if process.is_alive():
-                    process.terminate()  # its run directory keeps status "running": incomplete
+                    process.terminate()  # the sweep runner marks its run directory "interrupted"
             for process in self._processes.values():
                 process.join(timeout=5)
                 if process.is_alive():
@@ -170,6 +174,8 @@ class DaskPool:
             self.slots = count
             self.description = f"dask LocalCluster on 127.0.0.1, {count} workers x {self.threads} threads"
         self.executor = self.client.get_executor(**submit_options)
+        # closing a cluster we started ends its workers; an existing scheduler's keep running
+        self.stops_workers = self.cluster is not None
 
     def worker_pids(self) -> dict[str, int]:
         """``{worker address: pid}`` of the workers connected now."""
@@ -203,10 +209,27 @@ def check_pool_options(executor: str = "local", workers: int | None = None, sche
     if scheduler and cluster_file:
         raise ConfigError("--scheduler and --cluster exclude each other: use an existing "
                           "scheduler or let the sweep start a cluster, not both")
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
     if cluster_file:
-        from experiments.sweep.jobqueue import load_cluster_config
+        from experiments.sweep.jobqueue import check_submit_command, load_cluster_config
 
-        load_cluster_config(cluster_file)
+        check_submit_command(load_cluster_config(cluster_file), cluster_file)
+
+
+_SCHEDULER_ADDRESS = re.compile(r"(?:(?P<scheme>[A-Za-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)"
+                                r":(?P<port>\d+)")
+
+
+def check_scheduler_address(address: str) -> None:
+    """A Dask scheduler address: ``[SCHEME://]HOST:PORT`` with a scheme Dask connects over."""
+    match = _SCHEDULER_ADDRESS.fullmatch(str(address).strip())
+    allowed = ("expected [SCHEME://]HOST:PORT, e.g. tcp://10.0.0.5:8786, with SCHEME one of "
+               f"{list(SCHEDULER_SCHEMES)}")
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ConfigError(f"--scheduler {address!r}: {allowed}")
+    if (match["scheme"] or "tcp").lower() not in SCHEDULER_SCHEMES:
+        raise ConfigError(f"--scheduler {address!r}: unknown scheme {match['scheme']!r}; {allowed}")
 
 
 def open_pool(executor: str = "local", workers: int | None = None, scheduler: str | None = None,

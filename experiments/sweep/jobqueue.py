@@ -24,6 +24,7 @@ worker runs one point at a time with all its threads. Unknown keys and bad value
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from experiments.config import ConfigError, load_config_file
 
 _KINDS = ("slurm", "pbs")
+_SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub"}
 _KEYS = ("kind", "queue", "account", "cores", "memory", "walltime", "threads_per_task", "jobs",
          "maximum_jobs", "prologue", "directives", "python", "local_directory", "log_directory",
          "interface", "job_name", "worker_extra_args")
@@ -94,6 +96,17 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
     return settings
 
 
+def check_submit_command(settings: dict[str, Any], path: str | Path | None = None) -> None:
+    """Refuse a cluster whose submit command (``sbatch`` / ``qsub``) is not on this machine's
+    PATH: dask-jobqueue would fail in the background and the sweep would wait forever."""
+    command = _SUBMIT_COMMANDS[settings["kind"]]
+    if shutil.which(command) is None:
+        where = "--cluster" if path is None else f"--cluster {str(path)!r}"
+        raise ConfigError(f"{where}: kind {settings['kind']} submits jobs with "
+                          f"{command!r}, which is not on this machine's PATH; run the sweep on the "
+                          "cluster's login node, or use --executor dask without --cluster")
+
+
 def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``dask_jobqueue``'s ``SLURMCluster``/``PBSCluster`` (and Job)."""
     extra_args = list(settings["worker_extra_args"])
@@ -136,6 +149,7 @@ def render_job_script(settings: dict[str, Any], scheduler_address: str = "tcp://
 
 def start_jobqueue_cluster(settings: dict[str, Any]):
     """Start the cluster object (its scheduler runs here) and submit or adapt the jobs."""
+    check_submit_command(settings)
     cluster_cls, _ = _classes(settings["kind"])
     cluster = cluster_cls(**job_arguments(settings))
     if settings.get("maximum_jobs"):

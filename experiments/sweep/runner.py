@@ -13,10 +13,15 @@ finished task in the journal at once (see :mod:`experiments.sweep.table`), and
 * on Ctrl-C, SIGTERM or SIGHUP (handled as a flag between records, so the journal and table never
   disagree; a second Ctrl-C stops at once) stops dispatching, stops the workers, writes
   the table and report, and returns ``interrupted=True`` (in-flight points stay ``pending``).
+
+A worker stopped by the sweep (or dead) never marks its run directory; once the workers
+are gone the runner marks those still ``running`` as ``interrupted`` (see
+:func:`mark_stopped_runs`).
 """
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import sys
 import threading
@@ -32,6 +37,7 @@ import yaml
 from experiments.config import ConfigError
 from experiments.registry import load_experiment
 from experiments.runner import check_device
+from experiments.store import atomic_write_text, to_json
 from experiments.sweep.batch import group_points, supports_batch
 from experiments.sweep.executors import check_pool_options, open_pool
 from experiments.sweep.spec import SweepSpec, expand
@@ -68,10 +74,21 @@ def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
             differing = sorted(k for k in set(existing) | set(spec.to_dict())
                                if existing.get(k) != spec.to_dict().get(k))
             raise ConfigError(f"--out {str(sweep_dir)!r} holds a different sweep (sweep.yaml differs in "
-                              f"{', '.join(differing)}); rerun the same specification or choose another --out")
+                              f"{', '.join(differing)}{_base_changes(existing, spec)}); rerun the same "
+                              "specification or choose another --out")
         return
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_spec_file(spec_path, spec.to_dict())
+
+
+def _base_changes(existing: dict, spec: SweepSpec) -> str:
+    """``"; base_config: trials 6 -> 5"``: the base config values that changed, if any."""
+    before, after = existing.get("base_config"), spec.to_dict()["base_config"]
+    if not isinstance(before, dict) or before == after:
+        return ""
+    changes = [f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)]
+    return f"; base_config: {', '.join(changes[:5])}{' ...' if len(changes) > 5 else ''}"
 
 
 def _failed_rows(task: Task, error: str, trace: str | None, deaths: int = 0) -> list[dict]:
@@ -205,6 +222,9 @@ def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, sch
             progress.close()
         if own_pool and pool is not None:
             pool.close(cancel=not finished or result.interrupted)
+            if pool.stops_workers and (not finished or result.interrupted):
+                mark_stopped_runs(sweep_dir, spec.experiment, [p.config_hash for p in todo],
+                                  "the sweep was interrupted and stopped the worker running this point")
         table.reload()  # whatever reached the journal is in the table
         table.flush(force=True)
         result.counts = table.counts()
@@ -212,6 +232,31 @@ def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, sch
         if report:
             result.report = _report(sweep_dir)
     return result
+
+
+def mark_stopped_runs(sweep_dir: Path, experiment: str, config_hashes, reason: str) -> int:
+    """Mark run directories of ``config_hashes`` that still say ``running`` as ``interrupted``.
+
+    Called once their workers are gone (a stopped pool, a rebuilt one): a terminated worker
+    never reaches the code that marks its run, and a run left ``running`` looks alive.
+    Returns how many were marked.
+    """
+    wanted = set(config_hashes)
+    short = {digest[:8] for digest in wanted}
+    marked = 0
+    for run_path in (sweep_dir / "runs" / experiment).glob("*-*"):
+        status_path = run_path / "status.json"
+        if run_path.name.split("-")[1] not in short or not status_path.exists():
+            continue
+        try:
+            status = json.loads(status_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if status.get("status") == "running" and status.get("config_hash") in wanted:
+            status.update(status="interrupted", error=reason)
+            atomic_write_text(status_path, to_json(status))
+            marked += 1
+    return marked
 
 
 def _report(sweep_dir: Path) -> Path | None:
@@ -285,6 +330,12 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                         queue.appendleft(task)
                     started.pop(task.task_id, None)
                 pool.rebuild()
+                for task in broken:  # every old worker is gone now: none of these runs goes on
+                    mark_stopped_runs(Path(task.sweep_dir), task.experiment,
+                                      [p.config_hash for p in task.points],
+                                      "its worker process died (killed or out of memory)"
+                                      if task.task_id in charged else
+                                      "the sweep stopped its worker to replace a dead one")
     finally:
         for future in in_flight:
             future.cancel()

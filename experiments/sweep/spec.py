@@ -30,6 +30,7 @@ from typing import Any
 from experiments.config import (
     ConfigError,
     config_hash,
+    config_to_dict,
     flatten_config,
     load_config_file,
     parse_assignments,
@@ -37,12 +38,18 @@ from experiments.config import (
 )
 from experiments.sweep.values import Distribution, leaf_type, parse_distribution, parse_grid_values
 
-SPEC_FILE_KEYS = ("experiment", "config", "set", "grid", "zip", "random", "repeats", "seed")
+SPEC_FILE_KEYS = ("experiment", "config", "set", "grid", "zip", "random", "repeats", "seed",
+                  "base_config")
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A resolved, typed sweep (what ``sweep.yaml`` stores)."""
+    """A resolved, typed sweep (what ``sweep.yaml`` stores).
+
+    ``config_file`` is an absolute path and ``base_config`` the resolved values every point
+    starts from (defaults, then the config file, then ``fixed``), so a base config file
+    edited between a sweep and its rerun makes a different sweep, not a silent mix.
+    """
 
     experiment: str
     config_file: str | None = None
@@ -53,6 +60,7 @@ class SweepSpec:
     distributions: tuple[tuple[str, Distribution], ...] = ()
     repeats: int = 1
     seed: int = 0
+    base_config: dict = field(default_factory=dict, hash=False)
 
     @property
     def swept_keys(self) -> list[str]:
@@ -65,7 +73,7 @@ class SweepSpec:
         if self.random_samples is not None:
             data["random"] = {"samples": self.random_samples,
                               "params": {k: d.to_dict() for k, d in self.distributions}}
-        data.update(repeats=self.repeats, seed=self.seed)
+        data.update(repeats=self.repeats, seed=self.seed, base_config=self.base_config)
         return _plain(data)
 
     def digest(self) -> str:
@@ -123,6 +131,28 @@ def _split_assignments(items, option: str) -> list[tuple[str, Any]]:
     return pairs
 
 
+def _check_file_sections(file_data: Mapping, where: str) -> None:
+    """The shapes of a sweep file's sections (their values are checked with the config)."""
+    for key in ("set", "grid", "zip"):
+        if file_data.get(key) is not None and not isinstance(file_data[key], Mapping):
+            raise ConfigError(f"{where}: {key}: expected a mapping of KEY: VALUES, e.g. "
+                              f"{key}: {{key_dim: [8, 16]}}, got {type(file_data[key]).__name__}")
+    random = file_data.get("random")
+    if isinstance(random, Mapping):
+        unknown = [k for k in random if k not in ("samples", "params")]
+        if unknown:
+            raise ConfigError(f"{where}: random: unknown key {unknown[0]!r}; valid keys: samples, params")
+        if random.get("params") is not None and not isinstance(random["params"], Mapping):
+            raise ConfigError(f"{where}: random: params: expected a mapping of KEY: DISTRIBUTION, e.g. "
+                              f"params: {{trials: '1:100:log'}}, got {type(random['params']).__name__}")
+    elif random is not None and (isinstance(random, bool) or not isinstance(random, int)):
+        raise ConfigError(f"{where}: random: expected a number of samples or a mapping with "
+                          f"samples and params, got {random!r}")
+    for key in ("config", "experiment"):
+        if file_data.get(key) is not None and not isinstance(file_data[key], str):
+            raise ConfigError(f"{where}: {key}: expected a string, got {file_data[key]!r}")
+
+
 def _typed(config_cls, config_file, fixed: dict, key: str, value: Any, where: str) -> Any:
     """Resolve one value of ``key`` alone (checks type and range) and return it typed."""
     try:
@@ -139,7 +169,8 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     """Parse command-line style axes (``["a=1,2", ...]``) plus an optional sweep YAML file.
 
     Command-line values win over the file's (``random``, ``repeats``, ``seed``, ``config``);
-    axes from both are combined, and a key swept twice is an error.
+    axes from both are combined, and a key swept twice is an error. A file's ``base_config``
+    (what ``sweep.yaml`` records) is not read: the base is always resolved anew.
     """
     file_data: dict[str, Any] = {}
     if from_file is not None:
@@ -151,6 +182,7 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
         named = file_data.get("experiment")
         if named is not None and str(named).replace("-", "_") != experiment:
             raise ConfigError(f"--from-file {str(from_file)!r} is a sweep of {named!r}, not {experiment!r}")
+        _check_file_sections(file_data, f"--from-file {str(from_file)!r}")
         config_file = config_file or file_data.get("config")
         file_random = file_data.get("random")
         if isinstance(file_random, Mapping):
@@ -160,7 +192,7 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
         seed = seed if seed is not None else file_data.get("seed")
     repeats = 1 if repeats is None else repeats
     seed = 0 if seed is None else seed
-    if not isinstance(repeats, int) or repeats < 1:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"--repeats {repeats!r}: expected a whole number >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"--seed {seed!r}: expected a non-negative integer")
@@ -173,7 +205,7 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     for key, value in fixed_pairs:
         leaf_type(config_cls, key)
         fixed[key] = _typed(config_cls, config_file, {}, key, value, f"--set {key}={value}")
-    resolve_config(config_cls, config_file, fixed)  # the base config itself must be valid
+    base = resolve_config(config_cls, config_file, fixed)  # the base config itself must be valid
 
     grid_pairs = _split_assignments(file_data.get("grid") or {}, "--grid") + _split_assignments(grid, "--grid")
     zip_pairs = _split_assignments(file_data.get("zip") or {}, "--zip") + _split_assignments(zip, "--zip")
@@ -212,10 +244,11 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     lengths = {k: len(v) for k, v in zip_axes}
     if len(set(lengths.values())) > 1:
         raise ConfigError(f"--zip: zipped lists must have equal lengths, got {lengths}")
-    return SweepSpec(experiment=experiment, config_file=str(config_file) if config_file else None,
+    return SweepSpec(experiment=experiment,
+                     config_file=str(Path(config_file).resolve()) if config_file else None,
                      fixed=tuple(fixed.items()), grid=tuple(grid_axes), zipped=tuple(zip_axes),
                      random_samples=random, distributions=tuple(distributions),
-                     repeats=repeats, seed=seed)
+                     repeats=repeats, seed=seed, base_config=config_to_dict(base))
 
 
 def _parameter_sets(spec: SweepSpec) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ at the end, on Ctrl-C and on errors. One row per point, pending points included:
 error, host, pid, worker_deaths, batch_size, run_dir, started_utc, finished_utc``
 
 ``status`` is ``pending``, ``complete`` or ``failed``. Tuple-valued config fields are stored
-as JSON text. The parquet key-value metadata ``neurobridge.sweep`` lists the swept keys and
-metric names. A run directory that finished but never reached the journal (the runner was
+as JSON text; a metric that is text at one point and a number at another is stored as text.
+The parquet key-value metadata ``neurobridge.sweep`` lists the swept keys and metric names. A run directory that finished but never reached the journal (the runner was
 killed in between) is adopted on the next start by :meth:`SweepTable.adopt_finished_runs`.
 """
 from __future__ import annotations
@@ -151,7 +151,13 @@ class SweepTable:
             record.update({k: row.get(k) for k in _TAIL})
             record["worker_deaths"] = int(row.get("worker_deaths") or 0)
             records.append(record)
-        return pd.DataFrame.from_records(records), metric_names
+        frame = pd.DataFrame.from_records(records)
+        for name in metric_names:  # text in one row and numbers in another: one text column
+            column = frame[f"metric.{name}"]
+            kinds = {isinstance(v, str) for v in column if not pd.isna(v)}
+            if kinds == {True, False}:
+                frame[f"metric.{name}"] = column.map(lambda v: None if pd.isna(v) else str(v))
+        return frame, metric_names
 
     def _config_columns(self) -> list[dict]:
         """``config.<key>`` cells per point (swept keys first), computed once."""

@@ -1,7 +1,9 @@
 """The `neuro` CLI: help texts, exit codes, one-line errors."""
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from experiments import hebbian_recall
 from experiments.cli import build_parser, main
 
+REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "trials=2", "--set", "key_dim=8", "--set", "load_ratios=0.5,2"]
 
 
@@ -109,3 +112,86 @@ def test_console_script_entry_point_runs():
     completed = subprocess.run([sys.executable, "-m", "experiments.cli", "list"],
                                capture_output=True, text=True, timeout=60, check=False)
     assert completed.returncode == 0 and "hebbian_recall" in completed.stdout
+
+
+def test_sigterm_marks_the_run_interrupted(tmp_path):
+    # about 1 s per load on 2 cores: long enough to be terminated mid-run, never waited for
+    slow = ["--set", "trials=500", "--set", "key_dim=64", "--set", "load_ratios=" + ",".join(["4"] * 200)]
+    process = subprocess.Popen([sys.executable, "-m", "experiments.cli", "run", "hebbian_recall", *slow,
+                                "--out", str(tmp_path), "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("hebbian_recall/*/env.json")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    assert "interrupted" in err and "Traceback" not in err
+    (run_dir,) = (tmp_path / "hebbian_recall").iterdir()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["error"] == "KeyboardInterrupt: SIGTERM"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "load_ratios="], "load_ratios: empty list; give at least one value"),
+    (["--set", "load_ratios=[]"], "load_ratios: empty list"),
+    (["--set", "load_ratios=[[1]]"], "load_ratios: nested brackets in '[[1]]'"),
+    (["--set", "trials=2", "--set", "trials=3"], "--set trials: 'trials' is given twice"),
+])
+def test_empty_nested_and_repeated_values_are_usage_errors(argv, message, tmp_path, capsys):
+    assert main(["run", "hebbian_recall", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("neuro: error: ") and message in err[0]
+    assert not (tmp_path / "hebbian_recall").exists()  # nothing was created
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "is not readable JSON"),
+    ("[1]", "expected a JSON object, got list"),
+    ('{"status": "complete", "seconds": "x"}', "seconds: expected a number, got 'x'"),
+])
+def test_show_of_an_unreadable_status_file_is_one_line(tmp_path, capsys, text, message):
+    (tmp_path / "status.json").write_text(text)
+    assert main(["show", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("neuro: error: status file ") and message in err[0]
+
+
+def test_show_prints_the_error_of_a_failed_run_that_has_metrics(tmp_path, capsys):
+    (tmp_path / "status.json").write_text(json.dumps(
+        {"experiment": "x", "status": "failed", "seconds": 1.5, "error": "RuntimeError: report broke"}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"loss": 0.25}))
+    assert main(["show", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "status=failed" in out and "loss" in out and "error: RuntimeError: report broke" in out
+
+
+def test_interrupted_demo_exits_130_and_reports_every_part(tmp_path, monkeypatch, capsys):
+    from experiments import pavlovian_capacity
+
+    def broken(config, out):
+        raise RuntimeError("diverged at step 12")
+
+    def interrupted(config, out):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hebbian_recall, "run", broken)
+    monkeypatch.setattr(pavlovian_capacity, "run", interrupted)
+    argv = ["demo", "--only", "hebbian_recall", "--only", "pavlovian_capacity", "--only", "reservoir_rate"]
+    assert main([*argv, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neuro: demo interrupted; report of the parts so far: ")
+    report = Path(err[0].rsplit(": ", 1)[1])
+    html = report.read_text()
+    for name, state in (("hebbian_recall", "failed"), ("pavlovian_capacity", "interrupted")):
+        (run_dir,) = (report.parent / name).iterdir()
+        assert json.loads((run_dir / "status.json").read_text())["status"] == state
+        link = f'<a href="{name}/{run_dir.name}/">'  # no report.html: the run did not finish
+        assert link in html and f'status-{state}">{state}</td>' in html
+    assert "diverged at step 12" in html
+    assert 'status-not-run">not run</td>' in html and "reservoir_rate" in html
+    assert not (report.parent / "reservoir_rate").exists()

@@ -132,3 +132,33 @@ def test_nested_override_keeps_the_parents_nested_default():
     config = resolve_config(Parent, overrides=["synapse.tau_ms=7"])
     assert config.synapse == Inner(tau_ms=7.0, kind="exponential")
     assert resolve_config(Parent) == Parent()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["lengths="], "lengths: empty list; give at least one value"),
+    (["lengths=[]"], "lengths: empty list"),
+    ({"lengths": []}, "lengths: empty list"),
+    (["lengths=[[1]]"], "lengths: nested brackets in '[[1]]'; expected a flat list of int"),
+    (["lengths=[1,[2]]"], "lengths: nested brackets"),
+    ({"lengths": [[1], [2]]}, "lengths: nested list in [[1], [2]]; expected a flat list of int"),
+])
+def test_empty_and_nested_tuples_are_refused(overrides, fragment):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(Outer, overrides=overrides)
+    assert fragment in str(info.value)
+
+
+def test_a_field_can_allow_an_empty_tuple_and_flat_brackets_still_parse():
+    @dataclass(frozen=True)
+    class Tagged:
+        tags: tuple[str, ...] = field(default=("a",), metadata={"allow_empty": True})
+
+    assert resolve_config(Tagged, overrides=["tags="]).tags == ()
+    assert resolve_config(Tagged, overrides=["tags=[]"]).tags == ()
+    assert resolve_config(Outer, overrides=["lengths=[3, 4]"]).lengths == (3, 4)
+    assert resolve_config(Outer, overrides=["lengths=(3,4)"]).lengths == (3, 4)
+
+
+def test_a_key_set_twice_is_refused():
+    with pytest.raises(ConfigError, match="--set rate_hz: 'rate_hz' is given twice; set each key once"):
+        parse_assignments(["rate_hz=1", "rate_hz=2"])

@@ -104,3 +104,28 @@ def test_bad_cluster_files_are_rejected_naming_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load_cluster_config(write(tmp_path, text))
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("kind, command", [("slurm", "sbatch"), ("pbs", "qsub")])
+def test_cluster_without_its_submit_command_is_refused_before_anything_starts(tmp_path, monkeypatch,
+                                                                             capsys, kind, command):
+    from experiments.cli import main
+
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))
+    cluster = write(tmp_path, f"kind: {kind}\ncores: 2\nmemory: 4GB\n")
+    out = tmp_path / "s"
+    assert main(["sweep", "hebbian_recall", "--grid", "key_dim=8,16", "--cluster", str(cluster),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (f"--cluster {str(cluster)!r}: kind {kind} submits jobs with {command!r}, which is not on "
+            "this machine's PATH") in err
+    assert not out.exists()
+    # with the command on PATH the same file passes the checks (nothing is submitted here)
+    from experiments.sweep.executors import check_pool_options
+
+    fake = empty_bin / command
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    check_pool_options("dask", cluster_file=str(cluster))

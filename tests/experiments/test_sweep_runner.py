@@ -13,18 +13,21 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from experiments.cli import main
+from experiments.config import ConfigError
 from experiments.hebbian_recall import Config
 from experiments.runner import run_experiment
 from experiments.sweep.executors import LocalPool
-from experiments.sweep.runner import run_sweep
+from experiments.sweep.runner import mark_stopped_runs, run_sweep
 from experiments.sweep.spec import build_spec, expand
 from experiments.sweep.table import load_frame, read_journal
+from experiments.sweep.worker import local_worker_init
 
 NAME = "hebbian_recall"
 TINY = ["load_ratios=[1.0]", "trials=1"]
@@ -81,42 +84,85 @@ def kill_busy_worker_when_running(sweep_dir: Path, pids_fn, killed: list, timeou
         time.sleep(0.02)
 
 
-def test_failing_point_is_recorded_others_finish_and_rerun_skips(tmp_path, local_pool):
-    spec = build_spec(NAME, Config, grid=["key_dim=8,16", "load_ratios=[[1.0],[]]"], sets=["trials=1"],
+FAULT = "planted fault: this point's run raises"
+
+
+def _init_faulty_worker(parent_pid, threads, started_queue):
+    """The local pool's worker initializer, plus a fault: hebbian_recall's run raises for
+    points with ``load_ratios == (0.5,)`` (config validation rejects every value that
+    would make the real experiment fail, so the failure is planted in the worker)."""
+    local_worker_init(parent_pid, threads, started_queue)
+    from experiments import hebbian_recall
+
+    original = hebbian_recall.run
+
+    def run(config, out):
+        if config.load_ratios == (0.5,):
+            raise ValueError(FAULT)
+        return original(config, out)
+
+    hebbian_recall.run = run
+
+
+class FaultyPool(LocalPool):
+    """A local pool whose workers start with :func:`_init_faulty_worker`."""
+
+    def _start(self):
+        self.started = self._context.SimpleQueue()
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=self._context, initializer=_init_faulty_worker,
+            initargs=(os.getpid(), self.threads, self.started))
+        self._processes = {}
+
+
+def test_failing_point_is_recorded_others_finish_and_rerun_skips(tmp_path):
+    spec = build_spec(NAME, Config, grid=["key_dim=8,16", "load_ratios=[[1.0],[0.5]]"], sets=["trials=1"],
                       seed=11)
     points = expand(spec, Config)
-    result = run_sweep(spec, out=tmp_path / "s", pool=local_pool)
-    assert result.counts == {"complete": 2, "failed": 2, "pending": 0} and result.executed == 4
-    frame, meta = load_frame(result.sweep_dir)
-    assert meta["swept"] == ["key_dim", "load_ratios"] and "bit_error_at_load_1" in meta["metrics"]
-    assert len(frame) == 4 and list(frame["point"]) == [0, 1, 2, 3]
-    failed = frame[frame["status"] == "failed"]
-    assert list(failed["config.load_ratios"]) == ["[]", "[]"]
-    assert all("ValueError" in e and "zero-size array" in e for e in failed["error"])
-    journal = read_journal(result.sweep_dir / "journal.jsonl")
-    assert all("hebbian_recall.py" in row["traceback"] for row in journal if row["status"] == "failed")
-    for _, row in failed.iterrows():  # the failed run directory is the foundation's, marked failed
-        status = json.loads((result.sweep_dir / row["run_dir"] / "status.json").read_text())
-        assert status["status"] == "failed" and "zero-size array" in status["error"]
-    # oracle: each complete point has the metrics of a plain `neuro run` with its seed
-    for point in points:
-        row = frame[frame["config_hash"] == point.config_hash].iloc[0]
-        if row["status"] == "complete":
-            direct = run_experiment(NAME, config=point.config, seed=point.seed, out_root=tmp_path / "direct")
-            for name, value in direct.metrics.items():
-                assert row[f"metric.{name}"] == value
-            assert row["seconds"] > 0 and row["host"] and row["worker_deaths"] == 0
-    assert (result.sweep_dir / "report.html").exists() and result.report is not None
-    assert len(list((result.sweep_dir / "figures").glob("*.png"))) == 3  # one heatmap per metric
+    pool = FaultyPool(workers=2)
+    try:
+        result = run_sweep(spec, out=tmp_path / "s", pool=pool)
+        assert result.counts == {"complete": 2, "failed": 2, "pending": 0} and result.executed == 4
+        frame, meta = load_frame(result.sweep_dir)
+        assert meta["swept"] == ["key_dim", "load_ratios"] and "bit_error_at_load_1" in meta["metrics"]
+        assert len(frame) == 4 and list(frame["point"]) == [0, 1, 2, 3]
+        failed = frame[frame["status"] == "failed"]
+        assert list(failed["config.load_ratios"]) == ["[0.5]", "[0.5]"]
+        assert all(e == f"ValueError: {FAULT}" for e in failed["error"])
+        journal = read_journal(result.sweep_dir / "journal.jsonl")
+        assert all("test_sweep_runner.py" in row["traceback"] and FAULT in row["traceback"]
+                   for row in journal if row["status"] == "failed")
+        for _, row in failed.iterrows():  # the failed run directory is the foundation's, marked failed
+            status = json.loads((result.sweep_dir / row["run_dir"] / "status.json").read_text())
+            assert status["status"] == "failed" and FAULT in status["error"]
+        # oracle: each complete point has the metrics of a plain `neuro run` with its seed
+        for point in points:
+            row = frame[frame["config_hash"] == point.config_hash].iloc[0]
+            if row["status"] == "complete":
+                direct = run_experiment(NAME, config=point.config, seed=point.seed, out_root=tmp_path / "direct")
+                for name, value in direct.metrics.items():
+                    assert row[f"metric.{name}"] == value
+                assert row["seconds"] > 0 and row["host"] and row["worker_deaths"] == 0
+        assert (result.sweep_dir / "report.html").exists() and result.report is not None
+        assert len(list((result.sweep_dir / "figures").glob("*.png"))) == 3  # one heatmap per metric
 
-    again = run_sweep(spec, out=tmp_path / "s", pool=local_pool)
-    assert (again.executed, again.skipped) == (0, 4)
-    retried = run_sweep(spec, out=tmp_path / "s", pool=local_pool, retry_failed=True)
-    assert (retried.executed, retried.skipped) == (2, 2)
+        again = run_sweep(spec, out=tmp_path / "s", pool=pool)
+        assert (again.executed, again.skipped) == (0, 4)
+        retried = run_sweep(spec, out=tmp_path / "s", pool=pool, retry_failed=True)
+        assert (retried.executed, retried.skipped) == (2, 2)
+    finally:
+        pool.close()
     dirs = run_dirs(result.sweep_dir)
     executions = Counter({h: len(v) for h, v in dirs.items()})
     for point in points:  # complete points ran once; failing ones twice (first run + retry)
-        assert executions[point.config_hash[:8]] == (2 if point.overrides["load_ratios"] == () else 1)
+        assert executions[point.config_hash[:8]] == (2 if point.overrides["load_ratios"] == (0.5,) else 1)
+
+
+def test_an_empty_or_nested_tuple_value_is_refused_before_the_sweep_starts(tmp_path):
+    for value, message in (("[[1.0],[]]", "load_ratios: empty list"),
+                           ("[[[1.0]]]", "load_ratios: nested list")):
+        with pytest.raises(ConfigError, match=message):
+            build_spec(NAME, Config, grid=["key_dim=8", f"load_ratios={value}"])
 
 
 def test_worker_killed_mid_point_is_retried_and_every_point_completes_once(tmp_path, local_pool):
@@ -138,8 +184,11 @@ def test_worker_killed_mid_point_is_retried_and_every_point_completes_once(tmp_p
     # only the point whose worker was SIGKILLed is charged; its batch-mate was terminated by
     # the pool's cleanup (SIGTERM) and requeued without a charge
     assert frame["worker_deaths"].sum() == 1
-    statuses = [s["status"] for v in run_dirs(result.sweep_dir).values() for s in v]
-    assert len(statuses) - statuses.count("complete") >= 1  # the killed run is visibly incomplete
+    statuses = [s for v in run_dirs(result.sweep_dir).values() for s in v]
+    incomplete = [s for s in statuses if s["status"] != "complete"]
+    assert len(incomplete) >= 1  # the killed run is visibly incomplete
+    # the pool rebuild ended every old worker: no run directory still claims to be running
+    assert all(s["status"] in ("interrupted", "none") for s in incomplete), incomplete
 
 
 def test_terminated_runner_resumes_without_rerunning_finished_points(tmp_path, local_pool):
@@ -156,6 +205,10 @@ def test_terminated_runner_resumes_without_rerunning_finished_points(tmp_path, l
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr.decode()
     assert b"interrupted" in stderr and b"leaked" not in stderr
+    # the workers it stopped never mark their runs; the runner marks them once they are gone
+    stopped = [s for v in run_dirs(out).values() for s in v if s["status"] not in ("complete", "none")]
+    assert all(s["status"] == "interrupted" and "sweep was interrupted" in s["error"]
+               for s in stopped), stopped
     before = {row["config_hash"]: row["run_dir"] for row in read_journal(out / "journal.jsonl")
               if row["status"] == "complete"}
     frame, _ = load_frame(out)  # the table was flushed on SIGTERM and agrees with the journal
@@ -173,6 +226,21 @@ def test_terminated_runner_resumes_without_rerunning_finished_points(tmp_path, l
     assert result.counts["complete"] == 8 and completed_once(out, points)
     for digest, run_dir in before.items():  # finished points kept their one and only run
         assert [s["path"] for s in run_dirs(out)[digest[:8]]] == [out / run_dir]
+
+
+def test_mark_stopped_runs_marks_only_running_dirs_of_the_given_points(tmp_path):
+    parent = tmp_path / "runs" / NAME
+    a, b = "a" * 64, "b" * 64
+    for name, digest, state in (("20250101T000000Z-aaaaaaaa", a, "running"),
+                                ("20250101T000001Z-aaaaaaaa-1", a, "complete"),
+                                ("20250101T000002Z-bbbbbbbb", b, "running")):
+        (parent / name).mkdir(parents=True)
+        (parent / name / "status.json").write_text(json.dumps({"config_hash": digest, "status": state}))
+    assert mark_stopped_runs(tmp_path, NAME, [a], "stopped") == 1
+    states = {p.name: json.loads((p / "status.json").read_text()) for p in parent.iterdir()}
+    assert states["20250101T000000Z-aaaaaaaa"] == {"config_hash": a, "status": "interrupted", "error": "stopped"}
+    assert states["20250101T000001Z-aaaaaaaa-1"]["status"] == "complete"
+    assert states["20250101T000002Z-bbbbbbbb"]["status"] == "running"  # not one of the points
 
 
 def test_sweep_show_prints_the_table(tmp_path, capsys):

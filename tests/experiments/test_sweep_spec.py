@@ -147,3 +147,68 @@ def test_bad_execution_options_fail_before_anything_is_created(tmp_path, capsys,
     assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--out", str(out), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid: [1, 2]\n", "grid: expected a mapping of KEY: VALUES"),
+    ("set: [1]\n", "set: expected a mapping of KEY: VALUES"),
+    ("zip: 5\n", "zip: expected a mapping of KEY: VALUES"),
+    ("random: {samples: 3, params: [1]}\n", "random: params: expected a mapping of KEY: DISTRIBUTION"),
+    ("random: {samples: 3, bogus: 1}\n", "random: unknown key 'bogus'; valid keys: samples, params"),
+    ("random: [3]\n", "random: expected a number of samples or a mapping"),
+    ("config: 5\n", "config: expected a string, got 5"),
+    ("grid: {key_dim: [8, 16]}\nrepeats: true\n", "--repeats True: expected a whole number >= 1"),
+])
+def test_malformed_sweep_files_are_usage_errors_naming_the_key(tmp_path, capsys, text, message):
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(text)
+    out = tmp_path / "s"
+    assert main(["sweep", NAME, "--from-file", str(sweep_file), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("neuro: error: ") and message in err[0] and err[1].startswith("hint: ")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("address, message", [
+    ("garbage", "--scheduler 'garbage': expected [SCHEME://]HOST:PORT, e.g. tcp://10.0.0.5:8786"),
+    ("foo://x:1", "--scheduler 'foo://x:1': unknown scheme 'foo'; expected [SCHEME://]HOST:PORT"),
+    ("tcp://host", "expected [SCHEME://]HOST:PORT"),
+    ("tcp://host:99999", "expected [SCHEME://]HOST:PORT"),
+])
+def test_malformed_scheduler_address_fails_before_anything_is_created(tmp_path, capsys, address, message):
+    out = tmp_path / "s"
+    assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--scheduler", address, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "['tcp', 'tls', 'ws', 'wss', 'ucx']" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_well_formed_scheduler_addresses_pass_the_check():
+    from experiments.sweep.executors import check_scheduler_address
+
+    for address in ("tcp://10.0.0.5:8786", "127.0.0.1:8786", "tls://head.cluster:8786", "tcp://[::1]:8786"):
+        check_scheduler_address(address)
+
+
+def test_a_changed_base_config_is_a_different_sweep_and_keeps_the_finished_table(tmp_path, capsys, monkeypatch):
+    base = tmp_path / "base.yaml"
+    base.write_text("trials: 1\n")
+    out = tmp_path / "s"
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", NAME, "--grid", "key_dim=8,16", "--set", "load_ratios=[1.0]", "--config", "base.yaml",
+            "--workers", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    stored = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert stored["config"] == str(base.resolve())  # absolute: the same file from any directory
+    assert stored["base_config"] == {"key_dim": 64, "value_dim": 64, "load_ratios": [1.0], "trials": 1}
+    capsys.readouterr()
+    base.write_text("trials: 2\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds a different sweep (sweep.yaml differs in base_config; base_config: trials 1 -> 2)" in err
+    # the finished results are untouched, and sweep-show still shows them from the table
+    assert main(["sweep-show", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 rows: 2 complete, 0 failed, 0 pending"
+    base.write_text("trials: 1\n")  # the same base again: the same sweep, nothing to run
+    assert main(argv) == 0
+    assert "(0 run now, 2 already done)" in capsys.readouterr().out

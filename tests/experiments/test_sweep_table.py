@@ -99,3 +99,18 @@ def test_a_second_runner_on_the_same_sweep_is_refused(tmp_path):
         with pytest.raises(ConfigError, match="another runner is working on"):
             run_sweep(spec, out=out)
     assert not (out / "journal.jsonl").exists()
+
+
+def test_a_metric_that_is_text_at_one_point_and_a_number_at_another_is_stored_as_text(tmp_path):
+    spec = build_spec("hebbian_recall", Config, grid=["key_dim=8,16,32"])
+    points = expand(spec, Config)
+    table = SweepTable(tmp_path, points, spec.swept_keys)
+    table.record([fake_row(points[0], verdict=1.5, bit=0.5), fake_row(points[1], verdict="n/a", bit=0.25)])
+    table.flush(force=True)
+    frame, meta = load_frame(tmp_path)
+    assert frame["metric.verdict"].tolist()[:2] == ["1.5", "n/a"]
+    assert frame["metric.verdict"].isna().tolist() == [False, False, True]  # pending: no value
+    assert frame["metric.bit"].tolist()[:2] == [0.5, 0.25]  # an all-number column stays numbers
+    assert meta["metrics"] == ["verdict", "bit"]
+    (tmp_path / "sweep.yaml").write_text("experiment: hebbian_recall\n")
+    assert write_sweep_report(tmp_path).exists()
