@@ -37,7 +37,8 @@ class ContinuousSequenceModel(nn.Module):
                                           num_heads=num_heads, max_length=max_length,
                                           mlp_ratio=mlp_ratio, chunk_size=chunk_size)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_torch_seed(seed))
+            # the CPU generator only: torch.manual_seed would also reseed every CUDA device
+            torch.random.default_generator.manual_seed(_torch_seed(seed))
             self.input = nn.Linear(num_inputs, model_dim)
             self.position = nn.Embedding(max_length, model_dim)
             nn.init.normal_(self.position.weight, std=0.02)

@@ -76,7 +76,7 @@ def _check_write(state, keys, values, write_strength, log_decay) -> None:
     batch, key_dim, value_dim = _dims(state)
     _check("keys", keys, batch, key_dim)
     _check("values", values, batch, value_dim)
-    check_same_dtype(keys=keys, values=values)
+    check_same_dtype(memory=state.memory, keys=keys, values=values)
     length = keys.shape[1]
     if values.shape[1] != length:
         raise ValueError(f"values must have T={length} steps like keys, got {values.shape[1]}")
@@ -101,7 +101,7 @@ def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: 
           log_decay: Tensor | None = None, *, chunk_size: int = 64) -> FastWeightState:
     """Write the steps of one group in order (module docstring) and return the new state.
 
-    keys [B, T, K] (usually unit norm), values [B, T, V] (keys' dtype), write_strength beta
+    keys [B, T, K] (usually unit norm), values [B, T, V] (the memory's dtype), write_strength beta
     [B, T], log_decay g [B, T] <= 0 or None (no decay); a bad g is reported under the name
     ``g`` of :func:`bridges.gated_delta_rule.gated_delta_rule`."""
     from bridges.delta_rule import delta_rule
@@ -113,7 +113,7 @@ def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: 
         return state
     k, v = keys.unsqueeze(2), values.unsqueeze(2)                       # [B, T, 1, D]
     beta = write_strength.unsqueeze(2).to(keys.dtype)                   # [B, T, 1]
-    initial = state.memory.unsqueeze(1).to(keys.dtype)                  # [B, 1, K, V]
+    initial = state.memory.unsqueeze(1)                                 # [B, 1, K, V]
     if log_decay is None:
         _, final = delta_rule(k, k, v, beta, 1.0, initial_state=initial, output_final_state=True,
                               chunk_size=chunk_size)
@@ -121,7 +121,7 @@ def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: 
         _, final = gated_delta_rule(k, k, v, log_decay.unsqueeze(2).to(keys.dtype), beta, 1.0,
                                     initial_state=initial, output_final_state=True,
                                     chunk_size=chunk_size)
-    return FastWeightState(final.squeeze(1).to(state.memory.dtype), state.writes + length)
+    return FastWeightState(final.squeeze(1), state.writes + length)
 
 
 def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: Tensor,
@@ -130,7 +130,6 @@ def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_
 
     Checked as :func:`write` checks (a bad log_decay is reported under its own name)."""
     _check_write(state, keys, values, write_strength, log_decay)
-    check_same_dtype(memory=state.memory, keys=keys)
     if log_decay is not None:
         check_log_decay("log_decay", log_decay, allow_minus_inf=True)
     memory = state.memory.clone()

@@ -42,6 +42,9 @@ FORMS = ("parallel", "recurrent", "chunked")
 def _prepare(q, k, v, scale, initial_state, normalize):
     batch, _, heads, key_dim, value_dim = check_qkv(q, k, v)
     scale = resolve_scale(scale, key_dim)
+    if normalize and not scale > 0:  # the normaliser carries the scale: its sign test needs > 0
+        raise ValueError(f"scale={scale} with normalize=True: the scale cancels in the ratio "
+                         "but must be > 0 (the normaliser's sign is checked)")
     dtype = compute_dtype(q)
     q, k, v = (x.to(dtype) for x in (q, k, v))
     if normalize:

@@ -90,9 +90,9 @@ def predicted_forgetting(num_pairs: int, key_dim: int, decay: float) -> tuple[np
     power = decay ** (2 * ages)
     noise_variance = (power.sum() - power) / key_dim
     signal = decay ** ages
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # a^(2s) underflowing: the limits 0.5, 0
         bit_error = _normal_cdf(-signal / np.sqrt(noise_variance))
-    cosine = (1.0 + noise_variance / power) ** -0.5
+        cosine = (1.0 + noise_variance / power) ** -0.5
     return bit_error, cosine
 
 

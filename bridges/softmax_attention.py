@@ -34,6 +34,9 @@ def _check_cache(cache: object, q: Tensor, v: Tensor) -> KVCache:
     keys, values = cache
     check_tensor("initial_state.keys", keys, ndim=4, layout="[B, T_past, H, K]")
     check_tensor("initial_state.values", values, ndim=4, layout="[B, T_past, H, V]")
+    for name, tensor in (("initial_state.keys", keys), ("initial_state.values", values)):
+        if tensor.device != q.device:
+            raise ValueError(f"{name} must be on q's device {q.device}, got {tensor.device}")
     batch, _, heads, key_dim = q.shape
     if (keys.shape[0], keys.shape[2], keys.shape[3]) != (batch, heads, key_dim):
         raise ValueError(f"initial_state.keys must have shape [B, T_past, H, K] with B={batch}, "

@@ -28,12 +28,14 @@ def test_every_mixer_is_causal(letter):
         assert (before[:, 12:] - after[:, 12:]).abs().max() <= 1e-12
 
 
-def test_model_shapes_seed_and_global_rng_untouched():
+def test_model_shapes_seed_and_global_rng_untouched(monkeypatch):
     config = SequenceModelConfig(vocab_size=11, pattern="SLGDEFN", model_dim=16, num_heads=2,
                                  max_length=24)
     state = torch.random.get_rng_state()
+    cuda_seeded = []  # torch.manual_seed would reseed every CUDA device too (not restored)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda value: cuda_seeded.append(value))
     first, second = SequenceModel(config, seed=3), SequenceModel(config, seed=3)
-    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(torch.random.get_rng_state(), state) and cuda_seeded == []
     tokens = torch.randint(0, 11, (3, 24))
     logits = first(tokens)
     assert logits.shape == (3, 24, 11)
@@ -107,3 +109,10 @@ def test_softmax_model_learns_copying_on_cpu():
     assert before < 0.2
     assert result.eval_accuracy[-1] > 0.8
     assert result.losses[-10:].mean() < result.losses[:10].mean()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_a_seed_out_of_range_is_named(seed):
+    config = SequenceModelConfig(vocab_size=5, pattern="S", model_dim=8, num_heads=2, max_length=4)
+    with pytest.raises(ValueError, match=r"seed=-?\d+ is out of range; allowed: an int in \[0, 2\*\*63\)"):
+        SequenceModel(config, seed=seed)

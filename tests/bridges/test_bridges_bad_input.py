@@ -18,7 +18,7 @@ from bridges.hebbian import hebbian_memory, hebbian_step, outer_product_memory, 
 from bridges.linear_attention import linear_attention
 from bridges.mixers import TokenMixer, rotary
 from bridges.sequence_model import SequenceModel, SequenceModelConfig
-from bridges.softmax_attention import softmax_attention
+from bridges.softmax_attention import KVCache, softmax_attention
 
 B, T, H, K, V = 2, 5, 3, 4, 6
 
@@ -400,3 +400,25 @@ def test_connectome_tensor_refuses_empty_and_non_numeric_maps():
         attention_maps.connectome_tensor(np.zeros((0, 1, 1, 1, 3, 3)))
     with pytest.raises(TypeError, match=r"maps must be an array or tensor of numbers"):
         attention_maps.connectome_tensor([["a"]])
+
+
+def test_normalized_linear_attention_needs_a_positive_scale():
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match=r"scale=-1.0 with normalize=True: .* must be > 0"):
+        linear_attention(q.abs(), k.abs(), v, scale=-1.0, normalize=True)
+
+
+def test_a_kv_cache_on_another_device_is_named():
+    q, k, v = _qkv()
+    cache = KVCache(torch.zeros(B, 2, H, q.shape[-1], device="meta"), torch.zeros(B, 2, H, v.shape[-1]))
+    with pytest.raises(ValueError, match=r"initial_state.keys must be on q's device cpu, got meta"):
+        softmax_attention(q, k, v, initial_state=cache)
+
+
+def test_forgetting_theory_underflow_gives_its_limits_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bit_error, cosine = pavlovian.predicted_forgetting(400, 64, 0.1)
+    assert bit_error[-1] == 0.5 and cosine[-1] == 0.0
