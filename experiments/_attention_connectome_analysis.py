@@ -34,7 +34,7 @@ def analyse(config, maps, accuracies, steps, tensor, pairs, recordings, out):
         metrics[f"seed{s}_accuracy_formed_step"] = first_crossing(accuracies[s], steps, threshold)
         best = direct[:, s].reshape(checkpoints, -1).max(-1)
         metrics[f"seed{s}_induction_head_formed_step"] = first_crossing(best, steps, threshold)
-        metrics[f"seed{s}_max_induction_score"] = float(best[-1])
+        metrics[f"seed{s}_final_best_head_induction_score"] = float(best[-1])  # last checkpoint
     direct_heads = {tuple(r) for r in recordings if direct[-1, r[0], r[1], r[2]] >= threshold}
 
     result = ntf(tensor, config.rank, n_iter_max=config.ntf_iterations, seed=out.seed)

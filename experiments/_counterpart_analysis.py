@@ -1,11 +1,16 @@
 """Scores and figures of ``counterpart_what_when`` (helper module).
 
-Scores are those of the ``what_when`` study (``neuro.reservoir.evaluation``), applied to
-every learner's trial-start ("probe") outputs at one bin size: timing error of the "when"
-peak over the last ``evaluation_trials`` of each block, the correlation of the fitted "what"
-amplitudes with the true probabilities over blocks and identities, and the trials to recover
-90 % of the pre-switch performance (running mean over ``recovery_window`` trials) after the
-latency switch ("when" performance) and the probability switch ("what" performance).
+Scores (``neuro.reservoir.evaluation``) of every learner's trial-start ("probe") outputs
+at one bin size: timing error of the "when" peak and the correlation of the fitted "what"
+amplitudes with the true probabilities over blocks and identities, both from the mean
+output of the last ``evaluation_trials`` of each block (as in ``what_when``); and the
+trials to recover 90 % of the pre-switch performance (running mean over
+``recovery_window`` trials) after the latency switch and the probability switch. Unlike
+``what_when``, whose per-trial scores are the "when" NMSE inside the attention window and
+the fitted-height score, the per-trial performance here is 1 - NMSE over the whole trial
+(column 0 for "when", columns 1..M for "what"): one definition that every learner's output
+(spiking or not) is held to. A recovery from a pre-switch performance <= 0 is not
+informative: it counts as never (inf) in the ranking of ``verdict``.
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ def score(config, task, session, shapes, ideal, outputs, seconds, macs):
     rc = config.reservoir
     starts = task.block_starts() + [session.num_trials]
     unit = unit_shapes(task, session, shapes, starts[:-1])
-    onsets = task.cue_onset_ms + session.latency_ms
+    # the ideal "when" peak at the same bin resolution (what_when's timing reference)
+    onsets = ev.peak_times_ms(ideal[..., 0], config.bin_ms, task.cue_onset_ms + task.cue_ms)
     m, evaluation = task.num_identities, rc.evaluation_trials
     metrics, rows, performance = {}, [], {}
     for name, output in outputs.items():
@@ -64,12 +70,21 @@ def score(config, task, session, shapes, ideal, outputs, seconds, macs):
     return metrics, rows, performance
 
 
+def _informative_recovery(metrics, name, label) -> float:
+    """Trials to recover after the switch; inf when the pre-switch performance was <= 0
+    (nothing to recover) or not finite."""
+    reference = metrics[f"{name}_{label}_reference_performance"]
+    return metrics[f"{name}_{label}_recovery_trials"] if np.isfinite(reference) and reference > 0 else np.inf
+
+
 def verdict(metrics, names) -> tuple[str, str]:
-    """Fastest re-adapting learner (sum of recovery trials, inf if never) among those whose
-    final when and what performance is positive, and a sentence with its cost."""
+    """Fastest re-adapting learner (sum of recovery trials; inf if never, or from a
+    pre-switch performance <= 0) among those whose final when and what performance is
+    positive, and a sentence with its cost."""
     usable = [n for n in names if metrics[f"{n}_when_performance_final"] > 0 and metrics[f"{n}_what_performance_final"] > 0]
     pool = usable or list(names)
-    total = {n: metrics[f"{n}_latency_recovery_trials"] + metrics[f"{n}_probability_recovery_trials"] for n in pool}
+    total = {n: _informative_recovery(metrics, n, "latency") + _informative_recovery(metrics, n, "probability")
+             for n in pool}
     best = min(pool, key=lambda n: (total[n], metrics[f"{n}_seconds_per_trial"]))
     parts = [f"{n}: {metrics[f'{n}_latency_recovery_trials']:.0f}+{metrics[f'{n}_probability_recovery_trials']:.0f} "
              f"trials, {metrics[f'{n}_seconds_per_trial'] * 1e3:.1f} ms/trial, {metrics[f'{n}_macs_per_trial']:.3g} MAC/trial"

@@ -46,7 +46,9 @@ def _smallest_angle(weights: np.ndarray) -> float:
 def analyse(config, task, session, record) -> Analysis:
     starts = task.block_starts() + [session.num_trials]
     shapes = unit_target_shapes(task, session, starts[:-1], config.dt_ms, record.bin_ms)
-    onsets = task.cue_onset_ms + session.latency_ms
+    # the "when" target's own peak, found as the outputs' are (bin centres): a perfect readout
+    # scores 0 at any bin size (against the onset itself it would score up to half a bin)
+    onsets = ev.peak_times_ms(record.ideal[..., 0], record.bin_ms, task.cue_onset_ms + task.cue_ms)
     m = task.num_identities
     evaluation = config.evaluation_trials
     rate = record.population_rate_hz                                    # [trials, B, bins]
@@ -109,7 +111,7 @@ def _claims(config, metrics) -> list:
     tf_corr = get("three_factor", "what_probability_corr")
     rows = [
         {"claim": "correct timing (when peak at the expected onset)",
-         "measure": "mean |peak - onset| over blocks (ms)",
+         "measure": "mean |peak - target peak| over blocks (ms, bin resolution)",
          **{n: round(get(n, "timing_error_ms"), 1) for n in LEARNERS},
          "held": bool(tf_timing <= config.target_width_ms),
          "criterion": f"three-factor error <= target width {config.target_width_ms} ms"},
@@ -131,13 +133,15 @@ def _claims(config, metrics) -> list:
             "three_factor": tf, "force": force, "force_reset": reset,
             "held": bool(tf < force and reset < force),
             "criterion": "three-factor and FORCE-with-reset both faster than FORCE without reset"})
-    tf_angle = get("three_factor", "what_when_angle_deg")
+    # in N dimensions random subspaces are near-orthogonal already (~86 deg at N = 500), so
+    # 80 deg alone would hold by chance: the learned angle must also reach chance's median
+    tf_angle, chance = get("three_factor", "what_when_angle_deg"), metrics["chance_what_when_angle_deg"]
     rows.append({"claim": "near-orthogonal what/when readout subspaces",
                  "measure": "smallest principal angle (deg)",
                  **{n: round(get(n, "what_when_angle_deg"), 1) for n in LEARNERS},
-                 "held": bool(tf_angle >= 80.0),
-                 "criterion": f"three-factor >= 80 deg (random subspaces: "
-                              f"{metrics['chance_what_when_angle_deg']:.1f} deg)"})
+                 "held": bool(tf_angle >= 80.0 and tf_angle >= chance),
+                 "criterion": f"three-factor >= 80 deg and >= the median of random subspaces "
+                              f"({chance:.1f} deg)"})
     return rows
 
 

@@ -8,7 +8,7 @@ stability); each component's stage loading is its developmental time course.
 
 Core vs stage-dependent (our definitions): a component is "core" when its time course
 follows the animal's overall growth: Pearson correlation >= `core_correlation` with the total
-synapse count per stage, and its course relative to the tensor's total per stage is flat
+count per stage of the synapses factorized, and its course relative to the tensor's total per stage is flat
 (coefficient of variation <= `core_max_relative_cv`); the core share is the fraction of the
 fitted tensor's mass (sum of entries) in core components. Edge-level cross-check: the
 fraction of adult synapses, and of adult connections, on connections present at all stages.
@@ -54,10 +54,14 @@ class Config:
 DEMO = {"ranks": (1, 2, 3, 4, 5, 6), "num_replicates": 2, "n_iter_max": 200}
 
 
+def _counts(config: Config, data) -> np.ndarray:
+    """(stage, pre, post) synapse counts of the kind ``config.synapses`` names."""
+    return {"both": data.chemical + data.gap_junction, "chemical": data.chemical,
+            "gap_junction": data.gap_junction}[config.synapses]
+
+
 def _tensor(config: Config, data) -> np.ndarray:
-    counts = {"both": data.chemical + data.gap_junction, "chemical": data.chemical,
-              "gap_junction": data.gap_junction}[config.synapses]
-    tensor = np.moveaxis(counts, 0, -1)  # (pre, post, stage)
+    tensor = np.moveaxis(_counts(config, data), 0, -1)  # (pre, post, stage)
     return np.log1p(tensor) if config.transform == "log1p" else tensor
 
 
@@ -79,7 +83,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
         caption=f"Rank selection (best relative error, mean pairwise factor-match score); chosen {rank}.")
     weights = fit.weights.numpy()
     pre, post, stage = (f.numpy() for f in fit.factors)
-    growth = (data.chemical + data.gap_junction).sum(axis=(1, 2))
+    growth = _counts(config, data).sum(axis=(1, 2))  # total count of the synapses factorized
     mass = weights * pre.sum(0) * post.sum(0) * stage.sum(0)
     correlation = np.array([np.corrcoef(stage[:, r], growth)[0, 1] if stage[:, r].std() > 0 else 0.0
                             for r in range(rank)])
@@ -91,8 +95,9 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     reconstruction = cp_reconstruct(fit.weights, list(fit.factors)).numpy()
     safe = np.where(reconstruction > 0, reconstruction, 1.0)
 
-    adult = data.chemical[-1] + data.gap_junction[-1]
-    persistent = ((data.chemical + data.gap_junction) > 0).all(axis=0)
+    counts = _counts(config, data)
+    adult = counts[-1]
+    persistent = (counts > 0).all(axis=0)
     edge_core_fraction = float(adult[persistent].sum() / adult.sum())
     edge_core_connections = float(persistent.sum() / (adult > 0).sum())
     known = np.isin(classes, CLASSES)

@@ -59,8 +59,7 @@ def _reservoir_session(config: Config, out: RunDir, task, session):
     """Simulate the reservoir stream once with the three reservoir learners (what_when's set-up)."""
 
     from neuro.reservoir.build import make_reservoir
-    from neuro.reservoir.simulation import simulate
-    from neuro.reservoir.training import readout_features, run_session
+    from neuro.reservoir.training import run_session
 
     rc = replace(config.reservoir, bin_ms=config.bin_ms)
     net_seed, noise_seed, warm_seed, time_seed = np.random.SeedSequence(out.seed).spawn(5)[1:]
@@ -68,18 +67,12 @@ def _reservoir_session(config: Config, out: RunDir, task, session):
         rc.num_neurons, task.num_inputs, in_degree=rc.in_degree, weight_scale=rc.weight_scale,
         noise_std=rc.noise_std, synapse="exponential", synapse_tau_ms=rc.synapse_tau_ms,
         input_scale=rc.input_scale, seed=np.random.default_rng(net_seed), device=out.device)
-    warm = task.trial(task.sample(np.random.default_rng(warm_seed)), 0, rc.dt_ms, device=out.device)
     start = time.perf_counter()
-    result = simulate(params, state, warm.inputs.unsqueeze(0), rc.dt_ms, seed=np.random.default_rng(warm_seed),
-                      record_trace=True, record="none")
+    result, offset, spread, power = what_when.warm_up(rc, task, params, state, warm_seed, out.device)
     simulate_seconds = time.perf_counter() - start
-    offset, spread = result.trace.mean(1), result.trace.std(1)
-    active = spread[spread > 0]
-    spread = spread.clamp(min=0.1 * float(active.median()) if active.numel() else 1.0)
-    features = readout_features(result.trace, offset=offset.unsqueeze(1), scale=spread.unsqueeze(1))
-    power = float((features**2).sum(-1).mean())
     learners = what_when.build_learners(rc, task, rc.num_neurons + 1, power)
-    kwargs = {"feature_offset": offset, "feature_scale": spread, "bin_ms": rc.bin_ms}
+    kwargs = {"feature_offset": offset, "feature_scale": spread, "feature_clip": rc.feature_clip,
+              "bin_ms": rc.bin_ms, "engine": rc.engine}
     record = run_session(task, session, params, result.state, learners, rc.dt_ms,
                          seed=np.random.default_rng(noise_seed),
                          progress=lambda t: out.progress(t, total=session.num_trials, desc="reservoir trials"),

@@ -115,13 +115,35 @@ def build_learners(config: Config, task, num_features: int, feature_power: float
     ]
 
 
+def warm_up(config: Config, task, params, state, seed, device):
+    """The warm-up trial (not learned, not scored): it settles the network and gives each
+    neuron's mean and spread of its trace, with which the features are standardised (see
+    training.readout_features), and <|x|^2> of the clamped features, which normalises the
+    three-factor learning rates (NLMS-style). Both are our choices, applied identically to
+    all learners. Returns (the simulation result, offset [1, N], spread [1, N], <|x|^2>)."""
+    from neuro.reservoir.simulation import simulate
+    from neuro.reservoir.training import readout_features
+
+    warm = task.trial(task.sample(np.random.default_rng(seed)), 0, config.dt_ms, device=device)
+    result = simulate(params, state, warm.inputs.unsqueeze(0), config.dt_ms, engine=config.engine,
+                      seed=np.random.default_rng(seed), record_trace=True, record="none")
+    offset = result.trace.mean(1)
+    spread = result.trace.std(1)
+    # neurons (nearly) silent in the warm-up get a floor of a tenth of the median spread,
+    # so that their first spikes later do not become huge features
+    active = spread[spread > 0]
+    spread = spread.clamp(min=0.1 * float(active.median()) if active.numel() else 1.0)
+    features = readout_features(result.trace, offset=offset.unsqueeze(1), scale=spread.unsqueeze(1),
+                                clip=config.feature_clip)
+    return result, offset, spread, float((features**2).sum(-1).mean())
+
+
 def run(config: Config, out: RunDir) -> dict[str, float]:
     import torch
 
     from experiments._what_when_analysis import analyse, plot_all
     from neuro.reservoir.build import make_reservoir
-    from neuro.reservoir.simulation import simulate
-    from neuro.reservoir.training import readout_features, run_session
+    from neuro.reservoir.training import run_session
 
     torch.set_num_threads(1)
     task = build_task(config)
@@ -131,22 +153,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
         config.num_neurons, task.num_inputs, in_degree=config.in_degree, weight_scale=config.weight_scale, noise_std=config.noise_std,
         synapse="exponential", synapse_tau_ms=config.synapse_tau_ms, input_scale=config.input_scale,
         seed=np.random.default_rng(net_seed), device=out.device)
-    # warm-up trial (not learned, not scored): settles the network, gives each neuron's
-    # mean and spread of its trace (the features are standardised with them, see
-    # training.readout_features) and <|x|^2>, which normalises the three-factor learning
-    # rates (NLMS-style). Both are our choices, applied identically to all learners.
-    warm = task.trial(task.sample(np.random.default_rng(warm_seed)), 0, config.dt_ms, device=out.device)
-    result = simulate(params, state, warm.inputs.unsqueeze(0), config.dt_ms, engine=config.engine,
-                      seed=np.random.default_rng(warm_seed), record_trace=True, record="none")
-    offset = result.trace.mean(1)
-    spread = result.trace.std(1)
-    # neurons (nearly) silent in the warm-up get a floor of a tenth of the median spread,
-    # so that their first spikes later do not become huge features
-    active = spread[spread > 0]
-    spread = spread.clamp(min=0.1 * float(active.median()) if active.numel() else 1.0)
-    warm_features = readout_features(result.trace, offset=offset.unsqueeze(1), scale=spread.unsqueeze(1),
-                                     clip=config.feature_clip)
-    feature_power = float((warm_features**2).sum(-1).mean())
+    result, offset, spread, feature_power = warm_up(config, task, params, state, warm_seed, out.device)
     learners = build_learners(config, task, config.num_neurons + 1, feature_power)
     starts = task.block_starts()
     record = run_session(

@@ -63,6 +63,23 @@ def test_end_to_end_tiny_run(tmp_path):
         assert m[f"{learner}_macs_per_trial"] > 0
     for name in ("performance.png", "outputs.png", "cost.png", "meta_training.png", "learners.csv", "outputs.npz"):
         assert (result.path / name).exists(), name
+    with np.load(result.path / "outputs.npz") as arrays:  # every learner stays finite (the
+        for name in arrays.files:                          # unclamped features once blew one up)
+            assert np.isfinite(arrays[name]).all(), name
+
+
+def test_verdict_ignores_recoveries_from_a_performance_at_or_below_zero():
+    from experiments._counterpart_analysis import verdict
+
+    metrics = {}
+    for name, (reference, trials) in {"never_learned": (-0.2, 0.0), "learned": (0.6, 5.0)}.items():
+        for label in ("latency", "probability"):
+            metrics[f"{name}_{label}_reference_performance"] = reference
+            metrics[f"{name}_{label}_recovery_trials"] = trials
+        metrics.update({f"{name}_when_performance_final": 0.5, f"{name}_what_performance_final": 0.5,
+                        f"{name}_seconds_per_trial": 0.01, f"{name}_macs_per_trial": 1e6})
+    best, _ = verdict(metrics, ["never_learned", "learned"])
+    assert best == "learned"
 
 
 def test_test_latencies_may_not_be_pretraining_latencies(tmp_path):
@@ -70,3 +87,22 @@ def test_test_latencies_may_not_be_pretraining_latencies(tmp_path):
     with pytest.raises((ValueError, ConfigError), match="pretrain_latencies_ms"):
         run_experiment("counterpart_what_when", overrides={**TINY, "pretrain_latencies_ms": (200.0, 250.0)},
                        out_root=tmp_path, seed=0, quiet=True)
+
+
+def test_the_ideal_output_scores_zero_timing_error_and_full_performance():
+    # timing is measured against the ideal target's own peak at the same bin resolution,
+    # so a perfect readout scores 0 ms (against the onset it scored half a bin)
+    from experiments import counterpart_what_when
+    from experiments._counterpart_analysis import score
+
+    task = _task()
+    session = task.sample(np.random.default_rng(2))
+    config = counterpart_what_when.Config(reservoir=what_when.Config(trials_per_block=(15, 15, 15),
+                                                                     evaluation_trials=5))
+    shapes = TrialShapes(task, config.reservoir.dt_ms, config.bin_ms)
+    _, _, ideal = shapes.trials(session.latency_ms, session.identity, session.probabilities)
+    ideal = ideal.double().numpy()
+    metrics, _, _ = score(config, task, session, shapes, ideal, {"perfect": ideal}, {"perfect": 0.0},
+                          {"perfect": 1.0})
+    assert metrics["perfect_timing_error_ms"] == 0.0
+    assert metrics["perfect_when_performance_final"] == 1.0 and metrics["perfect_what_performance_final"] == 1.0

@@ -30,3 +30,13 @@ def test_capacity_curves_collapse_and_match_theory(tmp_path):
                  "hebbian_vs_delta"):
         assert (result.path / f"{name}.png").stat().st_size > 1000
     assert (result.path / "report.html").exists()
+
+
+def test_captions_state_the_measured_verdict(tmp_path):
+    # a run too small to collapse: the caption must say so, not assert the expected law
+    small = {"key_dims": [4, 32], "num_trials": 4, "forgetting_num_pairs": 32, "forgetting_key_dim": 16}
+    result = run_experiment("pavlovian_capacity", overrides=small, out_root=tmp_path, seed=0, quiet=True)
+    report = (result.path / "report.html").read_text()
+    assert not result.metrics["collapse_holds"]
+    assert "above the collapse tolerance" in report and "curves collapse on n/d_k" not in report
+    assert f"{result.metrics['collapse_spread_bit_error']:.3f}" in report
