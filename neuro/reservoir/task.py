@@ -204,6 +204,40 @@ class WhatWhenTask:
             probabilities=np.concatenate(probabilities),
         )
 
+    def check_session(self, session: TaskSession) -> None:
+        """``session`` is one of this task's, or its first trials: a TaskSession whose block
+        index changes exactly at ``block_starts()`` (where run_session's resets fall), with
+        identities in [-1, M), probabilities [trials, M] and stimuli that fit the trial."""
+        if not isinstance(session, TaskSession):
+            raise TypeError(f"session must be a TaskSession (from task.sample), got {type(session).__name__}")
+        sizes = [b.num_trials for b in self.blocks]
+        block = np.asarray(session.block)
+        expected = np.repeat(np.arange(len(sizes)), sizes)[:block.size]
+        if block.ndim != 1 or not 1 <= block.size <= self.num_trials or not np.array_equal(block, expected):
+            raise ValueError(f"session has blocks of {np.bincount(block.astype(np.int64)).tolist() if block.size else []} "
+                             f"trials in order {block.tolist()[:3]}...; the task's blocks have {sizes} "
+                             "(sample the session from this task)")
+        for name in ("latency_ms", "identity"):
+            if np.shape(getattr(session, name)) != expected.shape:
+                raise ValueError(f"session.{name} must have one entry per trial ({expected.size}), "
+                                 f"got shape {np.shape(getattr(session, name))}")
+        if np.shape(session.probabilities) != (expected.size, self.num_identities):
+            raise ValueError(f"session.probabilities must have shape {(expected.size, self.num_identities)}, "
+                             f"got {np.shape(session.probabilities)}")
+        for trial in range(expected.size):
+            self._check_trial_entry(session, trial)
+
+    def _check_trial_entry(self, session: TaskSession, trial: int) -> None:
+        identity, latency = session.identity[trial], float(session.latency_ms[trial])
+        if not -1 <= identity < self.num_identities:
+            raise ValueError(f"session.identity[{trial}]={identity}; allowed: -1 (none) .. "
+                             f"{self.num_identities - 1}")
+        if not (math.isfinite(latency) and latency >= 0
+                and self.cue_onset_ms + latency + self.stimulus_ms <= self.trial_ms):
+            raise ValueError(f"session.latency_ms[{trial}]={latency}: the stimulus (cue onset "
+                             f"{self.cue_onset_ms} + latency + {self.stimulus_ms} ms) must end within "
+                             f"the {self.trial_ms} ms trial")
+
     def num_steps(self, dt_ms: float) -> int:
         dt_ms = check_dt(dt_ms)
         return round(self.trial_ms / dt_ms)
@@ -217,10 +251,12 @@ class WhatWhenTask:
         check_index("trial_index", trial_index, session.num_trials)
         check_float_dtype("dtype", dtype)
         m = self.num_identities
-        if session.probabilities.shape[1] != m:
+        if np.ndim(session.probabilities) != 2 or session.probabilities.shape[1] != m:
             raise ValueError(
-                f"session has {session.probabilities.shape[1]} identities, task has {m}"
+                f"session.probabilities must be [trials, {m}] (the task's identities), got shape "
+                f"{np.shape(session.probabilities)}"
             )
+        self._check_trial_entry(session, trial_index)
         time_ms = np.arange(num_steps) * dt_ms
         onset = self.cue_onset_ms + float(session.latency_ms[trial_index])
         identity = int(session.identity[trial_index])

@@ -198,7 +198,8 @@ class ThreeFactorReadout:
         initial_eligibility [B, D] (E at the trial's start); features [B, T, D]; target,
         gate [T, M]. Runs the kernel's steps 1-6 for t = 1..T with the offline rows
         writing W online (learning rate eta_m) and the online rows frozen (rate 0).
-        Returns the state with new weights; its eligibility and pending are unchanged.
+        Returns the state with new weights and no pending change (the trial's deferred
+        changes, which the replay supersedes, would otherwise pile up); eligibility unchanged.
         """
         batch, readouts, num_features = state.weights.shape
         _check_state(state)
@@ -226,7 +227,7 @@ class ThreeFactorReadout:
                 weights, pending, eligibility, features[:, t], target[t].expand(batch, readouts),
                 gate[t].expand(batch, readouts), replay_rate, decay, True,
             )
-        return state._replace(weights=weights)
+        return state._replace(weights=weights, pending=torch.zeros_like(state.pending))
 
     def reset_eligibility(self, state: ThreeFactorState) -> ThreeFactorState:
         """Set E = 0 (e.g. at a session start); weights and pending are kept."""

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 
 from neuro.reservoir._checks import check_dt, check_flag, check_real, check_tensor, torch_generator
-from neuro.reservoir.force import FORCEReadout
+from neuro.reservoir.force import FORCEReadout, FORCEState
 from neuro.reservoir.simulation import SpikeRecord, simulate
 from neuro.reservoir.step import ReservoirParams, ReservoirState
 from neuro.reservoir.task import TaskSession, WhatWhenTask
-from neuro.reservoir.three_factor import ThreeFactorReadout
+from neuro.reservoir.three_factor import ThreeFactorReadout, ThreeFactorState
 
 __all__ = ["Learner", "SessionRecord", "readout_features", "run_session", "spike_counts_from_trace"]
 
@@ -125,6 +125,10 @@ def _check_learners(learners, params: ReservoirParams, task: WhatWhenTask, num_f
             raise ValueError(f"learner {learner.name!r} has a readout of num_readouts={readout.num_readouts}, "
                              f"num_features={readout.num_features}; expected {expected[1]} and {expected[2]} "
                              "(task readouts, neurons + bias)")
+        state_type = ThreeFactorState if isinstance(readout, ThreeFactorReadout) else FORCEState
+        if not isinstance(learner.state, state_type):
+            raise TypeError(f"learner {learner.name!r} has a {type(readout).__name__} but a state of type "
+                            f"{type(learner.state).__name__}; expected {state_type.__name__} (readout.initial_state)")
         weights = learner.state.weights
         if tuple(weights.shape) != expected:
             raise ValueError(f"learner {learner.name!r} has weights of shape {tuple(weights.shape)}, "
@@ -229,9 +233,14 @@ def run_session(
     engine: the reservoir's ``simulate`` engine, "eager" (default) or "compiled" (CPU; its
     own noise stream, so results differ from the eager engine's in the noise only).
     """
+    if not isinstance(task, WhatWhenTask):
+        raise TypeError(f"task must be a WhatWhenTask, got {type(task).__name__}")
+    task.check_session(session)
     num_steps = task.num_steps(dt_ms)
     dt_ms = check_dt(dt_ms)
     bin_ms = check_real("bin_ms", bin_ms, 0.0, low_open=True)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable(iterable) -> iterable or None, got {progress!r}")
     bias = check_flag("bias", bias)
     if feature_clip is not None:
         check_real("feature_clip", feature_clip, 0.0, low_open=True)
@@ -239,7 +248,7 @@ def run_session(
         if value is not None:
             _check_feature_tensor(name, value, params, positive)
     bin_steps = round(bin_ms / dt_ms)
-    if bin_steps < 1 or num_steps % bin_steps:
+    if bin_steps < 1 or num_steps % bin_steps or abs(bin_steps * dt_ms - bin_ms) > 1e-9 * bin_ms:
         raise ValueError(f"bin_ms={bin_ms} must be a whole number of steps dividing the trial "
                          f"({num_steps} steps of {dt_ms} ms)")
     if params.num_inputs != task.num_inputs:
@@ -254,10 +263,15 @@ def run_session(
     num_features = params.num_neurons + int(bias)
     _check_learners(learners, params, task, num_features)
     generator = torch_generator(seed, params.device)
+    if isinstance(record_spikes, (str, bytes)) or not isinstance(record_spikes, Iterable):
+        raise TypeError(f"record_spikes={record_spikes!r} must be an iterable of int trial indices")
     record_spikes = set(record_spikes)
     if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in record_spikes):
         raise TypeError(f"record_spikes={sorted(record_spikes, key=repr)!r} must hold int trial indices")
     record_spikes = {int(i) for i in record_spikes}
+    if any(not 0 <= i < session.num_trials for i in record_spikes):
+        raise ValueError(f"record_spikes={sorted(record_spikes)} must hold trial indices in "
+                         f"[0, {session.num_trials})")
     block_starts = set(task.block_starts()[1:])
     trace_decay = float(np.exp(-dt_ms / params.trace_tau_ms))
     batch = params.batch_size

@@ -261,6 +261,8 @@ def test_replay_equals_online_learning_of_the_offline_rows_only():
     assert torch.allclose(replayed.weights[:, 1:], reference.weights[:, 1:], atol=TOL, rtol=0)
     assert torch.equal(replayed.weights[:, 0], state.weights[:, 0])  # when row: only its live updates
     assert torch.equal(replayed.eligibility, state.eligibility)
+    # the online pass deferred the offline rows' changes; the replay supersedes them
+    assert state.pending.abs().max() > 0 and not replayed.pending.any()
     with pytest.raises(ValueError, match="consolidation"):
         ThreeFactorReadout(2, 3, consolidation="sleep")
     with pytest.raises(ValueError, match="initial_eligibility"):

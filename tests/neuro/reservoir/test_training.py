@@ -119,6 +119,34 @@ def test_run_session_rejects_mismatches():
         run_session(task, session, other, state, learners, DT)
     with pytest.raises(ValueError, match="dt_ms"):
         run_session(task, session, params, state, learners, 2.0)
+    # 5.2 ms rounds to 10 steps of 0.5 ms: the bins would be 5 ms while the record said 5.2
+    with pytest.raises(ValueError, match=r"bin_ms=5.2 must be a whole number of steps"):
+        run_session(task, session, params, state, learners, 0.5, bin_ms=5.2)
+    other_task = WhatWhenTask(blocks=(Block(4, 80.0, (0.6, 0.3)), Block(2, 120.0, (0.3, 0.6))),
+                              trial_ms=250.0, cue_onset_ms=20.0, cue_ms=30.0, stimulus_ms=30.0)
+    with pytest.raises(ValueError, match=r"session has blocks of \[4, 2\] trials .* the task's blocks have \[3, 3\]"):
+        run_session(task, other_task.sample(0), params, state, learners, DT)
+    with pytest.raises(TypeError, match="record_spikes=5 must be an iterable"):
+        run_session(task, session, params, state, learners, DT, record_spikes=5)
+    with pytest.raises(ValueError, match=r"record_spikes=\[99\] must hold trial indices in \[0, 6\)"):
+        run_session(task, session, params, state, learners, DT, record_spikes=[99])
+    swapped = learners[0]._replace(state=learners[1].state)
+    with pytest.raises(TypeError, match="has a ThreeFactorReadout but a state of type FORCEState"):
+        run_session(task, session, params, state, [swapped], DT)
+    with pytest.raises(TypeError, match="progress must be callable"):
+        run_session(task, session, params, state, learners, DT, progress=1)
+
+
+def test_trial_refuses_session_entries_that_do_not_fit_the_task():
+    task, *_ = _setup()
+    session = task.sample(0)
+    late = session._replace(latency_ms=np.full(6, 500.0))
+    with pytest.raises(ValueError, match=r"session.latency_ms\[0\]=500.0: the stimulus .* must end within"):
+        task.trial(late, 0, DT)
+    with pytest.raises(ValueError, match=r"session.identity\[2\]=5; allowed: -1 \(none\) .. 1"):
+        task.trial(session._replace(identity=np.array([0, 1, 5, 0, 1, 0])), 2, DT)
+    with pytest.raises(ValueError, match=r"session.probabilities must be \[trials, 2\]"):
+        task.trial(session._replace(probabilities=np.ones(6)), 0, DT)
 
 
 def test_run_session_on_the_compiled_engine_equals_the_eager_engine():
