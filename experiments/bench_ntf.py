@@ -47,7 +47,7 @@ class Config:
     mu_iterations: int = field(default=500, metadata={"min": 2, "help": "our MU iterations (final error)"})
     peer_max_iterations: int = field(default=40, metadata={"min": 1, "help": "tensorly iterations at most"})
     repeats: int = field(default=3, metadata={"min": 1, "max": 20, "help": "repeats of our fits (median)"})
-    peer_repeats: int = field(default=1, metadata={"min": 0, "max": 20, "help": "repeats of tensorly (0: skip)"})
+    peer_repeats: int = field(default=3, metadata={"min": 0, "max": 20, "help": "repeats of tensorly (0: skip)"})
     masked_iterations: int = field(default=10, metadata={"min": 2, "help": "iterations timed for masked HALS"})
     measure_memory: bool = field(default=True, metadata={"help": "peak-memory runs in fresh processes"})
     dtype: str = field(default="float64", metadata={"choices": ("float64", "float32")})
