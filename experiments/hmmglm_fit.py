@@ -5,7 +5,7 @@ from the run's seed, ``num_timesteps`` bins to fit and ``test_length`` held-out 
 sampled from the true model. The model (the problem's basis and link, ``prior``,
 ``prior_sigma``, ``stickiness``, ``transition_concentration``, ``strength_floor``) is fitted from the default
 k-means start and scored: held-out bits/spike (and the gap to the true parameters'),
-state accuracy after Hungarian matching, coupling-weight correlation, connection-type
+state accuracy after Hungarian matching (on the training bins), coupling-weight correlation, connection-type
 accuracy off the diagonal, training log-likelihood, EM iterations and convergence.
 
 This is the HMM-GLM's sweep over hyperparameters: ``run_batch`` fits all points of one

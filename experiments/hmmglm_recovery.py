@@ -5,7 +5,8 @@ Li et al., "One-hot Generalized Linear Model for Switching Brain State Discovery
 types from a Dirichlet(0.2, 1.6, 0.2) prior whose argmax is the anatomical skeleton,
 strengths log(1+3u) (problem (b) of ``neuro.hmmglm.simulate``). For every prior and
 training length (nested prefixes of one long sample) it reports held-out bits per spike
-(and the gap to the true parameters'), state accuracy after Hungarian matching, the
+(and the gap to the true parameters'), state accuracy after Hungarian matching on the training
+bins (the inferred state path of the data fitted, against the true one), the
 correlation of fitted and true coupling filters, and the 3-class connection-type accuracy
 off the diagonal (one-hot: its fitted types; none/Gaussian: the sign of weights whose
 magnitude exceeds the one-hot strength floor, our reading). It then checks the paper's
