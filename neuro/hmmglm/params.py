@@ -18,6 +18,9 @@ import torch
 
 @dataclass(frozen=True)
 class HMMGLMParams:
+    """HMM-GLM parameters (module docstring): log_initial (K,), log_transition (K, K) (rows:
+    from-state), bias (K, N), weights (K, N, N, L); leading restart axes allowed."""
+
     log_initial: torch.Tensor
     log_transition: torch.Tensor
     bias: torch.Tensor
