@@ -388,7 +388,9 @@ class Stepper:
             self.refractory = torch.zeros_like(self.scratch_hc)
         self._network_step, flag_step = _resolve_network_steps(buffer, params.event_table)
         self._flag_step = flag_step if self.refractory is None else None
-        reference = self._network_step is not izhikevich_network_step_ and flag_step is None
+        import kernels.izhikevich as kernel
+
+        reference = self._reference = self._network_step is getattr(kernel, "naive_izhikevich_network_step_", None)
         if bind and self.refractory is None and reference:
             # torch reference on this device: bind everything once (same values, fewer and
             # cheaper ops; building it costs a few tables, worth it for a loop of steps); the
@@ -411,7 +413,7 @@ class Stepper:
         "torch+refractory" (the reference with the refractory clamp)."""
         if self.refractory is not None:
             return "torch+refractory"
-        return "triton" if self._flag_step is not None and "step" not in vars(self) else "torch"
+        return "torch" if self._reference else "triton"
 
     @property
     def steps_without_sync(self) -> bool:
