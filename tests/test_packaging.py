@@ -20,8 +20,8 @@ def test_environment_yml_matches_pyproject():
                     .group(1).split("."))
     assert version >= minimum
     pip_block = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert "-e .[dev]" in pip_block
-    assert "dev" in project["optional-dependencies"]
+    assert "-e .[dev,cluster]" in pip_block  # the extras make installs (sweeps on Dask too)
+    assert {"dev", "cluster"} <= set(project["optional-dependencies"])
 
 
 def test_numpy_is_capped_for_brian2_on_old_pythons():
