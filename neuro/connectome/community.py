@@ -2,9 +2,9 @@
 
 `pair_graph` turns a pair-layout factor column (P,) back into a symmetric (N, N) weighted
 adjacency. `louvain_partition` runs networkx's Louvain modularity maximisation (Blondel et al.
-2008, arXiv 0803.0476) on a canonical node order (nodes sorted by strength, then by their
-sorted weight profile), so the partition depends on the graph and the seed, not on how its
-nodes are numbered. `adjusted_rand_index` is Hubert & Arabie's (1985) ARI:
+2008, arXiv 0803.0476) on a canonical node order (``node_order``: colour refinement), so
+the partition depends on the graph and the seed, not on how its nodes are numbered (short of
+nodes refinement cannot tell apart). `adjusted_rand_index` is Hubert & Arabie's (1985) ARI:
 
     ARI = (sum_ij C(n_ij, 2) - t) / (0.5 (sum_i C(a_i, 2) + sum_j C(b_j, 2)) - t),
     t = sum_i C(a_i, 2) sum_j C(b_j, 2) / C(n, 2),
@@ -24,6 +24,7 @@ from neuro.connectome._checks import (
     check_values,
     numpy_generator,
 )
+from neuro.connectome.node_order import canonical_node_order
 
 __all__ = ["adjusted_rand_index", "labels_from_communities", "louvain_partition", "pair_graph"]
 
@@ -58,30 +59,6 @@ def labels_from_communities(communities, num_nodes: int) -> np.ndarray:
     return labels
 
 
-def _canonical_order(adjacency: np.ndarray) -> np.ndarray:
-    """Nodes ordered by a colour that depends only on the graph: colour refinement
-    (1-dimensional Weisfeiler-Lehman) from the sorted weight profile, each round's colour
-    being the rank of (own colour, sorted (neighbour colour, weight) pairs), until the number
-    of colours stops growing. Ties left (nodes refinement cannot tell apart, e.g. symmetric
-    ones) go by index: only then can the node numbering matter."""
-    n = adjacency.shape[0]
-    colours = _row_ranks(-np.sort(-adjacency, axis=1))
-    while True:
-        spread = np.broadcast_to(colours.astype(adjacency.dtype), (n, n))
-        order = np.lexsort((adjacency, spread), axis=1)  # each row by (colour, weight)
-        rows = np.arange(n)[:, None]
-        signature = np.hstack([colours[:, None], spread[rows, order], adjacency[rows, order]])
-        refined = _row_ranks(signature)
-        if refined.max() == colours.max():
-            return np.lexsort((np.arange(n), colours))
-        colours = refined
-
-
-def _row_ranks(rows: np.ndarray) -> np.ndarray:
-    """Dense rank of each row among the distinct rows (lexicographic)."""
-    return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
-
-
 def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> np.ndarray:
     """Louvain communities of a symmetric non-negative weighted adjacency (n, n); labels
     (n,) numbered by first appearance. An edgeless graph gives singletons."""
@@ -92,7 +69,7 @@ def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> 
     rng = numpy_generator(seed)
     n = weights.shape[0]
     weights = weights * (1.0 - np.eye(n))
-    order = _canonical_order(weights)
+    order = canonical_node_order(weights)
     reordered = weights[np.ix_(order, order)]
     graph = nx.Graph()
     graph.add_nodes_from(range(n))

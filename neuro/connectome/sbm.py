@@ -13,7 +13,7 @@ labels z_i in {1..K} with prior pi, and for every pair i < j, given z_i = k, z_j
       theta_i = d_i / mean(d) (plug-in strengths, Karrer & Newman 2011, arXiv 1008.3926).
 
 Mean-field q(z) = prod_i Cat(tau_i) (Daudin, Picard & Robin 2008; Mariadassou, Robin & Vacher
-2010, arXiv 0912.3838). E-step (coordinate ascent, one node at a time in a label-free order):
+2010, arXiv 0912.3838). E-step (coordinate ascent, one node at a time in a label-free order, ``node_order``):
     log tau_ik = log pi_k + sum_{j != i} sum_l tau_jl log f(W_ij | k, l) + const,
 M-step: pi = mean tau; p_kl = (tau^T E tau)_kl / (tau^T O tau)_kl; mu_kl = (tau^T W tau) /
 (tau^T E tau); m_kl, v_kl the tau-weighted mean and variance of log W over the edges;
@@ -46,6 +46,7 @@ from neuro.connectome._checks import (
     check_seed,
     numpy_generator,
 )
+from neuro.connectome.node_order import canonical_node_order
 
 __all__ = ["SBMFit", "fit_sbm"]
 
@@ -70,13 +71,6 @@ def _canonical(labels: np.ndarray) -> np.ndarray:
     for new, old in enumerate(labels[np.sort(first)]):
         mapping[old] = new
     return mapping[labels]
-
-
-def _canonical_node_order(weights: np.ndarray) -> np.ndarray:
-    """Nodes sorted by strength, then by sorted weight profile: depends only on the graph."""
-    profile = -np.sort(-weights, axis=1)
-    keys = [profile[:, c] for c in range(profile.shape[1] - 1, -1, -1)] + [weights.sum(1)]
-    return np.lexsort(keys)
 
 
 def _spectral_embedding(weights: np.ndarray) -> np.ndarray:
@@ -347,7 +341,7 @@ def fit_sbm(
     candidates = range(1, min(max_blocks, n) + 1) if num_blocks is None else [num_blocks]
     model = _Model(weights, distribution, degree_corrected)
     embedding = _spectral_embedding(weights)
-    order = _canonical_node_order(weights)
+    order = canonical_node_order(weights)
 
     def fit_from(labels, k):
         return _vem(model, _soft_start(labels, k), iterations, tol, order)
