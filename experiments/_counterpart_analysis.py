@@ -86,7 +86,8 @@ def verdict(metrics, names) -> tuple[str, str]:
     total = {n: _informative_recovery(metrics, n, "latency") + _informative_recovery(metrics, n, "probability")
              for n in pool}
     best = min(pool, key=lambda n: (total[n], metrics[f"{n}_seconds_per_trial"]))
-    parts = [f"{n}: {metrics[f'{n}_latency_recovery_trials']:.0f}+{metrics[f'{n}_probability_recovery_trials']:.0f} "
+    parts = [f"{n}: {_informative_recovery(metrics, n, 'latency'):.0f}+"
+             f"{_informative_recovery(metrics, n, 'probability'):.0f} "
              f"trials, {metrics[f'{n}_seconds_per_trial'] * 1e3:.1f} ms/trial, {metrics[f'{n}_macs_per_trial']:.3g} MAC/trial"
              for n in names]
     return best, f"fastest re-adaptation (latency + probability recovery trials): {best}. " + "; ".join(parts)
@@ -139,7 +140,7 @@ def plot_all(out, config, task, session, ideal, outputs, performance, metrics, l
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 2)
     for name in names:
-        total = metrics[f"{name}_latency_recovery_trials"] + metrics[f"{name}_probability_recovery_trials"]
+        total = _informative_recovery(metrics, name, "latency") + _informative_recovery(metrics, name, "probability")
         shown = total if np.isfinite(total) else 2 * max(config.reservoir.trials_per_block)
         for ax, cost in zip(axes, ("seconds_per_trial", "macs_per_trial")):
             ax.scatter(max(metrics[f"{name}_{cost}"], 1e-6), shown, color=COLORS.get(name), s=50, label=name,
@@ -148,7 +149,7 @@ def plot_all(out, config, task, session, ideal, outputs, performance, metrics, l
         ax.set_xscale("log"), ax.set_xlabel(label), ax.set_ylabel("recovery trials (latency + probability)")
     axes[0].legend(fontsize=7)
     out.save_figure(fig, "cost", caption="Re-adaptation against compute: lower left is better; x: never "
-                    "recovered (drawn at twice the longest block). Reservoir learners exclude the shared "
+                    "recovered, or from a pre-switch performance <= 0 (drawn at twice the longest block). Reservoir learners exclude the shared "
                     "spiking simulation (see metrics).")
 
     fig = Figure(figsize=(6, 3))

@@ -33,7 +33,7 @@ def numpy_generator(seed: Seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, torch.Generator):
-        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=seed)))
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device)))
     return np.random.default_rng(int_seed(seed))
 
 

@@ -70,6 +70,9 @@ def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
     spec_path = sweep_dir / "sweep.yaml"
     if spec_path.exists():
         existing = yaml.safe_load(spec_path.read_text()) or {}
+        if _same_as_an_older_spec_file(existing, spec):  # written before base_config was recorded
+            write_spec_file(spec_path, spec.to_dict())
+            return
         if existing != spec.to_dict():
             differing = sorted(k for k in set(existing) | set(spec.to_dict())
                                if existing.get(k) != spec.to_dict().get(k))
@@ -79,6 +82,19 @@ def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
         return
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_spec_file(spec_path, spec.to_dict())
+
+
+def _same_as_an_older_spec_file(existing: dict, spec: SweepSpec) -> bool:
+    """Whether ``existing`` (a sweep.yaml without ``base_config``, its config path as typed)
+    describes ``spec``: such a directory is resumed and its file brought up to date."""
+    if not isinstance(existing, dict) or "base_config" in existing:
+        return False
+    current = {k: v for k, v in spec.to_dict().items() if k != "base_config"}
+    old_config, new_config = existing.get("config"), current.get("config")
+    if old_config is not None and new_config is not None:
+        same_file = Path(str(old_config)).resolve() == Path(str(new_config)).resolve()
+        existing = {**existing, "config": new_config if same_file else old_config}
+    return existing == current
 
 
 def _base_changes(existing: dict, spec: SweepSpec) -> str:

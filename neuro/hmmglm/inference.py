@@ -67,8 +67,8 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
     else:
         lengths = torch.as_tensor(lengths, device=log_likelihoods.device)
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-            raise ValueError(f"lengths must be (B,)={batch} integers in [1, {steps}], got dtype "
-                             f"{lengths.dtype}: {lengths}")
+            raise TypeError(f"lengths must be (B,)={batch} integers in [1, {steps}], got dtype "
+                            f"{lengths.dtype}: {lengths}")
         if lengths.shape != (batch,) or bool((lengths < 1).any()) or bool((lengths > steps).any()):
             raise ValueError(f"lengths must be (B,)={batch} integers in [1, {steps}], got {lengths}")
         mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)

@@ -161,7 +161,8 @@ class HMMGLM:
         ``tolerance``: stop when the objective gains less than this many nats per bin.
         The one-hot prior first runs up to ``warmup_iters`` iterations without a prior.
         Returns a history dict: objective per iteration (best restart), all restarts,
-        phase labels, number of iterations, whether it converged and the wall time.
+        phase labels, number of iterations, whether it converged (EM stopped by the
+        tolerance rule: every restart gained less than it in one iteration) and the wall time.
         """
         ((fitted, history),) = self._fit_points(spikes, {}, num_iters, tolerance, num_restarts,
                                                 seed, init_params, warmup_iters, smoothing_bins,

@@ -107,7 +107,8 @@ def check_params(params, num_states: int, num_neurons: int, num_bases: int, *, n
     ``HMMGLMParams`` with log_initial (K,), log_transition (K, K), bias (K, N), weights
     (K, N, N, L) (each with one leading restart axis R when ``restart_axis``; then all the
     same R), floating, bias and weights finite, initial and transition rows probabilities
-    summing to 1 (atol 1e-6). A ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    summing to 1 (to 1e-6, or 50 eps of a coarser dtype). A ``TypeError``/``ValueError``
+    naming ``name`` otherwise."""
     if not isinstance(params, HMMGLMParams):
         raise TypeError(f"{name} must be an HMMGLMParams (see neuro.hmmglm.make_params), "
                         f"got {type(params).__name__}")
@@ -135,8 +136,9 @@ def check_params(params, num_states: int, num_neurons: int, num_bases: int, *, n
     for field in ("log_initial", "log_transition"):
         log_probs = fields[field]
         sums = torch.logsumexp(log_probs, -1).exp()
+        tolerance = max(1e-6, 50 * torch.finfo(log_probs.dtype).eps)
         if bool(torch.isnan(log_probs).any() or (log_probs == torch.inf).any()) or not bool(
-                ((sums - 1).abs() <= 1e-6).all()):
+                ((sums - 1).abs() <= tolerance).all()):
             raise ValueError(f"{name}.{field} must be log-probabilities with rows summing to 1 "
                              f"after exp, got row sums {sums.tolist()}")
     return params

@@ -48,7 +48,8 @@ WEIGHT_CHUNK = 2**18  # synapses per chunk of the CPU weight draw (2 MB of float
 
 
 class SynapseList(NamedTuple):
-    """Synapses of B networks, sorted by (batch, pre, post); each a Tensor [E]."""
+    """Synapses of B networks, each a Tensor [E]; the builders sort them by (batch, pre, post),
+    and ``ReservoirParams`` needs (batch, pre) order (``checked_synapses``)."""
 
     batch_index: Tensor
     pre_index: Tensor
@@ -307,9 +308,10 @@ def sign_rule_weights(pre: Tensor, is_excitatory: Tensor, weight_scale: float, i
 
 def checked_synapses(synapses: SynapseList, num_neurons: int, batch_size: int) -> SynapseList:
     """``synapses`` as the event table needs them: a ``SynapseList`` of 1-D tensors of one
-    length E, integer indices with batch in [0, B) and pre, post in [0, N), a floating weight
-    (TypeError/ValueError naming the field otherwise), in (batch, pre, post) order (a list
-    in another order is sorted: the same synapses; a stable sort keeps duplicates' order)."""
+    length E, integer indices (made int64) with batch in [0, B) and pre, post in [0, N), a
+    floating weight (TypeError/ValueError naming the field otherwise), in (batch, pre) order:
+    a list out of that order is sorted by (batch, pre, post) as the builders make them (the
+    same synapses); one in order is kept as it is."""
     if not isinstance(synapses, SynapseList):
         raise TypeError(f"synapses must be a SynapseList, got {type(synapses).__name__}")
     fields = dict(zip(SynapseList._fields, synapses))
@@ -329,10 +331,13 @@ def checked_synapses(synapses: SynapseList, num_neurons: int, batch_size: int) -
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= upper):
             raise ValueError(f"synapses.{name} holds values in [{int(index.min())}, {int(index.max())}]; "
                              f"allowed [0, {upper}) (batch_size={batch_size}, num_neurons={num_neurons})")
-    key = (synapses.batch_index * num_neurons + synapses.pre_index) * num_neurons + synapses.post_index
-    if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):
+    if any(fields[name].dtype != torch.long for name in ("batch_index", "pre_index", "post_index")):
+        synapses = SynapseList(synapses.batch_index.long(), synapses.pre_index.long(),
+                               synapses.post_index.long(), synapses.weight)
+    row = synapses.batch_index * num_neurons + synapses.pre_index  # the event table's row
+    if row.numel() < 2 or bool((row[1:] >= row[:-1]).all()):
         return synapses
-    order = torch.sort(key, stable=True).indices
+    order = torch.sort(row * num_neurons + synapses.post_index, stable=True).indices
     return SynapseList(*(value.index_select(0, order) for value in synapses))
 
 

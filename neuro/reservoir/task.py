@@ -212,11 +212,13 @@ class WhatWhenTask:
             raise TypeError(f"session must be a TaskSession (from task.sample), got {type(session).__name__}")
         sizes = [b.num_trials for b in self.blocks]
         block = np.asarray(session.block)
+        if block.ndim != 1 or block.dtype.kind not in "iu":
+            raise ValueError(f"session.block must be a 1-D integer array, got {block.dtype} of shape {block.shape}")
         expected = np.repeat(np.arange(len(sizes)), sizes)[:block.size]
-        if block.ndim != 1 or not 1 <= block.size <= self.num_trials or not np.array_equal(block, expected):
-            raise ValueError(f"session has blocks of {np.bincount(block.astype(np.int64)).tolist() if block.size else []} "
-                             f"trials in order {block.tolist()[:3]}...; the task's blocks have {sizes} "
-                             "(sample the session from this task)")
+        if not 1 <= block.size <= self.num_trials or not np.array_equal(block, expected):
+            runs = np.unique(block, return_counts=True)[1].tolist()
+            raise ValueError(f"session has blocks of {runs} trials (block index {block.tolist()[:8]}...); "
+                             f"the task's blocks have {sizes} (sample the session from this task)")
         for name in ("latency_ms", "identity"):
             if np.shape(getattr(session, name)) != expected.shape:
                 raise ValueError(f"session.{name} must have one entry per trial ({expected.size}), "

@@ -202,3 +202,20 @@ def test_a_changed_base_config_is_a_different_sweep_and_keeps_the_finished_table
     base.write_text("trials: 1\n")  # the same base again: the same sweep, nothing to run
     assert main(argv) == 0
     assert "(0 run now, 2 already done)" in capsys.readouterr().out
+
+
+def test_a_sweep_file_from_before_base_config_was_recorded_is_resumed(tmp_path, capsys, monkeypatch):
+    base = tmp_path / "base.yaml"
+    base.write_text("trials: 1\n")
+    out = tmp_path / "s"
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", NAME, "--grid", "key_dim=8,16", "--set", "load_ratios=[1.0]", "--config", "base.yaml",
+            "--workers", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    stored = yaml.safe_load((out / "sweep.yaml").read_text())
+    older = {k: v for k, v in stored.items() if k != "base_config"}
+    (out / "sweep.yaml").write_text(yaml.safe_dump({**older, "config": "base.yaml"}))  # as typed, no base
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "(0 run now, 2 already done)" in capsys.readouterr().out
+    assert yaml.safe_load((out / "sweep.yaml").read_text()) == stored  # brought up to date

@@ -236,7 +236,7 @@ def test_bad_inference_arguments():
     for function in (forward_backward, viterbi):
         with pytest.raises(ValueError, match="log_likelihoods has T=0 steps"):
             function(torch.zeros(2), torch.zeros(2, 2), torch.zeros(0, 2))
-    with pytest.raises(ValueError, match=r"lengths must be .* integers in \[1, 5\], got dtype torch.float32"):
+    with pytest.raises(TypeError, match=r"lengths must be .* integers in \[1, 5\], got dtype torch.float32"):
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2, 5, 2), lengths=torch.tensor([2.5, 5.0]))
     with pytest.raises(ValueError, match="lengths"):
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2, 5, 2), lengths=torch.tensor([0, 9]))

@@ -281,3 +281,11 @@ def test_bad_synapse_lists_are_named(field, value, error, message):
     fields[field] = torch.tensor(value)
     with pytest.raises(error, match=message):
         dataclasses.replace(base, synapses=SynapseList(**fields))
+
+
+def test_int32_indices_are_taken_as_int64():
+    params, _ = make_reservoir(30, 1, batch_size=2, in_degree=4, seed=1)
+    narrow = SynapseList(*(x.int() for x in params.synapses[:3]), params.synapses.weight)
+    rebuilt = dataclasses.replace(params, synapses=narrow)
+    assert rebuilt.synapses.pre_index.dtype == torch.long
+    assert torch.equal(rebuilt.event_table.targets, params.event_table.targets)

@@ -147,6 +147,10 @@ def test_trial_refuses_session_entries_that_do_not_fit_the_task():
         task.trial(session._replace(identity=np.array([0, 1, 5, 0, 1, 0])), 2, DT)
     with pytest.raises(ValueError, match=r"session.probabilities must be \[trials, 2\]"):
         task.trial(session._replace(probabilities=np.ones(6)), 0, DT)
+    with pytest.raises(ValueError, match=r"session has blocks of \[3, 3\] trials \(block index \[0, 0, 0, -1"):
+        task.check_session(session._replace(block=-session.block))
+    with pytest.raises(ValueError, match=r"session.block must be a 1-D integer array, got float64 of shape \(6,\)"):
+        task.check_session(session._replace(block=session.block.astype(float)))
 
 
 def test_run_session_on_the_compiled_engine_equals_the_eager_engine():
