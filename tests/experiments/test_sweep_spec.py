@@ -180,7 +180,8 @@ def test_well_formed_scheduler_addresses_pass_the_check():
         check_scheduler_address(address)
 
 
-def test_a_changed_base_config_is_a_different_sweep_and_keeps_the_finished_table(tmp_path, capsys, monkeypatch):
+def _sweep_on_a_base_file(tmp_path, monkeypatch):
+    """A finished 2-point sweep with --config base.yaml (trials: 1); (base, out, argv, sweep.yaml)."""
     base = tmp_path / "base.yaml"
     base.write_text("trials: 1\n")
     out = tmp_path / "s"
@@ -188,7 +189,11 @@ def test_a_changed_base_config_is_a_different_sweep_and_keeps_the_finished_table
     argv = ["sweep", NAME, "--grid", "key_dim=8,16", "--set", "load_ratios=[1.0]", "--config", "base.yaml",
             "--workers", "1", "--out", str(out), "--quiet"]
     assert main(argv) == 0
-    stored = yaml.safe_load((out / "sweep.yaml").read_text())
+    return base, out, argv, yaml.safe_load((out / "sweep.yaml").read_text())
+
+
+def test_a_changed_base_config_is_a_different_sweep_and_keeps_the_finished_table(tmp_path, capsys, monkeypatch):
+    base, out, argv, stored = _sweep_on_a_base_file(tmp_path, monkeypatch)
     assert stored["config"] == str(base.resolve())  # absolute: the same file from any directory
     assert stored["base_config"] == {"key_dim": 64, "value_dim": 64, "load_ratios": [1.0], "trials": 1}
     capsys.readouterr()
@@ -205,14 +210,7 @@ def test_a_changed_base_config_is_a_different_sweep_and_keeps_the_finished_table
 
 
 def test_a_sweep_file_from_before_base_config_was_recorded_is_resumed(tmp_path, capsys, monkeypatch):
-    base = tmp_path / "base.yaml"
-    base.write_text("trials: 1\n")
-    out = tmp_path / "s"
-    monkeypatch.chdir(tmp_path)
-    argv = ["sweep", NAME, "--grid", "key_dim=8,16", "--set", "load_ratios=[1.0]", "--config", "base.yaml",
-            "--workers", "1", "--out", str(out), "--quiet"]
-    assert main(argv) == 0
-    stored = yaml.safe_load((out / "sweep.yaml").read_text())
+    _, out, argv, stored = _sweep_on_a_base_file(tmp_path, monkeypatch)
     older = {k: v for k, v in stored.items() if k != "base_config"}
     (out / "sweep.yaml").write_text(yaml.safe_dump({**older, "config": "base.yaml"}))  # as typed, no base
     capsys.readouterr()
