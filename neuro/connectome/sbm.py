@@ -65,12 +65,16 @@ class SBMFit(NamedTuple):
     parameters: dict
 
 
-def _canonical(labels: np.ndarray) -> np.ndarray:
+def _by_first_appearance(labels: np.ndarray, num_blocks: int) -> np.ndarray:
+    """Block ids (num_blocks,) in the order they first appear in ``labels``, unused ones last."""
     _, first = np.unique(labels, return_index=True)
-    mapping = np.zeros(labels.max() + 1, dtype=np.int64)
-    for new, old in enumerate(labels[np.sort(first)]):
-        mapping[old] = new
-    return mapping[labels]
+    seen = labels[np.sort(first)]
+    return np.concatenate([seen, np.setdiff1d(np.arange(num_blocks), seen)])
+
+
+def _canonical(labels: np.ndarray) -> np.ndarray:
+    """``labels`` renumbered by first appearance."""
+    return np.argsort(_by_first_appearance(labels, labels.max() + 1))[labels]
 
 
 def _spectral_embedding(weights: np.ndarray) -> np.ndarray:
@@ -366,9 +370,7 @@ def fit_sbm(
     # blocks renumbered by first appearance in the hard labels (blocks no node takes last),
     # and the responsibilities' columns and the (K, K) parameters with them
     hard = tau.argmax(1)
-    _, first = np.unique(hard, return_index=True)
-    seen = hard[np.sort(first)]
-    order = np.concatenate([seen, np.setdiff1d(np.arange(tau.shape[1]), seen)])
+    order = _by_first_appearance(hard, tau.shape[1])
     labels = np.argsort(order)[hard]
     return SBMFit(labels, tau[:, order].copy(), int(labels.max() + 1), icl_by_k, float(elbo),
                   {key: value[np.ix_(order, order)].copy() for key, value in params.items()})

@@ -27,6 +27,7 @@ from torch import Tensor
 from kernels.izhikevich import (
     izhikevich_network_step_,
     izhikevich_neuron_update_,
+    naive_izhikevich_network_step_,
     propagate_spikes_,
 )
 from neuro.reservoir._checks import (
@@ -388,9 +389,7 @@ class Stepper:
             self.refractory = torch.zeros_like(self.scratch_hc)
         self._network_step, flag_step = _resolve_network_steps(buffer, params.event_table)
         self._flag_step = flag_step if self.refractory is None else None
-        import kernels.izhikevich as kernel
-
-        reference = self._reference = self._network_step is getattr(kernel, "naive_izhikevich_network_step_", None)
+        reference = self._reference = self._network_step is naive_izhikevich_network_step_
         if bind and self.refractory is None and reference:
             # torch reference on this device: bind everything once (same values, fewer and
             # cheaper ops; building it costs a few tables, worth it for a loop of steps); the
