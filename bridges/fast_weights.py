@@ -91,10 +91,14 @@ def _check_write(state, keys, values, write_strength, log_decay) -> None:
 
 
 def read(state: FastWeightState, queries: Tensor) -> Tensor:
-    """z = q S: queries [B, T, K] (floating) -> [B, T, V] (the memory is not changed)."""
+    """z = q S: queries [B, T, K] (the memory's dtype, as :func:`write` asks of keys and
+    values; no silent cast) -> [B, T, V] (the memory is not changed)."""
     batch, key_dim, _ = _dims(state)
     _check("queries", queries, batch, key_dim)
-    return queries @ state.memory.to(queries.dtype)
+    if queries.dtype != state.memory.dtype:
+        raise ValueError(f"queries must have the memory's dtype {state.memory.dtype}, "
+                         f"got {queries.dtype}")
+    return queries @ state.memory
 
 
 def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: Tensor,

@@ -1,7 +1,8 @@
 """The ``neuro`` command line: list, run, show, demo (and sweep, when installed).
 
-Exit codes: 0 success, 1 a run failed (or ``run`` was interrupted), 2 a usage error (bad
-experiment name, config key, value or file), 130 ``demo`` interrupted (Ctrl-C, SIGTERM).
+Exit codes: 0 success, 1 a run failed, 2 a usage error (bad experiment name, config key,
+value or file), 130 ``run``, ``demo`` or ``sweep`` interrupted (Ctrl-C, SIGTERM, SIGHUP; what
+was finished is kept: the run directory says ``interrupted``, a sweep resumes on rerun).
 Errors print one readable line plus a hint, never a traceback.
 """
 from __future__ import annotations
@@ -72,8 +73,9 @@ def _cmd_run(args) -> int:
     except ConfigError:
         raise
     except KeyboardInterrupt:
+        # run_experiment has marked the run directory ``interrupted`` before re-raising
         print("neuro: interrupted; the run directory is marked interrupted", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - any run failure: status.json has the traceback
         print(f"neuro: run failed: {type(error).__name__}: {error}", file=sys.stderr)
         print("hint: the traceback is in status.json of the newest run directory under "

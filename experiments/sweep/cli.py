@@ -1,8 +1,9 @@
 """``neuro sweep`` and ``neuro sweep-show``: argparse subcommands for experiments/cli.py.
 
-Exit codes follow the main CLI: 0 every point complete, 1 some point failed or the sweep
-was interrupted (rerun the same command to resume), 2 a usage error (raised as
-``ConfigError``, printed by the main CLI as one line plus a hint).
+Exit codes follow the main CLI: 0 every point complete, 1 some point failed, 2 a usage error
+(raised as ``ConfigError``, printed by the main CLI as one line plus a hint), 130 the sweep was
+interrupted (Ctrl-C, SIGTERM, SIGHUP; the table is written first: rerun the same command to
+resume).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments.cli import EXIT_INTERRUPTED
 from experiments.config import ConfigError
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -136,7 +138,7 @@ def _cmd_sweep(args) -> int:
         print(f"report: {result.report}")
     if result.interrupted:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
     if counts["failed"]:
         print(f"failed points: {result.failed_points[:20]}{' ...' if counts['failed'] > 20 else ''} "
               f"(errors: neuro sweep-show {result.sweep_dir} --status failed; rerun them with "

@@ -135,7 +135,10 @@ class DaskPool:
     kind = "dask"
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None,
-                 cluster_file: str | None = None, threads_per_task: int | None = None):
+                 cluster_file: str | None = None, threads_per_task: int | None = None, *,
+                 cluster_settings: dict[str, Any] | None = None):
+        """``cluster_settings``: ``cluster_file`` as :func:`check_pool_options` returned it
+        (read and checked once); None: read here and checked before the jobs are submitted."""
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -146,8 +149,9 @@ class DaskPool:
         if cluster_file:
             from experiments.sweep.jobqueue import load_cluster_config, start_jobqueue_cluster
 
-            settings = load_cluster_config(cluster_file)
-            self.cluster = start_jobqueue_cluster(settings)
+            settings = (load_cluster_config(cluster_file) if cluster_settings is None
+                        else cluster_settings)
+            self.cluster = start_jobqueue_cluster(settings, cluster_file)
             self.client = Client(self.cluster)
             self.threads = settings["threads_per_task"]
             self.slots = settings["expected_workers"]
@@ -197,8 +201,13 @@ class DaskPool:
 
 
 def check_pool_options(executor: str = "local", workers: int | None = None, scheduler: str | None = None,
-                       cluster_file: str | None = None, threads_per_task: int | None = None) -> None:
-    """Reject bad executor options before anything is created (no connection is made)."""
+                       cluster_file: str | None = None, threads_per_task: int | None = None, *,
+                       cluster_settings: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Reject bad executor options before anything is created (no connection is made).
+
+    With ``cluster_file``, returns its settings, read and checked (its submit command is on
+    PATH: :func:`~experiments.sweep.jobqueue.check_submit_command`); pass them on as
+    ``cluster_settings`` (here, to :func:`open_pool`) and they are not read or checked again."""
     if executor not in ("local", "dask"):
         raise ConfigError(f"--executor {executor!r}: choose one of ['local', 'dask']")
     for name, value in (("--workers", workers), ("--threads-per-task", threads_per_task)):
@@ -211,10 +220,13 @@ def check_pool_options(executor: str = "local", workers: int | None = None, sche
                           "scheduler or let the sweep start a cluster, not both")
     if scheduler is not None:
         check_scheduler_address(scheduler)
-    if cluster_file:
-        from experiments.sweep.jobqueue import check_submit_command, load_cluster_config
+    if not cluster_file:
+        return None
+    if cluster_settings is not None:
+        return cluster_settings
+    from experiments.sweep.jobqueue import check_submit_command, load_cluster_config
 
-        check_submit_command(load_cluster_config(cluster_file), cluster_file)
+    return check_submit_command(load_cluster_config(cluster_file), cluster_file)
 
 
 _SCHEDULER_ADDRESS = re.compile(r"(?:(?P<scheme>[A-Za-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)"
@@ -233,9 +245,15 @@ def check_scheduler_address(address: str) -> None:
 
 
 def open_pool(executor: str = "local", workers: int | None = None, scheduler: str | None = None,
-              cluster_file: str | None = None, threads_per_task: int | None = None):
-    """Start the pool a sweep runs on; ``executor`` is ``local`` or ``dask``."""
-    check_pool_options(executor, workers, scheduler, cluster_file, threads_per_task)
+              cluster_file: str | None = None, threads_per_task: int | None = None, *,
+              cluster_settings: dict[str, Any] | None = None):
+    """Start the pool a sweep runs on; ``executor`` is ``local`` or ``dask``.
+
+    ``cluster_settings``: what :func:`check_pool_options` returned for ``cluster_file``
+    (not read or checked again); None: read and checked here."""
+    cluster_settings = check_pool_options(executor, workers, scheduler, cluster_file,
+                                          threads_per_task, cluster_settings=cluster_settings)
     if executor == "local":
         return LocalPool(workers, threads_per_task)
-    return DaskPool(workers, scheduler, cluster_file, threads_per_task)
+    return DaskPool(workers, scheduler, cluster_file, threads_per_task,
+                    cluster_settings=cluster_settings)

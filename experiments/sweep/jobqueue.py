@@ -96,15 +96,21 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
     return settings
 
 
-def check_submit_command(settings: dict[str, Any], path: str | Path | None = None) -> None:
+def check_submit_command(settings: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
     """Refuse a cluster whose submit command (``sbatch`` / ``qsub``) is not on this machine's
-    PATH: dask-jobqueue would fail in the background and the sweep would wait forever."""
+    PATH: dask-jobqueue would fail in the background and the sweep would wait forever.
+
+    Returns a copy of ``settings`` with the command's full path under ``submit_command``;
+    :func:`start_jobqueue_cluster` does not look up settings that carry it again (a cluster
+    file cannot set that key), so a sweep checks once, before it creates anything."""
     command = _SUBMIT_COMMANDS[settings["kind"]]
-    if shutil.which(command) is None:
+    found = shutil.which(command)
+    if found is None:
         where = "--cluster" if path is None else f"--cluster {str(path)!r}"
         raise ConfigError(f"{where}: kind {settings['kind']} submits jobs with "
                           f"{command!r}, which is not on this machine's PATH; run the sweep on the "
                           "cluster's login node, or use --executor dask without --cluster")
+    return {**settings, "submit_command": found}
 
 
 def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
@@ -147,9 +153,15 @@ def render_job_script(settings: dict[str, Any], scheduler_address: str = "tcp://
     return job_cls(scheduler=scheduler_address, name=worker_name, **job_arguments(settings)).job_script()
 
 
-def start_jobqueue_cluster(settings: dict[str, Any]):
-    """Start the cluster object (its scheduler runs here) and submit or adapt the jobs."""
-    check_submit_command(settings)
+def start_jobqueue_cluster(settings: dict[str, Any], path: str | Path | None = None):
+    """Start the cluster object (its scheduler runs here) and submit or adapt the jobs.
+
+    Every path to a submission goes through here: settings straight from
+    :func:`load_cluster_config` (no ``submit_command``) are checked with
+    :func:`check_submit_command` first (``path``: the file, for the message); settings it
+    returned were checked already and are not looked up again."""
+    if "submit_command" not in settings:
+        settings = check_submit_command(settings, path)
     cluster_cls, _ = _classes(settings["kind"])
     cluster = cluster_cls(**job_arguments(settings))
     if settings.get("maximum_jobs"):

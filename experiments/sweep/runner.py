@@ -142,8 +142,10 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
     """Run (or resume) ``spec``; see the module docstring. ``pool``: an already open pool."""
     module = load_experiment(spec.experiment)
     check_device(device)
+    cluster_settings = None  # a --cluster file is read and its sbatch/qsub looked up here, once
     if pool is None:
-        check_pool_options(executor, workers, scheduler, cluster_file, threads_per_task)
+        cluster_settings = check_pool_options(executor, workers, scheduler, cluster_file,
+                                              threads_per_task)
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"--batch {batch!r}: expected a whole number >= 1")
     if batch is not None and batch > 1 and not supports_batch(module):
@@ -159,6 +161,7 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
     try:
         return _run_locked(spec, module, points, sweep_dir, executor=executor, workers=workers,
                            scheduler=scheduler, cluster_file=cluster_file,
+                           cluster_settings=cluster_settings,
                            threads_per_task=threads_per_task, batch=batch, retry_failed=retry_failed,
                            max_worker_deaths=max_worker_deaths, device=device, quiet=quiet,
                            report=report, pool=pool)
@@ -190,8 +193,8 @@ def _lock(sweep_dir: Path):
 
 
 def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, scheduler, cluster_file,
-                threads_per_task, batch, retry_failed, max_worker_deaths, device, quiet, report,
-                pool) -> SweepResult:
+                cluster_settings, threads_per_task, batch, retry_failed, max_worker_deaths, device,
+                quiet, report, pool) -> SweepResult:
     table = SweepTable(sweep_dir, points, spec.swept_keys)
     adopted = table.adopt_finished_runs(spec.experiment)
     wanted = {"pending"} | ({"failed"} if retry_failed else set())
@@ -215,7 +218,8 @@ def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, sch
     try:
         if todo:
             if own_pool:
-                pool = open_pool(executor, workers, scheduler, cluster_file, threads_per_task)
+                pool = open_pool(executor, workers, scheduler, cluster_file, threads_per_task,
+                                 cluster_settings=cluster_settings)
             result.executor = pool.description
             groups = group_points(module, todo, batch) if batch and batch > 1 else [[p] for p in todo]
             queue = collections.deque(

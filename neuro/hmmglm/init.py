@@ -16,9 +16,13 @@ All k-means runs, (restart, seed) pairs, go at once: restarts of the same smooth
 share one feature array, so the features are (W, T, N) with W <= 8 widths and each width
 carries Q = 5 * ceil(R / W) runs. A Lloyd iteration is two batched matrix products for all
 runs (distances, then cluster sums by one-hot), and convergence (no label changed) is
-checked every few iterations, so a GPU waits on the host only then. k-means++ seeding
-draws with ``torch.multinomial`` from a torch generator seeded by the numpy ``rng``:
-seeded and deterministic on a given device (CPU and CUDA draw different streams).
+checked every few iterations, so a GPU waits on the host only then.
+
+Restarts are nested: restart r's width factor and its k-means++ draws depend on (seed, r)
+alone, never on R, so a fit with more restarts contains the starts of a fit with fewer and
+its best objective is never lower (EM only gains, and a point's restarts stop together).
+The draws are uniforms from numpy, one stream per restart (``restart_uniforms``), turned
+into indices by inverse-CDF search on the device: the same draws on every device.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from neuro.hmmglm.data import PreparedData
 from neuro.hmmglm.glm import inverse_mean_function
 from neuro.hmmglm.newton import PackedOuterProducts, newton_step
 from neuro.hmmglm.params import HMMGLMParams
-from neuro.hmmglm.seeding import torch_generator
 
 _WIDTH_FACTORS = (1.0, 0.5, 2.0, 0.75, 1.5, 0.35, 3.0, 1.25)
 NUM_SEEDS = 5  # k-means++ seeds per restart, best inertia kept
@@ -69,26 +72,43 @@ def _centre_scores(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
                          alpha=-2.0)
 
 
-def kmeans_plus_plus(points: torch.Tensor, num_runs: int, num_clusters: int,
-                     generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeds (Arthur & Vassilvitskii 2007) for ``num_runs`` runs per feature array.
+def restart_uniforms(rng: np.random.Generator, num_restarts: int, num_clusters: int) -> np.ndarray:
+    """Uniforms in [0, 1) for the k-means++ draws of every restart: (R, NUM_SEEDS, K) float64.
 
-    points (W, T, N) -> centres (W, Q, K, N): the first centre uniform over the T points,
-    each next one drawn with probability proportional to the squared distance to the
-    nearest centre chosen so far (uniform when every distance is 0).
+    One integer from ``rng`` picks the fit's base; restart r draws from its own stream
+    ``default_rng([base, r])``, so restart r's draws do not depend on R.
+    """
+    base = int(rng.integers(2**63))
+    return np.stack([np.random.default_rng([base, r]).random((NUM_SEEDS, num_clusters))
+                     for r in range(num_restarts)])
+
+
+def kmeans_plus_plus(points: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """k-means++ seeds (Arthur & Vassilvitskii 2007) for Q runs per feature array.
+
+    points (W, T, N), uniforms (W, Q, K) in [0, 1) -> centres (W, Q, K, N). Run q's first
+    centre is point floor(u_0 T); centre j is drawn with probability proportional to the
+    squared distance to the nearest centre chosen so far (uniform when every distance is
+    0), by inverse CDF: the first point whose cumulative weight exceeds u_j times the total.
     """
     width, num_points, _ = points.shape
+    if uniforms.dim() != 3 or uniforms.shape[0] != width:
+        raise ValueError(f"uniforms must have shape (W={width}, Q, K), got {tuple(uniforms.shape)}")
+    num_clusters = uniforms.shape[2]
+    uniforms = uniforms.to(device=points.device, dtype=torch.float64)
     rows = torch.arange(width, device=points.device).unsqueeze(1)
     squared_norms = (points * points).sum(-1).unsqueeze(-1)  # (W, T, 1)
-    index = torch.randint(num_points, (width, num_runs), generator=generator, device=points.device)
+    index = (uniforms[..., 0] * num_points).long().clamp_max(num_points - 1)  # (W, Q)
     chosen = [points[rows, index]]  # (W, Q, N)
     nearest = None
-    for _ in range(1, num_clusters):
+    for j in range(1, num_clusters):
         distance = (_centre_scores(points, chosen[-1]) + squared_norms).clamp_min(0.0)  # (W, T, Q)
         nearest = distance if nearest is None else torch.minimum(nearest, distance)
-        weights = nearest.transpose(1, 2).reshape(width * num_runs, num_points)
+        weights = nearest.transpose(1, 2).to(torch.float64)  # (W, Q, T)
         weights = torch.where(weights.sum(-1, keepdim=True) > 0, weights, 1.0)
-        index = torch.multinomial(weights, 1, generator=generator).view(width, num_runs)
+        cumulative = weights.cumsum(-1)
+        target = uniforms[..., j:j + 1] * cumulative[..., -1:]
+        index = torch.searchsorted(cumulative, target, right=True).squeeze(-1).clamp_max(num_points - 1)
         chosen.append(points[rows, index])
     return torch.stack(chosen, 2)
 
@@ -140,15 +160,15 @@ def lloyd(points: torch.Tensor, centres: torch.Tensor, max_iters: int = 50, chec
     return labels_out.transpose(1, 2), inertia, centres_out
 
 
-def kmeans(points: torch.Tensor, num_clusters: int, num_runs: int, generator: torch.Generator,
-           max_iters: int = 50):
-    """``num_runs`` k-means++-seeded Lloyd runs on each feature array of points (W, T, N).
+def kmeans(points: torch.Tensor, uniforms: torch.Tensor, max_iters: int = 50):
+    """Q k-means++-seeded Lloyd runs of K clusters on each feature array of points (W, T, N),
+    seeded by ``uniforms`` (W, Q, K) (see ``kmeans_plus_plus``).
 
     Returns labels (W, Q, T) and inertia (W, Q) of every run (the caller keeps the best).
     """
     if points.dim() != 3:
         raise ValueError(f"points must have shape (W, T, N), got {tuple(points.shape)}")
-    centres = kmeans_plus_plus(points, num_runs, num_clusters, generator)
+    centres = kmeans_plus_plus(points, uniforms)
     labels, inertia, _ = lloyd(points, centres, max_iters)
     return labels, inertia
 
@@ -157,15 +177,19 @@ def restart_labels(data: PreparedData, num_states: int, num_restarts: int, rng: 
                    smoothing_bins: float = 20.0) -> torch.Tensor:
     """k-means labels (R, T_total) of every restart: the best of ``NUM_SEEDS`` runs each.
 
-    Restart r uses width factor ``_WIDTH_FACTORS[r % W]`` (W = min(R, 8)) and runs
-    ``NUM_SEEDS * (r // W)`` .. ``NUM_SEEDS * (r // W + 1) - 1`` of that width.
+    Restart r uses width factor ``_WIDTH_FACTORS[r % W]`` (W = min(R, 8); equal to
+    ``r % 8`` for every r < R) and is slot r // W of that width; its ``NUM_SEEDS`` runs draw
+    from restart r's own uniforms (``restart_uniforms``), so restart r's labels do not
+    depend on R. Slots past the last restart of a width (R not a multiple of W) are run
+    with the uniforms of the restart numbers they would have, and dropped.
     """
     widths = min(num_restarts, len(_WIDTH_FACTORS))
     per_width = math.ceil(num_restarts / widths)
     features = torch.stack([smoothed_rates(data, smoothing_bins * factor)
                             for factor in _WIDTH_FACTORS[:widths]])  # (W, T, N)
-    generator = torch_generator(rng, features.device)
-    labels, inertia = kmeans(features, num_states, per_width * NUM_SEEDS, generator)
+    uniforms = restart_uniforms(rng, per_width * widths, num_states)  # (slot * W + w, seed, K)
+    uniforms = uniforms.reshape(per_width, widths, NUM_SEEDS, num_states).transpose(1, 0, 2, 3)
+    labels, inertia = kmeans(features, torch.as_tensor(uniforms.reshape(widths, -1, num_states)))
     labels = labels.view(widths, per_width, NUM_SEEDS, -1)
     best = inertia.view(widths, per_width, NUM_SEEDS).argmin(-1)  # (W, per_width)
     restart = torch.arange(num_restarts, device=features.device)

@@ -91,3 +91,15 @@ def test_bad_arguments_name_themselves():
         read(state, torch.zeros(1, 5, 4))
     with pytest.raises(ValueError, match="key_dim"):
         initial_memory(2, 0, 3)
+
+
+def test_read_refuses_queries_of_another_dtype_as_write_does():
+    # was: the memory was cast to the queries' dtype (a float64 memory silently read in float16)
+    state = initial_memory(2, 4, 3, dtype=torch.float64)
+    for dtype in (torch.float32, torch.float16):
+        with pytest.raises(ValueError, match=rf"queries must have the memory's dtype torch.float64, "
+                                             rf"got {dtype}"):
+            read(state, torch.zeros(2, 5, 4, dtype=dtype))
+    with pytest.raises(ValueError, match="must share one dtype"):          # write: same class
+        write(state, torch.zeros(2, 5, 4), torch.zeros(2, 5, 3), torch.zeros(2, 5))
+    assert read(state, torch.zeros(2, 5, 4, dtype=torch.float64)).dtype == torch.float64

@@ -129,11 +129,41 @@ def test_sigterm_marks_the_run_interrupted(tmp_path):
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 1, err
+    assert process.returncode == 130, err  # was 1, as for a failed run; `neuro demo` said 130
     assert "interrupted" in err and "Traceback" not in err
     (run_dir,) = (tmp_path / "hebbian_recall").iterdir()
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "interrupted" and status["error"] == "KeyboardInterrupt: SIGTERM"
+
+
+def test_interrupted_run_exits_130_after_marking_the_run_interrupted(tmp_path, monkeypatch, capsys):
+    from experiments.cli import EXIT_INTERRUPTED
+
+    def interrupted(config, out):
+        (out.path / "partial.txt").write_text("work done before Ctrl-C")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hebbian_recall, "run", interrupted)
+    assert EXIT_INTERRUPTED == 130
+    assert main(["run", "hebbian_recall", *SMALL, "--out", str(tmp_path), "--quiet"]) == 130  # was 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["neuro: interrupted; the run directory is marked interrupted"]
+    (run_dir,) = (tmp_path / "hebbian_recall").iterdir()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["error"] == "KeyboardInterrupt: "
+    assert (run_dir / "partial.txt").read_text() == "work done before Ctrl-C"  # nothing removed
+    assert (run_dir / "config.yaml").exists() and (run_dir / "env.json").exists()
+
+
+def test_failed_run_still_exits_1(tmp_path, monkeypatch, capsys):
+    def broken(config, out):
+        raise RuntimeError("diverged")
+
+    monkeypatch.setattr(hebbian_recall, "run", broken)
+    assert main(["run", "hebbian_recall", *SMALL, "--out", str(tmp_path), "--quiet"]) == 1
+    assert "neuro: run failed: RuntimeError: diverged" in capsys.readouterr().err
+    (run_dir,) = (tmp_path / "hebbian_recall").iterdir()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -129,3 +129,80 @@ def test_cluster_without_its_submit_command_is_refused_before_anything_starts(tm
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)
     check_pool_options("dask", cluster_file=str(cluster))
+
+
+class Submitted(Exception):
+    """Raised where dask-jobqueue would build the cluster and submit its jobs."""
+
+
+def _count_submit_checks(monkeypatch, tmp_path, kind, command, on_path):
+    """PATH holds only ``command`` (a stub that is never run) or nothing; check_submit_command
+    counts its calls and then does its real work, so a missing command raises its own
+    ConfigError; the cluster class raises Submitted with its keyword arguments."""
+    from experiments.sweep import jobqueue
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if on_path:
+        stub = bin_dir / command
+        stub.write_text("#!/bin/sh\nexit 1\n")
+        stub.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    calls = []
+    real = jobqueue.check_submit_command
+
+    def counting(settings, path=None):
+        calls.append(settings["kind"])
+        return real(settings, path)
+
+    def cluster_class(**arguments):
+        raise Submitted(arguments)
+
+    monkeypatch.setattr(jobqueue, "check_submit_command", counting)
+    monkeypatch.setattr(jobqueue, "_classes", lambda kind: (cluster_class, None))
+    return calls
+
+
+@pytest.mark.parametrize("kind, command", [("slurm", "sbatch"), ("pbs", "qsub")])
+def test_one_cluster_sweep_looks_up_its_submit_command_once(tmp_path, monkeypatch, capsys, kind,
+                                                            command):
+    from experiments.cli import main
+
+    cluster = write(tmp_path, f"kind: {kind}\ncores: 2\nmemory: 4GB\n")
+    argv = ["sweep", "hebbian_recall", "--grid", "key_dim=8,16", "--set", "trials=1", "--cluster",
+            str(cluster), "--quiet"]
+    calls = _count_submit_checks(monkeypatch, tmp_path, kind, command, on_path=True)
+    with pytest.raises(Submitted) as submitted:  # the sweep got as far as submitting jobs
+        main([*argv, "--out", str(tmp_path / "s")])
+    assert calls == [kind]  # was 3: run_sweep, then open_pool, then start_jobqueue_cluster
+    assert submitted.value.args[0]["cores"] == 2
+    # without the command: the same one call, the same clear error, nothing created
+    (tmp_path / "bin" / command).unlink()
+    calls.clear()
+    assert main([*argv, "--out", str(tmp_path / "t")]) == 2
+    assert calls == [kind]
+    err = capsys.readouterr().err
+    assert (f"--cluster {str(cluster)!r}: kind {kind} submits jobs with {command!r}, which is not on "
+            "this machine's PATH; run the sweep on the cluster's login node") in err
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("on_path", [True, False])
+def test_every_direct_way_to_a_submission_checks_the_command_once(tmp_path, monkeypatch, on_path):
+    from experiments.sweep.executors import DaskPool, open_pool
+    from experiments.sweep.jobqueue import start_jobqueue_cluster
+
+    cluster = write(tmp_path, "kind: slurm\ncores: 2\nmemory: 4GB\n")
+    calls = _count_submit_checks(monkeypatch, tmp_path, "slurm", "sbatch", on_path)
+    starts = {"open_pool": lambda: open_pool("dask", cluster_file=str(cluster)),
+              "DaskPool": lambda: DaskPool(cluster_file=str(cluster)),
+              "start_jobqueue_cluster": lambda: start_jobqueue_cluster(load_cluster_config(cluster),
+                                                                       cluster)}
+    for name, start in starts.items():
+        calls.clear()
+        with pytest.raises(Submitted if on_path else ConfigError) as error:
+            start()
+        assert calls == ["slurm"], name
+        if not on_path:
+            assert str(error.value).startswith(f"--cluster {str(cluster)!r}: kind slurm submits jobs "
+                                               "with 'sbatch', which is not on this machine's PATH")

@@ -203,7 +203,7 @@ def test_terminated_runner_resumes_without_rerunning_finished_points(tmp_path, l
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 1, stderr.decode()
+    assert process.returncode == 130, stderr.decode()  # was 1, as for a failed point
     assert b"interrupted" in stderr and b"leaked" not in stderr
     # the workers it stopped never mark their runs; the runner marks them once they are gone
     stopped = [s for v in run_dirs(out).values() for s in v if s["status"] not in ("complete", "none")]
@@ -241,6 +241,30 @@ def test_mark_stopped_runs_marks_only_running_dirs_of_the_given_points(tmp_path)
     assert states["20250101T000000Z-aaaaaaaa"] == {"config_hash": a, "status": "interrupted", "error": "stopped"}
     assert states["20250101T000001Z-aaaaaaaa-1"]["status"] == "complete"
     assert states["20250101T000002Z-bbbbbbbb"]["status"] == "running"  # not one of the points
+
+
+def test_interrupted_sweep_exits_130_keeps_finished_points_and_resumes(tmp_path, monkeypatch, capsys):
+    from experiments.sweep import runner
+
+    real_dispatch = runner._dispatch
+
+    def one_point_then_sigterm(pool, queue, table, result, progress, max_worker_deaths, stop):
+        first = type(queue)([queue.popleft()])
+        real_dispatch(pool, first, table, result, progress, max_worker_deaths, stop)
+        stop.set()  # what the runner's SIGTERM / Ctrl-C handler does, between two records
+        real_dispatch(pool, queue, table, result, progress, max_worker_deaths, stop)
+
+    argv = ["sweep", NAME, "--grid", "key_dim=8,12,16", "--set", "load_ratios=[1.0]", "--set",
+            "trials=1", "--workers", "1", "--out", str(tmp_path / "s"), "--quiet"]
+    monkeypatch.setattr(runner, "_dispatch", one_point_then_sigterm)
+    assert main(argv) == 130  # was 1, the code of a failed point
+    captured = capsys.readouterr()
+    assert "1 complete, 0 failed, 2 pending (1 run now, 0 already done)" in captured.out
+    assert captured.err.strip() == "interrupted: rerun the same command to resume"
+    assert [row["status"] for row in read_journal(tmp_path / "s" / "journal.jsonl")] == ["complete"]
+    monkeypatch.setattr(runner, "_dispatch", real_dispatch)
+    assert main(argv) == 0
+    assert "3 complete, 0 failed, 0 pending (2 run now, 1 already done)" in capsys.readouterr().out
 
 
 def test_sweep_show_prints_the_table(tmp_path, capsys):

@@ -20,6 +20,7 @@ from neuro.hmmglm.init import (
     kmeans_plus_plus,
     lloyd,
     restart_labels,
+    restart_uniforms,
 )
 from neuro.hmmglm.scan import scaled_vecmat_scan, small_matmul
 
@@ -94,10 +95,14 @@ def test_batched_lloyd_equals_naive_runs(check_every):
             assert abs(float(inertia[w, q]) - expected_inertia) < 1e-4 * expected_inertia
 
 
+def uniforms(width, runs, clusters, seed):
+    return torch.as_tensor(np.random.default_rng(seed).random((width, runs, clusters)))
+
+
 def test_kmeans_plus_plus_seeds_are_distinct_data_points_and_seeded():
     rng = np.random.default_rng(1)
     points = torch.as_tensor(np.stack([blobs(rng)[0], blobs(rng)[0]]))
-    centres = kmeans_plus_plus(points, 6, 3, torch.Generator().manual_seed(5))
+    centres = kmeans_plus_plus(points, uniforms(2, 6, 3, 5))
     assert centres.shape == (2, 6, 3, 4)
     for w in range(2):
         for q in range(6):
@@ -105,23 +110,55 @@ def test_kmeans_plus_plus_seeds_are_distinct_data_points_and_seeded():
             hits = (centres[w, q, :, None] == points[w][None]).all(-1)
             assert bool(hits.any(-1).all())
             assert len(set(hits.float().argmax(-1).div(60, rounding_mode="floor").tolist())) == 3
-    again = kmeans_plus_plus(points, 6, 3, torch.Generator().manual_seed(5))
-    assert torch.equal(centres, again)
+    assert torch.equal(centres, kmeans_plus_plus(points, uniforms(2, 6, 3, 5)))
     # identical points: zero distances everywhere -> uniform draws, no error
-    flat = kmeans_plus_plus(torch.zeros(1, 10, 2), 2, 3, torch.Generator().manual_seed(0))
+    flat = kmeans_plus_plus(torch.zeros(1, 10, 2), uniforms(1, 2, 3, 0))
     assert torch.equal(flat, torch.zeros(1, 2, 3, 2))
+    with pytest.raises(ValueError, match=r"uniforms must have shape \(W=2, Q, K\), got \(1, 6, 3\)"):
+        kmeans_plus_plus(points, uniforms(1, 6, 3, 5))
+
+
+def test_kmeans_plus_plus_inverse_cdf_draws():
+    # points 0, 1, 3 on a line; u_0 = 0.1 picks point floor(0.3) = 0, whose squared
+    # distances [0, 1, 9] (cumulative [0, 1, 10]) make u_1 * 10 in [0, 1) pick point 1
+    # and [1, 10) point 2; a zero-weight point (the first centre) is never drawn again
+    points = torch.tensor([[[0.0], [1.0], [3.0]]])
+    draws = torch.tensor([[[0.1, 0.0], [0.1, 0.099], [0.1, 0.1], [0.1, 0.999]]], dtype=torch.float64)
+    centres = kmeans_plus_plus(points, draws)
+    assert centres[0, :, :, 0].tolist() == [[0.0, 1.0], [0.0, 1.0], [0.0, 3.0], [0.0, 3.0]]
+    # many runs: the second centre's frequencies follow the D^2 weights [0, 1, 9] / 10
+    runs = 20000
+    many = uniforms(1, runs, 2, 3)
+    many[..., 0] = 0.1
+    second = kmeans_plus_plus(points, many)[0, :, 1, 0]
+    picked_far = float((second == 3.0).double().mean())
+    assert abs(picked_far - 0.9) < 5 * (0.9 * 0.1 / runs) ** 0.5  # 5 standard errors
+    assert float((second == 0.0).double().sum()) == 0
 
 
 def test_kmeans_recovers_separated_clusters_in_every_run():
     rng = np.random.default_rng(2)
     points, truth = blobs(rng)
-    labels, _inertia = kmeans(torch.as_tensor(points)[None], 3, 5, torch.Generator().manual_seed(0))
+    labels, _inertia = kmeans(torch.as_tensor(points)[None], uniforms(1, 5, 3, 0))
     for q in range(5):
         # the same partition up to a relabelling
         pairs = set(zip(truth.tolist(), labels[0, q].tolist()))
         assert len(pairs) == 3
     with pytest.raises(ValueError, match="points must have shape"):
-        kmeans(torch.as_tensor(points), 3, 5, torch.Generator())
+        kmeans(torch.as_tensor(points), uniforms(1, 5, 3, 0))
+
+
+def test_restarts_are_nested():
+    # restart r's draws and labels depend on (seed, r), not on the number of restarts
+    draws = restart_uniforms(np.random.default_rng(4), 11, 3)
+    assert draws.shape == (11, NUM_SEEDS, 3) and ((draws >= 0) & (draws < 1)).all()
+    np.testing.assert_array_equal(restart_uniforms(np.random.default_rng(4), 2, 3), draws[:2])
+    assert not np.array_equal(draws[0], draws[1])
+    problem = reference_problem(1500, seed=0)
+    data = prepare([torch.as_tensor(problem.spikes)], torch.as_tensor(problem.basis))
+    many = restart_labels(data, 3, 11, np.random.default_rng(4))
+    for fewer in (1, 3, 8):
+        assert torch.equal(restart_labels(data, 3, fewer, np.random.default_rng(4)), many[:fewer])
 
 
 def test_restart_labels_and_initial_markov_parameters():
