@@ -7,7 +7,8 @@ one colour; each round a node's new colour is the rank of (its colour, the multi
 (neighbour colour, edge weight) over its edges), the multiset summarised by a sum of 64-bit
 mixed hashes (splitmix64; a collision needs two different multisets with equal sums, odds
 ~2^-64 per pair). Rounds stop when the number of colours stops growing (at most the graph's
-diameter plus one rounds), each O(E + n log n). Nodes sorted by final colour; nodes that
+diameter plus one rounds), each O(E + n log n) (two 1-D sorts of n keys: a 10k-node
+path, ~5000 rounds, takes seconds). Nodes sorted by final colour; nodes that
 refinement cannot tell apart (e.g. the symmetric ends of a path) keep their index order:
 only then can the numbering matter.
 """
@@ -31,16 +32,21 @@ def canonical_node_order(weights: np.ndarray) -> np.ndarray:
     """Node indices (n,) of the weighted adjacency ``weights`` (n, n; entry [i, j] the weight
     of the edge i -> j, 0 for none) in colour-refinement order (module docstring)."""
     n = weights.shape[0]
-    rows, cols = np.nonzero(weights)
+    rows, cols = np.nonzero(weights)  # row-major: each node's edges are one run of rows
     weight_hash = _mix(weights[rows, cols].astype(np.float64).view(np.uint64))
+    edges_per_node = np.bincount(rows, minlength=n)
+    ends = np.cumsum(edges_per_node)
+    starts = ends - edges_per_node
     colours, count = np.zeros(n, dtype=np.int64), 1
     while True:
         edge_hash = _mix(_mix(colours[cols].astype(np.uint64)) ^ weight_hash)
-        signature = np.zeros(n, dtype=np.uint64)
-        np.add.at(signature, rows, edge_hash)  # wraps modulo 2^64
-        pairs = np.stack([colours.astype(np.uint64), signature], axis=1)
-        _, refined = np.unique(pairs, axis=0, return_inverse=True)
-        refined = refined.reshape(-1)
+        # a node's sum over its run of edges, modulo 2^64, as a difference of running sums
+        running = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(edge_hash, dtype=np.uint64)])
+        with np.errstate(over="ignore"):
+            signature = running[ends] - running[starts]
+        # rank of (colour, signature): the signature's rank within 0..n-1 makes one int64 key
+        signature_rank = np.unique(signature, return_inverse=True)[1].reshape(-1)
+        refined = np.unique(colours * n + signature_rank, return_inverse=True)[1].reshape(-1)
         if refined.max(initial=0) + 1 == count:
             return np.lexsort((np.arange(n), colours))
         colours, count = refined, int(refined.max()) + 1

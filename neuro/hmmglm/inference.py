@@ -8,7 +8,8 @@ Given log initial probabilities ``log_pi`` (K,), log transition matrix ``log_A``
     gamma_t = alpha_t * beta_t / p(y),   xi_t(i, j) = alpha_t(i) A_ij b_{t+1}(j) beta_{t+1}(j) / p(y)
 
 (Rabiner 1989). Every function takes a leading batch axis B (independent sequences or
-restarts); parameters may be shared ((K,), (K, K)) or per batch element ((B, K), (B, K, K)).
+restarts); parameters may be shared ((K,), (K, K), or with a batch axis of 1) or per batch
+element ((B, K), (B, K, K)).
 Sequences of different lengths are padded to T and given ``lengths`` (B,): padded steps
 use the identity matrix, so messages pass through them unchanged and get no posterior
 mass. Time is handled by chunked scans (``scan.py``), not a loop per bin.
@@ -53,11 +54,11 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
     batch, steps, k = log_likelihoods.shape
     if steps == 0:
         raise ValueError("log_likelihoods has T=0 steps; an HMM needs at least one")
-    if (log_initial.shape not in ((k,), (batch, k))
-            or log_transition.shape not in ((k, k), (batch, k, k))):
+    if (log_initial.shape not in ((k,), (1, k), (batch, k))
+            or log_transition.shape not in ((k, k), (1, k, k), (batch, k, k))):
         raise ValueError(
             f"log_initial {tuple(log_initial.shape)} and log_transition "
-            f"{tuple(log_transition.shape)} must be (K,) or (B, K) and (K, K) or (B, K, K) for "
+            f"{tuple(log_transition.shape)} must be (K,), (1, K) or (B, K) and (K, K), (1, K, K) or (B, K, K) for "
             f"K={k}, B={batch} of log_likelihoods"
         )
     log_initial = log_initial.to(log_likelihoods).expand(batch, k)

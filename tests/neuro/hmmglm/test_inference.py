@@ -166,6 +166,20 @@ def test_padded_batch_equals_separate_sequences():
         np.testing.assert_array_equal(states[b, : len(s)].numpy(), path)
 
 
+def test_parameters_with_a_batch_axis_of_one_are_shared():
+    rng = np.random.default_rng(3)
+    log_pi, log_a, _ = random_hmm(rng, 3, 1)
+    padded = torch.as_tensor(rng.standard_normal((4, 9, 3)))
+    shared = forward_backward(torch.as_tensor(log_pi), torch.as_tensor(log_a), padded)
+    one = forward_backward(torch.as_tensor(log_pi)[None], torch.as_tensor(log_a)[None], padded)
+    for x, y in zip(shared, one):
+        assert (x is None and y is None) or torch.equal(x, y)
+    assert torch.equal(viterbi(torch.as_tensor(log_pi)[None], torch.as_tensor(log_a)[None], padded)[0],
+                       viterbi(torch.as_tensor(log_pi), torch.as_tensor(log_a), padded)[0])
+    with pytest.raises(ValueError, match=r"log_initial \(2, 3\) .* for K=3, B=4"):
+        forward_backward(torch.as_tensor(log_pi).expand(2, 3), torch.as_tensor(log_a), padded)
+
+
 def test_extreme_and_impossible_values_give_no_nan():
     rng = np.random.default_rng(2)
     k, steps = 3, 500
