@@ -134,6 +134,17 @@ def _load_axis(ax, ratios) -> None:
     ax.set_xticks(list(ratios), [f"{r:g}" for r in ratios])
 
 
+def _against(value: float, tolerance: float, holds: bool) -> tuple[str, str]:
+    """``value`` (3 decimals) and ``tolerance`` (%g) as a caption prints them, with more
+    digits where those would read on the wrong side: read as printed, value <= tolerance
+    exactly when ``holds`` (never "0.004 (above 0.0044)")."""
+    for digits in range(3, 18):
+        shown, limit = f"{value:.{digits}f}", f"{tolerance:.{max(digits, 6)}g}"
+        if (float(shown) <= float(limit)) == bool(holds):
+            return shown, limit
+    return repr(float(value)), repr(float(tolerance))
+
+
 def _figures(config: Config, rows, curves, rule_rows, by_age, metrics, out: RunDir) -> None:
     """The figures; captions state what was measured (``metrics``), not what was expected."""
     from matplotlib.figure import Figure
@@ -162,11 +173,14 @@ def _figures(config: Config, rows, curves, rule_rows, by_age, metrics, out: RunD
         ax.legend(frameon=False, fontsize=8)
         collapse = "within" if metrics["collapse_holds"] else "above"
         match = "within" if metrics["theory_match"] else "above"
+        spread, spread_limit = _against(metrics["collapse_spread_bit_error"], config.collapse_tolerance,
+                                        metrics["collapse_holds"])
+        deviation, deviation_limit = _against(metrics["max_theory_deviation_bit_error"],
+                                              config.theory_tolerance, metrics["theory_match"])
         caption = {"capacity_bit_error": "Sign-recall bit error vs load for every d_k, with the "
                    "theory Phi(-sqrt(d_k/(n-1))). Spread across d_k at equal n/d_k: "
-                   f"{metrics['collapse_spread_bit_error']:.3f} ({collapse} the collapse tolerance "
-                   f"{config.collapse_tolerance:g}); largest |simulation - theory|: "
-                   f"{metrics['max_theory_deviation_bit_error']:.3f} ({match} {config.theory_tolerance:g}).",
+                   f"{spread} ({collapse} the collapse tolerance {spread_limit}); largest "
+                   f"|simulation - theory|: {deviation} ({match} {deviation_limit}).",
                    "capacity_cosine": "Mean cosine of recall and stored value vs load, with "
                    "(1+(n-1)/d_k)^(-1/2); largest |simulation - theory|: "
                    f"{metrics['max_theory_deviation_cosine']:.3f}.",

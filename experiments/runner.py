@@ -59,8 +59,12 @@ def begin_run(module, name: str, config: Any, seed: int, device: str, quiet: boo
     run = ActiveRun(RunDir(path, seed=seed, device=device, quiet=quiet), status,
                     (module.__doc__ or "").strip())
     run._write_status()
-    atomic_write_text(path / "config.yaml", config_to_yaml(config))
-    atomic_write_text(path / "env.json", to_json(environment_facts(seed, device)))
+    try:
+        atomic_write_text(path / "config.yaml", config_to_yaml(config))
+        atomic_write_text(path / "env.json", to_json(environment_facts(seed, device)))
+    except BaseException as error:  # Ctrl-C / SIGTERM here too: the directory exists, mark it
+        fail_run(run, error)
+        raise
     return run
 
 

@@ -150,6 +150,7 @@ def _cmd_sweep(args) -> int:
 def current_frame(sweep_dir: Path):
     """``(frame, swept keys, metric names)`` from sweep.yaml + the journal (always current)."""
     from experiments.registry import load_experiment
+    from experiments.sweep.runner import _same_as_an_older_spec_file
     from experiments.sweep.spec import build_spec, expand
     from experiments.sweep.table import SweepTable, load_frame
 
@@ -165,7 +166,9 @@ def current_frame(sweep_dir: Path):
         name = stored.get("experiment", "")
         module = load_experiment(str(name))
         spec = build_spec(str(name), module.Config, from_file=spec_path)
-        if spec.to_dict() != stored:  # its experiment or base config file changed since
+        # its experiment or base config file changed since (a file written before base_config
+        # was recorded is the same sweep, as the runner resumes it)
+        if spec.to_dict() != stored and not _same_as_an_older_spec_file(stored, spec):
             raise ConfigError(f"DIR {str(sweep_dir)!r}: sweep.yaml no longer resolves to the same "
                               "sweep (its experiment or base config changed)")
         table = SweepTable(sweep_dir, expand(spec, module.Config), spec.swept_keys)

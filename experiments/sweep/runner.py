@@ -84,6 +84,20 @@ def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
     write_spec_file(spec_path, spec.to_dict())
 
 
+def _earlier_default_dir(spec: SweepSpec, out_root: str | Path) -> Path | None:
+    """The default directory of ``spec`` as named before ``base_config`` entered the digest
+    (its sweep.yaml older, or brought up to date by a resume), if one exists: the same
+    command resumes it instead of rerunning every point in a new directory."""
+    for spec_path in sorted((Path(out_root) / "sweeps").glob(f"{spec.experiment}-*/sweep.yaml")):
+        try:
+            existing = yaml.safe_load(spec_path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if existing == spec.to_dict() or _same_as_an_older_spec_file(existing, spec):
+            return spec_path.parent
+    return None
+
+
 def _same_as_an_older_spec_file(existing: dict, spec: SweepSpec) -> bool:
     """Whether ``existing`` (a sweep.yaml without ``base_config``, its config path as typed)
     describes ``spec``: such a directory is resumed and its file brought up to date."""
@@ -155,6 +169,8 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
         raise ConfigError(f"max_worker_deaths={max_worker_deaths!r}: expected a whole number >= 0")
     points = expand(spec, module.Config)
     sweep_dir = Path(out) if out is not None else default_sweep_dir(spec, out_root)
+    if out is None and not sweep_dir.exists():  # started before base_config named the directory?
+        sweep_dir = _earlier_default_dir(spec, out_root) or sweep_dir
     _claim_directory(sweep_dir, spec)
     sweep_dir = sweep_dir.resolve()
     lock = _lock(sweep_dir)

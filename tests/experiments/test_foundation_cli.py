@@ -155,6 +155,22 @@ def test_interrupted_run_exits_130_after_marking_the_run_interrupted(tmp_path, m
     assert (run_dir / "config.yaml").exists() and (run_dir / "env.json").exists()
 
 
+def test_an_interrupt_while_the_run_directory_is_set_up_marks_it_interrupted(tmp_path, monkeypatch, capsys):
+    # status.json says "running" before config.yaml and env.json are written: a Ctrl-C or
+    # SIGTERM landing in between must not leave a "running" directory behind
+    from experiments import runner
+
+    def interrupted(seed, device):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(runner, "environment_facts", interrupted)
+    assert main(["run", "hebbian_recall", *SMALL, "--out", str(tmp_path), "--quiet"]) == 130
+    assert capsys.readouterr().err.strip() == "neuro: interrupted; the run directory is marked interrupted"
+    (run_dir,) = (tmp_path / "hebbian_recall").iterdir()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["error"] == "KeyboardInterrupt: SIGTERM"
+
+
 def test_failed_run_still_exits_1(tmp_path, monkeypatch, capsys):
     def broken(config, out):
         raise RuntimeError("diverged")

@@ -40,3 +40,21 @@ def test_captions_state_the_measured_verdict(tmp_path):
     assert not result.metrics["collapse_holds"]
     assert "above the collapse tolerance" in report and "curves collapse on n/d_k" not in report
     assert f"{result.metrics['collapse_spread_bit_error']:.3f}" in report
+
+
+def test_caption_figures_read_on_the_side_of_the_tolerance_the_verdict_states(tmp_path, monkeypatch):
+    # a spread just above the tolerance: to 3 decimals it would read "0.010 (above ... 0.01)"
+    import html
+    import re
+
+    import experiments.pavlovian_capacity as study
+
+    monkeypatch.setattr(study, "_spread", lambda rows, column: 0.01004)
+    small = {"key_dims": [4, 32], "num_trials": 4, "forgetting_num_pairs": 32, "forgetting_key_dim": 16,
+             "collapse_tolerance": 0.01}
+    result = run_experiment("pavlovian_capacity", overrides=small, out_root=tmp_path, seed=0, quiet=True)
+    assert not result.metrics["collapse_holds"]
+    report = html.unescape((result.path / "report.html").read_text())
+    shown = re.search(r"equal n/d_k: ([0-9.]+) \(above the collapse tolerance ([0-9.]+)\)", report)
+    assert shown is not None
+    assert float(shown[1]) > float(shown[2])

@@ -217,3 +217,33 @@ def test_a_sweep_file_from_before_base_config_was_recorded_is_resumed(tmp_path, 
     assert main(argv) == 0
     assert "(0 run now, 2 already done)" in capsys.readouterr().out
     assert yaml.safe_load((out / "sweep.yaml").read_text()) == stored  # brought up to date
+
+
+def test_a_default_directory_named_before_base_config_was_recorded_is_resumed(tmp_path, capsys, monkeypatch):
+    # before base_config entered sweep.yaml, the default directory's name was the digest of a
+    # spec without it: the same command (no --out) must resume that directory, not rerun
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", NAME, "--grid", "key_dim=8,16", "--set", "load_ratios=[1.0]", "--set", "trials=1",
+            "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    sweeps = tmp_path / "runs" / "sweeps"
+    (current,) = sweeps.iterdir()
+    stored = yaml.safe_load((current / "sweep.yaml").read_text())
+    earlier = current.rename(sweeps / f"{NAME}-0e0e0e0e")  # what the older digest named it
+    (earlier / "sweep.yaml").write_text(yaml.safe_dump({k: v for k, v in stored.items() if k != "base_config"}))
+    capsys.readouterr()
+    for _ in range(2):  # resumed, and again once its sweep.yaml was brought up to date
+        assert main(argv) == 0
+        assert "(0 run now, 2 already done)" in capsys.readouterr().out
+        assert [p.name for p in sweeps.iterdir()] == [earlier.name]
+    assert yaml.safe_load((earlier / "sweep.yaml").read_text()) == stored
+
+
+def test_sweep_show_reads_the_journal_of_a_sweep_file_from_before_base_config(tmp_path, capsys, monkeypatch):
+    _, out, _, stored = _sweep_on_a_base_file(tmp_path, monkeypatch)
+    older = {k: v for k, v in stored.items() if k != "base_config"}
+    (out / "sweep.yaml").write_text(yaml.safe_dump({**older, "config": "base.yaml"}))  # as typed, no base
+    (out / "sweep.parquet").unlink()  # a runner killed before its first table flush: the journal only
+    capsys.readouterr()
+    assert main(["sweep-show", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 rows: 2 complete, 0 failed, 0 pending"
