@@ -125,7 +125,8 @@ def write(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: 
         _, final = gated_delta_rule(k, k, v, log_decay.unsqueeze(2).to(keys.dtype), beta, 1.0,
                                     initial_state=initial, output_final_state=True,
                                     chunk_size=chunk_size)
-    return FastWeightState(final.squeeze(1), state.writes + length)
+    # the delta rules return a float32 state for half-precision inputs: the memory keeps its dtype
+    return FastWeightState(final.squeeze(1).to(state.memory.dtype), state.writes + length)
 
 
 def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_strength: Tensor,

@@ -77,7 +77,8 @@ def _cumsum_kernel(g, gc, bounds, H: tl.constexpr, K: tl.constexpr, BT: tl.const
     o_k = tl.arange(0, BK)
     mask = (o_t < eos)[:, None] & (o_k < K)[None, :]
     offs = (o_t * H + i_h)[:, None] * K + o_k[None, :]
-    x = tl.maximum(tl.load(g + offs, mask=mask, other=0.0).to(tl.float32), FLOOR)
+    x = tl.load(g + offs, mask=mask, other=0.0).to(tl.float32)
+    x = tl.where(x < FLOOR, FLOOR, x)  # not tl.maximum: its max.f32 turns a NaN gate into FLOOR
     tl.store(gc + offs, tl.cumsum(x, axis=0), mask=mask)
 
 

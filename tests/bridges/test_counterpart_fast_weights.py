@@ -103,3 +103,26 @@ def test_read_refuses_queries_of_another_dtype_as_write_does():
     with pytest.raises(ValueError, match="must share one dtype"):          # write: same class
         write(state, torch.zeros(2, 5, 4), torch.zeros(2, 5, 3), torch.zeros(2, 5))
     assert read(state, torch.zeros(2, 5, 4, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("with_decay", [False, True])
+def test_a_half_precision_memory_keeps_its_dtype_across_writes(dtype, with_decay):
+    # was: write returned the delta rule's float32 state, so the next read or write of the
+    # memory's own dtype was refused ("queries must have the memory's dtype torch.float32")
+    generator = torch.Generator().manual_seed(5)
+    keys = torch.nn.functional.normalize(torch.randn(2, 6, 4, generator=generator), dim=-1)
+    values = torch.randn(2, 6, 3, generator=generator)
+    beta = torch.full((2, 6), 0.5)
+    decay = torch.full((2, 6), -0.1) if with_decay else None
+    state = initial_memory(2, 4, 3, dtype=dtype)
+    for _ in range(2):
+        state = write(state, keys.to(dtype), values.to(dtype), beta, decay)
+        assert state.memory.dtype == dtype
+        assert read(state, keys.to(dtype)).dtype == dtype
+    exact = initial_memory(2, 4, 3, dtype=torch.float64)
+    for _ in range(2):
+        exact = write_reference(exact, keys.double(), values.double(), beta.double(),
+                                None if decay is None else decay.double())
+    # one rounding of the memory to the half dtype per write (8 bits of bf16 mantissa: 2^-8)
+    assert torch.allclose(state.memory.double(), exact.memory, atol=3e-2, rtol=0)

@@ -246,3 +246,16 @@ def test_zero_key_dim_needs_an_explicit_scale(op):
     q, k, v, g, _ = _make(1, 5, 1, 0, 16, torch.float32, seed=47, with_h0=False)
     with pytest.raises(ValueError, match=r"scale=None means K \*\* -0.5, undefined for key dim K=0"):
         op(q, k, v, g)
+
+
+def test_a_nan_gate_propagates_as_in_the_reference():
+    # The floor must not clean a NaN gate into a full reset: tl.maximum(NaN, floor) is the
+    # floor (max.f32 on a GPU, np.fmax in the interpreter), so the Triton chunked output was
+    # finite where the references are NaN. A NaN in g means a broken upstream; hide nothing.
+    q, k, v, g, h0 = _make(1, 20, 1, 16, 16, torch.float32, seed=53)
+    g[0, 5, 0, 3] = float("nan")
+    out, final = chunk_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    ref_out, ref_final = naive_chunk_gla(q.cpu(), k.cpu(), v.cpu(), g.cpu(), initial_state=h0.cpu(),
+                                         output_final_state=True)
+    assert torch.equal(out.isnan().cpu(), ref_out.isnan()) and out.isnan().any()
+    assert torch.equal(final.isnan().cpu(), ref_final.isnan()) and final.isnan().any()
