@@ -53,6 +53,17 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def check_same_device(**tensors) -> None:
+    """ValueError naming the first tensor argument on another device than the first tensor
+    argument (None and non-tensors skipped): a Triton kernel handed a host pointer beside
+    device pointers would crash or read garbage instead of naming the argument."""
+    named = [(name, t) for name, t in tensors.items() if isinstance(t, torch.Tensor)]
+    for name, tensor in named[1:]:
+        if tensor.device != named[0][1].device:
+            raise ValueError(f"{name} is on {tensor.device} but {named[0][0]} is on "
+                             f"{named[0][1].device}; every tensor argument must be on one device")
+
+
 def use_triton(*tensors: torch.Tensor | None) -> bool:
     """True when the Triton path should run for these tensor arguments (``None`` ignored)."""
     mode = kernel_mode()

@@ -41,6 +41,8 @@ import math
 import torch
 from torch import Tensor
 
+from kernels.dispatch import check_same_device
+
 
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
                   initial_state: Tensor | None, cu_seqlens: Tensor | None) -> None:
@@ -53,6 +55,10 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     for name, tensor in (("q", q), ("k", k), ("v", v), ("g", g)):
         if tensor is not None and isinstance(tensor, Tensor) and not tensor.is_floating_point():
             raise TypeError(f"{name} has dtype {tensor.dtype}; allowed: a floating dtype")
+    for name, tensor in (("k", k), ("v", v)):
+        if tensor.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {tensor.dtype}; expected q's dtype {q.dtype}")
+    check_same_device(q=q, k=k, v=v, g=g, initial_state=initial_state)
     if k.shape != q.shape:
         raise ValueError(f"k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
     if v.shape[:3] != q.shape[:3]:

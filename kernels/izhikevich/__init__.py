@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.dispatch import use_triton
+from kernels.dispatch import check_same_device, use_triton
 from kernels.izhikevich.naive import izhikevich_network_step_ as naive_izhikevich_network_step_
 from kernels.izhikevich.naive import izhikevich_neuron_update_, propagate_spikes_
 
@@ -57,6 +57,11 @@ def izhikevich_network_step_(state: Tensor, v: Tensor, u: Tensor, synaptic_curre
                              synapse_decay=None) -> Tensor:
     """One network step in place; returns flat spike indices ``b * N + j`` (ascending)."""
     check_network_step_inputs(state, drive, spikes, targets, weights)
+    check_same_device(state=state, v=v, u=u, synaptic_current=synaptic_current, drive=drive,
+                      spikes=spikes, scratch_hc=scratch_hc, scratch_t=scratch_t, targets=targets,
+                      weights=weights, half_step_ms=half_step_ms, k1=k1, k2=k2, u_decay=u_decay,
+                      u_v_gain=u_v_gain, v_reset=v_reset, v_peak_mv=v_peak_mv,
+                      synapse_decay=synapse_decay)
     args = (state, v, u, synaptic_current, drive, spikes, scratch_hc, scratch_t, targets,
             weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay)
     if state.dtype != torch.float64 and use_triton(state, drive, targets, weights):

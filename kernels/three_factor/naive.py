@@ -56,6 +56,8 @@ import math
 import torch
 from torch import Tensor
 
+from kernels.dispatch import check_same_device
+
 __all__ = ["check_three_factor_inputs", "three_factor_step"]
 
 
@@ -97,6 +99,8 @@ def check_three_factor_inputs(weights, pending, eligibility, features, target, g
                              f"{online.dtype} {tuple(online.shape)}")
     elif not isinstance(online, bool):
         raise TypeError(f"online={online!r} must be a bool or a bool tensor [{readouts}]")
+    check_same_device(weights=weights, pending=pending, eligibility=eligibility, features=features,
+                      target=target, gate=gate, learning_rate=learning_rate, online=online)
 
 
 def three_factor_step(

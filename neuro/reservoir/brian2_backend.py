@@ -185,7 +185,8 @@ noise_scale : 1 (constant)
             synapses.connect(i=pre, j=post)
         monitor = b2.SpikeMonitor(group, name="reservoir_spikes")
         objects = [group, updater, synapses, monitor]
-        if self.on_step is not None:
+        self._calls_on_step = self.on_step is not None
+        if self._calls_on_step:
             objects.append(self._network_operation(b2, group, b, n, dt))
         self._b2, self._group, self._synapses, self._monitor = b2, group, synapses, monitor
         self._set_values(params, self.state)
@@ -241,6 +242,11 @@ noise_scale : 1 (constant)
             else:
                 self._net.restore("initial")
             self._set_values(params, state)
+            if (self.on_step is not None) != self._calls_on_step:
+                raise ValueError(
+                    f"on_step was {'set' if self.on_step is not None else 'cleared'} after this "
+                    "session's network was built (it is built with or without the per-step call); "
+                    "give on_step when creating the Brian2Session, or create a new one")
             if self.on_step is not None:
                 self._on_step_counter["step"] = 0
             if self._brian_seed is not None:

@@ -55,6 +55,12 @@ def _three_factor(**change):
     pytest.param({"online": torch.ones(3)}, ValueError,
                  E("online must be a bool or a bool tensor [3], got torch.float32 (3,)"), id="online-float-tensor"),
     pytest.param({"online": 1}, TypeError, E("online=1 must be a bool or a bool tensor [3]"), id="online-int"),
+    # the meta device stands in for a second device (a CUDA kernel handed a host pointer)
+    pytest.param({"learning_rate": torch.ones(3, device="meta")}, ValueError,
+                 E("learning_rate is on meta but weights is on cpu; every tensor argument must be on one device"),
+                 id="learning_rate-other-device"),
+    pytest.param({"gate": torch.ones(2, 3, device="meta")}, ValueError,
+                 E("gate is on meta but weights is on cpu"), id="gate-other-device"),
 ])
 def test_three_factor_step(change, error, match):
     with pytest.raises(error, match=match):
@@ -90,6 +96,11 @@ def _network(**change):
                  E("weights must have targets' shape [6, 3], got [6, 2]"), id="weights-shape"),
     pytest.param({"drive": np.zeros((2, 3))}, TypeError, E("drive must be a torch.Tensor, got ndarray"),
                  id="drive-ndarray"),
+    pytest.param({"u_v_gain": torch.zeros(1, 3, device="meta")}, ValueError,
+                 E("u_v_gain is on meta but state is on cpu; every tensor argument must be on one device"),
+                 id="u_v_gain-other-device"),
+    pytest.param({"scratch_t": torch.zeros(2, 3, device="meta")}, ValueError,
+                 E("scratch_t is on meta but state is on cpu"), id="scratch_t-other-device"),
 ])
 def test_izhikevich_network_step(change, error, match):
     with pytest.raises(error, match=match):
@@ -106,6 +117,15 @@ def test_izhikevich_network_step(change, error, match):
                  E("q has dtype torch.int64; allowed: a floating dtype"), id="fused_recurrent_gla-q-int64"),
     pytest.param(lambda q: chunk_gla(q.tolist(), q, q, None), TypeError, E("q must be a torch.Tensor, got list"),
                  id="chunk_gla-q-list"),
+    pytest.param(lambda q: chunk_gla(q, q, q.double(), None), TypeError,
+                 E("v has dtype torch.float64; expected q's dtype torch.float32"), id="chunk_gla-v-float64"),
+    pytest.param(lambda q: fused_recurrent_gla(q, q.half(), q, None), TypeError,
+                 E("k has dtype torch.float16; expected q's dtype torch.float32"), id="fused_recurrent_gla-k-float16"),
+    pytest.param(lambda q: chunk_gla(q, q, q, q.to("meta")), ValueError,
+                 E("g is on meta but q is on cpu; every tensor argument must be on one device"),
+                 id="chunk_gla-g-other-device"),
+    pytest.param(lambda q: fused_recurrent_gla(q, q, q, None, initial_state=torch.zeros(1, 1, 2, 2, device="meta")),
+                 ValueError, E("initial_state is on meta but q is on cpu"), id="fused_recurrent_gla-h0-other-device"),
     pytest.param(lambda q: scaled_vecmat_scan(np.zeros((1, 2)), torch.zeros(1, 3, 2, 2)), TypeError,
                  E("log_initial must be a torch.Tensor, got ndarray"), id="scaled_vecmat_scan-log_initial-ndarray"),
     pytest.param(lambda q: glm_terms(np.zeros((2, 1, 3)), torch.zeros(2, 3), None, "exp"), TypeError,

@@ -80,6 +80,12 @@ def test_on_step_runs_every_step_in_runtime_mode_and_standalone_refuses_it():
     assert torch.equal(raster, result.spikes.to_dense(1, 100, 80))
     with pytest.raises(ValueError, match="cpp_standalone"):
         Brian2Session(params, state, inputs, 0.5, noise=noise, target="cpp_standalone", on_step=lambda *a: None)
+    # the network is built with or without the per-step call: changing on_step later is named
+    session = Brian2Session(params, state, inputs, 0.5, noise=noise, target="numpy")
+    session.run()
+    session.on_step = lambda *a: None
+    with pytest.raises(ValueError, match="on_step was set after this session's network was built"):
+        session.run()
 
 
 def test_argument_errors():
