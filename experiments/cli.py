@@ -73,8 +73,10 @@ def _cmd_run(args) -> int:
     except ConfigError:
         raise
     except KeyboardInterrupt:
-        # run_experiment has marked the run directory ``interrupted`` before re-raising
-        print("neuro: interrupted; the run directory is marked interrupted", file=sys.stderr)
+        # run_experiment marks its run directory ``interrupted`` before re-raising (an
+        # interrupt while the experiment is imported or configured comes before there is one)
+        print("neuro: interrupted; a run directory already made under "
+              f"{Path(args.out) / args.name.replace('-', '_')} is marked interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - any run failure: status.json has the traceback
         print(f"neuro: run failed: {type(error).__name__}: {error}", file=sys.stderr)
