@@ -68,8 +68,9 @@ def check_per_step(name: str, value: object, q: Tensor, *, per_key: bool) -> Ten
 def check_log_decay(name: str, value: Tensor, *, allow_minus_inf: bool = False) -> Tensor:
     """A log decay must be <= 0 (decay factor in [0, 1]) and not NaN; one host sync when valid.
 
-    -inf (factor 0: a full reset) only with ``allow_minus_inf``, for the step-by-step forms:
-    the chunked forms compute exp(-inf - -inf) = NaN from it.
+    -inf (factor 0: a full reset) only with ``allow_minus_inf``: for the step-by-step forms,
+    and for chunked forms that clamp g first (``kernels.gla.naive.log_decay_floor``); an
+    unclamped chunked form would compute exp(-inf - -inf) = NaN from it.
     """
     if bool(((value <= 0) & (torch.isfinite(value) | allow_minus_inf)).all()):
         return value

@@ -18,8 +18,12 @@ writes ``w_t = beta_t e_t`` solve the unit lower-triangular system
 
 and then ``o_t = scale (exp(G_t) q_t S + sum_{s<=t} exp(G_t - G_s)(q_t . k_s) w_s)``,
 ``S_C = exp(G_C) S + sum_s exp(G_C - G_s) k_s w_s^T``. Every exponent is <= 0, so strong
-gates cannot overflow. beta is not constrained (beta in (0, 2) keeps unit-key writes
-contractive; beta = 1 with a unit key stores v_t exactly).
+gates cannot overflow; g is first clamped to ``kernels.gla.naive.log_decay_floor`` (as the
+chunked GLA does): exp of it is exactly 0 already, so the result is unchanged, -inf (a full
+reset) gives no exp(-inf - -inf) = NaN, and one huge gate no longer swamps the float
+cumulative sum that the weak gates after it are differences of. beta is not constrained
+(beta in (0, 2) keeps unit-key writes contractive; beta = 1 with a unit key stores v_t
+exactly).
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from bridges._validation import (
     compute_dtype,
     resolve_scale,
 )
+from kernels.gla.naive import log_decay_floor
 
 FORMS = ("recurrent", "chunked")
 
@@ -68,7 +73,8 @@ def _chunked(q, k, v, beta, g, scale, state, chunk_size):
         if g is None:
             cum = q_c.new_zeros(q_c.shape[:3])
         else:
-            cum = torch.cumsum(g[:, :, start:end], dim=-1)              # G_t <= 0
+            floor = log_decay_floor(q.dtype)
+            cum = torch.cumsum(g[:, :, start:end].clamp_min(floor), dim=-1)  # G_t <= 0
         diff = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(~causal, float("-inf"))
         pair_decay = torch.exp(diff)                                    # exp(G_t - G_s), s <= t
         key_gram = (k_c @ k_c.transpose(-1, -2)) * pair_decay
@@ -95,8 +101,7 @@ def delta_rule_core(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | N
     check_per_step("beta", beta, q, per_key=False)
     check_choice("form", form, FORMS)
     if g is not None:
-        check_log_decay("g", check_per_step("g", g, q, per_key=False),
-                        allow_minus_inf=form == "recurrent")
+        check_log_decay("g", check_per_step("g", g, q, per_key=False), allow_minus_inf=True)
     chunk_size = check_chunk_size(chunk_size)
     output_final_state = check_flag("output_final_state", output_final_state)
     scale = resolve_scale(scale, key_dim)

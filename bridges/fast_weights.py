@@ -81,13 +81,14 @@ def _check_write(state, keys, values, write_strength, log_decay) -> None:
     if values.shape[1] != length:
         raise ValueError(f"values must have T={length} steps like keys, got {values.shape[1]}")
     steps = tuple(keys.shape[:2])
-    if not isinstance(write_strength, Tensor) or tuple(write_strength.shape) != steps:
-        raise ValueError(f"write_strength must be a tensor of shape {steps} [B, T], "
-                         f"got {tuple(getattr(write_strength, 'shape', ()))}")
-    if log_decay is not None and (not isinstance(log_decay, Tensor)
-                                  or tuple(log_decay.shape) != steps):
-        raise ValueError(f"log_decay must be None or a tensor of shape {steps} [B, T], "
-                         f"got {tuple(getattr(log_decay, 'shape', ()))}")
+    for name, x in (("write_strength", write_strength), ("log_decay", log_decay)):
+        if x is None and name == "log_decay":
+            continue
+        allowed = f"{'None or ' if name == 'log_decay' else ''}a tensor of shape {steps} [B, T]"
+        if not isinstance(x, Tensor):   # a float was reported as "got ()", a shape it lacks
+            raise TypeError(f"{name} must be {allowed}, got {type(x).__name__}")
+        if tuple(x.shape) != steps:
+            raise ValueError(f"{name} must be {allowed}, got {tuple(x.shape)}")
 
 
 def read(state: FastWeightState, queries: Tensor) -> Tensor:

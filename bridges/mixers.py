@@ -44,15 +44,16 @@ GATE_LOGIT_NORMALIZER = 16.0
 
 def rotary(x: Tensor, base: float = 10000.0) -> Tensor:
     """Rotate pairs (x_i, x_{i+D/2}) of x [B, T, H, D] by angle t * base^(-2i/D) (RoPE);
-    ``base`` a finite number > 0."""
+    ``base`` a finite number > 0. Angles in float32 (float64 for float64 x)."""
     check_tensor("x", x, ndim=4, layout="[B, T, H, D]")
     base = check_number("base", base, low=0.0, low_open=True)
     length, dim = x.shape[1], x.shape[-1]
     half = dim // 2
     if half == 0:
         return x
-    frequencies = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
-    angles = torch.arange(length, dtype=torch.float32, device=x.device)[:, None] * frequencies
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # float32 capped float64
+    frequencies = base ** (-torch.arange(half, dtype=dtype, device=x.device) / half)
+    angles = torch.arange(length, dtype=dtype, device=x.device)[:, None] * frequencies
     cos, sin = angles.cos().to(x.dtype)[:, None], angles.sin().to(x.dtype)[:, None]  # [T,1,half]
     first, second = x[..., :half], x[..., half:2 * half]
     rotated = torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)

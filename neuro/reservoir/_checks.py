@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -51,8 +52,9 @@ def check_shape(name: str, tensor: torch.Tensor, expected: tuple) -> None:
 def initial_readout_weights(batch_size: int, num_readouts: int, num_features: int,
                             weights, device, dtype) -> torch.Tensor:
     """Readout weights [B, M, D]: zeros, or a validated copy of ``weights`` on device/dtype."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = int(batch_size)  # numpy integers too
     check_float_dtype("dtype", dtype)
     shape = (batch_size, num_readouts, num_features)
     if weights is None:

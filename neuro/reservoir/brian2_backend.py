@@ -19,6 +19,10 @@ Readout learning: in runtime mode ``on_step(step, spikes)`` is called after ever
 as compiled C++), so ``on_step`` is refused with a ValueError there: use a runtime
 target (or our torch backend) for readout learning.
 
+A run whose final v or u is not finite raises ``SimulationDiverged`` (as the torch backend
+does), naming the run's last step: Brian2 has no per-step check, so the first bad step is
+not known.
+
 brian2 is imported lazily (it takes 1-2 s). Brian2's device and preferences are global;
 they are set for the duration of a build/run and restored afterwards.
 """
@@ -34,10 +38,24 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuro.reservoir._checks import Seed, check_count, check_dt, check_shape, torch_generator
+from neuro.reservoir._checks import (
+    Seed,
+    check_count,
+    check_dt,
+    check_shape,
+    check_tensor,
+    torch_generator,
+)
 from neuro.reservoir.izhikevich import IzhikevichState, step_coefficients
 from neuro.reservoir.simulation import SpikeRecord
-from neuro.reservoir.step import ReservoirParams, ReservoirState, draw_noise, external_drive
+from neuro.reservoir.step import (
+    ReservoirParams,
+    ReservoirState,
+    SimulationDiverged,
+    check_params,
+    draw_noise,
+    external_drive,
+)
 
 __all__ = ["BRIAN2_TARGETS", "NOISE_SOURCES", "Brian2Result", "Brian2Session", "simulate_brian2"]
 
@@ -102,6 +120,7 @@ class Brian2Session:
                 "standalone mode never calls a network_operation; use target='numpy' or 'cython', "
                 "or the torch backend"
             )
+        check_params(params)
         self.dt_ms = check_dt(dt_ms)
         b, n, m = params.batch_size, params.num_neurons, params.num_inputs
         if inputs is None:
@@ -113,12 +132,14 @@ class Brian2Session:
             inputs = torch.zeros(b, num_steps, m, dtype=torch.float64)
             has_input = False
         else:
-            num_steps = inputs.shape[1] if inputs.dim() == 3 else -1
-            check_shape("inputs", inputs, (b, num_steps, m))
+            check_tensor("inputs", inputs)
+            check_shape("inputs", inputs, (b, None, m))
+            num_steps = check_count("num_steps (inputs' T)", inputs.shape[1], minimum=1)
             has_input = m > 0 and bool((inputs != 0).any())
         self.num_steps, self.target, self.noise_source, self.on_step = num_steps, target, noise_source, on_step
         self.params = params
         state = state if state is not None else _initial(params)
+        _check_state_type(state)
         check_shape("state.neurons.v_mv", state.neurons.v_mv, (b, n))
         self.state = state
         params64 = self._params64 = _to_float64(params)
@@ -176,15 +197,17 @@ noise_scale : 1 (constant)
                                namespace=namespace, name="reservoir_neurons")
         code = _neuron_code(exponential, refractory, self._injected, self._has_input)
         updater = group.run_regularly(code, when="groups", dt=dt, name="reservoir_update")
-        synapses = b2.Synapses(group, group, "w : 1", on_pre=("I_syn_post += w" if exponential else "v_post += w"),
-                               dt=dt, name="reservoir_synapses")
         syn = params.synapses
         pre = (syn.batch_index * n + syn.pre_index).numpy()
         post = (syn.batch_index * n + syn.post_index).numpy()
+        synapses = None  # Brian2 refuses a Synapses object without synapses (e.g. in_degree=0)
         if pre.size:
+            synapses = b2.Synapses(group, group, "w : 1",
+                                   on_pre=("I_syn_post += w" if exponential else "v_post += w"),
+                                   dt=dt, name="reservoir_synapses")
             synapses.connect(i=pre, j=post)
         monitor = b2.SpikeMonitor(group, name="reservoir_spikes")
-        objects = [group, updater, synapses, monitor]
+        objects = [group, updater, monitor] + ([synapses] if synapses is not None else [])
         self._calls_on_step = self.on_step is not None
         if self._calls_on_step:
             objects.append(self._network_operation(b2, group, b, n, dt))
@@ -216,7 +239,10 @@ noise_scale : 1 (constant)
         """Simulate ``num_steps`` steps; ``params``/``state`` replace weights, neuron constants,
         noise std and initial state for this run (the wiring must be unchanged)."""
         if params is not None:
+            check_params(params)
             _check_same_wiring(self.params, params)
+        if state is not None:
+            _check_state_type(state)
         params = _to_float64(params) if params is not None else self._params64
         state = state if state is not None else self.state
         if self.target == "cpp_standalone":
@@ -327,6 +353,7 @@ noise_scale : 1 (constant)
         view = lambda name: torch.as_tensor(np.asarray(getattr(self._group, name)[:], dtype=np.float64)).view(b, n)
         refractory = view("ref_left") if params.neurons.refractory_ms > 0 else None
         v, u, current = view("v"), view("u"), view("I_syn")
+        _check_finite_state(v, u, state.step + self.num_steps - 1)
         trace = _trace_from_spikes(spikes, b, n, self.num_steps, self.dt_ms, params.trace_tau_ms,
                                    state.trace.double().cpu())
         final = ReservoirState(IzhikevichState(v, u, refractory), current, trace, state.step + self.num_steps)
@@ -346,6 +373,23 @@ def simulate_brian2(params: ReservoirParams, state: ReservoirState | None = None
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _check_state_type(state) -> None:
+    if not isinstance(state, ReservoirState):
+        raise TypeError(f"state must be a ReservoirState (from make_reservoir / initial_state) or None, "
+                        f"got {type(state).__name__}")
+
+
+def _check_finite_state(v: torch.Tensor, u: torch.Tensor, last_step: int) -> None:
+    """SimulationDiverged for the first non-finite v or u of the final state [B, N]: Brian2
+    gives no per-step check, so the step named is the run's last (it diverged by then)."""
+    bad = ~(torch.isfinite(v) & torch.isfinite(u))
+    if bool(bad.any()):
+        batch_index, neuron = (int(x) for x in bad.nonzero()[0])
+        value = float(v[batch_index, neuron])
+        value = value if not math.isfinite(value) else float(u[batch_index, neuron])
+        raise SimulationDiverged(last_step, batch_index, neuron, value, exact_step=False)
+
+
 def _leave_standalone(b2) -> None:
     b2.device.reinit()
     b2.device.activate()

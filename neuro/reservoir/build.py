@@ -69,7 +69,12 @@ def make_reservoir(
     only the weight magnitudes are drawn per network (a sweep over one connectome; cheaper
     to build for large B).
     Weight magnitudes U(0, weight_scale) (default ``DEFAULT_WEIGHT_SCALE`` mV), inhibitory
-    ones times ``inhibitory_scale``. ``noise_std``: mV rms per ms, scalar or [N].
+    ones times ``inhibitory_scale``. The default scale is measured for delta synapses (a
+    spike moves v by w); with ``synapse="exponential"`` a spike adds w to a current that
+    decays with ``synapse_tau_ms``, about tau / 1 ms times the charge, and the default
+    network runs away (measured at N = 1000, tau 5 ms: ~240 Hz against ~8 Hz with delta
+    synapses; ``weight_scale=0.5`` gives ~7 Hz): give it a ``weight_scale``.
+    ``noise_std``: mV rms per ms, scalar or [N].
     ``is_excitatory`` (bool [N]) overrides the first-80%-excitatory assignment.
     The connectivity memory is estimated and checked against ``memory_limit_bytes``
     before anything large is allocated. Returns (params, initial state).

@@ -21,6 +21,7 @@ change in the task needs ``reset`` (P <- I / alpha), which the what/when study t
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -85,14 +86,17 @@ class FORCEReadout:
     update_every: int = 20
 
     def __post_init__(self) -> None:
+        # numbers.Integral / numbers.Real: numpy scalars too (stored as int / float)
         for name in ("num_readouts", "num_features", "update_every"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)):
+            object.__setattr__(self, name, int(value))
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
             raise TypeError(f"alpha must be a real number, got {self.alpha!r}")
         if not math.isfinite(self.alpha) or self.alpha <= 0:
             raise ValueError(f"alpha must be finite and > 0, got {self.alpha!r}")
+        object.__setattr__(self, "alpha", float(self.alpha))
 
     def initial_state(
         self,

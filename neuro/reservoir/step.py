@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -65,12 +66,16 @@ SYNAPSE_KINDS = ("delta", "exponential")
 
 
 class SimulationDiverged(RuntimeError):
-    """A membrane value became non-finite; names the step, batch index and neuron."""
+    """A membrane value became non-finite; names the step, batch index and neuron.
+    ``exact_step=False``: it was found only at ``step`` (the Brian2 backend checks the final
+    state), so it diverged at or before that step."""
 
-    def __init__(self, step: int, batch_index: int, neuron: int, value: float):
+    def __init__(self, step: int, batch_index: int, neuron: int, value: float, exact_step: bool = True):
         self.step, self.batch_index, self.neuron, self.value = step, batch_index, neuron, value
+        self.exact_step = exact_step
+        when = f"at step {step}" if exact_step else f"at or before step {step}"
         super().__init__(
-            f"simulation diverged at step {step}: network (batch index) {batch_index}, neuron "
+            f"simulation diverged {when}: network (batch index) {batch_index}, neuron "
             f"{neuron} has a non-finite state ({value}); lower dt_ms, the weights or the input"
         )
 
@@ -102,8 +107,10 @@ class ReservoirParams:
             raise ValueError(f"synapse={self.synapse!r}; allowed: {', '.join(SYNAPSE_KINDS)}")
         for name in ("synapse_tau_ms", "trace_tau_ms"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            # numbers.Real: numpy scalars too (e.g. from np.linspace or a float32 config array)
+            if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0 (ms)")
+            object.__setattr__(self, name, float(value))
         n = self.num_neurons
         if self.input_weights.dim() != 3 or self.input_weights.shape[1] != n:
             raise ValueError(f"input_weights has shape {list(self.input_weights.shape)}; expected [B, {n}, M]")

@@ -32,6 +32,7 @@ are OUR choices.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -48,7 +49,8 @@ as_numpy_generator = numpy_generator  # int | np.random.Generator | torch.Genera
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite real number (numpy scalars too) > 0, or >= 0 with ``allow_zero``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -64,11 +66,13 @@ class Block:
     probabilities: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_trials, bool) or not isinstance(self.num_trials, int):
+        if isinstance(self.num_trials, bool) or not isinstance(self.num_trials, numbers.Integral):
             raise TypeError(f"num_trials must be an int, got {self.num_trials!r}")
         if self.num_trials < 1:
             raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
         _check_positive("latency_ms", self.latency_ms)
+        object.__setattr__(self, "num_trials", int(self.num_trials))  # numpy scalars as Python numbers
+        object.__setattr__(self, "latency_ms", float(self.latency_ms))
         if not isinstance(self.probabilities, (tuple, list, np.ndarray)):
             raise TypeError(f"probabilities={self.probabilities!r} must be a sequence of floats in [0, 1], "
                             "one per stimulus identity")
@@ -76,7 +80,7 @@ class Block:
         if len(probabilities) < 1:
             raise ValueError("probabilities must name at least one stimulus identity")
         for p in probabilities:
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
                 raise ValueError(f"probabilities must lie in [0, 1], got {probabilities}")
         if sum(probabilities) > 1 + 1e-9:
             raise ValueError(
@@ -149,6 +153,9 @@ class WhatWhenTask:
         _check_positive("gate_floor", self.gate_floor, allow_zero=True)
         if not 0 <= self.gate_floor <= 1:
             raise ValueError(f"gate_floor must lie in [0, 1], got {self.gate_floor!r}")
+        for name in ("trial_ms", "cue_ms", "stimulus_ms", "target_width_ms", "cue_onset_ms", "input_amplitude",
+                     "anticipation_ms", "gate_before_ms", "gate_after_ms", "cue_trace_tau_ms", "gate_floor"):
+            object.__setattr__(self, name, float(getattr(self, name)))  # numpy scalars as Python floats
         if self.what_target not in ("outcome", "probability"):
             raise ValueError(
                 f"what_target must be 'outcome' or 'probability', got {self.what_target!r}"

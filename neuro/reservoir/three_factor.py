@@ -29,9 +29,11 @@ value y and beta = eta * g.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,14 +56,14 @@ class ThreeFactorState(NamedTuple):
 
 
 def _per_readout(value, num_readouts: int, name: str, kind: type) -> tuple:
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * num_readouts
+    values = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else (value,) * num_readouts
     if len(values) != num_readouts:
         raise ValueError(
             f"{name} has {len(values)} entries but num_readouts={num_readouts}; "
             f"give one value or one per readout"
         )
     for v in values:
-        if kind is bool and not isinstance(v, bool):
+        if kind is bool and not isinstance(v, (bool, np.bool_)):
             raise TypeError(f"{name} entries must be bool, got {v!r}")
     return values
 
@@ -91,17 +93,24 @@ class ThreeFactorReadout:
             raise ValueError(
                 f"consolidation must be 'accumulate' or 'replay', got {self.consolidation!r}"
             )
+        # numbers.Integral / numbers.Real / np.bool_: numpy scalars and arrays too, stored as
+        # Python int / float / bool (a tuple for per-readout values)
         for name in ("num_readouts", "num_features"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, int(value))
         rates = _per_readout(self.learning_rate, self.num_readouts, "learning_rate", float)
         for rate in rates:
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real):
                 raise TypeError(f"learning_rate entries must be real numbers, got {rate!r}")
             if not math.isfinite(float(rate)) or float(rate) < 0:
                 raise ValueError(f"learning_rate must be finite and >= 0, got {rate!r}")
-        _per_readout(self.online, self.num_readouts, "online", bool)
+        flags = _per_readout(self.online, self.num_readouts, "online", bool)
+        for name, values, kind in (("learning_rate", rates, float), ("online", flags, bool)):
+            given = getattr(self, name)
+            per_readout = isinstance(given, (tuple, list, np.ndarray))
+            object.__setattr__(self, name, tuple(kind(v) for v in values) if per_readout else kind(given))
         check_real("eligibility_tau_ms", self.eligibility_tau_ms, 0.0)
         check_dt(self.dt_ms)
 

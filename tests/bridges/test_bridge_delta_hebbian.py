@@ -116,3 +116,21 @@ def test_float32_chunked_matches_float64_reference(make_qkv, rel_rms):
     assert out.dtype == torch.float32
     # float32 triangular solves of 64 x 64 well-conditioned (unit diagonal) systems: 1e-5.
     assert rel_rms(out, reference) <= 1e-5
+
+
+@pytest.mark.parametrize("strong", [1e4, 1e8])
+def test_one_strong_gate_does_not_swamp_the_weak_gates_after_it_in_float32(make_qkv, rel_rms,
+                                                                           strong):
+    """A reset-like gate g = -strong at step 0, then weak gates -0.01: the chunked form's
+    float32 cumulative sum lost the weak gates behind the huge one (rel. error 4e-4 at 1e4,
+    9e-2 at 1e8; now 3e-6); g is now clamped to the floor where exp is 0 anyway, as the
+    chunked GLA does."""
+    q, k, v = make_qkv(length=64, unit_keys=True)
+    beta = _beta(q.shape[:3])
+    g = torch.full(q.shape[:3], -0.01, dtype=torch.float64)
+    g[:, 0] = -strong
+    reference, _ = gated_delta_rule(q, k, v, g, beta, form="recurrent")
+    out, _ = gated_delta_rule(q.float(), k.float(), v.float(), g.float(), beta.float())
+    # the cumulative sum now stays within the floor (-110), where float32's spacing is 7.6e-6:
+    # decay factors carry a relative error of about 1e-5.
+    assert rel_rms(out, reference) <= 1e-4

@@ -60,6 +60,27 @@ def test_chunked_write_equals_the_loop_and_splitting_a_group_changes_nothing(chu
     assert torch.allclose(second.memory, fast.memory, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("chunk_size", [2, 64])
+def test_a_minus_infinite_log_decay_resets_the_memory_in_write_as_in_write_reference(chunk_size):
+    """write's docstring allows any log_decay <= 0 and write_reference takes -inf (a full
+    reset); write refused it with "the recurrent form takes -inf", a form write cannot pick."""
+    generator = torch.Generator().manual_seed(4)
+    keys = torch.nn.functional.normalize(torch.randn(2, 6, 3, generator=generator,
+                                                     dtype=torch.float64), dim=-1)
+    values = torch.randn(2, 6, 2, generator=generator, dtype=torch.float64)
+    beta = torch.rand(2, 6, generator=generator, dtype=torch.float64)
+    log_decay = torch.full((2, 6), -0.1, dtype=torch.float64)
+    log_decay[:, 3] = -float("inf")
+    start = FastWeightState(torch.randn(2, 3, 2, generator=generator, dtype=torch.float64), 0)
+    fast = write(start, keys, values, beta, log_decay, chunk_size=chunk_size)
+    slow = write_reference(start, keys, values, beta, log_decay)
+    # after the reset only steps 3.. count: the same as writing them into an empty memory
+    fresh = write_reference(FastWeightState(torch.zeros_like(start.memory), 0), keys[:, 3:],
+                            values[:, 3:], beta[:, 3:], log_decay[:, 3:].nan_to_num(neginf=0.0))
+    assert torch.allclose(fast.memory, slow.memory, atol=TOL, rtol=0)
+    assert torch.allclose(fast.memory, fresh.memory, atol=TOL, rtol=0)
+
+
 def test_unit_key_with_full_write_strength_recalls_the_newest_value_exactly():
     generator = torch.Generator().manual_seed(0)
     keys = torch.nn.functional.normalize(torch.randn(2, 5, 8, generator=generator, dtype=torch.float64), dim=-1)
@@ -91,6 +112,21 @@ def test_bad_arguments_name_themselves():
         read(state, torch.zeros(1, 5, 4))
     with pytest.raises(ValueError, match="key_dim"):
         initial_memory(2, 0, 3)
+
+
+@pytest.mark.parametrize("function", [write, write_reference])
+def test_a_float_write_strength_or_log_decay_is_a_type_error_naming_its_type(function):
+    # was: ValueError "... got ()", the shape of a tensor that was never passed
+    state, keys, values = initial_memory(2, 4, 3), torch.zeros(2, 5, 4), torch.zeros(2, 5, 3)
+    with pytest.raises(TypeError, match=r"write_strength must be a tensor of shape \(2, 5\) "
+                                        r"\[B, T\], got float"):
+        function(state, keys, values, 0.5)
+    with pytest.raises(TypeError, match=r"log_decay must be None or a tensor of shape \(2, 5\) "
+                                        r"\[B, T\], got float"):
+        function(state, keys, values, torch.ones(2, 5), -0.1)
+    with pytest.raises(ValueError, match=r"write_strength must be a tensor of shape \(2, 5\) "
+                                         r"\[B, T\], got \(2, 4\)"):
+        function(state, keys, values, torch.ones(2, 4))
 
 
 def test_read_refuses_queries_of_another_dtype_as_write_does():

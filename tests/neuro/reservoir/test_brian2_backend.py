@@ -3,7 +3,9 @@ matching firing rates with Brian's own noise, standalone re-runs and the readout
 import dataclasses
 import math
 import os
+import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -156,3 +158,51 @@ def test_a_continued_run_carries_the_step_counter_and_trace_and_reruns_count_fro
     assert torch.equal(theirs.state.neurons.v_mv, ours.state.neurons.v_mv)
     torch.testing.assert_close(theirs.state.trace, ours.state.trace, rtol=1e-12, atol=1e-12)
     assert seen == list(range(30)) * 2  # each run's steps count from 0
+
+
+@pytest.mark.parametrize("num_neurons", [1, 10])
+def test_a_network_without_synapses_runs_and_matches_torch(num_neurons):
+    # in_degree=0 (or a single neuron): Brian2 refuses a Synapses object that connects nothing,
+    # so the backend must build none (it raised a BrianObjectException from deep in Brian2)
+    params, state = make_reservoir(num_neurons, 1, in_degree=0, seed=0, dtype=torch.float64)
+    inputs, noise = _inputs_and_noise(1, 200, num_neurons, 1, seed=3)
+    noise = noise + 10.0  # a depolarising current: every neuron fires
+    ours = simulate(params, state, inputs, 0.5, noise=noise)
+    theirs = simulate_brian2(params, state, inputs, 0.5, noise=noise, target="numpy")
+    assert ours.num_spikes > 0
+    _assert_same_raster(ours, theirs)
+    assert torch.equal(ours.state.neurons.v_mv, theirs.state.neurons.v_mv)
+
+
+def test_a_non_finite_state_raises_simulation_diverged_as_the_torch_backend_does():
+    # a NaN in the injected noise (or a drive that overflows) left NaN in the returned state
+    # without a word; the torch backend raises SimulationDiverged for the same run
+    from neuro.reservoir.network import SimulationDiverged
+
+    params, state = make_reservoir(20, 1, in_degree=3, seed=0, dtype=torch.float64)
+    noise = torch.zeros(1, 10, 20, dtype=torch.float64)
+    noise[0, 4, 7] = float("nan")
+    with pytest.raises(SimulationDiverged, match="at step 4: network"):
+        simulate(params, state, None, 0.5, noise=noise)
+    with pytest.raises(SimulationDiverged, match=r"at or before step 9: network \(batch index\) 0, neuron 7 ") as info:
+        simulate_brian2(params, state, None, 0.5, noise=noise, target="numpy")
+    assert not info.value.exact_step
+    strong = torch.full((1, 50, 1), 1e5, dtype=torch.float64)
+    with pytest.raises(SimulationDiverged, match="at or before step 49"):
+        simulate_brian2(params, state, strong, 0.5, seed=0, target="numpy")
+
+
+def test_wrong_argument_types_are_named_type_errors():
+    # these were AttributeErrors ('numpy.ndarray' object has no attribute 'dim', ...)
+    params, state = make_reservoir(20, 1, in_degree=3, seed=0)
+    with pytest.raises(TypeError, match="params must be a ReservoirParams"):
+        Brian2Session(None, state, None, 0.5, num_steps=10, seed=0)
+    with pytest.raises(TypeError, match="state must be a ReservoirState"):
+        Brian2Session(params, tuple(state), None, 0.5, num_steps=10, seed=0)
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor, got ndarray"):
+        Brian2Session(params, state, np.zeros((1, 10, 1)), 0.5, seed=0)
+    with pytest.raises(ValueError, match=re.escape("inputs has shape [10, 1]; expected [1, *, 1]")):
+        Brian2Session(params, state, torch.zeros(10, 1), 0.5, seed=0)
+    session = Brian2Session(params, state, None, 0.5, num_steps=10, seed=0)
+    with pytest.raises(TypeError, match="state must be a ReservoirState"):
+        session.run(state=tuple(state))

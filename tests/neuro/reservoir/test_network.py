@@ -309,3 +309,20 @@ def test_the_noise_alone_fixes_the_number_of_steps():
     implicit = simulate(params, state, noise=noise, record="dense")
     explicit = simulate(params, state, num_steps=30, noise=noise, record="dense")
     assert implicit.state.step == 30 and torch.equal(implicit.spikes, explicit.spikes)
+
+
+@pytest.mark.parametrize("value", [np.float32(4.0), np.int64(4)])
+def test_numpy_scalar_time_constants_are_accepted(value):
+    # a float32 config array's entries: ReservoirParams refused them with the false
+    # "synapse_tau_ms=np.float32(4.0) must be a finite number > 0 (ms)"
+    params, state = make_reservoir(30, 1, in_degree=3, seed=0, synapse="exponential",
+                                   synapse_tau_ms=value, trace_tau_ms=value)
+    reference, _ = make_reservoir(30, 1, in_degree=3, seed=0, synapse="exponential",
+                                  synapse_tau_ms=4.0, trace_tau_ms=4.0)
+    assert type(params.synapse_tau_ms) is float and params.trace_tau_ms == 4.0
+    noise = torch.randn(1, 50, 30, generator=torch.Generator().manual_seed(0)) * 10
+    ours = simulate(params, state, None, 0.5, noise=noise, record="dense", record_trace=True)
+    theirs = simulate(reference, state, None, 0.5, noise=noise, record="dense", record_trace=True)
+    assert torch.equal(ours.spikes, theirs.spikes) and torch.equal(ours.trace, theirs.trace)
+    with pytest.raises(ValueError, match="synapse_tau_ms"):
+        make_reservoir(30, 1, in_degree=3, synapse="exponential", synapse_tau_ms=np.float32(0.0))

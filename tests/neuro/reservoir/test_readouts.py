@@ -269,3 +269,26 @@ def test_replay_equals_online_learning_of_the_offline_rows_only():
         replaying.replay(state, start.eligibility[:1], xs, ys, gates)
     with pytest.raises(ValueError, match="target"):
         replaying.replay(state, start.eligibility, xs, ys[:3], gates)
+
+
+def test_numpy_scalars_and_arrays_are_accepted_as_hyperparameters_and_stored_as_python_numbers():
+    # values from np.linspace / a float32 config array / np.arange: the checks refused them
+    # with messages that were false ("alpha must be a real number, got np.float32(2.0)")
+    np = pytest.importorskip("numpy")
+    force = FORCEReadout(np.int64(2), np.int64(5), alpha=np.float32(0.5), update_every=np.int64(3))
+    assert force == FORCEReadout(2, 5, alpha=0.5, update_every=3)
+    assert type(force.alpha) is float and type(force.update_every) is int
+    state = force.initial_state(np.int64(3))
+    assert state.weights.shape == (3, 2, 5)
+    three = ThreeFactorReadout(np.int64(2), 5, learning_rate=np.array([1e-3, 2e-3], dtype=np.float32),
+                               online=np.array([True, False]))
+    assert three.learning_rate == (float(np.float32(1e-3)), float(np.float32(2e-3)))
+    assert three.online == (True, False) and type(three.online[1]) is bool
+    hash(three)  # a frozen dataclass: an ndarray field made it unhashable
+    assert ThreeFactorReadout(2, 5, learning_rate=np.float32(0.5), online=np.bool_(False)) == ThreeFactorReadout(
+        2, 5, learning_rate=0.5, online=False)
+    assert three.initial_state(np.int64(4)).weights.shape == (4, 2, 5)
+    with pytest.raises(ValueError, match="update_every must be a positive int, got np.float64"):
+        FORCEReadout(2, 5, update_every=np.float64(2.0))
+    with pytest.raises(TypeError, match="online entries must be bool"):
+        ThreeFactorReadout(2, 5, online=np.array([1, 0]))

@@ -135,3 +135,18 @@ def test_session_of_another_task_is_rejected():
     session = WhatWhenTask(blocks=(Block(5, 200.0, (0.5,)),)).sample(0)
     with pytest.raises(ValueError, match="identities"):
         _task().trial(session, 0, 0.5)
+
+
+def test_numpy_scalars_and_float32_arrays_are_accepted_and_stored_as_python_numbers():
+    # Block accepts an ndarray of probabilities, but a float32 one was refused with the false
+    # "probabilities must lie in [0, 1], got (np.float32(0.25), ...)"; np.float32 / np.int64
+    # latencies, trial counts and task times were TypeErrors ("must be a real number")
+    block = Block(np.int64(3), np.float32(200.0), np.array([0.25, 0.5], dtype=np.float32))
+    assert block == Block(3, 200.0, (0.25, 0.5))
+    assert type(block.num_trials) is int and type(block.latency_ms) is float
+    task = WhatWhenTask((block,), trial_ms=np.float32(500.0), gate_floor=np.float64(0.2), cue_ms=np.int64(40))
+    assert task == WhatWhenTask((Block(3, 200.0, (0.25, 0.5)),), trial_ms=500.0, gate_floor=0.2, cue_ms=40.0)
+    assert type(task.trial_ms) is float and task.num_steps(0.5) == 1000
+    assert task.trial(task.sample(0), 0, 0.5).inputs.shape == (1000, 3)
+    with pytest.raises(ValueError, match="probabilities must lie in"):
+        Block(2, 200.0, np.array([1.5], dtype=np.float32))
