@@ -15,8 +15,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bridges._validation import check_device, check_dtype, check_features, check_flag, check_int
-from bridges.sequence_model import Block, SequenceModelConfig, _torch_seed
+from bridges._validation import (
+    check_device,
+    check_dtype,
+    check_features,
+    check_flag,
+    check_int,
+    torch_seed,
+)
+from bridges.sequence_model import Block, SequenceModelConfig
 
 __all__ = ["ContinuousSequenceModel"]
 
@@ -38,7 +45,7 @@ class ContinuousSequenceModel(nn.Module):
                                           mlp_ratio=mlp_ratio, chunk_size=chunk_size)
         with torch.random.fork_rng(devices=[]):
             # the CPU generator only: torch.manual_seed would also reseed every CUDA device
-            torch.random.default_generator.manual_seed(_torch_seed(seed))
+            torch.random.default_generator.manual_seed(torch_seed(seed))
             self.input = nn.Linear(num_inputs, model_dim)
             self.position = nn.Embedding(max_length, model_dim)
             nn.init.normal_(self.position.weight, std=0.02)

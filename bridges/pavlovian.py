@@ -33,7 +33,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from bridges._validation import check_choice, check_device, check_dtype, check_int, check_number
+from bridges._validation import (
+    check_choice,
+    check_device,
+    check_dtype,
+    check_int,
+    check_number,
+    torch_seed,
+)
 from bridges.delta_rule import delta_rule
 from bridges.gated_delta_rule import gated_delta_rule
 from bridges.hebbian import outer_product_memory, recall
@@ -132,12 +139,7 @@ class RecallStats(NamedTuple):
 def _generator(seed, device) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, np.random.Generator):
-        seed = int(seed.integers(2**63 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, np.random.Generator or torch.Generator, "
-                        f"got {type(seed).__name__}")
-    return torch.Generator(device=device).manual_seed(int(seed))
+    return torch.Generator(device=device).manual_seed(torch_seed(seed))
 
 
 def simulate_recall(num_pairs: int, key_dim: int, value_dim: int = 64, num_trials: int = 20, *,

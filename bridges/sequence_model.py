@@ -16,11 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bridges._validation import check_device, check_dtype, check_flag, check_int, check_tokens
+from bridges._validation import (
+    check_device,
+    check_dtype,
+    check_flag,
+    check_int,
+    check_tokens,
+    torch_seed,
+)
 from bridges.mixers import MIXER_NAMES, TokenMixer
 
 
@@ -76,19 +82,6 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-def _torch_seed(seed) -> int:
-    if isinstance(seed, torch.Generator):  # consumed, like any generator (not its initial seed)
-        return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device))
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(2**63 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, np.random.Generator or torch.Generator, "
-                        f"got {type(seed).__name__}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"seed={seed} is out of range; allowed: an int in [0, 2**63)")
-    return int(seed)
-
-
 class SequenceModel(nn.Module):
     """Causal sequence model (module docstring); ``forward(tokens [B, T]) -> logits``."""
 
@@ -103,7 +96,7 @@ class SequenceModel(nn.Module):
         # Initialise under a private generator state so the global RNG is left untouched.
         with torch.random.fork_rng(devices=[]):
             # the CPU generator only: torch.manual_seed would also reseed every CUDA device
-            torch.random.default_generator.manual_seed(_torch_seed(seed))
+            torch.random.default_generator.manual_seed(torch_seed(seed))
             self.embedding = nn.Embedding(config.vocab_size, config.model_dim)
             self.position = (nn.Embedding(config.max_length, config.model_dim)
                              if config.absolute_positions else None)

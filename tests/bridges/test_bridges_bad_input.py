@@ -241,6 +241,8 @@ def test_fast_weights_check_state_dtypes_and_names():
     pytest.param(lambda: pavlovian.simulate_recall(4, 16, num_trials=2, dtype=torch.long), ValueError,
                  r"dtype must be a floating dtype \(float16, bfloat16, float32, float64\), got torch\.int64",
                  id="simulate_recall-dtype-int64"),
+    pytest.param(lambda: pavlovian.simulate_recall(4, 16, num_trials=2, seed=-1), ValueError,
+                 r"seed=-1 is out of range; allowed: an int in \[0, 2\*\*63\)", id="simulate_recall-seed-negative"),
 ])
 def test_capacity_theory_names_the_bad_argument(call, error, message):
     with pytest.raises(error, match=message):
