@@ -70,6 +70,13 @@ def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> 
     n = weights.shape[0]
     weights = weights * (1.0 - np.eye(n))
     order = canonical_node_order(weights)
+    # modularity does not change when every weight is scaled; a power of two scales exactly
+    # (networkx's arithmetic, hence the partition, is bit-for-bit that of the unscaled
+    # weights) and keeps its squared total weight from underflowing to 0 (a
+    # ZeroDivisionError inside networkx for weights below ~1e-160)
+    largest = float(weights.max(initial=0.0))
+    if largest > 0:
+        weights = weights * 2.0 ** -np.floor(np.log2(largest))
     reordered = weights[np.ix_(order, order)]
     graph = nx.Graph()
     graph.add_nodes_from(range(n))

@@ -255,19 +255,28 @@ def _hard_loglik(model: _Model, labels: np.ndarray, num_blocks: int) -> float:
     return float(0.5 * np.sum(tau * model.node_block_loglik(tau, params)) + counts @ np.log(prior))
 
 
-def _kmeans_starts(embedding, k, rng, num_restarts) -> list:
+def _kmeans_starts(embedding, k, rng, num_restarts, order) -> list:
     """Distinct k-means partitions of the embedding (a farthest-point start and
-    ``num_restarts`` k-means++ starts), lowest inertia first."""
-    starts = [_farthest_point_centres(embedding, k)]
-    starts += [_kmeans_plus_plus_centres(embedding, k, rng) for _ in range(num_restarts)]
+    ``num_restarts`` k-means++ starts), lowest inertia first. Every draw, tie and partition
+    key is taken in the canonical node ``order``, so the seeded starts pick the same nodes
+    however the nodes are numbered (drawn by index, they would not: the fit would change
+    with a relabelling whenever a seeded start wins)."""
+    canonical = embedding[order]
+    starts = [_farthest_point_centres(canonical, k)]
+    starts += [_kmeans_plus_plus_centres(canonical, k, rng) for _ in range(num_restarts)]
     partitions = {}
     for centres in starts:
-        labels = _kmeans(embedding, k, centres)
-        inertia = float(sum(((embedding[labels == c] - embedding[labels == c].mean(0)) ** 2).sum()
+        labels = _canonical(_kmeans(canonical, k, centres))
+        inertia = float(sum(((canonical[labels == c] - canonical[labels == c].mean(0)) ** 2).sum()
                             for c in np.unique(labels)))
-        partitions.setdefault(tuple(_canonical(labels)), inertia)
+        partitions.setdefault(tuple(labels), inertia)
     ranked = sorted(partitions.items(), key=lambda item: (item[1], item[0]))
-    return [np.asarray(labels) for labels, _ in ranked]
+    results = []
+    for labels, _ in ranked:  # back from the canonical order to the nodes' own numbering
+        own = np.empty(len(labels), dtype=np.int64)
+        own[order] = labels
+        results.append(own)
+    return results
 
 
 def _soft_start(labels: np.ndarray, k: int) -> np.ndarray:
@@ -352,7 +361,7 @@ def fit_sbm(
 
     fits = {}  # K -> (tau, params, elbo)
     for k in candidates:
-        for labels in _kmeans_starts(embedding[:, :k], k, rng, num_restarts)[:num_vem_starts]:
+        for labels in _kmeans_starts(embedding[:, :k], k, rng, num_restarts, order)[:num_vem_starts]:
             fit = fit_from(labels, k)
             if k not in fits or fit[2] > fits[k][2] + 1e-9 * abs(fit[2]):
                 fits[k] = fit

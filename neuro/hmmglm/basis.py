@@ -19,6 +19,8 @@ import math
 import numpy as np
 import torch
 
+from neuro.checks import check_int
+
 
 def exponential_basis(num_lags: int = 5, time_constants_bins=(1.0, 2.0, 4.0)) -> np.ndarray:
     """Rows ``exp(-(lag - 1) / tau)`` for lag = 1..num_lags, one row per time constant."""
@@ -35,10 +37,12 @@ def raised_cosine_basis(num_basis: int = 3, num_lags: int = 10) -> np.ndarray:
     """Raised-cosine bumps on a log-stretched lag axis (Pillow et al. 2008, Nature 454:995).
 
     Bump j is ``0.5 * (1 + cos(clip(u - c_j, -pi, pi)))`` with ``u = a*log(lag + 1)``,
-    centres spaced by pi/2 so that the bumps sum to a constant over the covered range.
+    centres c_0 = u(lag 1) .. c_{num_basis-1} = u(num_lags) spaced by pi/2: the bumps sum to 2
+    between the second and the second-to-last centre and less towards either end (1.5 at
+    the first and the last lag), where fewer bumps overlap.
     """
-    if num_basis < 1 or num_lags < 1:
-        raise ValueError(f"num_basis and num_lags must be >= 1, got {num_basis}, {num_lags}")
+    num_basis = check_int("num_basis", num_basis)
+    num_lags = check_int("num_lags", num_lags)
     lags = np.arange(1, num_lags + 1, dtype=np.float64)
     u = np.log(lags + 1.0)
     span = u[-1] - u[0]
@@ -50,7 +54,7 @@ def raised_cosine_basis(num_basis: int = 3, num_lags: int = 10) -> np.ndarray:
 
 def lag_basis(num_lags: int = 5) -> np.ndarray:
     """Identity basis: one coefficient per lag (the 'raw lags' design)."""
-    return np.eye(num_lags)
+    return np.eye(check_int("num_lags", num_lags))
 
 
 def default_basis() -> np.ndarray:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from kernels.glm_terms.naive import MAX_ETA, elementwise, softplus_terms
 
 DISTRIBUTIONS = ("poisson", "bernoulli")
+DEFAULT_LINKS = {"poisson": "softplus", "bernoulli": "logistic"}  # link=None picks these
 
 
 def check_link(distribution: str, link: str) -> None:

@@ -22,7 +22,7 @@ from neuro.checks import check_flag, check_int, check_real
 from neuro.hmmglm.basis import default_basis, validate_basis
 from neuro.hmmglm.data import check_spikes, prepare
 from neuro.hmmglm.fitting import EMSettings, initial_onehot_state, run_em
-from neuro.hmmglm.glm import check_link, emission_log_likelihoods
+from neuro.hmmglm.glm import DEFAULT_LINKS, check_link, emission_log_likelihoods
 from neuro.hmmglm.hyperparameters import (
     RULES,
     check_hyperparameter,
@@ -74,10 +74,11 @@ class HMMGLM:
 
     ``dtype``: torch.float32 or torch.float64; None (the default) picks float64 on the CPU
     and float32 on a GPU (``default_dtype``). ``device``: where data, parameters and all
-    computation live.
+    computation live. ``link``: None (the default) picks softplus for ``distribution="poisson"``
+    and logistic (its only link) for ``"bernoulli"``; exp is the other Poisson link.
     """
 
-    def __init__(self, num_states: int, num_neurons: int, basis=None, link: str = "softplus",
+    def __init__(self, num_states: int, num_neurons: int, basis=None, link: str | None = None,
                  distribution: str = "poisson", prior: str = "none", shared_bias: bool = False,
                  transition_concentration: float = 1.0, stickiness: float = 0.0,
                  prior_sigma: float = 0.5, learn_prior_mean: bool = True,
@@ -86,6 +87,8 @@ class HMMGLM:
                  newton_steps: int = 1, dtype=None, device="cpu"):
         num_states = check_int("num_states", num_states)
         num_neurons = check_int("num_neurons", num_neurons)
+        if link is None:
+            link = DEFAULT_LINKS.get(distribution, "softplus")  # check_link names a bad distribution
         check_link(distribution, link)
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
@@ -160,6 +163,8 @@ class HMMGLM:
         a leading restart axis R (R restarts; ``num_restarts`` then 1 or R).
         ``tolerance``: stop when the objective gains less than this many nats per bin.
         The one-hot prior first runs up to ``warmup_iters`` iterations without a prior.
+        Restarts are nested: restart r starts from the same parameters for any
+        ``num_restarts`` > r (``init.restart_uniforms``), so more restarts never end lower.
         Returns a history dict: objective per iteration (best restart), all restarts,
         phase labels, number of iterations, whether it converged (EM stopped by the
         tolerance rule: every restart gained less than it in one iteration) and the wall time.
@@ -306,15 +311,19 @@ class HMMGLM:
     def score(self, spikes) -> float:
         """Bits per spike over a homogeneous model of the same distribution with each
         neuron's mean rate: Poisson with rate r_n (Bernoulli with p_n for a Bernoulli model),
-        (log p(y) - log p_0(y)) / (#spikes ln 2); 0 for a model no better than the mean rate."""
+        (log p(y) - log p_0(y)) / (#spikes ln 2); 0 for a model no better than the mean rate.
+        Data without a single spike has no bits per spike: a ValueError."""
         data = self._data(spikes)
         counts = data.counts
+        if not bool((counts > 0).any()):
+            raise ValueError("spikes holds no spike at all: bits per spike is undefined "
+                             "(use log_likelihood for silent data)")
         rate = counts.mean(0)
         if self.settings.distribution == "bernoulli":
             baseline = (torch.xlogy(counts, rate) + torch.xlogy(1 - counts, 1 - rate)).sum()
         else:
             baseline = (torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)).sum()
-        total = counts.sum().clamp_min(1.0)
+        total = counts.sum()
         return float((self.log_likelihood(spikes) - baseline) / (total * math.log(2.0)))
 
     # ------------------------------------------------------------------ sampling, relabelling

@@ -371,3 +371,19 @@ def test_score_of_the_homogeneous_mean_rate_model_is_zero(distribution, link):
             make_params([1.0], [[1.0]], inverse_link(rate)[None], np.zeros((1, 3, 3, 1))))
     assert abs(model(mean).score(y)) < 1e-12
     assert model(np.clip(mean * 1.3, 0, 0.9)).score(y) < 0
+
+
+def test_score_of_data_without_a_spike_is_refused_not_a_number_per_no_spike():
+    # used to divide by max(#spikes, 1) and return a small negative "bits per spike"
+    basis = exponential_basis(2, (1.0,))
+    model = HMMGLM(1, 3, basis=basis).set_params(
+        make_params([1.0], [[1.0]], np.full((1, 3), -1.0), np.zeros((1, 3, 3, 1))))
+    silent = np.zeros((50, 3))
+    assert np.isfinite(model.log_likelihood(silent))
+    with pytest.raises(ValueError, match="no spike"):
+        model.score(silent)
+    with pytest.raises(ValueError, match="no spike"):
+        model.score([silent, silent[:10]])
+    spiking = silent.copy()
+    spiking[7, 1] = 1.0
+    assert np.isfinite(model.score(spiking))

@@ -164,3 +164,25 @@ def test_weighted_time_sum_equals_einsum():
         # the same float64 products summed over t: equal up to summation order
         np.testing.assert_allclose(weighted_time_sum(resp, values).numpy(),
                                    torch.einsum("trk,trkn->rkn", resp, values).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: raised_cosine_basis(2.5, 5), TypeError, "num_basis must be an int"),  # was 3 bumps
+    (lambda: raised_cosine_basis(3, 7.5), TypeError, "num_lags must be an int"),
+    (lambda: lag_basis(0), ValueError, "num_lags must be >= 1"),  # was an empty (0, 0) basis
+    (lambda: lag_basis(2.7), TypeError, "num_lags must be an int"),  # was numpy's own error
+])
+def test_basis_sizes_must_be_positive_ints(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_raised_cosine_bumps_sum_to_two_between_the_inner_centres_and_less_at_the_ends():
+    basis = raised_cosine_basis(6, 20)
+    total = basis.sum(0)
+    u = np.log(np.arange(1, 21) + 1.0)
+    centres = np.linspace(u[0], u[-1], 6)
+    inner = (u >= centres[1]) & (u <= centres[-2])
+    np.testing.assert_allclose(total[inner], 2.0, atol=1e-12)
+    assert total[0] == pytest.approx(1.5) and total[-1] == pytest.approx(1.5)
+    assert (total[~inner] < 2.0).all()

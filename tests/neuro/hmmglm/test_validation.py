@@ -48,8 +48,14 @@ def test_bad_counts_in_a_list_name_the_sequence(model):
         model.fit(np.array([["a", "b", "c"]] * 10), num_iters=1)
 
 
+def test_the_default_link_follows_the_distribution():
+    assert HMMGLM(2, 3).settings.link == "softplus"
+    assert HMMGLM(2, 3, distribution="bernoulli").settings.link == "logistic"  # its only link
+    assert HMMGLM(2, 3, link="exp").settings.link == "exp"
+
+
 def test_bernoulli_rejects_counts_above_one():
-    m = HMMGLM(2, 3, basis=exponential_basis(2, (1.0,)), distribution="bernoulli", link="logistic")
+    m = HMMGLM(2, 3, basis=exponential_basis(2, (1.0,)), distribution="bernoulli")
     with pytest.raises(ValueError, match="bernoulli needs 0/1"):
         m.fit(good_spikes() + 2, num_iters=1)
 
@@ -229,7 +235,7 @@ def test_bad_problem_arguments(call, message):
 def test_bad_inference_arguments():
     with pytest.raises(ValueError, match="log_likelihoods must have shape"):
         forward_backward(torch.zeros(2), torch.zeros(2, 2), torch.zeros(5))
-    with pytest.raises(ValueError, match=r"must be \(K,\) or \(B, K\) .* for K=2, B=1"):
+    with pytest.raises(ValueError, match=r"must be \(K,\), \(1, K\) or \(B, K\) .* for K=2, B=1"):
         forward_backward(torch.zeros(3), torch.zeros(3, 3), torch.zeros(5, 2))
     with pytest.raises(ValueError, match=r"log_initial \(3, 2\) .* for K=2, B=2"):  # per-sequence, wrong B
         forward_backward(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(2, 5, 2))
