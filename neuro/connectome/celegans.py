@@ -92,6 +92,10 @@ def load_celegans_connectomes(
     unknown = [name for name in datasets if name not in DATASETS]
     if unknown or not datasets:
         raise ValueError(f"datasets must be a non-empty subset of {DATASETS}, got {datasets}")
+    repeated = sorted({name for name in datasets if datasets.count(name) > 1})
+    if repeated:
+        raise ValueError(f"datasets names {repeated} more than once, got {datasets}; each dataset "
+                         "is one slice of the stack")
     check_choice("align", align, ("common", "union"))
     check_flag("neurons_only", neurons_only)
     archive = _archive()

@@ -328,7 +328,9 @@ class HMMGLM:
 
     # ------------------------------------------------------------------ sampling, relabelling
     def sample(self, num_timesteps: int, seed=0):
-        """(spikes (T, N), states (T,), rates (T, N)) as numpy arrays."""
+        """(spikes (T, N), states (T,), rates (T, N)) as numpy arrays. Raises
+        ``simulate.RatesDiverged`` (a ValueError) when strongly excitatory coupling drives a
+        rate to ``simulate.RATE_LIMIT`` per bin (the network excites itself without bound)."""
         num_timesteps = check_int("num_timesteps", num_timesteps)
         p = self._require_params().numpy()
         rng = numpy_generator(seed)

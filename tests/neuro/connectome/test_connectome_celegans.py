@@ -65,6 +65,7 @@ def test_other_datasets_and_classes():
 @pytest.mark.parametrize("kwargs, message", [
     ({"datasets": ("witvliet_9",)}, "datasets must be"),
     ({"datasets": ()}, "datasets must be"),
+    ({"datasets": ("witvliet_1", "witvliet_2", "witvliet_1")}, r"datasets names \['witvliet_1'\] more than once"),
     ({"align": "outer"}, "align must be"),
 ])
 def test_bad_input(kwargs, message):
