@@ -10,13 +10,17 @@ initial_state=None, output_final_state=False, cu_seqlens=None)``, layout [B, T, 
 On CUDA tensors with triton importable these run the Triton kernels of ``triton.py``;
 otherwise the torch references of ``naive.py``. ``NEUROBRIDGE_KERNELS`` forces either.
 float64 inputs always take the naive path: the Triton kernels accumulate in float32.
+A NaN or inf in k or v of the chunked forms reaches every output row of its chunk, the
+rows before it too (inside a chunk the scores multiply values as one matrix product, whose
+zeros above the diagonal times a NaN are NaN, as in fla); the recurrent form and NaN gates
+reach only their own and later rows.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from kernels.dispatch import use_triton
+from kernels.dispatch import kernel_mode, use_triton
 from kernels.gla.naive import naive_chunk_gla, naive_linear_attention, naive_recurrent_gla
 
 __all__ = [
@@ -40,6 +44,7 @@ def _check_tensors(q, k, v, g) -> None:
 def runs_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
                 initial_state: Tensor | None) -> bool:
     """Whether these ops take the Triton path for these arguments (module docstring)."""
+    kernel_mode()  # an invalid NEUROBRIDGE_KERNELS is an error for float64 too
     return q.dtype != torch.float64 and use_triton(q, k, v, g, initial_state)
 
 

@@ -76,6 +76,10 @@ def _vector_walks_kernel(mats, log_start, log_final, vectors, log_scale, S, C, K
                     other=0.0)
         moved = tl.sum(vec[:, :, None] * m, axis=1)  # (BLANE, BK): sum_m v_m M_mj
         top = tl.maximum(tl.max(moved, axis=1), TINY)
+        # tl.max and tl.maximum drop NaN by default (seen under the interpreter); the reference's
+        # amax keeps it: a NaN entry makes the whole message and its log scale NaN
+        nan_entries = tl.sum(tl.where(tl.abs(moved) <= float("inf"), 0, 1), axis=1)  # NaN only
+        top = tl.where(nan_entries > 0, float("nan"), top)
         vec = tl.where(live[:, None], moved / top[:, None], vec)
         scale = tl.where(live, scale + tl.log(top), scale)
         if WRITE_STEPS:

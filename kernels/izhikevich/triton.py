@@ -161,7 +161,8 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     """
     batch, num_neurons = drive.shape
     device = state.device
-    drive = drive.contiguous()
+    # the kernels index drive and the table rows as dense row-major arrays
+    drive, targets, weights = drive.contiguous(), targets.contiguous(), weights.contiguous()
     spike_bytes = spikes.view(torch.uint8)
     a, a_stride = _param_view(u_decay, batch, num_neurons)  # each [1, N] (shared) or [B, N]
     ab, ab_stride = _param_view(u_v_gain, batch, num_neurons)

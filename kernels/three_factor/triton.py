@@ -86,6 +86,7 @@ def triton_three_factor_step(weights, pending, eligibility, features, target, ga
     """Triton path of ``kernels.three_factor.three_factor_step`` (same contract)."""
     batch, readouts, dim = weights.shape
     device = weights.device
+    given_weights, given_pending = weights, pending
     weights, pending, eligibility, features, target, gate = (
         t.contiguous() for t in (weights, pending, eligibility, features, target, gate))
     if isinstance(learning_rate, torch.Tensor):
@@ -113,4 +114,8 @@ def triton_three_factor_step(weights, pending, eligibility, features, target, ga
             weights, pending, eligibility, features, target, gate, lr, online_rows, output,
             error, new_weights, new_pending, new_eligibility, float(eligibility_decay),
             lr_scalar, readouts, dim, lr_ptr, block_m, block_d, mode)
+    if mode == ALL_OFFLINE:  # the untouched tensor as given (not its contiguous copy)
+        new_weights = given_weights
+    elif mode == ALL_ONLINE:
+        new_pending = given_pending
     return output, error, new_eligibility, new_weights, new_pending

@@ -259,3 +259,4 @@ def test_a_nan_gate_propagates_as_in_the_reference():
                                          output_final_state=True)
     assert torch.equal(out.isnan().cpu(), ref_out.isnan()) and out.isnan().any()
     assert torch.equal(final.isnan().cpu(), ref_final.isnan()) and final.isnan().any()
+

@@ -106,3 +106,24 @@ def test_forward_backward_on_the_triton_scan_equals_the_torch_scan(monkeypatch):
 def test_bad_inputs_name_the_argument(bad, message):
     with pytest.raises(ValueError, match=message):
         naive_scaled_vecmat_scan(*bad)
+
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")  # interpreter
+def test_a_nan_matrix_makes_later_messages_nan_as_in_the_reference():
+    # The reference's amax keeps a NaN (every later vector and log scale NaN); tl.max and
+    # tl.maximum drop it, which left a finite log-likelihood. NaN at step 5 of sequence 1
+    # (chunk 4 steps: the NaN must cross chunk boundaries); sequence 0 is untouched.
+    from kernels.hmm_scan.triton import triton_scaled_vecmat_scan
+
+    log_initial, mats = _inputs(2, 30, 3, seed=4)
+    mats[1, 5, 1, 2] = float("nan")
+    vectors, log_scale = triton_scaled_vecmat_scan(log_initial, mats, chunk=4)
+    ref_vectors, ref_scale = naive_scaled_vecmat_scan(log_initial.cpu(), mats.cpu())
+    assert torch.isnan(ref_scale[1, 5:]).all() and torch.isnan(ref_vectors[1, 5:]).all()
+    assert torch.equal(torch.isnan(log_scale).cpu(), torch.isnan(ref_scale))
+    assert torch.equal(torch.isnan(vectors).cpu(), torch.isnan(ref_vectors))
+    # elsewhere as in test_triton_scan_with_many_chunks_and_lane_blocks (float64, ~1e-15 a step)
+    alive = (ref_vectors.amax(-1) > 0) & ~torch.isnan(ref_scale)
+    torch.testing.assert_close(vectors.cpu()[alive], ref_vectors[alive], rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(log_scale.cpu()[alive], ref_scale[alive], rtol=1e-11, atol=1e-11)

@@ -79,3 +79,19 @@ def test_import_is_light_and_side_effect_free():
             "assert dict(os.environ) == before, 'environment changed'")
     env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_an_invalid_mode_is_an_error_for_float64_too(monkeypatch):
+    # float64 always takes the reference, but a misspelt NEUROBRIDGE_KERNELS must still be
+    # reported (as for float32), not silently ignored
+    from kernels.gla import chunk_gla
+    from kernels.three_factor import three_factor_step
+
+    monkeypatch.setenv(dispatch.ENV_VAR, "navie")
+    x = torch.zeros(1, 3, 1, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="NEUROBRIDGE_KERNELS='navie'"):
+        chunk_gla(x, x, x, None)
+    w, e = torch.zeros(1, 2, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64)
+    y = torch.zeros(1, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="NEUROBRIDGE_KERNELS='navie'"):
+        three_factor_step(w, w, e, e, y, y, 0.1, 0.5, True)

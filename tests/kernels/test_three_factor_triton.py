@@ -68,3 +68,19 @@ def test_bf16_on_gpu():
     for x, y in zip(got, expected):
         # one bf16 rounding per output (2^-9 relative) plus fp32 reduction-order noise.
         assert relative_rms_error(x, y, 1e-3) <= 1e-2
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_the_untouched_tensor_is_returned_as_given_even_non_contiguous(online):
+    # module docstrings: with online a python bool, pending (online) or weights (offline)
+    # is returned as is, also when it is a non-contiguous view (not its contiguous copy)
+    weights, pending, eligibility, features, target, gate = _inputs(3, 5, 17, torch.float32, 0)[:6]
+    weights = weights.transpose(1, 2).contiguous().transpose(1, 2)
+    pending = pending.transpose(1, 2).contiguous().transpose(1, 2)
+    args = (weights, pending, eligibility, features, target, gate, 0.1, 0.9, online)
+    out = three_factor_step(*args)
+    ref = naive_three_factor_step(*args)
+    untouched = 4 if online else 3
+    assert out[untouched] is args[untouched - 3] and ref[untouched] is args[untouched - 3]
+    for got, expected in zip(out, ref):  # fp32 Triton vs fp32 torch: a few ulps
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
