@@ -78,7 +78,7 @@ def check_three_factor_inputs(weights, pending, eligibility, features, target, g
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name} must have shape {shape} (weights are {tuple(weights.shape)}), "
                              f"got {tuple(tensor.shape)}")
-        if name in ("pending", "eligibility", "features") and tensor.dtype != weights.dtype:
+        if tensor.dtype != weights.dtype:
             raise TypeError(f"{name} has dtype {tensor.dtype}; expected weights' dtype {weights.dtype}")
     if isinstance(learning_rate, Tensor):
         if learning_rate.dim() > 1 or learning_rate.numel() not in (1, readouts):

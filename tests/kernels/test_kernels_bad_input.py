@@ -35,6 +35,8 @@ def _three_factor(**change):
                  E("features must have shape (2, 4) (weights are (2, 3, 4)), got (2, 5)"), id="features-shape"),
     pytest.param({"features": torch.zeros(2, 4, dtype=torch.float64)}, TypeError,
                  E("features has dtype torch.float64; expected weights' dtype torch.float32"), id="features-float64"),
+    pytest.param({"target": torch.zeros(2, 3, dtype=torch.float64)}, TypeError,
+                 E("target has dtype torch.float64; expected weights' dtype torch.float32"), id="target-float64"),
     pytest.param({"target": torch.zeros(3)}, ValueError,
                  E("target must have shape (2, 3) (weights are (2, 3, 4)), got (3,)"), id="target-shape"),
     pytest.param({"gate": np.ones((2, 3))}, TypeError, E("gate must be a torch.Tensor, got ndarray"),
