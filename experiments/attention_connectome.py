@@ -49,6 +49,8 @@ class Config:
     def __post_init__(self):
         from bridges.attention_maps import MAPPABLE
 
+        if self.model_dim % self.num_heads:
+            raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
         bad = sorted(set(self.pattern) - set(MAPPABLE))
         if bad or not self.pattern:
             raise ValueError(f"pattern must use only the mixers {MAPPABLE} (maps are defined for them), got {self.pattern!r}")

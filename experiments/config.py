@@ -176,6 +176,18 @@ def config_from_dict(config_cls, data: Mapping[str, Any], _prefix: str = "", _ba
         raise ConfigError(f"{_prefix or 'config'}: {error}") from error
 
 
+def check_value(config_cls, key: str, value: Any) -> Any:
+    """``value`` of dotted ``key`` typed and range-checked on its own: no ``__post_init__``
+    (whether it fits the other values is checked when the whole config is built)."""
+    node, parts = config_cls, key.split(".")
+    for part in parts[:-1]:
+        node = _fields(node)[part][1]
+    field, f_type = _fields(node)[parts[-1]]
+    typed = _coerce(key, f_type, value)
+    _check_range(key, field, typed)
+    return typed
+
+
 def config_to_dict(config) -> dict[str, Any]:
     """Nested plain dict (tuples become lists) that YAML and JSON can hold."""
     result = {}
@@ -238,6 +250,14 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
     return parsed
 
 
+def yaml_error_text(error: Exception) -> str:
+    """PyYAML's several-line error as one line: ``expected ',' or ']' ... at line 2, column 9``."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())
+
+
 def load_config_file(path: str | Path, option: str = "--config") -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load`` (no arbitrary objects); errors name
     ``option`` (the command-line flag that gave the path)."""
@@ -247,8 +267,10 @@ def load_config_file(path: str | Path, option: str = "--config") -> dict[str, An
         raise ConfigError(f"{where}: no such file")
     try:
         data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where}: not readable as UTF-8 text ({error})") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{where}: not valid YAML ({error})") from error
+        raise ConfigError(f"{where}: not valid YAML ({yaml_error_text(error)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -59,6 +59,8 @@ class Config:
     def __post_init__(self):
         if not self.datasets or not self.priors or not self.train_lengths:
             raise ValueError("datasets, priors and train_lengths must each name at least one value")
+        if self.model_dim % self.num_heads:
+            raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
         if min(self.train_lengths) < 2 * self.window or sorted(self.train_lengths) != list(self.train_lengths):
             raise ValueError(f"train_lengths must be increasing and each >= 2 * window = {2 * self.window}, "
                              f"got {self.train_lengths}")

@@ -67,6 +67,11 @@ class Config:
     fail_fraction: float = field(default=0.5, metadata={
         "min": 0.0, "max": 1.0, "help": "'fails alone' means < this fraction of SS accuracy"})
 
+    def __post_init__(self):
+        bad = [d for d in self.model_dims if d % self.num_heads]
+        if bad:
+            raise ValueError(f"model_dims {bad} must be divisible by num_heads ({self.num_heads})")
+
 
 DEMO = {"patterns": ("SS", "LL", "NN", "FF", "FS"), "mqar_lengths": (16,), "model_dims": (64,),
         "mqar_steps": 300, "tasks": ("mqar",)}

@@ -38,6 +38,9 @@ class Config:
                                                       "help": "discarded initial transient"})
     dt_ms: float = field(default=0.5, metadata={"min": 0.01, "max": 1.0, "help": "time step"})
 
+    def __post_init__(self):
+        _check(self)  # a config error (exit 2, before any run directory), not a failed run
+
 
 DEMO = {"duration_ms": 300.0}
 

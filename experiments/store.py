@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from experiments.config import ConfigError
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -74,17 +76,24 @@ def utc_stamp() -> str:
 
 
 def new_run_path(out_root: str | Path, experiment: str, short_hash: str) -> Path:
-    """A fresh ``<root>/<experiment>/<UTC>-<hash8>`` directory; never an existing one."""
+    """A fresh ``<root>/<experiment>/<UTC>-<hash8>`` directory; never an existing one.
+
+    A root that cannot hold it (read-only, a file, no permission) is a ``ConfigError``
+    naming ``--out``: nothing has run yet and no run directory exists to look in."""
     parent = Path(out_root) / experiment
-    parent.mkdir(parents=True, exist_ok=True)
     base = f"{utc_stamp()}-{short_hash}"
-    for attempt in range(1000):
-        candidate = parent / (base if attempt == 0 else f"{base}-{attempt}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            candidate = parent / (base if attempt == 0 else f"{base}-{attempt}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise ConfigError(f"--out {str(out_root)!r}: cannot create a run directory there "
+                          f"({error.strerror or error}); choose a writable folder") from None
     raise RuntimeError(f"could not create a new run directory under {parent}")
 
 

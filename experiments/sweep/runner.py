@@ -80,8 +80,13 @@ def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
                               f"{', '.join(differing)}{_base_changes(existing, spec)}); rerun the same "
                               "specification or choose another --out")
         return
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_spec_file(spec_path, spec.to_dict())
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_spec_file(spec_path, spec.to_dict())
+    except OSError as error:  # read-only, a file, no permission: before any point runs
+        reason = "a file is in the way" if sweep_dir.is_file() else error.strerror or error
+        raise ConfigError(f"--out {str(sweep_dir)!r}: cannot create the sweep directory there "
+                          f"({reason}); choose a writable folder") from None
 
 
 def _earlier_default_dir(spec: SweepSpec, out_root: str | Path) -> Path | None:
@@ -373,8 +378,12 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                                       if task.task_id in charged else
                                       "the sweep stopped its worker to replace a dead one")
     finally:
-        for future in in_flight:
-            future.cancel()
+        # A local pool's queued futures are dropped by its close(cancel=True), which ends the
+        # workers; one cancelled here first makes Python 3.11's pool manager thread die with a
+        # traceback (InvalidStateError in terminate_broken; fixed in 3.12).
+        if pool.kind != "local":
+            for future in in_flight:
+                future.cancel()
 
 
 def _collect(future, task: Task, finish, broken: list, queue, deaths, max_worker_deaths) -> None:

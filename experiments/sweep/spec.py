@@ -29,9 +29,9 @@ from typing import Any
 
 from experiments.config import (
     ConfigError,
+    check_value,
     config_hash,
     config_to_dict,
-    flatten_config,
     load_config_file,
     parse_assignments,
     resolve_config,
@@ -153,13 +153,13 @@ def _check_file_sections(file_data: Mapping, where: str) -> None:
             raise ConfigError(f"{where}: {key}: expected a string, got {file_data[key]!r}")
 
 
-def _typed(config_cls, config_file, fixed: dict, key: str, value: Any, where: str) -> Any:
-    """Resolve one value of ``key`` alone (checks type and range) and return it typed."""
+def _typed(config_cls, key: str, value: Any, where: str) -> Any:
+    """One value of ``key`` typed and range-checked alone; whether it fits the values it is
+    swept with (a ``__post_init__`` check) is up to :func:`expand`, per whole point."""
     try:
-        resolved = resolve_config(config_cls, config_file, {**fixed, key: value})
+        return check_value(config_cls, key, value)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
-    return flatten_config(resolved)[key]
 
 
 def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | None = None,
@@ -204,7 +204,7 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     fixed: dict[str, Any] = {}
     for key, value in fixed_pairs:
         leaf_type(config_cls, key)
-        fixed[key] = _typed(config_cls, config_file, {}, key, value, f"--set {key}={value}")
+        fixed[key] = _typed(config_cls, key, value, f"--set {key}={value}")
     base = resolve_config(config_cls, config_file, fixed)  # the base config itself must be valid
 
     grid_pairs = _split_assignments(file_data.get("grid") or {}, "--grid") + _split_assignments(grid, "--grid")
@@ -226,20 +226,20 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
             dist = parse_distribution(key, text, field_type)
             if dist.kind == "choice":
                 dist = Distribution("choice", choices=tuple(
-                    _typed(config_cls, config_file, fixed, key, v, f"--grid {key}") for v in dist.choices))
+                    _typed(config_cls, key, v, f"--grid {key}") for v in dist.choices))
             else:
                 for bound in (dist.low, dist.high):
-                    _typed(config_cls, config_file, fixed, key,
+                    _typed(config_cls, key,
                            int(bound) if dist.integer else bound, f"--grid {key}={text}")
             distributions.append((key, dist))
         else:
             values = parse_grid_values(key, text, field_type)
-            grid_axes.append((key, tuple(_typed(config_cls, config_file, fixed, key, v,
+            grid_axes.append((key, tuple(_typed(config_cls, key, v,
                                                 f"--grid {key}={text}") for v in values)))
     for key, text in zip_pairs:
         field_type, _ = leaf_type(config_cls, key)
         values = parse_grid_values(key, text, field_type, option="--zip")
-        zip_axes.append((key, tuple(_typed(config_cls, config_file, fixed, key, v,
+        zip_axes.append((key, tuple(_typed(config_cls, key, v,
                                            f"--zip {key}={text}") for v in values)))
     lengths = {k: len(v) for k, v in zip_axes}
     if len(set(lengths.values())) > 1:

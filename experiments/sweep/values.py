@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from experiments.config import ConfigError
+from experiments.config import ConfigError, yaml_error_text
 
 _RANGE_HELP = "LO:HI:N (N evenly spaced values) or LO:HI:N:log (geometric), e.g. 0.1:1.0:5"
 _SAMPLE_HELP = "LO:HI (uniform), LO:HI:log (log-uniform) or a list of choices, e.g. 1e-4:1e-1:log"
@@ -97,7 +97,8 @@ def _as_list(text: Any, where: str, field_type) -> list | None:
         try:
             parsed = yaml.safe_load(stripped)
         except yaml.YAMLError as error:
-            raise ConfigError(f"{where}: {text!r} is not a valid YAML list ({error})") from None
+            raise ConfigError(f"{where}: {text!r} is not a valid YAML list "
+                              f"({yaml_error_text(error)})") from None
         if not isinstance(parsed, list):
             raise ConfigError(f"{where}: {text!r} is not a list")
         if is_tuple and not all(isinstance(item, list) for item in parsed):

@@ -242,3 +242,42 @@ def test_interrupted_demo_exits_130_and_reports_every_part(tmp_path, monkeypatch
     assert "diverged at step 12" in html
     assert 'status-not-run">not run</td>' in html and "reservoir_rate" in html
     assert not (report.parent / "reservoir_rate").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reservoir_rate", "--set", "in_degree=500"], "in_degree=500 exceeds num_neurons - 1 = 199"),
+    (["attention_connectome", "--set", "num_heads=3"], "model_dim (64) must be divisible by num_heads (3)"),
+    (["mixer_comparison", "--set", "num_heads=3"], "must be divisible by num_heads (3)"),
+    (["counterpart_spikes", "--set", "num_heads=3"], "model_dim (32) must be divisible by num_heads (3)"),
+])
+def test_values_that_do_not_fit_together_are_config_errors(argv, message, tmp_path, capsys):
+    # was exit 1 ("run failed") with a failed run directory, after the experiment had started
+    assert main(["run", *argv, "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("neuro: error: ") and message in err[0]
+    assert list(tmp_path.iterdir()) == []  # no run directory
+
+
+@pytest.mark.parametrize("command", [["run", "hebbian_recall", "--set", "trials=1"],
+                                     ["demo", "--only", "hebbian_recall"]])
+def test_an_out_folder_that_cannot_hold_runs_is_a_usage_error(command, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    # was exit 1 "run failed" pointing at a status.json that was never written (demo: a traceback)
+    assert main([*command, "--out", str(blocker), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[1].startswith("hint: ")
+    assert err[0].startswith(f"neuro: error: --out {str(blocker)!r}: cannot create a run directory there")
+
+
+def test_a_config_file_with_bad_yaml_or_bytes_is_one_line(tmp_path, capsys):
+    indented = tmp_path / "indented.yaml"
+    indented.write_text("key_dim: 32\n  trials: 5\n")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for path, message in ((indented, "not valid YAML (mapping values are not allowed here at line 2, column 9)"),
+                          (binary, "not readable as UTF-8 text")):
+        # was four lines of PyYAML's error; the binary file was a "run failed" (exit 1)
+        assert main(["run", "hebbian_recall", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and message in err[0] and err[1].startswith("hint: ")

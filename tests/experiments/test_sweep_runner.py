@@ -267,6 +267,62 @@ def test_interrupted_sweep_exits_130_keeps_finished_points_and_resumes(tmp_path,
     assert "3 complete, 0 failed, 0 pending (2 run now, 1 already done)" in capsys.readouterr().out
 
 
+def _init_stuck_worker(parent_pid, threads, started_queue):
+    """The local pool's worker initializer, plus a planted hang: every point's run sleeps
+    until the sweep stops the worker."""
+    local_worker_init(parent_pid, threads, started_queue)
+    from experiments import hebbian_recall
+
+    def run(config, out):
+        time.sleep(600)
+
+    hebbian_recall.run = run
+
+
+class StuckPool(LocalPool):
+    """A local pool whose workers start with :func:`_init_stuck_worker`."""
+
+    def _start(self):
+        self.started = self._context.SimpleQueue()
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=self._context, initializer=_init_stuck_worker,
+            initargs=(os.getpid(), self.threads, self.started))
+        self._processes = {}
+
+
+def test_interrupting_a_local_sweep_with_queued_points_prints_no_thread_traceback(tmp_path, monkeypatch):
+    # 6 points on 2 workers: 4 in flight, one of them still queued in the pool when Ctrl-C
+    # comes. Cancelling it before the workers were stopped made Python 3.11's pool manager
+    # thread die with InvalidStateError, printed as a traceback under the interrupt message.
+    from experiments.sweep import runner
+
+    crashed = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+    monkeypatch.setattr(runner, "open_pool", lambda *args, **kwargs: StuckPool(workers=2))
+    real_dispatch = runner._dispatch
+
+    class CtrlCAfterFirstPass:
+        """The runner's stop flag, set (as its Ctrl-C handler does) at the second look."""
+
+        def __init__(self, stop):
+            self.stop, self.looks = stop, 0
+
+        def is_set(self):
+            self.looks += 1
+            if self.looks > 1:
+                self.stop.set()
+            return self.stop.is_set()
+
+    def dispatch(pool, queue, table, result, progress, max_worker_deaths, stop):
+        real_dispatch(pool, queue, table, result, progress, max_worker_deaths, CtrlCAfterFirstPass(stop))
+
+    monkeypatch.setattr(runner, "_dispatch", dispatch)
+    spec = build_spec(NAME, Config, grid=["key_dim=8,12,16,20,24,28"], sets=TINY)
+    result = run_sweep(spec, out=tmp_path / "s", workers=2, report=False)
+    assert result.interrupted and result.counts == {"complete": 0, "failed": 0, "pending": 6}
+    assert crashed == []
+
+
 def test_sweep_show_prints_the_table(tmp_path, capsys):
     assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--set", "load_ratios=[1.0]", "--set",
                  "trials=1", "--repeats", "2", "--workers", "1", "--out", str(tmp_path / "s"),

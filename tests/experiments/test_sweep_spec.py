@@ -247,3 +247,46 @@ def test_sweep_show_reads_the_journal_of_a_sweep_file_from_before_base_config(tm
     capsys.readouterr()
     assert main(["sweep-show", str(out)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "2 rows: 2 complete, 0 failed, 0 pending"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--grid", "key_dim=[8, 16"], ("--grid key_dim=[8, 16: '[8, 16' is not a valid YAML list "
+                                    "(expected ',' or ']', but got '<stream end>' at line 1, column 7)")),
+    (["--from-file", "FILE"], "not valid YAML (expected ',' or ']', but got '<stream end>' at line 3, column 1)"),
+])
+def test_broken_yaml_in_a_grid_or_sweep_file_is_one_line(tmp_path, capsys, argv, message):
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text("grid:\n  key_dim: [8\n")
+    argv = [str(sweep_file) if a == "FILE" else a for a in argv]
+    out = tmp_path / "s"
+    assert main(["sweep", NAME, *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()  # was PyYAML's error over six or eight lines
+    assert len(err) == 2 and message in err[0] and err[1].startswith("hint: ")
+    assert not out.exists()
+
+
+def test_an_out_that_cannot_be_a_sweep_directory_is_a_usage_error(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for out, reason in ((blocker, "a file is in the way"), (blocker / "sub", "Not a directory")):
+        # was a FileExistsError / NotADirectoryError traceback (exit 1)
+        assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 2 and err[1].startswith("hint: ")
+        assert err[0] == (f"neuro: error: --out {str(out)!r}: cannot create the sweep directory there "
+                          f"({reason}); choose a writable folder")
+
+
+def test_zipped_values_are_checked_together_not_each_against_the_defaults():
+    from experiments.counterpart_spikes import Config as SpikesConfig
+
+    # window=600 needs train_lengths >= 1200: wrong with the default (1000, ...), right with
+    # the train_lengths it is zipped with (was refused: each value was resolved alone)
+    zipped = ["window=16,600", "train_lengths=[[1000, 4000], [1200, 4000]]"]
+    points = expand(build_spec("counterpart_spikes", SpikesConfig, zip=zipped), SpikesConfig)
+    assert [(p.config.window, p.config.train_lengths) for p in points] == [(16, (1000, 4000)),
+                                                                           (600, (1200, 4000))]
+    mismatched = ["window=16,600", "train_lengths=[[1200, 4000], [1000, 4000]]"]
+    with pytest.raises(ConfigError, match=r"sweep point 1 \(window=600, train_lengths=\(1000, 4000\)\): "
+                                          r"config: train_lengths must be increasing and each >= 2 \* window"):
+        expand(build_spec("counterpart_spikes", SpikesConfig, zip=mismatched), SpikesConfig)
