@@ -55,7 +55,7 @@ def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, scale: float | 
 
     q, k, g: [B, T, H, K]; v: [B, T, H, V]; g is the per-key log decay (<= 0), ``None``
     for zero gates. Returns ``(o [B, T, H, V] in v's dtype, final_state [N, H, K, V]
-    float32 or None)``. Differentiable in q, k, v, g and initial_state.
+    float32 (float64 for float64 inputs) or None)``. Differentiable in q, k, v, g and initial_state.
     """
     _check_tensors(q, k, v, g)
     if runs_triton(q, k, v, g, initial_state):

@@ -206,7 +206,8 @@ def naive_recurrent_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None = None
                         ) -> tuple[Tensor, Tensor | None]:
     """GLA by the step-by-step recurrence (module docstring). ``g=None`` means zero gates.
 
-    Returns ``(o [B, T, H, V] in v's dtype, final_state [N, H, K, V] float32 or None)``.
+    Returns ``(o [B, T, H, V] in v's dtype, final_state [N, H, K, V] float32 (float64 for
+    float64 inputs) or None)``.
     """
     return _run(_recurrent_one, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
 

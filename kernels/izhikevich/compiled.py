@@ -23,8 +23,9 @@ step, ~45% of it the ziggurat (~2.2 ns per value), ~25% delivery.
 
 Build: the C source (``_compiled_source.py``) is compiled once per machine with the system
 C compiler (``$CC``, else ``gcc``, else ``cc``; ``-O3 -march=native`` when accepted) into a
-cache directory (``$NEUROBRIDGE_CACHE_DIR``, else ``~/.cache/neurobridge``; if it cannot be
-written, the system temporary directory), one library per dtype, keyed by a hash of source,
+cache directory (``$NEUROBRIDGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/neurobridge``, else
+``~/.cache/neurobridge``; if it cannot be written, a fresh private directory in the system
+temporary directory), one library per dtype, keyed by a hash of source,
 flags, compiler and CPU; a later process loads the cached library (~1 ms). The loop runs on
 one thread whatever ``torch.get_num_threads()`` is.
 Without a compiler, ``load_library`` raises ``CompilerNotFoundError``.

@@ -53,7 +53,7 @@ synapse_decay=None) -> Tensor[S] int64``
     once); ``synaptic_current``/``synapse_decay`` are None for delta synapses.
 
 Scalars (h, k1, k2, v_peak, synapse_decay) may be Python floats or 0-dim tensors of the
-state dtype; 0-dim tensors skip the ~4 us per op that wrapping a Python number costs on
+state dtype; 0-dim tensors skip the ~1-2 us per op that wrapping a Python number costs on
 CPU, and give the same result (a Python float is rounded to the tensor dtype either way).
 """
 from __future__ import annotations

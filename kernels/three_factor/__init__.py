@@ -38,7 +38,7 @@ def three_factor_step_unchecked(weights: Tensor, pending: Tensor, eligibility: T
                                 features: Tensor, target: Tensor, gate: Tensor,
                                 learning_rate: Tensor | float, eligibility_decay: float,
                                 online: Tensor | bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``three_factor_step`` without its checks (~4 us on a CPU), for a caller that checked
+    """``three_factor_step`` without its checks (~9 us on a CPU), for a caller that checked
     its inputs once and steps in a loop (``neuro.reservoir.ThreeFactorReadout``)."""
     kernel_mode()  # an invalid NEUROBRIDGE_KERNELS is an error for float64 too
     if weights.dtype != torch.float64 and use_triton(weights, pending, eligibility, features, target,

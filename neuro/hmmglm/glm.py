@@ -65,8 +65,9 @@ def batched_terms(eta: torch.Tensor, counts: torch.Tensor, link: str, derivative
     of eta viewed as (T, batch, N): the log-likelihood alone takes two dense passes
     (softplus, negation) instead of five, the derivatives alone need no dense softplus,
     and each spike block is written by one scatter. Equals ``elementwise`` to rounding.
-    Measured (1 thread, T=20,000, batch 16 x 3, N=20, ms): log-likelihood 220-320 dense vs
-    150 sparse; with derivatives 510-690 (flat-index gathers) vs 450-500. ``spikes``:
+    Measured (1 thread, float64, T=20,000, batch 16 x 3, N=20, problem (a)'s counts, CPU ms):
+    log-likelihood ~1250 dense (``elementwise``) vs ~340 sparse; with derivatives ~3400 vs
+    ~760. ``spikes``:
     ``counts.nonzero(as_tuple=True)`` when already known (finding it waits on the device).
     """
     if link != "softplus":

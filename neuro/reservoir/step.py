@@ -343,7 +343,7 @@ def draw_noise(params: ReservoirParams, shape: tuple, dt_ms: float,
 
 def _resolve_network_steps(buffer: Tensor, table: EventTable):
     """(network step, flag step or None) for a whole simulation: ``kernels.izhikevich``
-    dispatches and checks its inputs on every call (~5 us on a CPU); here the rule
+    dispatches and checks its inputs on every call (~13 us on a CPU); here the rule
     (``kernels.dispatch.use_triton``) is applied once, and the Stepper's own buffers need no
     checks. The flag step (``izhikevich_step_no_sync_``) exists on the Triton path only."""
     import kernels.izhikevich as kernel

@@ -107,7 +107,8 @@ class TaskSession(NamedTuple):
 
 
 class TrialArrays(NamedTuple):
-    """inputs [T, 1 + M]; target, ideal, gate [T, 1 + M] (column 0 = when, 1 + k = what k)."""
+    """inputs [T, C] (C = 1 + M, or 2 + M with ``cue_trace_tau_ms`` > 0); target, ideal, gate
+    [T, 1 + M] (column 0 = when, 1 + k = what k)."""
 
     inputs: torch.Tensor
     target: torch.Tensor
