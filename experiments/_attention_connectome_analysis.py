@@ -112,6 +112,30 @@ def analyse(config, maps, accuracies, steps, tensor, pairs, recordings, out):
     return metrics, tables
 
 
+def formation_caption(metrics, components, seeds: int, threshold: float) -> str:
+    """Caption of the formation figure from the measurements: the component with the largest
+    induction share, every other component whose share is at least half of it (the NTF can
+    split one circuit over several components: then no single component says when the circuit
+    forms or in which heads), and the direct per-head cross-check."""
+    induction = components[int(metrics["induction_component"])]
+    largest = induction["induction_fraction"]
+    others = [c for c in components if c is not induction and largest > 0 and c["induction_fraction"] >= 0.5 * largest]
+    text = ("Accuracy, the best head's direct induction score per seed, and the time course of the NTF component "
+            f"with the largest share on induction pairs, component {induction['component']} (share "
+            f"{largest:.3f}; half its maximum at step {induction['half_max_step']:.0f}; heads "
+            f"{induction['heads (seed, layer, head)'] or 'none'}).")
+    if others:
+        listed = "; ".join(f"component {c['component']}: share {c['induction_fraction']:.3f}, half maximum at step "
+                           f"{c['half_max_step']:.0f}, heads {c['heads (seed, layer, head)'] or 'none'}" for c in others)
+        text += (f" The induction pattern is split: {len(others)} other component(s) carry at least half that share "
+                 f"({listed}), so this component alone does not date the circuit or list its heads.")
+    formed = ", ".join(f"{metrics[f'seed{s}_induction_head_formed_step']:.0f}" for s in range(seeds))
+    text += (f" Direct cross-check: {metrics['direct_induction_num_heads']:.0f} heads score >= {threshold:g} at the end "
+             f"(Jaccard with the component's heads {metrics['induction_heads_jaccard_ntf_vs_direct']:.2f}); the best "
+             f"head reaches {threshold:g} at step {formed} (per seed).")
+    return text
+
+
 def figures(out, config, maps, accuracies, steps, metrics, tables):
     from matplotlib.figure import Figure
 
@@ -131,10 +155,7 @@ def figures(out, config, maps, accuracies, steps, metrics, tables):
         ax.set_title(title, fontsize=9), ax.set_xlabel("training step")
         ax.axhline(config.formed_threshold if ax is not axes[2] else 0.5, color="gray", ls=":", lw=0.8)
     axes[0].legend(fontsize=7)
-    out.save_figure(fig, "formation", caption="When the induction circuit forms: accuracy, the best head's direct "
-                    "induction score per seed, and the time course of the NTF component with the largest share "
-                    f"on induction pairs (formed at step {metrics['induction_component_formed_step']:.0f}; heads "
-                    f"{induction['heads (seed, layer, head)']}).")
+    out.save_figure(fig, "formation", caption=formation_caption(metrics, components, seeds, config.formed_threshold))
 
     rank = len(components)
     fig = Figure(figsize=(2.4 * rank, 7.2))

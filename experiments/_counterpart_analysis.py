@@ -77,20 +77,29 @@ def _informative_recovery(metrics, name, label) -> float:
     return metrics[f"{name}_{label}_recovery_trials"] if np.isfinite(reference) and reference > 0 else np.inf
 
 
-def verdict(metrics, names) -> tuple[str, str]:
+def verdict(metrics, names) -> tuple[str | None, str]:
     """Fastest re-adapting learner (sum of recovery trials; inf if never, or from a
     pre-switch performance <= 0) among those whose final when and what performance is
-    positive, and a sentence with its cost."""
+    positive, and a sentence with its cost. None, and a sentence that says so, when no
+    learner with positive final performance recovered after both switches (a learner that
+    never recovers is not the fastest)."""
     usable = [n for n in names if metrics[f"{n}_when_performance_final"] > 0 and metrics[f"{n}_what_performance_final"] > 0]
-    pool = usable or list(names)
     total = {n: _informative_recovery(metrics, n, "latency") + _informative_recovery(metrics, n, "probability")
-             for n in pool}
-    best = min(pool, key=lambda n: (total[n], metrics[f"{n}_seconds_per_trial"]))
+             for n in usable}
+    finite = [n for n in usable if np.isfinite(total[n])]
+    best = min(finite, key=lambda n: (total[n], metrics[f"{n}_seconds_per_trial"])) if finite else None
     parts = [f"{n}: {_informative_recovery(metrics, n, 'latency'):.0f}+"
              f"{_informative_recovery(metrics, n, 'probability'):.0f} "
              f"trials, {metrics[f'{n}_seconds_per_trial'] * 1e3:.1f} ms/trial, {metrics[f'{n}_macs_per_trial']:.3g} MAC/trial"
              for n in names]
-    return best, f"fastest re-adaptation (latency + probability recovery trials): {best}. " + "; ".join(parts)
+    if best is not None:
+        head = f"fastest re-adaptation (latency + probability recovery trials): {best}. "
+    elif usable:
+        head = ("no learner with positive final performance recovered after both switches (latency + "
+                "probability recovery trials): none is the fastest. ")
+    else:
+        head = "no learner ends with positive when and what performance: none is ranked. "
+    return best, head + "; ".join(parts)
 
 
 def plot_all(out, config, task, session, ideal, outputs, performance, metrics, losses) -> str:
@@ -99,7 +108,7 @@ def plot_all(out, config, task, session, ideal, outputs, performance, metrics, l
     names = list(outputs)
     starts = task.block_starts()
     best, text = verdict(metrics, names)
-    metrics["fastest_learner_index"] = float(names.index(best))
+    metrics["fastest_learner_index"] = float(names.index(best)) if best is not None else float("nan")
 
     fig = Figure(figsize=(11, 5.5))
     axes = fig.subplots(2, 1, sharex=True)

@@ -11,7 +11,8 @@ splits it into components, each a position pattern with a time course over train
 loading per head. The component whose pattern puts the most mass on the induction offset
 (query t in the second copy attends to key t - T/2 + 1, the token after the earlier
 occurrence of the current token) is the induction circuit; its time course says when it forms,
-its loadings in which heads. Communities: Louvain on each component's (symmetrised)
+its loadings in which heads (when the NTF splits the pattern over several components with
+comparable shares, the formation caption lists them all and no single one dates the circuit). Communities: Louvain on each component's (symmetrised)
 position graph, and a weighted SBM (exponential weights) plus Louvain on the head-similarity
 graph of the loadings. Cross-checked against direct per-head induction and previous-token
 scores and the task accuracy (cf. "What needs to go right for an induction head?",

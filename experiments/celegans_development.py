@@ -4,7 +4,8 @@ Data: Witvliet et al. 2021 (Nature 596:257), eight hermaphrodites from L1 to adu
 with the package (derived from the MIT-licensed `cect`); neurons present at every stage.
 Tensor X[pre, post, stage] = synapse counts (chemical, gap junction or both), log1p-transformed
 by default (counts are heavy-tailed). Rank by `select_rank` (reconstruction error and replicate
-stability); each component's stage loading is its developmental time course.
+stability; when no rank meets its rule it falls back on the largest rank tried, and the report
+and `rank_rule_met` say so); each component's stage loading is its developmental time course.
 
 Core vs stage-dependent (our definitions): a component is "core" when its time course
 follows the animal's overall growth: Pearson correlation >= `core_correlation` with the total
@@ -80,7 +81,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     out.save_table("rank_selection", [
         {"rank": int(r), "error": float(e), "stability": float(s)}
         for r, e, s in zip(selection.ranks, selection.errors, selection.stability)],
-        caption=f"Rank selection (best relative error, mean pairwise factor-match score); chosen {rank}.")
+        caption=_rank_caption(selection, config))
     weights = fit.weights.numpy()
     pre, post, stage = (f.numpy() for f in fit.factors)
     growth = _counts(config, data).sum(axis=(1, 2))  # total count of the synapses factorized
@@ -136,6 +137,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     metrics = {
         "num_neurons": len(data.neuron_names),
         "chosen_rank": rank,
+        "rank_rule_met": _rank_rule_met(selection, config),
         "relative_error": float(fit.error_history[-1]),
         "core_components": int(core.sum()),
         "core_mass_fraction": float(mass[core].sum() / mass.sum()),
@@ -151,6 +153,34 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     }
     out.log(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
     return metrics
+
+
+def _rank_rule_met(selection, config: Config) -> bool:
+    """Whether ``select_rank``'s rule picked the chosen rank: its replicate stability reaches
+    ``min_stability`` and the next rank tried improves the error by less than
+    ``min_relative_improvement``. When no rank meets it, select_rank falls back on the largest
+    rank tried, whatever its stability."""
+    ranks = [int(r) for r in selection.ranks]
+    index = ranks.index(int(selection.chosen_rank))
+    if index + 1 >= len(ranks):
+        return False
+    errors = selection.errors
+    return bool(selection.stability[index] >= config.min_stability
+                and errors[index] - errors[index + 1] < config.min_relative_improvement * errors[index])
+
+
+def _rank_caption(selection, config: Config) -> str:
+    """Caption of the rank table: the chosen rank and whether the rule chose it."""
+    rank = int(selection.chosen_rank)
+    stability = float(selection.stability[[int(r) for r in selection.ranks].index(rank)])
+    head = f"Rank selection (best relative error, mean pairwise factor-match score); chosen {rank}"
+    rule = (f"stability >= {config.min_stability:g} and the next rank improving the error by < "
+            f"{100 * config.min_relative_improvement:g} %")
+    if _rank_rule_met(selection, config):
+        return f"{head} by the rule ({rule})."
+    side = "below" if stability < config.min_stability else "at or above"
+    return (f"{head}: no rank tried met the rule ({rule}), so the largest rank tried is used; its "
+            f"stability {stability:.3f} is {side} {config.min_stability:g}.")
 
 
 def _figures(out, selection, stage, correlation, graphs, rows, classes) -> None:

@@ -196,6 +196,11 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
 
 
 def _verdict(config, rows, metrics) -> list[str]:
+    """Per data set and length, which family has the better held-out bits/spike; and
+    ``<dataset>_sequence_catches_up_at_bins``: the shortest training length from which the best
+    sequence model matches or beats the best HMM-GLM at that and every longer length (inf when
+    it is behind at the longest length: a lead at short lengths that is lost later is no
+    catching up)."""
     lines = []
     for dataset in config.datasets:
         crossover = float("inf")
@@ -205,7 +210,9 @@ def _verdict(config, rows, metrics) -> list[str]:
             seq = max((r for r in sel if r["model"].startswith("seq")), key=lambda r: r["heldout_bits_per_spike"])
             gap = seq["heldout_bits_per_spike"] - hmm["heldout_bits_per_spike"]
             metrics[f"{dataset}_sequence_minus_hmmglm_bits_per_spike_T{length}"] = gap
-            if gap >= 0 and not np.isfinite(crossover):
+            if gap < 0:
+                crossover = float("inf")
+            elif not np.isfinite(crossover):
                 crossover = float(length)
             lines.append(f"{dataset}, T={length}: best HMM-GLM {hmm['model']} {hmm['heldout_bits_per_spike']:.4f}, "
                          f"best sequence model {seq['model']} {seq['heldout_bits_per_spike']:.4f} bits/spike "

@@ -67,9 +67,7 @@ def _reservoir_session(config: Config, out: RunDir, task, session):
         rc.num_neurons, task.num_inputs, in_degree=rc.in_degree, weight_scale=rc.weight_scale,
         noise_std=rc.noise_std, synapse="exponential", synapse_tau_ms=rc.synapse_tau_ms,
         input_scale=rc.input_scale, seed=np.random.default_rng(net_seed), device=out.device)
-    start = time.perf_counter()
     result, offset, spread, power = what_when.warm_up(rc, task, params, state, warm_seed, out.device)
-    simulate_seconds = time.perf_counter() - start
     learners = what_when.build_learners(rc, task, rc.num_neurons + 1, power)
     kwargs = {"feature_offset": offset, "feature_scale": spread, "feature_clip": rc.feature_clip,
               "bin_ms": rc.bin_ms, "engine": rc.engine}
@@ -77,14 +75,20 @@ def _reservoir_session(config: Config, out: RunDir, task, session):
                          seed=np.random.default_rng(noise_seed),
                          progress=lambda t: out.progress(t, total=session.num_trials, desc="reservoir trials"),
                          **kwargs)
-    # compute: each learner alone on a few trials of the same network; minus the simulation
-    seconds = {}
+    # compute: each learner alone on a few trials of the same network, minus the same trials
+    # simulated with no learner (same call, same noise), timed after the session so that no
+    # one-off start-up cost lands on either side (the cold warm-up trial once stood in for the
+    # simulation and left every readout at 0.0 ms/trial)
     short = task.sample(np.random.default_rng(time_seed))
     short = short._replace(**{f: getattr(short, f)[:config.timing_trials] for f in short._fields})
-    for learner in learners:
+
+    def seconds_per_trial(chosen) -> float:
         start = time.perf_counter()
-        run_session(task, short, params, result.state, [learner], rc.dt_ms, seed=np.random.default_rng(0), **kwargs)
-        seconds[learner.name] = max(0.0, (time.perf_counter() - start) / config.timing_trials - simulate_seconds)
+        run_session(task, short, params, result.state, chosen, rc.dt_ms, seed=np.random.default_rng(0), **kwargs)
+        return (time.perf_counter() - start) / config.timing_trials
+
+    simulate_seconds = seconds_per_trial([])
+    seconds = {learner.name: max(0.0, seconds_per_trial([learner]) - simulate_seconds) for learner in learners}
     return record, seconds, simulate_seconds, params
 
 

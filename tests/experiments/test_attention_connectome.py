@@ -49,3 +49,28 @@ def test_end_to_end_tiny_run(tmp_path):
 def test_pattern_without_maps_is_refused(tmp_path):
     with pytest.raises(ValueError, match="pattern"):
         run_experiment("attention_connectome", overrides={"pattern": "SD"}, out_root=tmp_path, seed=0, quiet=True)
+
+
+def _component(index, share, step, heads):
+    return {"component": index, "induction_fraction": share, "half_max_step": step, "heads (seed, layer, head)": heads}
+
+
+def test_formation_caption_reports_a_split_induction_pattern():
+    # the seed-0 demo: two components with induction shares 0.4502 and 0.4556, half maxima at
+    # steps 50 and 75, four heads each; the old caption named only the second ("formed at step 75")
+    # while the direct scores of 8 heads formed at step 50 in both seeds
+    from experiments._attention_connectome_analysis import formation_caption
+
+    metrics = {"induction_component": 1.0, "direct_induction_num_heads": 8.0,
+               "induction_heads_jaccard_ntf_vs_direct": 0.5,
+               "seed0_induction_head_formed_step": 50.0, "seed1_induction_head_formed_step": 50.0}
+    components = [_component(0, 0.4502, 50.0, "0.1.1 0.1.3 1.1.0 1.1.1 1.1.3"),
+                  _component(1, 0.4556, 75.0, "0.1.0 0.1.2 1.1.0 1.1.2"),
+                  _component(2, 0.0034, 75.0, "0.0.0"), _component(3, 0.019, 0.0, "0.0.1")]
+    text = formation_caption(metrics, components, seeds=2, threshold=0.5)
+    assert "The induction pattern is split: 1 other component(s)" in text
+    assert "component 0: share 0.450, half maximum at step 50" in text and "component 2:" not in text
+    assert "8 heads score >= 0.5" in text and "step 50, 50 (per seed)" in text
+    # one dominant component: no split is reported
+    components[0] = _component(0, 0.1, 50.0, "0.1.1")
+    assert "split" not in formation_caption(metrics, components, seeds=2, threshold=0.5)

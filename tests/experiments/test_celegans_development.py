@@ -22,3 +22,32 @@ def test_celegans_development_runs_and_reports(tmp_path):
     assert abs(sum(float(r["mass_share"]) for r in rows) - 1.0) < 1e-9
     for name in ("rank_selection", "developmental_time_courses", "component_communities"):
         assert (result.path / f"{name}.png").exists()
+    # the rank caption says whether select_rank's rule chose the rank or fell back on the largest
+    report = (result.path / "report.html").read_text()
+    assert ("no rank tried met the rule" in report) == (not metrics["rank_rule_met"])
+
+
+def _selection(stability, errors, chosen):
+    import numpy as np
+
+    from neuro.connectome.rank import RankSelection
+
+    ranks = np.arange(1, len(errors) + 1)
+    return RankSelection(ranks, np.asarray(errors), np.asarray(stability), np.asarray(errors)[:, None], (), chosen)
+
+
+def test_rank_caption_says_when_no_rank_met_the_rule():
+    # the seed-0 demo: every next rank still improved the error by > 1 % and rank 6 (the
+    # fallback) had stability 0.77 < 0.8; the old caption read "chosen 6." as if the rule chose it
+    from experiments.celegans_development import Config, _rank_caption, _rank_rule_met
+
+    config = Config(ranks=(1, 2, 3, 4, 5, 6))
+    demo = _selection([1, 1, 1, 1, 0.6756, 0.7702], [0.9269, 0.887, 0.8593, 0.8363, 0.8186, 0.8042], 6)
+    assert not _rank_rule_met(demo, config)
+    caption = _rank_caption(demo, config)
+    assert "no rank tried met the rule" in caption and "stability 0.770 is below 0.8" in caption
+    # a rank the rule does choose: stable, and the next rank improves the error by < 1 %
+    chosen = _selection([1, 1, 0.95, 0.5], [0.9, 0.85, 0.80, 0.799], 3)
+    assert _rank_rule_met(chosen, config)
+    caption = _rank_caption(chosen, config)
+    assert "chosen 3 by the rule" in caption and "no rank tried" not in caption

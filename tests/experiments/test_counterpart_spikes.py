@@ -64,3 +64,29 @@ def test_bad_training_lengths(tmp_path):
     with pytest.raises(ValueError, match="train_lengths"):
         run_experiment("counterpart_spikes", overrides={"train_lengths": (100,), "window": 128},
                        out_root=tmp_path, seed=0, quiet=True)
+
+
+def _rows(gaps: dict) -> list[dict]:
+    """One HMM-GLM row at 0 bits/spike and one sequence-model row at ``gap`` per length."""
+    rows = []
+    for length, gap in gaps.items():
+        rows.append({"dataset": "hmmglm", "model": "hmmglm_none", "train_bins": length, "heldout_bits_per_spike": 0.0})
+        rows.append({"dataset": "hmmglm", "model": "seq_SS", "train_bins": length, "heldout_bits_per_spike": gap})
+    return rows
+
+
+@pytest.mark.parametrize("gaps, expected", [
+    ({1000: 0.04, 4000: -0.006}, float("inf")),      # ahead at 1000, behind at 4000 (the seed-0 demo)
+    ({1000: -0.2, 4000: 0.01}, 4000.0),              # behind, then ahead: catches up at 4000
+    ({1000: 0.02, 4000: -0.01, 16000: 0.03}, 16000.0),
+    ({1000: 0.0, 4000: 0.1}, 1000.0),
+])
+def test_catch_up_length_is_where_the_sequence_model_stays_ahead(gaps, expected):
+    from experiments.counterpart_spikes import Config, _verdict
+
+    config = Config(datasets=("hmmglm",), train_lengths=tuple(gaps), window=16)
+    metrics = {}
+    lines = _verdict(config, _rows(gaps), metrics)
+    assert metrics["hmmglm_sequence_catches_up_at_bins"] == expected
+    for line, gap in zip(lines, gaps.values()):
+        assert line.endswith(f"{'sequence model' if gap >= 0 else 'HMM-GLM'} wins by {abs(gap):.4f}")

@@ -106,3 +106,69 @@ def test_the_ideal_output_scores_zero_timing_error_and_full_performance():
                           {"perfect": 1.0})
     assert metrics["perfect_timing_error_ms"] == 0.0
     assert metrics["perfect_when_performance_final"] == 1.0 and metrics["perfect_what_performance_final"] == 1.0
+
+
+def _recovery_metrics(learners: dict) -> dict:
+    """Verdict inputs: name -> (reference performance, recovery trials), same for both switches."""
+    metrics = {}
+    for name, (reference, trials) in learners.items():
+        for label in ("latency", "probability"):
+            metrics[f"{name}_{label}_reference_performance"] = reference
+            metrics[f"{name}_{label}_recovery_trials"] = trials
+        metrics.update({f"{name}_when_performance_final": 0.5, f"{name}_what_performance_final": 0.5,
+                        f"{name}_seconds_per_trial": 0.01, f"{name}_macs_per_trial": 1e6})
+    return metrics
+
+
+def test_verdict_names_no_fastest_learner_when_none_recovered():
+    # every learner never recovers (inf): the old verdict still called the cheapest one the
+    # "fastest re-adaptation"; a learner that never recovers is not the fastest
+    from experiments._counterpart_analysis import verdict
+
+    metrics = _recovery_metrics({"slow": (0.6, float("inf")), "cheap": (0.6, float("inf"))})
+    metrics["cheap_seconds_per_trial"] = 0.001
+    best, text = verdict(metrics, ["slow", "cheap"])
+    assert best is None
+    assert "fastest re-adaptation" not in text and "none is the fastest" in text
+    # one finite recovery: that learner is named, whatever the others cost
+    metrics = _recovery_metrics({"slow": (0.6, 3.0), "cheap": (0.6, float("inf"))})
+    metrics["cheap_seconds_per_trial"] = 0.001
+    best, text = verdict(metrics, ["slow", "cheap"])
+    assert best == "slow" and text.startswith("fastest re-adaptation (latency + probability recovery trials): slow.")
+
+
+def test_verdict_ranks_no_learner_without_positive_final_performance():
+    from experiments._counterpart_analysis import verdict
+
+    metrics = _recovery_metrics({"a": (0.6, 1.0), "b": (0.6, 2.0)})
+    metrics.update({"a_what_performance_final": -0.3, "b_when_performance_final": -0.1})
+    best, text = verdict(metrics, ["a", "b"])
+    assert best is None and "none is ranked" in text
+
+
+def test_readout_seconds_are_measured_against_a_like_for_like_simulation(tmp_path, monkeypatch):
+    # the cold warm-up trial used to stand in for the simulation time: a slow warm-up (here
+    # +0.5 s) left every reservoir readout at "0.0 ms/trial" (the seed-1 demo run did). Each
+    # learner here costs a known extra 0.05 s per timing call on top of the simulation.
+    import time
+
+    from neuro.reservoir import training
+
+    real_warm_up, real_run_session = what_when.warm_up, training.run_session
+
+    def slow_warm_up(*args, **kwargs):
+        time.sleep(0.5)
+        return real_warm_up(*args, **kwargs)
+
+    def run_session(task, session, params, state, learners, *args, **kwargs):
+        if session.num_trials == 1:   # the timing calls (timing_trials = 1)
+            time.sleep(0.05 * len(learners))
+        return real_run_session(task, session, params, state, learners, *args, **kwargs)
+
+    monkeypatch.setattr(what_when, "warm_up", slow_warm_up)
+    monkeypatch.setattr(training, "run_session", run_session)
+    result = run_experiment("counterpart_what_when", overrides=TINY, out_root=tmp_path, seed=0, quiet=True)
+    m = result.metrics
+    assert m["reservoir_simulation_seconds_per_trial"] < 0.5
+    for learner in ("three_factor", "force", "force_reset"):
+        assert m[f"{learner}_seconds_per_trial"] >= 0.03, learner

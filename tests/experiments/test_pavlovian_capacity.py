@@ -58,3 +58,26 @@ def test_caption_figures_read_on_the_side_of_the_tolerance_the_verdict_states(tm
     shown = re.search(r"equal n/d_k: ([0-9.]+) \(above the collapse tolerance ([0-9.]+)\)", report)
     assert shown is not None
     assert float(shown[1]) > float(shown[2])
+
+
+def test_top1_caption_follows_the_measured_spread():
+    # the old caption said "so it does not collapse on n/d_k" whatever was measured; at low
+    # loads (load_ratios 0.125-0.5) top-1 sits at 1 for every d_k: spread 0.0008 < 0.01
+    from experiments.pavlovian_capacity import _top1_caption
+
+    low = _top1_caption(0.00078, 0.01)
+    assert "does not collapse" not in low and "within the collapse tolerance 0.01" in low
+    high = _top1_caption(0.145, 0.01)   # the seed-0 demo (loads up to 8)
+    assert "above the collapse tolerance 0.01: it does not collapse on n/d_k" in high
+    assert "0.145" in high
+
+
+def test_top1_caption_in_a_low_load_run(tmp_path):
+    import html
+
+    low = {"key_dims": (32, 64), "load_ratios": (0.125, 0.25), "num_trials": 10,
+           "forgetting_num_pairs": 32, "decays": (1.0,)}
+    result = run_experiment("pavlovian_capacity", overrides=low, out_root=tmp_path, seed=0, quiet=True)
+    report = html.unescape((result.path / "report.html").read_text())
+    assert result.metrics["top1_collapse_spread"] <= 0.01
+    assert "so it does not collapse on n/d_k" not in report and "does not collapse on n/d_k" not in report
