@@ -13,7 +13,9 @@ Gerstner 2016):
     dW/dt = eta * g * e outer E     gated Hebbian weight change
 
 Discrete update, in exactly this order (a = ``eligibility_decay`` = exp(-dt / tau_e),
-x_t the features at step t, y_t the targets, g_t the gate, eta the learning rate):
+x_t the features at step t, y_t the targets, g_t the gate, eta the learning rate per
+step: the dt of dW/dt is folded into eta, so the same eta learns twice as fast per ms at
+half the dt):
 
     1. E_t     = a * E_{t-1} + (1 - a) * x_t                  [B, D]
     2. z_t     = W_{t-1} x_t                                   [B, M]

@@ -61,7 +61,13 @@ def labels_from_communities(communities, num_nodes: int) -> np.ndarray:
 
 def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> np.ndarray:
     """Louvain communities of a symmetric non-negative weighted adjacency (n, n); labels
-    (n,) numbered by first appearance. An edgeless graph gives singletons."""
+    (n,) numbered by first appearance. An edgeless graph gives singletons.
+
+    Louvain (a local search) maximises the modularity with resolution gamma,
+    ``Q = (1 / 2m) sum_ij [A_ij - gamma k_i k_j / 2m] delta(c_i, c_j)`` with
+    ``k_i = sum_j A_ij`` and ``2m = sum_ij A_ij``, of the graph WITHOUT self-loops: the
+    diagonal of `adjacency` is ignored (our choice, as in `fit_sbm`; Blondel et al.'s
+    modularity would count A_ii in both terms)."""
     import networkx as nx
 
     weights = check_adjacency(adjacency)

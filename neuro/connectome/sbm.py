@@ -24,6 +24,10 @@ classification likelihood ICL = log f(W, z_hat | theta_hat) - (K - 1)/2 log n
 fit at every K: after the fits K = 1..max_blocks, a backward pass also starts each K from the
 K + 1 fit with the pair of blocks merged whose merge keeps the highest likelihood, and keeps
 the fit of higher ICL (a K fit stuck in a poor optimum would hand ICL a spuriously larger K).
+The ELBO and the ICL's log f are the full log-likelihoods (for the Poisson, including the
+label-free sum over i < j of W_ij log(theta_i theta_j) - log W_ij!). Our choice, not the paper's:
+Dyballa et al. use graph-tool's nested (hierarchical) weighted SBM; this is a flat SBM (one
+level of blocks) fitted by variational EM, K chosen by ICL.
 Initialization (our choice): k-means on the spectral embedding (top-K eigenvectors of W by
 |eigenvalue| of the regularised normalised adjacency) from a deterministic farthest-point start, which keeps the fit
 invariant to node relabeling, plus `num_restarts` seeded k-means++ starts; the
@@ -152,6 +156,17 @@ class _Model:
             self.theta = degree / degree.mean()
         else:
             self.theta = np.ones(n)
+        # the label-free part of log f summed over pairs i < j: 0 for the hurdle models; for
+        # the Poisson, sum W_ij log(theta_i theta_j) - log Gamma(W_ij + 1) (left out of the
+        # per-node terms, which only compare blocks; added to the ELBO and the ICL likelihood)
+        self.constant = 0.0
+        if distribution == "poisson":
+            from scipy.special import gammaln  # lazy: keeps the import light
+
+            upper = np.triu(weights, k=1)
+            log_theta = np.log(np.where(self.theta > 0, self.theta, 1.0))
+            self.constant = float(np.sum(upper * (log_theta[:, None] + log_theta[None, :]))
+                                  - np.sum(gammaln(upper + 1.0)))
 
     def m_step(self, tau):
         counts = tau.sum(0)
@@ -240,7 +255,7 @@ def _vem(model: _Model, tau: np.ndarray, iterations: int, tol: float, order: np.
         prior = np.maximum(tau.mean(0), _TINY)
         expected = 0.5 * np.sum(tau * model.node_block_loglik(tau, params))
         entropy = -np.sum(tau * np.log(np.maximum(tau, _TINY)))
-        elbo = expected + np.sum(tau @ np.log(prior)) + entropy
+        elbo = expected + model.constant + np.sum(tau @ np.log(prior)) + entropy
         if abs(elbo - elbo_previous) <= tol * max(1.0, abs(elbo)):
             break
         elbo_previous = elbo
@@ -252,7 +267,8 @@ def _hard_loglik(model: _Model, labels: np.ndarray, num_blocks: int) -> float:
     params = model.m_step(tau)
     counts = tau.sum(0)
     prior = np.maximum(counts / counts.sum(), _TINY)
-    return float(0.5 * np.sum(tau * model.node_block_loglik(tau, params)) + counts @ np.log(prior))
+    return float(0.5 * np.sum(tau * model.node_block_loglik(tau, params)) + model.constant
+                 + counts @ np.log(prior))
 
 
 def _kmeans_starts(embedding, k, rng, num_restarts, order) -> list:

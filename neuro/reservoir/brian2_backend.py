@@ -46,7 +46,7 @@ from neuro.reservoir._checks import (
     check_tensor,
     torch_generator,
 )
-from neuro.reservoir.izhikevich import IzhikevichState, step_coefficients
+from neuro.reservoir.izhikevich import IzhikevichState, refractory_countdown_ms, step_coefficients
 from neuro.reservoir.simulation import SpikeRecord
 from neuro.reservoir.step import (
     ReservoirParams,
@@ -92,7 +92,7 @@ def _neuron_code(exponential: bool, refractory: bool, injected: bool, has_input:
     if exponential:
         lines.append("I_syn = I_syn * synapse_decay")
     if refractory:
-        lines += ["v = v * int(ref_left <= 0) + c * int(ref_left > 0)",
+        lines += ["v = v * int(ref_left <= half_step) + c * int(ref_left > half_step)",
                   "ref_left = clip(ref_left - dt_ms, 0, inf)"]
     return "\n".join(lines)
 
@@ -413,7 +413,7 @@ def _constants(params: ReservoirParams, dt_ms: float) -> dict:
     coef = step_coefficients(params.neurons, dt_ms)
     constants = {"half_step": coef.half_step_ms, "k1": coef.k1, "k2": coef.k2,
                  "v_peak": params.neurons.v_peak_mv, "dt_ms": dt_ms,
-                 "refractory_ms": params.neurons.refractory_ms}
+                 "refractory_ms": refractory_countdown_ms(params.neurons.refractory_ms, dt_ms)}
     if params.synapse == "exponential":
         constants["synapse_decay"] = math.exp(-dt_ms / params.synapse_tau_ms)
     return constants

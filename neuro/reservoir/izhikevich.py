@@ -15,7 +15,12 @@ Integration: forward Euler with the v update split into two half steps of dt/2 (
 "for numerical stability"); u is updated with the new v. Arithmetic order is that of
 ``kernels.izhikevich`` (one rounding per op), so this step, the reservoir step and the
 Brian2 backend agree bit for bit in float64. Optional refractory clamp (our addition):
-for ``refractory_ms`` after a spike, v is held at c (u keeps evolving).
+for ``refractory_ms`` after a spike, v is held at c (u keeps evolving): for the
+n = ceil(refractory_ms / dt) steps after the spike step (a ratio within 1e-9 of an integer
+counts as that integer). A spike starts the countdown ``refractory_left_ms`` at n * dt;
+each step takes dt off it, and a neuron is clamped while more than dt / 2 is left, so
+float rounding of the countdown (0.1 ms taken ten times from 1.0 ms leaves 1.4e-16, not
+0) never adds a step (``refractory_countdown_ms``).
 
 Shapes: params a, b, c, d are [B or 1, N]; state v_mv, u are [B, N]; current [B, N].
 """
@@ -44,6 +49,7 @@ __all__ = [
     "IzhikevichState",
     "heterogeneous_izhikevich",
     "izhikevich_step",
+    "refractory_countdown_ms",
     "resting_state",
     "step_coefficients",
 ]
@@ -85,6 +91,15 @@ def step_coefficients(params: IzhikevichParams, dt_ms: float) -> StepCoefficient
     half = dt_ms / 2.0
     a_dt = params.a * dt_ms
     return StepCoefficients(half, 0.04 * half, 1.0 + 5.0 * half, 1.0 - a_dt, a_dt * params.b)
+
+
+def refractory_countdown_ms(refractory_ms: float, dt_ms: float) -> float:
+    """The countdown a spike starts: ``refractory_ms`` rounded up to whole steps,
+    ceil(refractory_ms / dt_ms) * dt_ms (ratios within 1e-9 of an integer count as that
+    integer); 0 when there is no clamp. Clamped while the countdown exceeds dt_ms / 2."""
+    if refractory_ms <= 0:
+        return 0.0
+    return math.ceil(refractory_ms / dt_ms - 1e-9) * dt_ms
 
 
 def heterogeneous_izhikevich(
@@ -169,13 +184,14 @@ def izhikevich_step(
     if params.refractory_ms > 0:
         if refractory is None:
             refractory = torch.zeros_like(v)
-        clamped = refractory > 0
+        clamped = refractory > 0.5 * dt_ms
         v = torch.where(clamped, params.c.expand_as(v), v)
     spikes = v >= params.v_peak_mv
     v = torch.where(spikes, params.c.expand_as(v), v)
     u = torch.where(spikes, u + params.d, u)
     if params.refractory_ms > 0:
         refractory = torch.where(
-            spikes, torch.full_like(v, params.refractory_ms), (refractory - dt_ms).clamp_(min=0.0)
+            spikes, torch.full_like(v, refractory_countdown_ms(params.refractory_ms, dt_ms)),
+            (refractory - dt_ms).clamp_(min=0.0),
         )
     return IzhikevichState(v, u, refractory), spikes

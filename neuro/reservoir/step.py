@@ -9,7 +9,9 @@ Per neuron i of network b (Izhikevich 2003 neurons, see ``izhikevich.py``)::
 
 Noise (our choice, dt-invariant): xi_i is a current held over one step, Gaussian with
 std ``noise_std_i / sqrt(dt_ms)``, so the noise moves v by ``noise_std_i`` (mV) rms per
-ms whatever dt is; with dt = 1 ms this is Izhikevich 2003's thalamic input.
+ms whatever dt is; with dt = 1 ms and noise_std 5 (excitatory) / 2 (inhibitory) this is
+Izhikevich 2003's thalamic input (``make_reservoir``'s default, 5 for every neuron, is our
+choice).
 Input weights (our choice): W_in[b, i, k] = input_scale * N(0, 1).
 Update order within a step (matches the Brian2 backend): neurons (from old values),
 synaptic decay, threshold, delivery of the spikes' synapses, reset (v <- c; u += d).
@@ -43,7 +45,12 @@ from neuro.reservoir.connectivity import (
     build_event_table,
     checked_synapses,
 )
-from neuro.reservoir.izhikevich import IzhikevichParams, IzhikevichState, step_coefficients
+from neuro.reservoir.izhikevich import (
+    IzhikevichParams,
+    IzhikevichState,
+    refractory_countdown_ms,
+    step_coefficients,
+)
 
 __all__ = [
     "SYNAPSE_KINDS",
@@ -451,18 +458,18 @@ class Stepper:
                 self.scratch_t, table.targets, table.weights, self.half_step, self.k1, self.k2,
                 self.u_decay, self.u_v_gain, neurons.c, self.v_peak, self.synapse_decay,
             )
-        # Refractory clamp (our addition): v held at c while refractory_left > 0, applied
-        # after the update and before the threshold.
+        # Refractory clamp (our addition): v held at c while refractory_left > dt / 2 (see
+        # ``izhikevich.py``), applied after the update and before the threshold.
         izhikevich_neuron_update_(
             self.v, self.u, drive, self.scratch_hc, self.scratch_t, self.half_step, self.k1, self.k2,
             self.u_decay, self.u_v_gain, self.synaptic_current, self.synapse_decay,
         )
-        torch.where(self.refractory > 0, neurons.c, self.v, out=self.v)
+        torch.where(self.refractory > 0.5 * self.dt_ms, neurons.c, self.v, out=self.v)
         torch.ge(self.v, self.v_peak, out=self.spikes)
         spike_index = propagate_spikes_(self.buffer, self.spikes, table.targets, table.weights)
         torch.where(self.spikes, neurons.c, self.v, out=self.v)
         self.refractory = torch.where(
-            self.spikes, torch.full_like(self.refractory, neurons.refractory_ms),
+            self.spikes, torch.full_like(self.refractory, refractory_countdown_ms(neurons.refractory_ms, self.dt_ms)),
             (self.refractory - self.dt_ms).clamp(min=0.0),
         )
         return spike_index

@@ -11,6 +11,11 @@ constants: the rule below is OUR choice (three-factor framework of Fremaux & Ger
     e = y - z                     error against the target y
     dW = eta * g(t) * e outer E   gate g(t) in [0, 1] (attention window from the task)
 
+dW is the change per time step: eta is a rate per step, not per ms, so the same eta
+learns 1 / dt_ms times as much per ms (halving dt_ms doubles the change per ms; our
+choice; ``kernels/three_factor/naive.py`` writes this as dW/dt, but its discrete update
+has no factor dt).
+
 Online readouts ("when") apply dW at every step. Offline readouts ("what") keep W
 frozen during a trial (their output is the prediction of the consolidated weights)
 and learn between trials, in one of two ways (``consolidation``, our choice):
@@ -72,8 +77,8 @@ def _per_readout(value, num_readouts: int, name: str, kind: type) -> tuple:
 class ThreeFactorReadout:
     """Hyperparameters of M gated three-factor readouts (see the module docstring).
 
-    num_readouts: M; num_features: D; learning_rate: eta (>= 0), one value or one per
-    readout; eligibility_tau_ms: tau_e (0 makes E = x, the plain gated delta rule);
+    num_readouts: M; num_features: D; learning_rate: eta (>= 0, per step, see the module
+    docstring), one value or one per readout; eligibility_tau_ms: tau_e (0 makes E = x, the plain gated delta rule);
     dt_ms: step in (0, 1]; online: True (learn every step) or False (frozen during the
     trial, learn between trials), one value or one per readout; consolidation: how the
     offline rows learn between trials, "accumulate" (``consolidate``) or "replay"

@@ -256,3 +256,34 @@ def test_louvain_of_tiny_weights_is_that_of_the_same_graph_scaled_up():
     expected = louvain_partition(adjacency, seed=1)
     assert np.array_equal(louvain_partition(adjacency * 2.0**-700, seed=1), expected)
     assert adjusted_rand_index(louvain_partition(adjacency * 1e-200, seed=1), expected) == 1.0
+
+
+def _set_partitions(num_nodes):
+    """Every partition of range(num_nodes) as labels (restricted growth strings)."""
+    def extend(labels, blocks):
+        if len(labels) == num_nodes:
+            yield np.array(labels)
+            return
+        for block in range(blocks + 1):
+            yield from extend(labels + [block], max(blocks, block + 1))
+    yield from extend([], 0)
+
+
+def _modularity(adjacency, labels, resolution):
+    degree, total = adjacency.sum(1), adjacency.sum()
+    same = labels[:, None] == labels[None, :]
+    return float(((adjacency - resolution * np.outer(degree, degree) / total) * same).sum() / total)
+
+
+@pytest.mark.parametrize("resolution", [0.5, 1.0, 2.0])
+def test_louvain_maximises_the_documented_modularity_of_the_graph_without_self_loops(resolution):
+    # oracle: brute force over all 877 partitions of 7 nodes of the docstring's Q_gamma, on the
+    # graph with its diagonal removed (the documented choice); float64, exact to 1e-12
+    rng = np.random.default_rng(0)
+    upper = np.triu((rng.random((7, 7)) < 0.5) * rng.random((7, 7)), k=1)
+    without_loops = upper + upper.T
+    with_loops = without_loops + np.diag(2.0 * rng.random(7))
+    labels = louvain_partition(with_loops, resolution=resolution)
+    assert np.array_equal(labels, louvain_partition(without_loops, resolution=resolution))
+    best = max(_modularity(without_loops, p, resolution) for p in _set_partitions(7))
+    assert _modularity(without_loops, labels, resolution) == pytest.approx(best, abs=1e-12)

@@ -110,6 +110,59 @@ def test_refractory_clamp_holds_v_at_reset():
     assert int((last_spike >= 0).sum()) == 10
 
 
+def _held_steps(step):
+    """Steps after a spike during which a hard-driven neuron sits at v = c, from ``step``
+    (state) -> (state, spikes, v)."""
+    held = 0
+    while True:
+        spikes, v = step()
+        if bool(spikes.any()) or float(v) != -65.0:
+            return held
+        held += 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("refractory_ms,dt_ms", [(1.0, 0.1), (1.0, 0.2), (0.7, 0.1), (0.3, 0.1), (2.0, 0.5),
+                                                 (0.25, 0.1), (0.2, 0.5)])
+def test_refractory_clamp_lasts_whole_steps_despite_countdown_rounding(dtype, refractory_ms, dt_ms):
+    """Oracle: exact rational arithmetic, ceil(refractory / dt) clamped steps. Before the
+    fix the float countdown (1.0 - 10 x 0.1 = 1.4e-16 > 0) held (1.0, 0.1) for 11 steps in
+    float64 and (1.0, 0.2) for 6 steps in both dtypes."""
+    from fractions import Fraction
+
+    from neuro.reservoir.build import make_reservoir
+    from neuro.reservoir.step import reservoir_step
+
+    expected = math.ceil(Fraction(str(refractory_ms)) / Fraction(str(dt_ms)))
+    # single neuron through izhikevich_step: v above the peak, so the first step spikes
+    params = IzhikevichParams(*(torch.tensor([[x]], dtype=dtype) for x in (0.02, 0.2, -65.0, 8.0)),
+                              refractory_ms=refractory_ms)
+    state = IzhikevichState(torch.tensor([[35.0]], dtype=dtype), torch.tensor([[-13.0]], dtype=dtype),
+                            torch.zeros(1, 1, dtype=dtype))
+    drive = torch.tensor([[200.0]], dtype=dtype)  # leaves v = c within one step once released
+    box = [izhikevich_step(state, params, drive, dt_ms)[0]]
+
+    def neuron_step():
+        box[0], spikes = izhikevich_step(box[0], params, drive, dt_ms)
+        return spikes, box[0].v_mv
+
+    assert _held_steps(neuron_step) == expected
+    # the reservoir step (Stepper's refractory path), one unconnected neuron with c = -65
+    res_params, res_state = make_reservoir(1, 1, in_degree=0, noise_std=0.0, refractory_ms=refractory_ms,
+                                           excitatory_fraction=0.0, dtype=dtype)  # inhibitory: c = -65
+    res_params.input_weights.fill_(1.0)
+    signal = torch.tensor([[200.0]], dtype=dtype)
+    res_state = res_state._replace(neurons=res_state.neurons._replace(v_mv=torch.full_like(res_state.neurons.v_mv,
+                                                                                           35.0)))
+    res_box = [reservoir_step(res_state, res_params, signal, dt_ms)[0]]
+
+    def reservoir_neuron_step():
+        res_box[0], spikes = reservoir_step(res_box[0], res_params, signal, dt_ms)
+        return spikes, res_box[0].neurons.v_mv
+
+    assert _held_steps(reservoir_neuron_step) == expected
+
+
 @pytest.mark.parametrize("dt", [0.0, -0.1, 1.5, float("nan"), float("inf")])
 def test_bad_dt_raises(dt):
     params, _ = heterogeneous_izhikevich(4)

@@ -292,3 +292,17 @@ def test_numpy_scalars_and_arrays_are_accepted_as_hyperparameters_and_stored_as_
         FORCEReadout(2, 5, update_every=np.float64(2.0))
     with pytest.raises(TypeError, match="online entries must be bool"):
         ThreeFactorReadout(2, 5, online=np.array([1, 0]))
+
+
+def test_three_factor_learning_rate_is_per_step_not_per_ms():
+    """The documented rule dW = eta g e E is a change per step (the module docstring): with
+    tau_e = 0 (E = x) and one step from W = 0 the change is eta g y x whatever dt_ms is, so
+    1 ms at dt 0.25 learns ~twice 1 ms at dt 0.5. Oracle: the formula; float64, exact
+    products, so 1e-15."""
+    x = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    y = torch.tensor([[1.0]], dtype=torch.float64)
+    g = torch.tensor([[0.5]], dtype=torch.float64)
+    for dt in (0.5, 0.25):
+        readout = ThreeFactorReadout(1, 2, learning_rate=1e-3, eligibility_tau_ms=0.0, dt_ms=dt)
+        state, _ = readout.step(readout.initial_state(1, dtype=torch.float64), x, y, g)
+        torch.testing.assert_close(state.weights[0, 0], 1e-3 * 0.5 * 1.0 * x[0], rtol=0, atol=1e-15)
