@@ -104,15 +104,22 @@ def _init_faulty_worker(parent_pid, threads, started_queue):
     hebbian_recall.run = run
 
 
-class FaultyPool(LocalPool):
-    """A local pool whose workers start with :func:`_init_faulty_worker`."""
+class PlantedPool(LocalPool):
+    """A local pool whose workers start with ``initializer`` (the worker initializer plus a
+    planted fault or hang)."""
+
+    initializer = None
 
     def _start(self):
         self.started = self._context.SimpleQueue()
         self.executor = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=self._context, initializer=_init_faulty_worker,
+            max_workers=self.workers, mp_context=self._context, initializer=type(self).initializer,
             initargs=(os.getpid(), self.threads, self.started))
         self._processes = {}
+
+
+class FaultyPool(PlantedPool):
+    initializer = staticmethod(_init_faulty_worker)
 
 
 def test_failing_point_is_recorded_others_finish_and_rerun_skips(tmp_path):
@@ -279,15 +286,8 @@ def _init_stuck_worker(parent_pid, threads, started_queue):
     hebbian_recall.run = run
 
 
-class StuckPool(LocalPool):
-    """A local pool whose workers start with :func:`_init_stuck_worker`."""
-
-    def _start(self):
-        self.started = self._context.SimpleQueue()
-        self.executor = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=self._context, initializer=_init_stuck_worker,
-            initargs=(os.getpid(), self.threads, self.started))
-        self._processes = {}
+class StuckPool(PlantedPool):
+    initializer = staticmethod(_init_stuck_worker)
 
 
 def test_interrupting_a_local_sweep_with_queued_points_prints_no_thread_traceback(tmp_path, monkeypatch):
