@@ -155,10 +155,13 @@ class Brian2Session:
         else:
             if noise is not None:
                 raise ValueError("noise= is an injected array; it needs noise_source='injected'")
+            if seed is None and bool((params.noise_std != 0).any()):
+                raise ValueError("noise_source='brian2' with noise_std > 0 needs seed= (Brian2's own "
+                                 "generator would run unseeded)")
             drive = external_drive(params64, inputs.to(torch.float64), None) if has_input else None
         self._drive = drive
         self._injected, self._has_input = injected, has_input
-        # Brian2's own RNG (noise_source="brian2"): seeded from ``seed`` when given.
+        # Brian2's own RNG (noise_source="brian2"): seeded from ``seed`` (required when noisy).
         self._brian_seed = None
         if not injected and seed is not None:
             self._brian_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch_generator(seed, "cpu")))

@@ -100,6 +100,8 @@ def test_argument_errors():
         Brian2Session(params, state, None, 2.0, num_steps=10, seed=0)
     with pytest.raises(ValueError, match="seed"):
         Brian2Session(params, state, None, 0.5, num_steps=10)
+    with pytest.raises(ValueError, match=r"noise_source='brian2' with noise_std > 0 needs seed="):
+        Brian2Session(params, state, None, 0.5, num_steps=10, noise_source="brian2")
     with pytest.raises(ValueError, match="inputs"):
         Brian2Session(params, state, torch.zeros(1, 10, 2), 0.5, seed=0)
     other, _ = make_reservoir(20, 1, in_degree=3, seed=1)
