@@ -38,6 +38,36 @@ from neuro.hmmglm.seeding import numpy_generator
 from neuro.hmmglm.simulate import sample_spikes, sample_states
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+DEFAULT_FIT_MEMORY_LIMIT_BYTES = 8 * 2**30
+PACKED_MAX_BYTES = 1 << 30  # PackedOuterProducts' default max_bytes
+
+
+def estimate_fit_bytes(num_timesteps: int, num_neurons: int, num_basis: int, num_states: int,
+                       num_restarts: int, dtype: torch.dtype = torch.float64) -> int:
+    """Rough peak bytes of ``HMMGLM.fit`` on T bins (all sequences), N neurons, L basis
+    functions, K states and R restarts (sweep points times restarts): the design matrix
+    (T, D = N L + 1) and its temporaries, the packed outer products (T, D(D+1)/2) fp32
+    (capped at ``PACKED_MAX_BYTES``: beyond it they are rebuilt in chunks), the counts, and
+    ~8 live (T, R, K, N) arrays (linear predictors, log-likelihood terms, derivatives,
+    line-search trials). Our estimate, calibrated on the CPU (see the tests)."""
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    dim = num_neurons * num_basis + 1
+    packed = min(num_timesteps * (dim * (dim + 1) // 2) * 4, PACKED_MAX_BYTES)
+    per_bin = (3 * dim + 2 * num_neurons + 8 * num_restarts * num_states * num_neurons) * itemsize
+    return int(packed + num_timesteps * per_bin)
+
+
+def _count_bins(spikes) -> tuple[int, int] | None:
+    """(total T, N) from the shapes of (T, N) arrays or a list of them, without converting;
+    None when a shape is not 2-D (``check_spikes`` then names the problem)."""
+    seqs = list(spikes) if isinstance(spikes, (list, tuple)) else [spikes]
+    total, width = 0, None
+    for seq in seqs:
+        shape = getattr(seq, "shape", None)
+        if shape is None or len(shape) != 2:
+            return None
+        total, width = total + int(shape[0]), int(shape[1])
+    return (total, width) if seqs else None
 
 
 def default_dtype(device) -> torch.dtype:
@@ -156,7 +186,8 @@ class HMMGLM:
     # ------------------------------------------------------------------ fitting
     def fit(self, spikes, num_iters: int = 100, tolerance: float = 1e-5, num_restarts: int = 1,
             seed=0, init_params: HMMGLMParams | None = None, warmup_iters: int = 30,
-            smoothing_bins: float = 20.0, progress=None) -> dict:
+            smoothing_bins: float = 20.0, progress=None,
+            memory_limit_bytes: int = DEFAULT_FIT_MEMORY_LIMIT_BYTES) -> dict:
         """Generalized EM from the k-means initialization (or ``init_params``), best restart kept.
 
         ``init_params``: parameters to start from instead (``check_params``), optionally with
@@ -168,17 +199,20 @@ class HMMGLM:
         Returns a history dict: objective per iteration (best restart), all restarts,
         phase labels, number of iterations, whether it converged (EM stopped by the
         tolerance rule: every restart gained less than it in one iteration) and the wall time.
+        ``memory_limit_bytes``: ValueError before anything large is allocated when
+        ``estimate_fit_bytes`` exceeds it (fit fewer bins, neurons, states or restarts).
         """
         ((fitted, history),) = self._fit_points(spikes, {}, num_iters, tolerance, num_restarts,
                                                 seed, init_params, warmup_iters, smoothing_bins,
-                                                progress)
+                                                progress, memory_limit_bytes)
         self.params, self.prior_state = fitted.params, fitted.prior_state
         return history
 
     def fit_sweep(self, spikes, values: dict, num_iters: int = 100, tolerance: float = 1e-5,
                   num_restarts: int = 1, seed=0, init_params: HMMGLMParams | None = None,
                   warmup_iters: int = 30, smoothing_bins: float = 20.0,
-                  progress=None) -> list[tuple[HMMGLM, dict]]:
+                  progress=None, memory_limit_bytes: int = DEFAULT_FIT_MEMORY_LIMIT_BYTES,
+                  ) -> list[tuple[HMMGLM, dict]]:
         """Fit P sweep points of hyperparameters in ONE batched EM (P x num_restarts restarts).
 
         ``values`` maps names in ``hyperparameters.SWEEPABLE`` to P values each, e.g.
@@ -195,16 +229,35 @@ class HMMGLM:
         earlier or later than alone. Returns [(model_i, history_i)] in point order: model_i
         is a fitted copy of this model with point i's hyperparameters; history_i is
         ``fit``'s dict for that point ("seconds" is the whole batched fit's).
+        ``memory_limit_bytes`` as in ``fit``, for all P x num_restarts restarts together.
         """
         return self._fit_points(spikes, values, num_iters, tolerance, num_restarts, seed,
-                                init_params, warmup_iters, smoothing_bins, progress)
+                                init_params, warmup_iters, smoothing_bins, progress,
+                                memory_limit_bytes)
 
     def _fit_points(self, spikes, values, num_iters, tolerance, num_restarts, seed, init_params,
-                    warmup_iters, smoothing_bins, progress) -> list[tuple[HMMGLM, dict]]:
+                    warmup_iters, smoothing_bins, progress,
+                    memory_limit_bytes=DEFAULT_FIT_MEMORY_LIMIT_BYTES) -> list[tuple[HMMGLM, dict]]:
         """EM over R = P x Q restarts (P sweep points of Q restarts each, point-major)."""
         _check_fit_arguments(num_iters=num_iters, num_restarts=num_restarts, tolerance=tolerance,
                              warmup_iters=warmup_iters, smoothing_bins=smoothing_bins)
+        memory_limit_bytes = check_int("memory_limit_bytes", memory_limit_bytes)
         points = sweep_points(values, self.settings.prior)
+        sized = _count_bins(spikes)
+        if sized is not None and sized[1] == self.num_neurons:
+            bias = getattr(init_params, "bias", None)  # check_params names a bad init_params later
+            per_point = bias.shape[0] if isinstance(bias, torch.Tensor) and bias.dim() == 3 else 1
+            restarts = len(points) * max(per_point, int(num_restarts))
+            need = estimate_fit_bytes(sized[0], self.num_neurons, self.basis.shape[0], self.num_states,
+                                      restarts, self.dtype)
+            if need > memory_limit_bytes:
+                raise ValueError(
+                    f"fitting spikes of {sized[0]} bins x {self.num_neurons} neurons with "
+                    f"{self.num_states} states, {self.basis.shape[0]} basis functions and {restarts} "
+                    f"restarts (sweep points x num_restarts) needs about {need / 2**30:.2f} GiB, above "
+                    f"memory_limit_bytes={memory_limit_bytes} ({memory_limit_bytes / 2**30:.2f} GiB); "
+                    "fit fewer bins (e.g. a window), neurons, states or restarts, or raise "
+                    "memory_limit_bytes")
         start = time.perf_counter()
         data = self._data(spikes)
         outer = PackedOuterProducts(data.design)

@@ -48,7 +48,8 @@ from neuro.reservoir.step import (
     input_projection,
 )
 
-__all__ = ["ENGINES", "RECORD_KINDS", "SimulationResult", "SpikeRecord", "simulate"]
+__all__ = ["ENGINES", "RECORD_KINDS", "SimulationResult", "SpikeRecord", "check_recording_memory",
+           "recording_bytes", "simulate"]
 
 RECORD_KINDS = ("indices", "dense", "none")
 ENGINES = ("eager", "compiled")
@@ -140,6 +141,7 @@ def simulate(
         check_tensor("noise", noise)
         check_shape("noise", noise, (b, num_steps, n))
         noise = noise.to(params.device, params.dtype)
+    check_recording_memory(params, num_steps, record, record_trace)
     noisy = noise is None and params.has_noise
     if noisy and seed is None:
         raise ValueError("noise_std > 0 needs seed= (int or Generator) or an explicit noise= array")
@@ -156,7 +158,8 @@ def simulate(
     trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
     traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None
     trace = state.trace.clone()
-    spike_chunks: list[Tensor] = []  # per step, or (Triton) per block: see below
+    spike_chunks: list[Tensor] = []  # one [S] (or, Triton, [S, 2]) tensor per block: see below
+    block_counts: list[Tensor] = []  # eager torch path: spikes per step, one [steps] tensor per block
     flag_blocks = (_FlagBlocks(stepper, drive, trace, trace_decay, record_trace, num_steps // block_steps)
                    if stepper.steps_without_sync else None)
 
@@ -177,14 +180,20 @@ def simulate(
                 append(pairs)
                 if record_trace:
                     traces[:, start : start + steps] = flag_blocks.traces[:steps].transpose(0, 1)
-            elif record_trace:
-                for t, drive_t in enumerate(block.unbind(0)):
-                    append(stepper.step(drive_t))
-                    trace.mul_(trace_decay).add_(stepper.spikes)
-                    traces[:, start + t] = trace
-            else:
-                for drive_t in block.unbind(0):
-                    append(step(drive_t))
+            else:  # per step indices, joined once per block (one tensor per step kept ~0.7 kB
+                # of bookkeeping each: a run of 10^7 steps grew by ~7 GB even with record="none")
+                in_block: list[Tensor] = []
+                if record_trace:
+                    for t, drive_t in enumerate(block.unbind(0)):
+                        in_block.append(stepper.step(drive_t))
+                        trace.mul_(trace_decay).add_(stepper.spikes)
+                        traces[:, start + t] = trace
+                else:
+                    keep = in_block.append
+                    for drive_t in block.unbind(0):
+                        keep(step(drive_t))
+                block_counts.append(torch.tensor([len(c) for c in in_block], dtype=torch.long))
+                append(torch.cat(in_block).view(-1))
             try:
                 check_finite(buffer, n, state.step + start + steps - 1)
             except SimulationDiverged:
@@ -194,15 +203,42 @@ def simulate(
     if flag_blocks is not None:
         pairs = torch.cat(spike_chunks) if spike_chunks else torch.zeros(0, 2, dtype=torch.long, device=params.device)
         counts, flat = torch.bincount(pairs[:, 0], minlength=num_steps), pairs[:, 1]
-    else:  # a step returns its spike indices as [S] or [S, 1] (the same shape in every step)
-        counts = torch.tensor([len(c) for c in spike_chunks], dtype=torch.long, device=params.device)
-        flat = (torch.cat(spike_chunks).view(-1) if spike_chunks
+    else:  # a step returns its spike indices as [S] or [S, 1]; joined per block in the loop
+        counts = (torch.cat(block_counts).to(params.device) if block_counts
+                  else torch.zeros(0, dtype=torch.long, device=params.device))
+        flat = (torch.cat(spike_chunks) if spike_chunks
                 else torch.zeros(0, dtype=torch.long, device=params.device))
     refractory = stepper.refractory
     if refractory is not None and refractory.is_inference():  # made in the loop: an ordinary copy
         refractory = refractory.clone()
     return assemble_result(params, state, buffer, flat, counts, dt_ms, record, refractory,
                            None if not record_trace else (trace, traces))
+
+
+def recording_bytes(batch_size: int, num_steps: int, num_neurons: int, record: str, record_trace: bool,
+                    dtype: torch.dtype) -> int:
+    """Bytes of the per-step arrays ``simulate`` returns: the traces [B, T, N] (``record_trace``)
+    and the bool raster [B, T, N] (``record="dense"``). The spike indices ("indices", and
+    internally for every record kind) grow with the number of spikes, not with B T N."""
+    cells = batch_size * num_steps * num_neurons
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    return cells * ((itemsize if record_trace else 0) + (1 if record == "dense" else 0))
+
+
+def check_recording_memory(params: ReservoirParams, num_steps: int, record: str, record_trace: bool) -> None:
+    """ValueError, before any step runs, when the recorded arrays exceed
+    ``params.memory_limit_bytes`` (``make_reservoir``'s ``memory_limit_bytes``)."""
+    b, n = params.batch_size, params.num_neurons
+    need = recording_bytes(b, num_steps, n, record, record_trace, params.dtype)
+    limit = params.memory_limit_bytes
+    if need > limit:
+        kept = " and ".join(what for what, on in (("record_trace=True (traces)", record_trace),
+                                                   ('record="dense" (raster)', record == "dense")) if on)
+        raise ValueError(
+            f"simulate: {kept} for num_steps={num_steps} x batch {b} x {n} neurons needs about "
+            f"{need / 2**30:.2f} GiB, above memory_limit_bytes={limit} ({limit / 2**30:.2f} GiB, set in "
+            "make_reservoir); simulate fewer steps per call (pass result.state on to the next call), "
+            'record="indices" or "none" with record_trace=False, or raise memory_limit_bytes')
 
 
 def assemble_result(params: ReservoirParams, state: ReservoirState, buffer: Tensor, flat: Tensor,

@@ -262,3 +262,63 @@ def test_bad_inference_arguments():
     padded[0, 4] = float("nan")
     for function in (forward_backward, viterbi):
         function(torch.zeros(2), torch.zeros(2, 2), padded, lengths=torch.tensor([4, 5]))
+
+
+# --- large sizes: the fit's memory is estimated and checked before anything is allocated
+
+
+def test_fit_refuses_oversize_problem_before_allocating():
+    """T = 2,000,000 bins x N = 100 neurons, K = 5 (the old code converted the counts and
+    built the design, then failed inside torch's allocator or was OOM-killed). The counts
+    are a zero-stride view, so the test allocates nothing big."""
+    import numpy as np
+
+    from neuro.hmmglm import HMMGLM
+    from neuro.hmmglm.model import estimate_fit_bytes
+
+    spikes = np.broadcast_to(np.zeros(1, dtype=np.int8), (2_000_000, 100))
+    model = HMMGLM(5, 100)
+    # the design has N L + 1 columns for L basis functions (rows of the basis), not lags
+    num_basis, num_lags = model.basis.shape
+    assert num_basis != num_lags
+    need = estimate_fit_bytes(2_000_000, 100, num_basis, 5, 1, model.dtype)
+    with pytest.raises(ValueError, match=rf"2000000 bins x 100 neurons.*needs about {need / 2**30:.2f} GiB"
+                                         r".*memory_limit_bytes=8589934592"):
+        model.fit(spikes, num_iters=1)
+    with pytest.raises(ValueError, match=r"64 restarts.*memory_limit_bytes=1000000"):
+        HMMGLM(2, 3).fit_sweep(np.zeros((50_000, 3)), {"stickiness": list(range(16))}, num_restarts=4,
+                               memory_limit_bytes=10**6)
+
+
+def test_fit_memory_estimate_tracks_its_terms():
+    from neuro.hmmglm.model import PACKED_MAX_BYTES, estimate_fit_bytes
+
+    small = estimate_fit_bytes(1000, 10, 3, 2, 1)
+    dim = 31
+    assert small == 1000 * dim * (dim + 1) // 2 * 4 + 1000 * (3 * dim + 20 + 8 * 2 * 10) * 8
+    big = estimate_fit_bytes(2_000_000, 100, 3, 5, 1)
+    assert big > PACKED_MAX_BYTES + 2_000_000 * 8 * 5 * 100 * 8
+
+
+def test_packed_outer_products_peak_stays_near_its_size(monkeypatch):
+    """_pack fills its output block by block: with PACK_BLOCK_BYTES tiny, no gathered
+    temporary exceeds a block (gathering all rows at once made the peak ~3x the array)."""
+    from neuro.hmmglm import newton
+
+    monkeypatch.setattr(newton, "PACK_BLOCK_BYTES", 4 * 21 * 3)  # 3 rows of the 21 packed fp32
+    design = torch.randn(50, 6, dtype=torch.float64)
+    outer = newton.PackedOuterProducts(design)
+    low = design.float()
+    expected = low[:, outer.rows] * low[:, outer.cols]
+    assert torch.equal(outer.packed, expected)
+    seen = []
+    real_mul = torch.mul
+
+    def spy(a, b, *args, **kwargs):
+        seen.append(a.shape[0])
+        return real_mul(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(newton.torch, "mul", spy)
+    newton.PackedOuterProducts(design)
+    monkeypatch.setattr(newton.torch, "mul", real_mul)
+    assert seen and max(seen) <= 3

@@ -364,3 +364,48 @@ def test_run_session_arguments(session_run, kwargs, error, match):
 def test_evaluation(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# --- large sizes: the recorded arrays are sized against memory_limit_bytes before any step runs
+
+
+def test_simulate_refuses_oversize_trace_record_before_running():
+    """record_trace=True for T = 10^9 steps would need [1, 10^9, 20] float32 = 80 GB: a
+    ValueError naming record_trace, num_steps and memory_limit_bytes (the old code went
+    straight into torch.empty and failed inside the allocator, or swapped)."""
+    from neuro.reservoir import make_reservoir, simulate
+
+    params, state = make_reservoir(20, 0, in_degree=2, seed=0, memory_limit_bytes=2**20)
+    with pytest.raises(ValueError, match=r"record_trace=True.*num_steps=1000000000.*memory_limit_bytes"):
+        simulate(params, state, num_steps=10**9, seed=0, record_trace=True)
+    with pytest.raises(ValueError, match=r'record="dense".*memory_limit_bytes'):
+        simulate(params, state, num_steps=10**9, seed=0, record="dense")
+
+
+def test_recording_bytes_counts_trace_and_raster():
+    from neuro.reservoir.simulation import recording_bytes
+
+    assert recording_bytes(2, 100, 50, "indices", False, torch.float32) == 0
+    assert recording_bytes(2, 100, 50, "none", True, torch.float32) == 2 * 100 * 50 * 4
+    assert recording_bytes(2, 100, 50, "dense", True, torch.float64) == 2 * 100 * 50 * 9
+
+
+def test_simulate_keeps_one_spike_tensor_per_block_not_per_step(monkeypatch):
+    """The eager path joins a block's per-step spike indices once per block: 1000 steps in
+    blocks of 100 leave 10 pieces to concatenate at the end, not 1000 (each per-step
+    tensor kept ~0.7 kB: 10^7 steps grew by ~7 GB even with record="none")."""
+    from neuro.reservoir import make_reservoir, simulation
+
+    params, state = make_reservoir(30, 0, in_degree=3, seed=0)
+    sizes = []
+    real_cat = torch.cat
+
+    def counting_cat(tensors, *args, **kwargs):
+        sizes.append(len(tensors))
+        return real_cat(tensors, *args, **kwargs)
+
+    monkeypatch.setattr(simulation.torch, "cat", counting_cat)
+    result = simulation.simulate(params, state, num_steps=1000, seed=0, record="none", block_steps=100)
+    monkeypatch.setattr(simulation.torch, "cat", real_cat)
+    assert result.num_spikes > 0
+    assert max(sizes) <= 100
