@@ -96,7 +96,7 @@ def _earlier_default_dir(spec: SweepSpec, out_root: str | Path) -> Path | None:
     for spec_path in sorted((Path(out_root) / "sweeps").glob(f"{spec.experiment}-*/sweep.yaml")):
         try:
             existing = yaml.safe_load(spec_path.read_text())
-        except (OSError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):  # another sweep's file: not ours to judge
             continue
         if existing == spec.to_dict() or _same_as_an_older_spec_file(existing, spec):
             return spec_path.parent

@@ -29,6 +29,7 @@ from typing import Any
 
 from experiments.config import (
     ConfigError,
+    _merge,
     check_value,
     config_hash,
     config_to_dict,
@@ -205,7 +206,6 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     for key, value in fixed_pairs:
         leaf_type(config_cls, key)
         fixed[key] = _typed(config_cls, key, value, f"--set {key}={value}")
-    base = resolve_config(config_cls, config_file, fixed)  # the base config itself must be valid
 
     grid_pairs = _split_assignments(file_data.get("grid") or {}, "--grid") + _split_assignments(grid, "--grid")
     zip_pairs = _split_assignments(file_data.get("zip") or {}, "--zip") + _split_assignments(zip, "--zip")
@@ -244,11 +244,46 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     lengths = {k: len(v) for k, v in zip_axes}
     if len(set(lengths.values())) > 1:
         raise ConfigError(f"--zip: zipped lists must have equal lengths, got {lengths}")
+    base = _base_config(config_cls, config_file, fixed, swept=bool(grid_pairs or zip_pairs))
     return SweepSpec(experiment=experiment,
                      config_file=str(Path(config_file).resolve()) if config_file else None,
                      fixed=tuple(fixed.items()), grid=tuple(grid_axes), zipped=tuple(zip_axes),
                      random_samples=random, distributions=tuple(distributions),
-                     repeats=repeats, seed=seed, base_config=config_to_dict(base))
+                     repeats=repeats, seed=seed, base_config=base)
+
+
+def _leaves(data: Mapping, prefix: str = ""):
+    """``(dotted key, value)`` of every leaf of a nested mapping."""
+    for name, value in data.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
+
+
+def _base_config(config_cls, config_file, fixed: dict, swept: bool) -> dict:
+    """The base config (defaults, then the config file, then ``fixed``) as a plain dict.
+
+    It must be valid on its own, except for a cross-field check (``__post_init__``) when keys
+    are swept: a fixed value may fit only the swept values, not the default they replace
+    (``--set num_neurons=10 --grid in_degree=2,5`` against the default in_degree 20);
+    :func:`expand` checks every whole point. Then every value is still typed and
+    range-checked alone."""
+    try:
+        return config_to_dict(resolve_config(config_cls, config_file, fixed))
+    except ConfigError as error:
+        cross_field = error.__cause__ is not None and not isinstance(error.__cause__, ConfigError)
+        if not (swept and cross_field):
+            raise
+    data = load_config_file(config_file) if config_file is not None else {}
+    typed: dict[str, Any] = {}
+    for key, value in [*_leaves(data), *fixed.items()]:
+        node = typed
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = check_value(config_cls, key, value)
+    return _plain(_merge(config_to_dict(config_cls()), typed))
 
 
 def _parameter_sets(spec: SweepSpec) -> list[dict[str, Any]]:

@@ -290,3 +290,38 @@ def test_zipped_values_are_checked_together_not_each_against_the_defaults():
     with pytest.raises(ConfigError, match=r"sweep point 1 \(window=600, train_lengths=\(1000, 4000\)\): "
                                           r"config: train_lengths must be increasing and each >= 2 \* window"):
         expand(build_spec("counterpart_spikes", SpikesConfig, zip=mismatched), SpikesConfig)
+
+
+def test_a_fixed_value_that_fits_only_the_swept_values_is_not_refused_against_the_default():
+    from experiments.reservoir_rate import Config as RateConfig
+
+    # num_neurons=10 fits in_degree 2 and 5, not the default in_degree 20 the sweep replaces
+    # (was refused: the base config alone broke reservoir_rate's new in_degree check)
+    swept = build_spec("reservoir_rate", RateConfig, sets=["num_neurons=10"], grid=["in_degree=2,5"])
+    points = expand(swept, RateConfig)
+    assert [(p.config.num_neurons, p.config.in_degree) for p in points] == [(10, 2), (10, 5)]
+    assert swept.base_config == {**swept.base_config, "num_neurons": 10, "in_degree": 20}
+    assert build_spec("reservoir_rate", RateConfig, sets=["num_neurons=10"],  # same record each time
+                      grid=["in_degree=2,5"]).digest() == swept.digest()
+    with pytest.raises(ConfigError, match=r"in_degree=20 exceeds num_neurons - 1 = 9"):
+        build_spec("reservoir_rate", RateConfig, sets=["num_neurons=10"])  # nothing swept: the base runs
+    with pytest.raises(ConfigError, match=r"sweep point 1 \(in_degree=50\)"):
+        expand(build_spec("reservoir_rate", RateConfig, sets=["num_neurons=10"], grid=["in_degree=2,50"]),
+               RateConfig)
+    with pytest.raises(ConfigError, match=r"--set num_neurons=1: num_neurons: 1 is out of range"):
+        build_spec("reservoir_rate", RateConfig, sets=["num_neurons=1"], grid=["in_degree=0"])
+
+
+def test_an_unreadable_sweep_file_of_another_directory_does_not_stop_a_new_sweep(tmp_path):
+    from experiments.sweep.runner import _earlier_default_dir
+
+    # looking for an older default directory reads every <experiment>-*/sweep.yaml; one that
+    # is not UTF-8 text was a UnicodeDecodeError traceback for every sweep without --out
+    s = spec(grid=["key_dim=8,16"], sets=["load_ratios=[1.0]", "trials=1"])
+    sweeps = tmp_path / "sweeps"
+    (sweeps / f"{NAME}-0a0a0a0a").mkdir(parents=True)
+    (sweeps / f"{NAME}-0a0a0a0a" / "sweep.yaml").write_bytes(b"\xff\xfe\x00 not text")
+    assert _earlier_default_dir(s, tmp_path) is None
+    (sweeps / f"{NAME}-0b0b0b0b").mkdir()
+    (sweeps / f"{NAME}-0b0b0b0b" / "sweep.yaml").write_text(yaml.safe_dump(s.to_dict()))
+    assert _earlier_default_dir(s, tmp_path) == sweeps / f"{NAME}-0b0b0b0b"
