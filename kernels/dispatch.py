@@ -56,8 +56,11 @@ def interpreter_enabled() -> bool:
 def check_same_device(**tensors) -> None:
     """ValueError naming the first tensor argument on another device than the first tensor
     argument (None and non-tensors skipped): a Triton kernel handed a host pointer beside
-    device pointers would crash or read garbage instead of naming the argument."""
-    named = [(name, t) for name, t in tensors.items() if isinstance(t, torch.Tensor)]
+    device pointers would crash or read garbage instead of naming the argument. A 0-dim CPU
+    tensor is skipped too: torch ops take it beside tensors on any device (a CPU scalar), and
+    the Triton paths read it on the host (``izhikevich.triton._scalar_arg``) or move it."""
+    named = [(name, t) for name, t in tensors.items() if isinstance(t, torch.Tensor)
+             and not (t.dim() == 0 and t.device.type == "cpu")]
     for name, tensor in named[1:]:
         if tensor.device != named[0][1].device:
             raise ValueError(f"{name} is on {tensor.device} but {named[0][0]} is on "

@@ -140,3 +140,34 @@ def test_gla_hmm_glm(call, error, match):
     q = torch.zeros(1, 4, 1, 2)
     with pytest.raises(error, match=match):
         call(q)
+
+
+def test_cpu_zero_dim_scalars_beside_another_device_are_accepted(monkeypatch):
+    # torch ops take a 0-dim CPU tensor (a CPU scalar) beside tensors on any device, and the
+    # Triton paths read such scalars on the host (izhikevich) or move them (three_factor):
+    # the one-device check must not refuse e.g. a CPU learning_rate or half_step_ms beside
+    # CUDA state. The meta device stands in for CUDA; the naive path runs on meta tensors.
+    monkeypatch.setenv("NEUROBRIDGE_KERNELS", "naive")
+    b, m, d = 2, 3, 4
+    meta = lambda *shape: torch.zeros(*shape, device="meta")
+    out = three_factor_step(meta(b, m, d), meta(b, m, d), meta(b, d), meta(b, d), meta(b, m),
+                            meta(b, m), torch.tensor(0.1), 0.5, True)
+    assert all(t.device.type == "meta" for t in out)
+
+    from kernels import izhikevich
+
+    calls = []
+    monkeypatch.setattr(izhikevich, "naive_izhikevich_network_step_", lambda *a: calls.append(a))
+    n = 3
+    state = meta(b, 3 * n + 1)
+    izhikevich_network_step_(
+        state, state[:, :n], state[:, n:2 * n], None, meta(b, n),
+        torch.zeros(b, n, dtype=torch.bool, device="meta"), meta(b, n), meta(b, n),
+        torch.zeros(b * n, 2, dtype=torch.long, device="meta"), meta(b * n, 2),
+        torch.tensor(0.25), torch.tensor(0.01), torch.tensor(2.25), meta(1, n), meta(1, n),
+        meta(1, n), torch.tensor(30.0), torch.tensor(0.9))
+    assert len(calls) == 1
+    # a 0-dim tensor on the other device, or a CPU tensor of one element, is still refused
+    with pytest.raises(ValueError, match=E("learning_rate is on cpu but weights is on meta")):
+        three_factor_step(meta(b, m, d), meta(b, m, d), meta(b, d), meta(b, d), meta(b, m),
+                          meta(b, m), torch.tensor([0.1]), 0.5, True)
