@@ -161,6 +161,10 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     """
     batch, num_neurons = drive.shape
     device = state.device
+    for name, written in (("state", state), ("spikes", spikes)):  # written in place: never a copy
+        if not written.is_contiguous():
+            raise ValueError(f"{name} must be contiguous (the kernel writes it as a dense [B, *] "
+                             f"array), got strides {written.stride()}")
     # the kernels index drive and the table rows as dense row-major arrays
     drive, targets, weights = drive.contiguous(), targets.contiguous(), weights.contiguous()
     spike_bytes = spikes.view(torch.uint8)

@@ -247,3 +247,18 @@ def test_column_sliced_tables_give_the_reference_raster():
                                  drives, None)
     # float32, same expressions and summation order under the interpreter: exact
     assert raster.any() and torch.equal(raster, ref_raster) and torch.equal(final, ref_final)
+
+
+def test_the_no_sync_step_refuses_buffers_it_cannot_write_in_place():
+    # step_flags and the CUDA-graph stepper write state and spikes as dense arrays: a strided
+    # view (e.g. record[:, t] of a [B, T, N] raster) would have its neighbours overwritten
+    from kernels.izhikevich.triton import izhikevich_step_no_sync_
+
+    state, drive = torch.zeros(2, 13, device=DEVICE), torch.zeros(2, 4, device=DEVICE)
+    strided = torch.zeros(2, 8, dtype=torch.bool, device=DEVICE)[:, ::2]
+    with pytest.raises(ValueError, match=r"spikes must be contiguous .* got strides \(8, 2\)"):
+        izhikevich_step_no_sync_(state, drive, strided, None, None, 0.25, 0.0, 0.0, None, None, None, 30.0)
+    with pytest.raises(ValueError, match=r"state must be contiguous"):
+        izhikevich_step_no_sync_(torch.zeros(2, 26, device=DEVICE)[:, ::2], drive,
+                                 torch.zeros(2, 4, dtype=torch.bool, device=DEVICE),
+                                 None, None, 0.25, 0.0, 0.0, None, None, None, 30.0)
