@@ -75,14 +75,16 @@ def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> 
     rng = numpy_generator(seed)
     n = weights.shape[0]
     weights = weights * (1.0 - np.eye(n))
-    order = canonical_node_order(weights)
     # modularity does not change when every weight is scaled; a power of two scales exactly
     # (networkx's arithmetic, hence the partition, is bit-for-bit that of the unscaled
     # weights) and keeps its squared total weight from underflowing to 0 (a
     # ZeroDivisionError inside networkx for weights below ~1e-160)
     largest = float(weights.max(initial=0.0))
     if largest > 0:
-        weights = weights * 2.0 ** -np.floor(np.log2(largest))
+        # ldexp, not a multiply by 2.0 ** e: for a subnormal largest weight 2.0 ** e overflows
+        weights = np.ldexp(weights, -int(np.floor(np.log2(largest))))
+    # after the rescale: the order hashes the weights' bits, so A and 2^k A share it only then
+    order = canonical_node_order(weights)
     reordered = weights[np.ix_(order, order)]
     graph = nx.Graph()
     graph.add_nodes_from(range(n))

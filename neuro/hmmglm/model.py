@@ -118,7 +118,8 @@ class HMMGLM:
         num_states = check_int("num_states", num_states)
         num_neurons = check_int("num_neurons", num_neurons)
         if link is None:
-            link = DEFAULT_LINKS.get(distribution, "softplus")  # check_link names a bad distribution
+            # check_link names a bad distribution (an unhashable one must not reach the dict)
+            link = DEFAULT_LINKS.get(distribution, "softplus") if isinstance(distribution, str) else "softplus"
         check_link(distribution, link)
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")

@@ -244,6 +244,9 @@ noise_scale : 1 (constant)
         if params is not None:
             check_params(params)
             _check_same_wiring(self.params, params)
+            if not self._injected and self._brian_seed is None and bool((params.noise_std != 0).any()):
+                raise ValueError("noise_source='brian2' with noise_std > 0 needs seed= (Brian2's own "
+                                 "generator would run unseeded): this session was created without one")
         if state is not None:
             _check_state_type(state)
         params = _to_float64(params) if params is not None else self._params64

@@ -258,6 +258,28 @@ def test_louvain_of_tiny_weights_is_that_of_the_same_graph_scaled_up():
     assert adjusted_rand_index(louvain_partition(adjacency * 1e-200, seed=1), expected) == 1.0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_louvain_partition_does_not_change_when_the_weights_are_scaled_by_a_power_of_two(seed):
+    # the canonical node order hashes the weights' bits and was taken before the rescale, so
+    # A and 2^k A were fed to networkx in different orders (different partitions)
+    adjacency, _ = make_weighted_planted_partition(num_nodes=60, num_blocks=3, seed=seed)
+    expected = louvain_partition(adjacency, seed=1)
+    for exponent in (-700, -3, 5):
+        assert np.array_equal(louvain_partition(np.ldexp(adjacency, exponent), seed=1), expected)
+
+
+def test_louvain_of_subnormal_weights_is_that_of_the_same_graph_scaled_up():
+    # the rescale multiplied by 2.0 ** 1030 for a largest weight of ~1e-310: inf, and the
+    # zero entries times inf became NaN (every node its own community, no error)
+    adjacency, _ = make_weighted_planted_partition(num_nodes=60, num_blocks=3, seed=2)
+    counts = np.round(adjacency * 16 / adjacency.max())  # whole numbers: exact when subnormal
+    expected = louvain_partition(counts, seed=1)
+    tiny = np.ldexp(counts, -1040)  # largest weight 2^-1036, below the smallest normal double
+    assert 0 < tiny.max() < np.finfo(np.float64).tiny and np.array_equal(np.ldexp(tiny, 1040), counts)
+    assert len(set(expected.tolist())) > 1
+    assert np.array_equal(louvain_partition(tiny, seed=1), expected)
+
+
 def _set_partitions(num_nodes):
     """Every partition of range(num_nodes) as labels (restricted growth strings)."""
     def extend(labels, blocks):

@@ -54,6 +54,14 @@ def test_the_default_link_follows_the_distribution():
     assert HMMGLM(2, 3, link="exp").settings.link == "exp"
 
 
+@pytest.mark.parametrize("distribution", [["poisson"], {"poisson": 1}, "gaussian", None])
+def test_a_bad_distribution_with_the_default_link_is_named(distribution):
+    # link=None looked the distribution up in a dict first: an unhashable one raised
+    # "TypeError: unhashable type: 'list'" instead of naming the argument
+    with pytest.raises(ValueError, match="distribution must be one of"):
+        HMMGLM(2, 3, distribution=distribution)
+
+
 def test_bernoulli_rejects_counts_above_one():
     m = HMMGLM(2, 3, basis=exponential_basis(2, (1.0,)), distribution="bernoulli")
     with pytest.raises(ValueError, match="bernoulli needs 0/1"):

@@ -110,6 +110,20 @@ def test_argument_errors():
         session.run(params=other)
 
 
+def test_a_rerun_with_noisy_params_needs_the_seed_that_brian2_noise_needs():
+    # a session made from noiseless params without seed= accepted noisy params in run(): Brian2's
+    # generator then ran unseeded (two identical sessions gave different rasters)
+    quiet, state = make_reservoir(20, 1, in_degree=3, seed=0, noise_std=0.0, dtype=torch.float64)
+    noisy, _ = make_reservoir(20, 1, in_degree=3, seed=0, noise_std=20.0, dtype=torch.float64)
+    session = Brian2Session(quiet, state, None, 0.5, num_steps=10, noise_source="brian2", target="numpy")
+    with pytest.raises(ValueError, match=r"noise_source='brian2' with noise_std > 0 needs seed="):
+        session.run(params=noisy)
+    assert session.run(params=quiet).num_spikes >= 0  # noiseless params still run
+    runs = [Brian2Session(quiet, state, None, 0.5, num_steps=40, seed=3, noise_source="brian2",
+                          target="numpy").run(params=noisy) for _ in range(2)]
+    _assert_same_raster(*runs)  # with seed= the rerun is reproducible
+
+
 @pytest.mark.slow
 def test_cpp_standalone_builds_once_and_reruns_with_new_weights():
     # One compilation (~20-40 s on 2 cores), then a re-run with new weights via run_args.
