@@ -86,6 +86,9 @@ class SimulationDiverged(RuntimeError):
             f"{neuron} has a non-finite state ({value}); lower dt_ms, the weights or the input"
         )
 
+    def __reduce__(self):  # picklable (a process-pool or Dask worker sends it back)
+        return type(self), (self.step, self.batch_index, self.neuron, self.value, self.exact_step)
+
 
 @dataclass(frozen=True)
 class ReservoirParams:

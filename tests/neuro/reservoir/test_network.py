@@ -2,6 +2,7 @@
 noise, divergence and argument errors."""
 import dataclasses
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -162,6 +163,10 @@ def test_divergence_names_step_batch_and_neuron(where):
     error = info.value
     assert (error.step, error.batch_index, error.neuron) == (37, 1, 5)
     assert "step 37" in str(error) and "batch index) 1" in str(error) and "neuron 5" in str(error)
+    # a process-pool or Dask worker pickles it to send it back
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is SimulationDiverged and str(again) == str(error)
+    assert (again.step, again.batch_index, again.neuron, again.exact_step) == (37, 1, 5, True)
 
 
 def test_argument_errors_name_the_argument():
