@@ -12,7 +12,8 @@ The environment variable ``NEUROBRIDGE_KERNELS`` overrides the rule, read at eac
   the Triton module is first imported (the interpreter; slow, for tests only).
 
 The ops whose Triton kernels compute in float32 (gla, izhikevich, three_factor) send
-float64 inputs to the torch reference in every mode; glm_terms and hmm_scan run float64 in
+float64 inputs to the torch reference in every mode (``use_triton(..., float32_kernel=True)``);
+glm_terms and hmm_scan run float64 in
 Triton.
 
 Importing this module imports neither triton nor CUDA and changes no global state.
@@ -67,12 +68,16 @@ def check_same_device(**tensors) -> None:
                              f"{named[0][1].device}; every tensor argument must be on one device")
 
 
-def use_triton(*tensors: torch.Tensor | None) -> bool:
-    """True when the Triton path should run for these tensor arguments (``None`` ignored)."""
+def use_triton(*tensors: torch.Tensor | None, float32_kernel: bool = False) -> bool:
+    """True when the Triton path should run for these tensor arguments (``None`` ignored).
+
+    ``float32_kernel``: the op's Triton kernels compute in float32 (gla, izhikevich,
+    three_factor), so a float64 first tensor takes the torch reference in every mode (the
+    mode is still checked)."""
     mode = kernel_mode()
-    if mode == "naive":
-        return False
     present = [t for t in tensors if t is not None]
+    if mode == "naive" or (float32_kernel and present and present[0].dtype == torch.float64):
+        return False
     # a non-tensor argument is never "on CUDA": the path taken then reports it by name
     on_cuda = bool(present) and all(isinstance(t, torch.Tensor) and t.is_cuda for t in present)
     if mode == "auto":

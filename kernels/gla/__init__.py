@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.dispatch import kernel_mode, use_triton
+from kernels.dispatch import use_triton
 from kernels.gla.naive import naive_chunk_gla, naive_linear_attention, naive_recurrent_gla
 
 __all__ = [
@@ -44,8 +44,7 @@ def _check_tensors(q, k, v, g) -> None:
 def runs_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
                 initial_state: Tensor | None) -> bool:
     """Whether these ops take the Triton path for these arguments (module docstring)."""
-    kernel_mode()  # an invalid NEUROBRIDGE_KERNELS is an error for float64 too
-    return q.dtype != torch.float64 and use_triton(q, k, v, g, initial_state)
+    return use_triton(q, k, v, g, initial_state, float32_kernel=True)
 
 
 def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, scale: float | None = None,

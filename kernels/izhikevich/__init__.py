@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.dispatch import check_same_device, kernel_mode, use_triton
+from kernels.dispatch import check_same_device, use_triton
 from kernels.izhikevich.naive import izhikevich_network_step_ as naive_izhikevich_network_step_
 from kernels.izhikevich.naive import izhikevich_neuron_update_, propagate_spikes_
 
@@ -64,8 +64,7 @@ def izhikevich_network_step_(state: Tensor, v: Tensor, u: Tensor, synaptic_curre
                       synapse_decay=synapse_decay)
     args = (state, v, u, synaptic_current, drive, spikes, scratch_hc, scratch_t, targets,
             weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay)
-    kernel_mode()  # an invalid NEUROBRIDGE_KERNELS is an error for float64 too
-    if state.dtype != torch.float64 and use_triton(state, drive, targets, weights):
+    if use_triton(state, drive, targets, weights, float32_kernel=True):
         from kernels.izhikevich.triton import triton_izhikevich_network_step_
         return triton_izhikevich_network_step_(*args)
     return naive_izhikevich_network_step_(*args)

@@ -7,10 +7,9 @@ takes the torch reference (the Triton kernels compute in float32).
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from kernels.dispatch import kernel_mode, use_triton
+from kernels.dispatch import use_triton
 from kernels.three_factor.naive import check_three_factor_inputs
 from kernels.three_factor.naive import three_factor_step as naive_three_factor_step
 
@@ -40,9 +39,7 @@ def three_factor_step_unchecked(weights: Tensor, pending: Tensor, eligibility: T
                                 online: Tensor | bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``three_factor_step`` without its checks (~9 us on a CPU), for a caller that checked
     its inputs once and steps in a loop (``neuro.reservoir.ThreeFactorReadout``)."""
-    kernel_mode()  # an invalid NEUROBRIDGE_KERNELS is an error for float64 too
-    if weights.dtype != torch.float64 and use_triton(weights, pending, eligibility, features, target,
-                                                     gate):
+    if use_triton(weights, pending, eligibility, features, target, gate, float32_kernel=True):
         from kernels.three_factor.triton import triton_three_factor_step
         return triton_three_factor_step(weights, pending, eligibility, features, target, gate,
                                         learning_rate, eligibility_decay, online)

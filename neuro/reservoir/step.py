@@ -364,7 +364,7 @@ def _resolve_network_steps(buffer: Tensor, table: EventTable):
     from kernels.dispatch import use_triton
 
     # targets share the weights' device (reading them would build a shared wiring's table)
-    if buffer.dtype != torch.float64 and use_triton(buffer, table.weights):
+    if use_triton(buffer, table.weights, float32_kernel=True):
         from kernels.izhikevich.triton import (
             izhikevich_step_no_sync_,
             triton_izhikevich_network_step_,

@@ -95,3 +95,9 @@ def test_an_invalid_mode_is_an_error_for_float64_too(monkeypatch):
     y = torch.zeros(1, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="NEUROBRIDGE_KERNELS='navie'"):
         three_factor_step(w, w, e, e, y, y, 0.1, 0.5, True)
+    # and the reservoir's Stepper, which applies the same rule once per simulation
+    from neuro.reservoir import make_reservoir, simulate
+
+    params, state = make_reservoir(10, 0, in_degree=2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="NEUROBRIDGE_KERNELS='navie'"):
+        simulate(params, state, None, 0.5, num_steps=2, seed=0)
