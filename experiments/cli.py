@@ -65,6 +65,7 @@ def _terminate_as_interrupt():
 def _cmd_run(args) -> int:
     from experiments.runner import run_experiment
 
+    runs = Path(args.out) / args.name.replace("-", "_")  # where this experiment's run directories go
     try:
         with _terminate_as_interrupt():
             result = run_experiment(args.name, overrides=args.set, config_file=args.config,
@@ -75,13 +76,13 @@ def _cmd_run(args) -> int:
     except KeyboardInterrupt:
         # run_experiment marks its run directory ``interrupted`` before re-raising (an
         # interrupt while the experiment is imported or configured comes before there is one)
-        print("neuro: interrupted; a run directory already made under "
-              f"{Path(args.out) / args.name.replace('-', '_')} is marked interrupted", file=sys.stderr)
+        print(f"neuro: interrupted; a run directory already made under {runs} is marked interrupted",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - any run failure: status.json has the traceback
         print(f"neuro: run failed: {type(error).__name__}: {error}", file=sys.stderr)
-        print("hint: the traceback is in status.json of the newest run directory under "
-              f"{Path(args.out) / args.name.replace('-', '_')}", file=sys.stderr)
+        print(f"hint: the traceback is in status.json of the newest run directory under {runs}",
+              file=sys.stderr)
         return EXIT_RUN_FAILED
     print(_metrics_text(result.metrics))
     print(f"report: {result.path / 'report.html'}")
