@@ -65,23 +65,19 @@ def check_per_step(name: str, value: object, q: Tensor, *, per_key: bool) -> Ten
     return value
 
 
-def check_log_decay(name: str, value: Tensor, *, allow_minus_inf: bool = False) -> Tensor:
+def check_log_decay(name: str, value: Tensor) -> Tensor:
     """A log decay must be <= 0 (decay factor in [0, 1]) and not NaN; one host sync when valid.
 
-    -inf (factor 0: a full reset) only with ``allow_minus_inf``: for the step-by-step forms,
-    and for chunked forms that clamp g first (``kernels.gla.naive.log_decay_floor``); an
-    unclamped chunked form would compute exp(-inf - -inf) = NaN from it.
+    -inf (factor 0: a full reset) is allowed: the step-by-step forms take it as it is, the
+    chunked forms clamp g first (``kernels.gla.naive.log_decay_floor``), so no
+    exp(-inf - -inf) = NaN arises.
     """
-    if bool(((value <= 0) & (torch.isfinite(value) | allow_minus_inf)).all()):
+    if bool((value <= 0).all()):
         return value
     if bool(torch.isnan(value).any()):
         raise ValueError(f"{name} (log decay) contains NaN")
-    if bool((value > 0).any()):
-        raise ValueError(f"{name} is a log decay and must be <= 0 (decay factor exp({name}) in "
-                         f"(0, 1]), got max {value.max().item():.4g}")
-    raise ValueError(f"{name} is a log decay and must be finite in the chunked form (decay "
-                     f"factor exp({name}) in (0, 1]), got -inf; the recurrent form takes -inf "
-                     "(a full reset)")
+    raise ValueError(f"{name} is a log decay and must be <= 0 (decay factor exp({name}) in "
+                     f"(0, 1]), got max {value.max().item():.4g}")
 
 
 def check_state(name: str, value: object, expected: tuple[int, ...], layout: str,

@@ -101,7 +101,7 @@ def delta_rule_core(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | N
     check_per_step("beta", beta, q, per_key=False)
     check_choice("form", form, FORMS)
     if g is not None:
-        check_log_decay("g", check_per_step("g", g, q, per_key=False), allow_minus_inf=True)
+        check_log_decay("g", check_per_step("g", g, q, per_key=False))
     chunk_size = check_chunk_size(chunk_size)
     output_final_state = check_flag("output_final_state", output_final_state)
     scale = resolve_scale(scale, key_dim)

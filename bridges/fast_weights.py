@@ -137,7 +137,7 @@ def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_
     Checked as :func:`write` checks (a bad log_decay is reported under its own name)."""
     _check_write(state, keys, values, write_strength, log_decay)
     if log_decay is not None:
-        check_log_decay("log_decay", log_decay, allow_minus_inf=True)
+        check_log_decay("log_decay", log_decay)
     memory = state.memory.clone()
     for t in range(keys.shape[1]):
         if log_decay is not None:

@@ -43,7 +43,7 @@ def gated_linear_attention(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
     batch, _, heads, key_dim, value_dim = check_qkv(q, k, v)
     check_choice("form", form, FORMS)
     if g is not None:
-        check_log_decay("g", check_per_step("g", g, q, per_key=True), allow_minus_inf=True)
+        check_log_decay("g", check_per_step("g", g, q, per_key=True))
     if initial_state is not None:
         check_state("initial_state", initial_state, (batch, heads, key_dim, value_dim),
                     "[B, H, K, V]", q)

@@ -131,8 +131,7 @@ def hebbian_memory(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None = N
     error_driven = check_flag("error_driven", error_driven)
     if log_decay is not None:
         per_key = isinstance(log_decay, Tensor) and log_decay.dim() == 4
-        check_log_decay("log_decay", check_per_step("log_decay", log_decay, q, per_key=per_key),
-                        allow_minus_inf=True)
+        check_log_decay("log_decay", check_per_step("log_decay", log_decay, q, per_key=per_key))
         log_decay = log_decay.to(q.dtype)
     if isinstance(write_strength, Tensor):
         check_per_step("write_strength", write_strength, q, per_key=False)
