@@ -39,10 +39,14 @@ def raised_cosine_basis(num_basis: int = 3, num_lags: int = 10) -> np.ndarray:
     Bump j is ``0.5 * (1 + cos(clip(u - c_j, -pi, pi)))`` with ``u = a*log(lag + 1)``,
     centres c_0 = u(lag 1) .. c_{num_basis-1} = u(num_lags) spaced by pi/2: the bumps sum to 2
     between the second and the second-to-last centre and less towards either end (1.5 at
-    the first and the last lag), where fewer bumps overlap.
+    the first and the last lag), where fewer bumps overlap. More bumps than lags are linearly
+    dependent (a singular design), so ``num_basis <= num_lags`` is required.
     """
     num_basis = check_int("num_basis", num_basis)
     num_lags = check_int("num_lags", num_lags)
+    if num_basis > num_lags:
+        raise ValueError(f"num_basis must be <= num_lags ({num_lags}): {num_basis} bumps over "
+                         f"{num_lags} lags are linearly dependent, got num_basis={num_basis}")
     lags = np.arange(1, num_lags + 1, dtype=np.float64)
     u = np.log(lags + 1.0)
     span = u[-1] - u[0]

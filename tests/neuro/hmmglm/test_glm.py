@@ -169,6 +169,7 @@ def test_weighted_time_sum_equals_einsum():
 @pytest.mark.parametrize("call, error, message", [
     (lambda: raised_cosine_basis(2.5, 5), TypeError, "num_basis must be an int"),  # was 3 bumps
     (lambda: raised_cosine_basis(3, 7.5), TypeError, "num_lags must be an int"),
+    (lambda: raised_cosine_basis(2, 1), ValueError, "num_basis must be <= num_lags"),  # was 2 equal rows
     (lambda: lag_basis(0), ValueError, "num_lags must be >= 1"),  # was an empty (0, 0) basis
     (lambda: lag_basis(2.7), TypeError, "num_lags must be an int"),  # was numpy's own error
 ])
@@ -186,3 +187,10 @@ def test_raised_cosine_bumps_sum_to_two_between_the_inner_centres_and_less_at_th
     np.testing.assert_allclose(total[inner], 2.0, atol=1e-12)
     assert total[0] == pytest.approx(1.5) and total[-1] == pytest.approx(1.5)
     assert (total[~inner] < 2.0).all()
+
+
+def test_raised_cosine_bumps_are_linearly_independent_whenever_allowed():
+    # every allowed size gives a full-rank basis, so the design never has collinear columns
+    for num_basis in range(1, 7):
+        for num_lags in range(num_basis, 12):
+            assert np.linalg.matrix_rank(raised_cosine_basis(num_basis, num_lags)) == num_basis

@@ -40,3 +40,9 @@ def test_all_draws_running_away_is_a_named_error(monkeypatch):
     for generator in (simulate.reference_problem, simulate.paper_problem):
         with pytest.raises(simulate.RatesDiverged, match=r"all 10 draws of this problem \(seed=4\) ran away"):
             generator(200, seed=4)
+
+
+def test_a_paper_problem_too_large_to_stay_bounded_names_num_neurons():
+    # the paper's strengths do not shrink with N: at N=100 every draw runs away
+    with pytest.raises(simulate.RatesDiverged, match=r"use num_neurons <= 60 \(got 100\)"):
+        simulate.paper_problem(2_000, seed=0, num_neurons=100)
