@@ -11,8 +11,9 @@ The default is the cosine-only score of tensortools (Williams et al. 2018); the 
 Acar, Dunlavy & Kolda 2011 (arXiv 1005.2197, eq. 5.1), which also asks the weights to agree. Rank selection (our rule, in the spirit of
 Williams et al. 2018, tensortools): fit `num_replicates` random starts per rank; the error of a
 rank is the best replicate's, its stability the mean pairwise FMS of the replicates. The chosen
-rank is the smallest stable rank (stability >= min_stability) after which one more component
-lowers the error by less than `min_relative_improvement` times the error.
+rank is the smallest stable rank (stability >= min_stability) whose successor in `ranks` (the
+next rank tried, which may add more than one component) lowers the error by less than
+`min_relative_improvement` times the error; if there is none, the largest rank tried.
 """
 from __future__ import annotations
 

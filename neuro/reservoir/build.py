@@ -144,11 +144,8 @@ def make_reservoir(
 
     if connectivity is not None:
         scale = 1.0 if weight_scale is None else check_positive("weight_scale", weight_scale)
-        batch, pre, post, value = matrix_synapses(connectivity, num_neurons, batch_size, device, torch.float64)
-        per_network = pre.numel() / batch_size
-        max_out = float(torch.bincount(pre[: int(per_network)], minlength=num_neurons).max()) if per_network else 0.0
-        check_memory(estimate_connectivity_bytes(num_neurons, batch_size, per_network, max_out, weight_bytes),
-                     memory_limit_bytes, "the connectivity")
+        batch, pre, post, value = matrix_synapses(connectivity, num_neurons, batch_size, device, torch.float64,
+                                                  weight_bytes, memory_limit_bytes)
         if sign_rule == "presynaptic":
             weight = sign_rule_weights(pre, is_excitatory, scale, inhibitory_scale, generator, dtype, magnitude=value)
         else:

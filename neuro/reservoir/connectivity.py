@@ -222,6 +222,19 @@ def bernoulli_synapses(num_neurons: int, connection_prob: float, batch_size: int
     return torch.cat(batches), torch.cat(pres), torch.cat(posts)
 
 
+def _check_matrix_shape(shape, num_neurons: int) -> None:
+    if tuple(shape) != (num_neurons, num_neurons):
+        raise ValueError(f"connectivity has shape {list(shape)}; expected [{num_neurons}, {num_neurons}]")
+
+
+def _check_matrix_memory(out_degrees: np.ndarray, num_neurons: int, batch_size: int, weight_bytes: int,
+                         memory_limit_bytes: int) -> None:
+    """``check_memory`` for B copies of a matrix with these per-presynaptic nonzero counts [N]."""
+    max_out = float(out_degrees.max()) if out_degrees.size else 0.0
+    check_memory(estimate_connectivity_bytes(num_neurons, batch_size, float(out_degrees.sum()), max_out,
+                                             weight_bytes), memory_limit_bytes, "the connectivity")
+
+
 def _sorted_by_pre(batch: Tensor, pre: Tensor, post: Tensor, num_neurons: int):
     """Reorder synapses given in (batch, post) order to (batch, pre, post) order: a stable
     sort on batch * N + pre keeps post ascending inside each presynaptic group."""
@@ -232,26 +245,30 @@ def _sorted_by_pre(batch: Tensor, pre: Tensor, post: Tensor, num_neurons: int):
     return batch.index_select(0, order), pre.index_select(0, order), post.index_select(0, order)
 
 
-def matrix_synapses(matrix, num_neurons: int, batch_size: int, device,
-                    dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def matrix_synapses(matrix, num_neurons: int, batch_size: int, device, dtype: torch.dtype,
+                    weight_bytes: int, memory_limit_bytes: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(batch, pre, post, weight) of a user matrix W [N, N] (W[i, j]: j onto i), dense
-    (numpy / torch) or scipy.sparse, copied into every one of the B networks."""
+    (numpy / torch) or scipy.sparse, copied into every one of the B networks. The memory of
+    the B copies and their table is checked (``check_memory``) from the nonzero count and the
+    largest out-degree before any synapse list is built."""
     dtype_kind = getattr(getattr(matrix, "dtype", None), "kind", None)  # numpy and scipy
     if dtype_kind == "c" or (isinstance(matrix, torch.Tensor) and matrix.is_complex()):
         raise TypeError(f"connectivity must be real, got dtype {matrix.dtype}")
     if type(matrix).__module__.startswith("scipy.sparse"):
         coo = matrix.tocoo()
-        shape = coo.shape
+        _check_matrix_shape(coo.shape, num_neurons)
+        out_degrees = np.bincount(np.asarray(coo.col)[np.asarray(coo.data) != 0], minlength=num_neurons)
+        _check_matrix_memory(out_degrees, num_neurons, batch_size, weight_bytes, memory_limit_bytes)
         post = torch.as_tensor(np.asarray(coo.row), dtype=torch.long)
         pre = torch.as_tensor(np.asarray(coo.col), dtype=torch.long)
         value = torch.as_tensor(np.asarray(coo.data, dtype=np.float64))
     elif isinstance(matrix, (np.ndarray, torch.Tensor)):
         dense = torch.as_tensor(matrix)
-        shape = tuple(dense.shape)
-        if dense.dim() != 2:
-            raise ValueError(f"connectivity has shape {list(shape)}; expected [{num_neurons}, {num_neurons}]")
+        _check_matrix_shape(tuple(dense.shape), num_neurons)
         if dense.dtype == torch.bool:
             dense = dense.to(torch.float64)
+        _check_matrix_memory(torch.count_nonzero(dense, dim=0).numpy(force=True), num_neurons, batch_size,
+                             weight_bytes, memory_limit_bytes)
         post, pre = dense.nonzero(as_tuple=True)
         value = dense[post, pre].to(torch.float64)
     else:
@@ -259,8 +276,6 @@ def matrix_synapses(matrix, num_neurons: int, batch_size: int, device,
             f"connectivity has type {type(matrix).__name__}; allowed: numpy array, torch "
             "Tensor, scipy.sparse matrix/array (W[post, pre]), or None for random wiring"
         )
-    if tuple(shape) != (num_neurons, num_neurons):
-        raise ValueError(f"connectivity has shape {list(shape)}; expected [{num_neurons}, {num_neurons}]")
     if not bool(torch.isfinite(value).all()):
         raise ValueError("connectivity contains non-finite entries (NaN or inf)")
     keep = value != 0

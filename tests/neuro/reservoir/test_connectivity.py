@@ -289,3 +289,16 @@ def test_int32_indices_are_taken_as_int64():
     rebuilt = dataclasses.replace(params, synapses=narrow)
     assert rebuilt.synapses.pre_index.dtype == torch.long
     assert torch.equal(rebuilt.event_table.targets, params.event_table.targets)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_given_matrix_too_large_for_the_batch_is_refused_before_it_is_copied(sparse):
+    # 100 copies of a dense 1000 x 1000 matrix: ~10^8 synapses, ~5 GB of lists and table. The
+    # check runs on the nonzero counts, before the per-network lists are repeated B times.
+    matrix = np.ones((1000, 1000)) - np.eye(1000)
+    given = scipy.sparse.csr_matrix(matrix) if sparse else matrix
+    peak_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=r"the connectivity needs about 5\.2\d GiB.*memory_limit_bytes=1000000000"):
+        make_reservoir(1000, 1, batch_size=100, connectivity=given, memory_limit_bytes=10**9)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before_kib < 500 * 1024
+    make_reservoir(1000, 1, batch_size=2, connectivity=given, memory_limit_bytes=10**9)  # two copies fit
