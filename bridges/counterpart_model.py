@@ -43,8 +43,10 @@ class ContinuousSequenceModel(nn.Module):
         self.config = SequenceModelConfig(vocab_size=1, pattern=pattern, model_dim=model_dim,
                                           num_heads=num_heads, max_length=max_length,
                                           mlp_ratio=mlp_ratio, chunk_size=chunk_size)
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator only: torch.manual_seed would also reseed every CUDA device
+        # Initialise on the CPU under a private, seeded CPU generator state (the global RNG is left
+        # untouched; torch.manual_seed would also reseed every CUDA device), then move: the same
+        # weights on every device, also under torch.set_default_device.
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
             torch.random.default_generator.manual_seed(torch_seed(seed))
             self.input = nn.Linear(num_inputs, model_dim)
             self.position = nn.Embedding(max_length, model_dim)
@@ -52,7 +54,7 @@ class ContinuousSequenceModel(nn.Module):
             self.blocks = nn.ModuleList(Block(letter, self.config) for letter in pattern)
             self.final_norm = nn.RMSNorm(model_dim)
             self.readout = nn.Linear(model_dim, num_outputs)
-        self.to(device=device, dtype=dtype)
+        self.to(device=torch.get_default_device() if device is None else device, dtype=dtype)
 
     def forward(self, x: Tensor, return_hidden: bool = False):
         """x [B, T, num_inputs] (the parameters' dtype) -> y [B, T, num_outputs] (and hidden)."""

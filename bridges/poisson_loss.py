@@ -45,7 +45,8 @@ def next_bin_loss(log_rate: Tensor, counts: Tensor, mask: Tensor | None = None) 
 
     log_rate [B, T, N]: the model's output after reading bins 0..t; counts [B, T, N]: the
     same bins' counts. Output t is scored against counts t + 1 (the last output has no
-    target). mask [B, T - 1] (True = scored) selects the scored predictions."""
+    target). mask [B, T - 1] (True = scored) selects the scored predictions; an all-False mask
+    scores nothing and gives 0 (zero gradient), so a batch of padding trains nothing."""
     _check(counts, log_rate)
     if log_rate.dim() != 3 or log_rate.shape[1] < 2 or 0 in log_rate.shape:
         raise ValueError(f"log_rate and counts must be [B >= 1, T >= 2, N >= 1], "

@@ -93,9 +93,10 @@ class SequenceModel(nn.Module):
         check_dtype("dtype", dtype, optional=True)
         check_device("device", device, optional=True)
         self.config = config
-        # Initialise under a private generator state so the global RNG is left untouched.
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator only: torch.manual_seed would also reseed every CUDA device
+        # Initialise on the CPU under a private, seeded CPU generator state (the global RNG is left
+        # untouched; torch.manual_seed would also reseed every CUDA device), then move: the same
+        # weights on every device, also under torch.set_default_device.
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
             torch.random.default_generator.manual_seed(torch_seed(seed))
             self.embedding = nn.Embedding(config.vocab_size, config.model_dim)
             self.position = (nn.Embedding(config.max_length, config.model_dim)
@@ -105,7 +106,7 @@ class SequenceModel(nn.Module):
             self.blocks = nn.ModuleList(Block(letter, config) for letter in config.pattern)
             self.final_norm = nn.RMSNorm(config.model_dim)
             self.readout = nn.Linear(config.model_dim, config.vocab_size, bias=False)
-        self.to(device=device, dtype=dtype)
+        self.to(device=torch.get_default_device() if device is None else device, dtype=dtype)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] int64/int32 in [0, vocab_size) (range checked on CPU only)."""

@@ -44,6 +44,25 @@ def test_model_shapes_seed_and_global_rng_untouched(monkeypatch):
     assert len(first.blocks) == 7 and config.state_size == 2 * 8 * 8
 
 
+def test_weights_are_drawn_on_the_cpu_whatever_the_default_device():
+    # under torch.set_default_device (here "meta", standing in for "cuda") the weights are still
+    # the seeded CPU draw, moved to the device asked for (was: drawn on the default device,
+    # whose generator the seed does not reach; on meta the move even fails)
+    from bridges.counterpart_model import ContinuousSequenceModel
+    config = SequenceModelConfig(vocab_size=11, pattern="SLG", model_dim=16, num_heads=2, max_length=24)
+    builders = (lambda **kw: SequenceModel(config, seed=3, **kw),
+                lambda **kw: ContinuousSequenceModel(3, 2, pattern="SLG", model_dim=16, num_heads=2,
+                                                     max_length=24, seed=3, **kw))
+    for build in builders:
+        plain = build()
+        with torch.device("meta"):
+            moved = build(device="cpu")
+            on_default = build()
+        for (name, a), b, c in zip(plain.named_parameters(), moved.parameters(), on_default.parameters()):
+            assert b.device.type == "cpu" and torch.equal(a, b), name
+            assert c.device.type == "meta", name  # device=None follows the default device
+
+
 def test_pattern_and_input_errors():
     with pytest.raises(ValueError, match=r"unknown mixer letter\(s\) \['X'\]"):
         SequenceModelConfig(vocab_size=5, pattern="SX")

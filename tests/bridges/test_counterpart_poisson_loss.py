@@ -48,6 +48,11 @@ def test_mask_selects_the_scored_predictions():
     mask[1, 5:20] = True
     expected = -poisson.logpmf(counts[1, 6:21].numpy(), np.exp(log_rate[1, 5:20].numpy())).sum() / (15 * 5)
     assert float(next_bin_loss(log_rate, counts, mask)) == pytest.approx(expected, rel=RTOL)
+    # nothing scored: a zero loss with a zero gradient (not 0/0 = NaN)
+    log_rate.requires_grad_(True)
+    empty = next_bin_loss(log_rate, counts, torch.zeros_like(mask))
+    empty.backward()
+    assert float(empty) == 0.0 and torch.equal(log_rate.grad, torch.zeros_like(log_rate))
 
 
 def test_bits_per_spike_against_scipy_and_zero_for_the_mean_rate_model():
