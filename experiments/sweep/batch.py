@@ -66,11 +66,11 @@ def run_batched(task) -> list[dict]:
             raise TypeError(f"run_batch must return a list of {size} metrics dicts, got "
                             f"{type(results).__name__} of length {len(results) if hasattr(results, '__len__') else '?'}")
         metrics = [clean_metrics(m) for m in results]
-    except Exception as error:  # noqa: BLE001 - any failure: rerun the points alone
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure (sys.exit too): rerun alone
         for run in runs:
             fail_run(run, error, note="batch failed; point rerun alone")
         return [run_single(task, point) for point in task.points]
-    except BaseException as error:  # Ctrl-C / SystemExit: visible as interrupted, then propagate
+    except BaseException as error:  # Ctrl-C: visible as interrupted, then propagate
         for run in runs:
             fail_run(run, error)
         raise

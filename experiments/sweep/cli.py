@@ -1,6 +1,7 @@
 """``neuro sweep`` and ``neuro sweep-show``: argparse subcommands for experiments/cli.py.
 
-Exit codes follow the main CLI: 0 every point complete, 1 some point failed, 2 a usage error
+Exit codes follow the main CLI: 0 every point complete, 1 some point failed or pending (or
+the sweep stopped on an error, e.g. a full disk or a lost Dask scheduler), 2 a usage error
 (raised as ``ConfigError``, printed by the main CLI as one line plus a hint), 130 the sweep was
 interrupted (Ctrl-C, SIGTERM, SIGHUP; the table is written first: rerun the same command to
 resume).
@@ -128,6 +129,10 @@ def _cmd_sweep(args) -> int:
     except RuntimeError as error:
         print(f"neuro: sweep stopped: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as error:  # a full disk, a lost file system: what reached the journal is kept
+        print(f"neuro: sweep stopped: {error}; the points finished so far are kept: rerun the "
+              "same command to resume", file=sys.stderr)
+        return EXIT_FAILED
     counts = result.counts
     print(f"sweep {spec.experiment}: {counts['complete']} complete, {counts['failed']} failed, "
           f"{counts['pending']} pending ({result.executed} run now, {result.skipped} already done"
@@ -139,12 +144,17 @@ def _cmd_sweep(args) -> int:
     if result.interrupted:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    status = EXIT_OK
+    if counts["pending"]:  # never after a full run; if it happens, the job did not finish
+        print(f"pending points: {counts['pending']} (rerun the same command to run them)",
+              file=sys.stderr)
+        status = EXIT_FAILED
     if counts["failed"]:
         print(f"failed points: {result.failed_points[:20]}{' ...' if counts['failed'] > 20 else ''} "
               f"(errors: neuro sweep-show {result.sweep_dir} --status failed; rerun them with "
               "--retry-failed)", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        status = EXIT_FAILED
+    return status
 
 
 def current_frame(sweep_dir: Path):
@@ -160,7 +170,11 @@ def current_frame(sweep_dir: Path):
     try:
         import yaml
 
-        stored = yaml.safe_load(spec_path.read_text()) or {}
+        try:
+            stored = yaml.safe_load(spec_path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(f"DIR {str(sweep_dir)!r}: sweep.yaml is unreadable "
+                              f"({type(error).__name__})") from None
         if not isinstance(stored, dict):
             raise ConfigError(f"DIR {str(sweep_dir)!r}: sweep.yaml is not a mapping")
         name = stored.get("experiment", "")

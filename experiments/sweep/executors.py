@@ -13,7 +13,8 @@
   YAML file (see :mod:`experiments.sweep.jobqueue`).
 
 Dask retries a task whose worker died on another worker by itself (up to
-``distributed.scheduler.allowed-failures``, then ``KilledWorker``).
+``distributed.scheduler.allowed-failures``, then ``KilledWorker``). A Dask client that lost
+its scheduler for good closes; :meth:`DaskPool.lost` says so and the sweep stops.
 """
 from __future__ import annotations
 
@@ -110,6 +111,10 @@ class LocalPool:
         self.close(cancel=True)
         self._start()
 
+    def lost(self) -> str | None:
+        """Why this pool can run nothing more, or None: a local pool is rebuilt instead."""
+        return None
+
     def close(self, cancel: bool = False) -> None:
         self.note_processes()
         if cancel:
@@ -191,9 +196,18 @@ class DaskPool:
     def drain_started(self) -> dict[int, int]:
         return {}
 
+    def lost(self) -> str | None:
+        """Why this pool can run nothing more, or None. A client that lost its scheduler
+        (killed, out of walltime) tries to reconnect, then closes; its futures never finish."""
+        status = getattr(self.client, "status", "running")
+        if status in ("closing", "closed"):
+            return f"lost the Dask scheduler (its client is {status})"
+        return None
+
     def close(self, cancel: bool = False) -> None:
         try:
-            self.executor.shutdown(wait=not cancel)
+            if self.lost() is None:  # a closed client cannot cancel its futures
+                self.executor.shutdown(wait=not cancel)
         finally:
             self.client.close()
             if self.cluster is not None:

@@ -5,11 +5,13 @@ finished task in the journal at once (see :mod:`experiments.sweep.table`), and
 
 * skips points whose latest row is ``complete`` (and ``failed`` ones unless
   ``retry_failed``), after adopting finished run directories the journal missed;
-* records a point that raises as ``failed`` with its traceback and goes on;
+* records a point that raises (or calls ``sys.exit``) as ``failed`` with its traceback and goes on;
 * when a local worker process dies, rebuilds the pool and resubmits the tasks that were
   in flight; the task whose worker died is charged one ``worker_deaths`` and is failed
   after ``max_worker_deaths`` deaths ("killed or out of memory"). Dask retries on its own;
   its ``KilledWorker`` is recorded the same way;
+* when a Dask client has lost its scheduler for good, stops with a ``RuntimeError`` (its
+  futures would never finish);
 * on Ctrl-C, SIGTERM or SIGHUP (handled as a flag between records, so the journal and table never
   disagree; a second Ctrl-C stops at once) stops dispatching, stops the workers, writes
   the table and report, and returns ``interrupted=True`` (in-flight points stay ``pending``).
@@ -21,6 +23,7 @@ are gone the runner marks those still ``running`` as ``interrupted`` (see
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import signal
 import sys
@@ -66,10 +69,33 @@ def default_sweep_dir(spec: SweepSpec, out_root: str | Path = "runs") -> Path:
     return Path(out_root) / "sweeps" / f"{spec.experiment}-{spec.digest()[:8]}"
 
 
+def _unusable(sweep_dir: Path, error: OSError) -> ConfigError:
+    reason = "a file is in the way" if sweep_dir.is_file() else error.strerror or error
+    return ConfigError(f"--out {str(sweep_dir)!r}: cannot create the sweep directory there "
+                       f"({reason}); choose a writable folder")
+
+
+def _create_directory(sweep_dir: Path) -> None:
+    try:  # read-only, a file, no permission: before any point runs
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unusable(sweep_dir, error) from None
+
+
 def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
+    """Check ``sweep_dir/sweep.yaml`` against ``spec`` (write it if new); call under the lock,
+    so that two runners started at once with different specs cannot both claim it."""
     spec_path = sweep_dir / "sweep.yaml"
     if spec_path.exists():
-        existing = yaml.safe_load(spec_path.read_text()) or {}
+        try:
+            existing = yaml.safe_load(spec_path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            existing = error
+        if not isinstance(existing, dict):  # not a sweep's: never overwritten
+            what = (f"unreadable: {type(existing).__name__}" if isinstance(existing, Exception)
+                    else f"a {type(existing).__name__}, not a mapping")
+            raise ConfigError(f"--out {str(sweep_dir)!r} holds a sweep.yaml that is not a sweep's "
+                              f"({what}); choose another --out")
         if _same_as_an_older_spec_file(existing, spec):  # written before base_config was recorded
             write_spec_file(spec_path, spec.to_dict())
             return
@@ -81,12 +107,9 @@ def _claim_directory(sweep_dir: Path, spec: SweepSpec) -> None:
                               "specification or choose another --out")
         return
     try:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         write_spec_file(spec_path, spec.to_dict())
-    except OSError as error:  # read-only, a file, no permission: before any point runs
-        reason = "a file is in the way" if sweep_dir.is_file() else error.strerror or error
-        raise ConfigError(f"--out {str(sweep_dir)!r}: cannot create the sweep directory there "
-                          f"({reason}); choose a writable folder") from None
+    except OSError as error:
+        raise _unusable(sweep_dir, error) from None
 
 
 def _earlier_default_dir(spec: SweepSpec, out_root: str | Path) -> Path | None:
@@ -176,11 +199,11 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
     sweep_dir = Path(out) if out is not None else default_sweep_dir(spec, out_root)
     if out is None and not sweep_dir.exists():  # started before base_config named the directory?
         sweep_dir = _earlier_default_dir(spec, out_root) or sweep_dir
-    _claim_directory(sweep_dir, spec)
-    sweep_dir = sweep_dir.resolve()
+    _create_directory(sweep_dir)
     lock = _lock(sweep_dir)
     try:
-        return _run_locked(spec, module, points, sweep_dir, executor=executor, workers=workers,
+        _claim_directory(sweep_dir, spec)
+        return _run_locked(spec, module, points, sweep_dir.resolve(), executor=executor, workers=workers,
                            scheduler=scheduler, cluster_file=cluster_file,
                            cluster_settings=cluster_settings,
                            threads_per_task=threads_per_task, batch=batch, retry_failed=retry_failed,
@@ -201,12 +224,15 @@ def _lock(sweep_dir: Path):
         import fcntl
     except ImportError:
         return None
-    handle = open(sweep_dir / ".lock", "w")  # noqa: SIM115 - held until the sweep ends
+    try:
+        handle = open(sweep_dir / ".lock", "w")  # noqa: SIM115 - held until the sweep ends
+    except OSError as error:
+        raise _unusable(sweep_dir, error) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise ConfigError(f"another runner is working on {str(sweep_dir)!r}; wait for it or stop it "
+        raise ConfigError(f"another runner is working on {str(sweep_dir.resolve())!r}; wait for it or stop it "
                           "(finished points are kept either way)") from None
     except OSError:
         return handle
@@ -257,22 +283,40 @@ def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, sch
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
+        # an error on its way out (a full disk, a lost scheduler) must reach the caller: a
+        # second one while cleaning up only warns; the table is written whenever it can be
+        failing = not finished and not result.interrupted
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
         if progress is not None:
             progress.close()
         if own_pool and pool is not None:
-            pool.close(cancel=not finished or result.interrupted)
+            with _cleanup("stopping the workers", always_warn=True):
+                pool.close(cancel=not finished or result.interrupted)
             if pool.stops_workers and (not finished or result.interrupted):
-                mark_stopped_runs(sweep_dir, spec.experiment, [p.config_hash for p in todo],
-                                  "the sweep was interrupted and stopped the worker running this point")
+                with _cleanup("marking the stopped runs", failing):
+                    mark_stopped_runs(sweep_dir, spec.experiment, [p.config_hash for p in todo],
+                                      "the sweep was interrupted and stopped the worker running this point")
         table.reload()  # whatever reached the journal is in the table
-        table.flush(force=True)
+        with _cleanup("writing sweep.parquet", failing):
+            table.flush(force=True)
         result.counts = table.counts()
         result.failed_points = [p.index for p in points if table.status(p.config_hash) == "failed"]
         if report:
             result.report = _report(sweep_dir)
     return result
+
+
+@contextlib.contextmanager
+def _cleanup(what: str, failing: bool = False, always_warn: bool = False):
+    """Run one cleanup step; its error only warns while another error is on its way out
+    (``failing``) or when it cannot matter to the results (``always_warn``)."""
+    try:
+        yield
+    except Exception as error:
+        if not (failing or always_warn):
+            raise
+        warnings.warn(f"sweep: {what} failed: {type(error).__name__}: {error}", stacklevel=3)
 
 
 def mark_stopped_runs(sweep_dir: Path, experiment: str, config_hashes, reason: str) -> int:
@@ -328,6 +372,7 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
 
     try:
         while (queue or in_flight) and not stop.is_set():
+            _check_not_lost(pool)
             submit_failed = False
             while queue and len(in_flight) < window:
                 task = queue.popleft()
@@ -337,6 +382,10 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                     queue.appendleft(task)
                     submit_failed = True
                     break
+                except Exception:
+                    queue.appendleft(task)
+                    _check_not_lost(pool)  # the scheduler went away in between
+                    raise
             pool.note_processes()
             done, _ = (wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                        if in_flight else (set(), set()))
@@ -381,9 +430,17 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
         # A local pool's queued futures are dropped by its close(cancel=True), which ends the
         # workers; one cancelled here first makes Python 3.11's pool manager thread die with a
         # traceback (InvalidStateError in terminate_broken; fixed in 3.12).
-        if pool.kind != "local":
+        if pool.kind != "local" and pool.lost() is None:  # a closed client cannot cancel
             for future in in_flight:
                 future.cancel()
+
+
+def _check_not_lost(pool) -> None:
+    """Stop (RuntimeError) once ``pool`` can run nothing more: its futures would never finish."""
+    reason = pool.lost()
+    if reason is not None:
+        raise RuntimeError(f"{reason}; the points finished so far are kept: rerun the same "
+                           "command to resume")
 
 
 def _collect(future, task: Task, finish, broken: list, queue, deaths, max_worker_deaths) -> None:
@@ -396,7 +453,8 @@ def _collect(future, task: Task, finish, broken: list, queue, deaths, max_worker
     except CancelledError:
         queue.appendleft(task)
         return
-    except Exception as error:  # noqa: BLE001 - any error outside the point itself
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any error outside the point itself
+        # (SystemExit: a point that calls sys.exit, from a worker that does not catch it)
         if type(error).__name__ == "KilledWorker":
             deaths[task.task_id] = max_worker_deaths + 1
             finish(task, _failed_rows(task, "worker process died while running this point "

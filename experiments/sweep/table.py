@@ -1,8 +1,9 @@
 """The sweep's results: an append-only journal and the tidy table ``sweep.parquet``.
 
 Every finished point is appended as one JSON line to ``journal.jsonl`` (written with
-``O_APPEND`` in one ``write`` and fsynced, so a killed runner leaves at most a torn last
-line, which is ignored). The journal is the source of truth; the latest line of a point
+``O_APPEND`` and fsynced, so a killed runner leaves at most a torn last line, which is
+ignored, and the next row starts on a line of its own; a failed write, say on a full disk,
+is cut back off). The journal is the source of truth; the latest line of a point
 (keyed by config hash) wins, so a retried point replaces its failed row.
 
 ``sweep.parquet`` is rebuilt from the points and the journal and written atomically
@@ -13,7 +14,8 @@ at the end, on Ctrl-C and on errors. One row per point, pending points included:
 error, host, pid, worker_deaths, batch_size, run_dir, started_utc, finished_utc``
 
 ``status`` is ``pending``, ``complete`` or ``failed``. Tuple-valued config fields are stored
-as JSON text; a metric that is text at one point and a number at another is stored as text.
+as JSON text; a metric whose values mix text, true/false and numbers (say ``False`` at one
+point and ``0.5`` at another), or an integer beyond 64 bits, is stored as text.
 The parquet key-value metadata ``neurobridge.sweep`` lists the swept keys and metric names. A run directory that finished but never reached the journal (the runner was
 killed in between) is adopted on the next start by :meth:`SweepTable.adopt_finished_runs`.
 """
@@ -47,6 +49,15 @@ def read_journal(path: Path) -> list[dict]:
         if isinstance(row, dict) and "config_hash" in row:
             rows.append(row)
     return rows
+
+
+def _kind(value: Any) -> str:
+    """A metric value's column kind: ``bool``, ``number`` or ``text`` (an int beyond int64 too)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "number" if -2**63 <= value < 2**63 else "text"
+    return "number" if isinstance(value, float) else "text"
 
 
 def _cell(value: Any) -> Any:
@@ -99,10 +110,22 @@ class SweepTable:
         if not rows:
             return
         data = "".join(json.dumps(row, default=str, allow_nan=True) + "\n" for row in rows).encode()
-        handle = os.open(self.sweep_dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        handle = os.open(self.sweep_dir / JOURNAL, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(handle, data)
-            os.fsync(handle)
+            size = os.fstat(handle).st_size
+            if size and os.pread(handle, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a torn last line (a killed runner) must not swallow this row
+            try:
+                view = memoryview(data)
+                while view:  # a short write (disk full) would otherwise tear the line silently
+                    view = view[os.write(handle, view):]
+                os.fsync(handle)
+            except OSError:
+                try:  # leave no torn line behind (best effort: the disk may be gone)
+                    os.ftruncate(handle, size)
+                except OSError:
+                    pass
+                raise
         finally:
             os.close(handle)
         for row in rows:
@@ -152,10 +175,10 @@ class SweepTable:
             record["worker_deaths"] = int(row.get("worker_deaths") or 0)
             records.append(record)
         frame = pd.DataFrame.from_records(records)
-        for name in metric_names:  # text in one row and numbers in another: one text column
+        for name in metric_names:  # text, true/false and numbers mixed: one text column
             column = frame[f"metric.{name}"]
-            kinds = {isinstance(v, str) for v in column if not pd.isna(v)}
-            if kinds == {True, False}:
+            kinds = {_kind(v) for v in column if not pd.isna(v)}
+            if len(kinds) > 1 or "text" in kinds:
                 frame[f"metric.{name}"] = column.map(lambda v: None if pd.isna(v) else str(v))
         return frame, metric_names
 

@@ -3,8 +3,9 @@
 The function :func:`execute_task` is what every executor ships to its workers (a local
 process, a Dask worker on this machine or on a cluster node). It never raises for a
 failing point: it returns one row per point with ``status`` ``complete`` or ``failed``
-(with the traceback), so a bad point cannot stop a sweep. Only the death of the worker
-process itself (killed, out of memory) loses a task; the runner retries those.
+(with the traceback), so a bad point cannot stop a sweep (one that calls ``sys.exit`` is a
+failed point too). Only the death of the worker process itself (killed, out of memory)
+loses a task; the runner retries those.
 
 Per process, :func:`prepare_process` limits torch/BLAS threads to what the worker was
 given (``OMP_NUM_THREADS`` and friends for libraries not yet loaded, ``torch.set_num_threads``
@@ -191,7 +192,7 @@ def run_single(task: Task, point: PointTask) -> dict:
     try:
         result = run_experiment(task.experiment, config=point.config, seed=point.seed,
                                 out_root=runs_root, device=task.device, quiet=True)
-    except Exception as error:  # noqa: BLE001 - a failing point is data, not a crash of the sweep
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - a failing point (sys.exit in it too)
         run_dir = find_run_dir(runs_root, task.experiment, point.config_hash, since=wall_begin - 1)
         return point_row(point, "failed", error=f"{type(error).__name__}: {error}",
                     trace=traceback.format_exc(), seconds=time.perf_counter() - begin,

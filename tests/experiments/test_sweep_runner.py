@@ -23,7 +23,7 @@ from experiments.cli import main
 from experiments.config import ConfigError
 from experiments.hebbian_recall import Config
 from experiments.runner import run_experiment
-from experiments.sweep.executors import LocalPool
+from experiments.sweep.executors import DaskPool, LocalPool
 from experiments.sweep.runner import mark_stopped_runs, run_sweep
 from experiments.sweep.spec import build_spec, expand
 from experiments.sweep.table import load_frame, read_journal
@@ -390,3 +390,136 @@ def test_dask_worker_killed_mid_point_is_rescheduled(tmp_path, dask_pool):
     assert completed_once(result.sweep_dir, points)
     statuses = [s["status"] for v in run_dirs(result.sweep_dir).values() for s in v]
     assert len(statuses) - statuses.count("complete") >= 1  # the killed run is visibly incomplete
+
+
+# --- faults found in review: sys.exit in a point, a racing runner, a lost scheduler, a full disk ---
+
+def _init_exiting_worker(parent_pid, threads, started_queue):
+    """The local pool's worker initializer, plus a fault: hebbian_recall's run calls
+    ``sys.exit(0)`` for points with ``load_ratios == (0.5,)`` (as some libraries do on errors)."""
+    local_worker_init(parent_pid, threads, started_queue)
+    from experiments import hebbian_recall
+
+    original = hebbian_recall.run
+
+    def run(config, out):
+        if config.load_ratios == (0.5,):
+            sys.exit(0)
+        return original(config, out)
+
+    hebbian_recall.run = run
+
+
+class ExitingPool(PlantedPool):
+    initializer = staticmethod(_init_exiting_worker)
+
+
+def test_a_point_that_calls_sys_exit_is_a_failed_point_and_the_others_finish(tmp_path):
+    spec = build_spec(NAME, Config, grid=["load_ratios=[[1.0],[0.5]]"], sets=["trials=1"])
+    pool = ExitingPool(workers=1)
+    try:  # was: run_sweep raised SystemExit(0), so `neuro sweep` stopped with exit code 0
+        result = run_sweep(spec, out=tmp_path / "s", pool=pool, report=False)
+    finally:
+        pool.close()
+    assert result.counts == {"complete": 1, "failed": 1, "pending": 0}
+    failed = [row for row in read_journal(result.sweep_dir / "journal.jsonl") if row["status"] == "failed"]
+    assert [row["error"] for row in failed] == ["SystemExit: 0"]
+    assert all("sys.exit(0)" in row["traceback"] for row in failed)
+
+
+def test_a_runner_refused_for_the_lock_leaves_the_directory_untouched(tmp_path):
+    # Two runners started at once with different specs into one --out both found no
+    # sweep.yaml, both wrote theirs, and the one refused for the lock could leave its spec
+    # under the other's running sweep (whose resume was then refused as "a different sweep")
+    fcntl = pytest.importorskip("fcntl", reason="flock is POSIX-only")
+    out = tmp_path / "s"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # the first runner has the lock, its spec not yet written
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match="another runner is working on"):
+            run_sweep(build_spec(NAME, Config, grid=["key_dim=8,16"]), out=out)
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+
+
+class LostSchedulerPool(DaskPool):
+    """A Dask pool whose scheduler is gone once a point is submitted: the point's future never
+    finishes and the client closes (as distributed's does when it cannot reconnect)."""
+
+    def __init__(self):  # no cluster: only what the sweep uses
+        import types
+        from concurrent.futures import Future
+
+        self.client = types.SimpleNamespace(status="running")
+        self.cluster, self.slots, self.threads, self.stops_workers = None, 1, 1, False
+        self.description = "dask scheduler (lost)"
+
+        def submit(fn, *args):
+            self.client.status = "closed"
+            return Future()
+
+        self.executor = types.SimpleNamespace(submit=submit)
+
+
+def test_a_lost_dask_scheduler_stops_the_sweep_with_a_clear_error(tmp_path):
+    spec = build_spec(NAME, Config, grid=["key_dim=8,16"], sets=TINY)
+    outcome = {}
+
+    def sweep():
+        try:
+            outcome["result"] = run_sweep(spec, out=tmp_path / "s", pool=LostSchedulerPool(), report=False)
+        except Exception as error:  # noqa: BLE001 - the test looks at it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=sweep, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the sweep waits forever on a scheduler that is gone"
+    assert isinstance(outcome.get("error"), RuntimeError)
+    assert str(outcome["error"]).startswith("lost the Dask scheduler (its client is closed); the "
+                                            "points finished so far are kept: rerun the same command")
+    frame, _ = load_frame(tmp_path / "s")  # the table is written on the way out
+    assert list(frame["status"]) == ["pending", "pending"]
+
+
+def test_a_full_disk_stops_the_sweep_with_one_line_and_keeps_finished_points(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from experiments.sweep.table import SweepTable
+
+    real_record, recorded = SweepTable.record, []
+
+    def record(self, rows):
+        if rows and recorded:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        recorded.extend(rows)
+        real_record(self, rows)
+
+    def flush(self, force=False):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(SweepTable, "record", record)
+    monkeypatch.setattr(SweepTable, "flush", flush)
+    argv = ["sweep", NAME, "--grid", "key_dim=8,12", *(a for kv in TINY for a in ("--set", kv)),
+            "--workers", "1", "--out", str(tmp_path / "s"), "--quiet"]
+    with pytest.warns(UserWarning) as warned:  # the table and report cannot be written either
+        assert main(argv) == 1  # was an OSError traceback (three, chained), exit 1
+    assert any("writing sweep.parquet failed" in str(w.message) for w in warned)
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == ("neuro: sweep stopped: [Errno 28] No space left on device; the "
+                                    "points finished so far are kept: rerun the same command to resume")
+    assert [row["status"] for row in read_journal(tmp_path / "s" / "journal.jsonl")] == ["complete"]
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert "2 complete, 0 failed, 0 pending (1 run now, 1 already done)" in capsys.readouterr().out
+
+
+def test_a_sweep_that_ends_with_pending_points_exits_1(tmp_path, monkeypatch, capsys):
+    from experiments.sweep import runner
+
+    def ends_with_a_pending_point(spec, **kwargs):
+        return runner.SweepResult(sweep_dir=tmp_path, executed=2,
+                                  counts={"complete": 2, "failed": 0, "pending": 1})
+
+    monkeypatch.setattr(runner, "run_sweep", ends_with_a_pending_point)
+    assert main(["sweep", NAME, "--grid", "key_dim=8,12,16", "--out", str(tmp_path), "--quiet"]) == 1  # was 0
+    assert capsys.readouterr().err.strip() == "pending points: 1 (rerun the same command to run them)"

@@ -277,6 +277,23 @@ def test_an_out_that_cannot_be_a_sweep_directory_is_a_usage_error(tmp_path, caps
                           f"({reason}); choose a writable folder")
 
 
+def test_an_out_holding_a_sweep_yaml_that_is_not_a_sweeps_is_a_usage_error(tmp_path, capsys):
+    # e.g. --out the folder that keeps one's own sweep.yaml; was a YAML or AttributeError traceback
+    out = tmp_path / "s"
+    out.mkdir()
+    for text, what in (("grid: [8,\n", "unreadable: ParserError"), ("- 8\n- 16\n", "a list, not a mapping")):
+        (out / "sweep.yaml").write_text(text)
+        assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err[0] == (f"neuro: error: --out {str(out)!r} holds a sweep.yaml that is not a sweep's "
+                          f"({what}); choose another --out")
+        assert (out / "sweep.yaml").read_text() == text and not (out / "journal.jsonl").exists()
+    (out / "sweep.yaml").write_text("grid: [8,\n")
+    assert main(["sweep-show", str(out)]) == 2  # was a YAML traceback too
+    assert capsys.readouterr().err.splitlines()[0] == (f"neuro: error: DIR {str(out)!r}: sweep.yaml is "
+                                                       "unreadable (ParserError)")
+
+
 def test_zipped_values_are_checked_together_not_each_against_the_defaults():
     from experiments.counterpart_spikes import Config as SpikesConfig
 

@@ -114,3 +114,59 @@ def test_a_metric_that_is_text_at_one_point_and_a_number_at_another_is_stored_as
     assert meta["metrics"] == ["verdict", "bit"]
     (tmp_path / "sweep.yaml").write_text("experiment: hebbian_recall\n")
     assert write_sweep_report(tmp_path).exists()
+
+
+def test_a_row_recorded_after_a_torn_journal_line_is_kept(tmp_path):
+    # a runner killed (or a disk filled) in the middle of a journal write leaves half a line
+    # without its newline; the next runner's first row was glued to it and lost (its point
+    # then counted as pending: a failed point was rerun, a full run ended with a pending one)
+    spec = build_spec("hebbian_recall", Config, grid=["key_dim=8,16,32"])
+    points = expand(spec, Config)
+    SweepTable(tmp_path, points, spec.swept_keys).record([fake_row(points[0], "failed")])
+    line = json.dumps(fake_row(points[1], "failed")) + "\n"
+    with open(tmp_path / "journal.jsonl", "a") as handle:
+        handle.write(line[: len(line) // 2])  # killed mid-write
+    resumed = SweepTable(tmp_path, points, spec.swept_keys)
+    resumed.record([fake_row(points[2], "failed")])
+    again = SweepTable(tmp_path, points, spec.swept_keys)
+    assert [again.status(p.config_hash) for p in points] == ["failed", "pending", "failed"]
+
+
+def test_a_short_journal_write_on_a_full_disk_raises_and_leaves_no_torn_line(tmp_path, monkeypatch):
+    import errno
+
+    from experiments.sweep import table as table_module
+
+    spec = build_spec("hebbian_recall", Config, grid=["key_dim=8,16"])
+    points = expand(spec, Config)
+    table = SweepTable(tmp_path, points, spec.swept_keys)
+    table.record([fake_row(points[0], bit=0.5)])
+    before = (tmp_path / "journal.jsonl").read_bytes()
+    real_write = os.write
+
+    def disk_fills(handle, data):  # what write(2) does when the disk fills mid-way
+        if len(data) > 10:
+            return real_write(handle, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(table_module.os, "write", disk_fills)
+    with pytest.raises(OSError, match="No space left"):  # was silently a torn line
+        table.record([fake_row(points[1], bit=0.25)])
+    monkeypatch.undo()
+    assert (tmp_path / "journal.jsonl").read_bytes() == before
+    assert SweepTable(tmp_path, points, spec.swept_keys).counts() == {"complete": 1, "failed": 0, "pending": 1}
+
+
+def test_a_metric_that_is_true_false_at_one_point_and_a_number_at_another_is_stored_as_text(tmp_path):
+    # was ArrowInvalid from every flush: the sweep stopped after its next point, on every
+    # resume, and sweep.parquet never showed the results
+    spec = build_spec("hebbian_recall", Config, grid=["key_dim=8,16,32"])
+    points = expand(spec, Config)
+    table = SweepTable(tmp_path, points, spec.swept_keys)
+    table.record([fake_row(points[0], stopped_at=False, states=2**70, bit=True),
+                  fake_row(points[1], stopped_at=0.5, states=3, bit=False)])
+    table.flush(force=True)
+    frame, _ = load_frame(tmp_path)
+    assert frame["metric.stopped_at"].tolist()[:2] == ["False", "0.5"]
+    assert frame["metric.states"].tolist()[:2] == [str(2**70), "3"]  # beyond int64
+    assert frame["metric.bit"].tolist()[:2] == [True, False]  # all true/false stays true/false
