@@ -309,3 +309,26 @@ def test_louvain_maximises_the_documented_modularity_of_the_graph_without_self_l
     assert np.array_equal(labels, louvain_partition(without_loops, resolution=resolution))
     best = max(_modularity(without_loops, p, resolution) for p in _set_partitions(7))
     assert _modularity(without_loops, labels, resolution) == pytest.approx(best, abs=1e-12)
+
+
+def test_the_blockwise_symmetry_check_accepts_exactly_what_np_allclose_accepts():
+    # oracle: np.allclose(W, W.T, rtol=1e-5, atol=1e-8 max|W|) on non-negative graphs with one
+    # entry perturbed around the tolerance (or zeroed), sizes spanning several row blocks
+    from neuro.connectome._checks import check_adjacency
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        n = int(rng.integers(1, 700 if trial < 8 else 40))
+        weights = rng.random((n, n)) * 10 ** rng.uniform(-5, 5)
+        if trial % 3 == 0:
+            weights[rng.random((n, n)) < 0.5] = 0
+        weights = np.triu(weights) + np.triu(weights, 1).T
+        i, j = rng.integers(0, n, 2)
+        weights[i, j] = 0.0 if trial % 5 == 0 else weights[i, j] * (1 + 10 ** rng.uniform(-9, -3))
+        expected = np.allclose(weights, weights.T, rtol=1e-5, atol=1e-8 * np.abs(weights).max())
+        try:
+            check_adjacency(weights)
+            accepted = True
+        except ValueError as error:
+            assert "symmetric" in str(error)
+            accepted = False
+        assert accepted == expected, (trial, n, i, j)
