@@ -9,7 +9,7 @@ Example ``slurm.yaml``::
     memory: 64GB             # memory per job
     walltime: "04:00:00"
     threads_per_task: 2      # compute threads per sweep point (default 1)
-    jobs: 4                  # jobs to submit; or maximum_jobs: 8 for adaptive scaling
+    jobs: 4                  # jobs kept running; or maximum_jobs: 8 for adaptive scaling
     prologue:                # shell lines run before the worker starts
       - module load python/3.11
       - source $HOME/neurobridge/.venv/bin/activate
@@ -18,7 +18,16 @@ Example ``slurm.yaml``::
 
 Each job runs ``cores // threads_per_task`` worker processes. With more than one thread per
 task, every worker carries a ``task_slot=1`` resource and every point asks for it, so a
-worker runs one point at a time with all its threads. Unknown keys and bad values are
+worker runs one point at a time with all its threads.
+
+Walltime: a job the batch system kills at its walltime would take its workers' points with it,
+and nothing would submit a new job (dask-jobqueue, "How to handle job queueing system walltime
+killing workers"). So, with a ``walltime``, workers get ``--lifetime`` and ``--lifetime-stagger``
+(unless ``worker_extra_args`` sets ``--lifetime`` itself): each worker retires gracefully at a
+random time in [walltime - slack - 2 stagger, walltime - slack], stagger = min(4 min, 5%) and
+slack = min(5 min, 10%) of the walltime; and the jobs are kept by Dask's adaptive scaling
+(``jobs: N`` is ``adapt(minimum_jobs=N, maximum_jobs=N)``), which submits a new job for one that
+ended. Unknown keys and bad values are
 :class:`~experiments.config.ConfigError`s naming the key.
 """
 from __future__ import annotations
@@ -113,9 +122,35 @@ def check_submit_command(settings: dict[str, Any], path: str | Path | None = Non
     return {**settings, "submit_command": found}
 
 
+def walltime_seconds(walltime: str) -> int:
+    """Seconds of a walltime as SLURM and PBS read the forms ``load_cluster_config`` accepts:
+    ``M:SS``, ``H:MM:SS``, ``D-H:MM`` and ``D-H:MM:SS``."""
+    days, _, clock = str(walltime).rpartition("-")
+    fields = [int(field) for field in clock.split(":")]
+    if days:  # SLURM's days-hours:minutes[:seconds]
+        fields = [int(days) * 24 + fields[0], *fields[1:], 0][:3]
+    elif len(fields) == 2:  # minutes:seconds
+        fields = [0, *fields]
+    hours, minutes, seconds = fields
+    return (hours * 60 + minutes) * 60 + seconds
+
+
+def lifetime_arguments(walltime: str) -> list[str]:
+    """``--lifetime`` / ``--lifetime-stagger`` worker options that retire every worker before
+    ``walltime`` (module docstring); none for a walltime too short to leave a lifetime."""
+    total = walltime_seconds(walltime)
+    stagger = min(240, total // 20)
+    lifetime = total - min(300, total // 10) - stagger
+    if lifetime - stagger < 60:
+        return []
+    return ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
+
+
 def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``dask_jobqueue``'s ``SLURMCluster``/``PBSCluster`` (and Job)."""
     extra_args = list(settings["worker_extra_args"])
+    if settings.get("walltime") is not None and "--lifetime" not in extra_args:
+        extra_args += lifetime_arguments(settings["walltime"])
     if settings["threads_per_task"] > 1:
         extra_args += ["--resources", "task_slot=1"]
     arguments: dict[str, Any] = {
@@ -166,6 +201,6 @@ def start_jobqueue_cluster(settings: dict[str, Any], path: str | Path | None = N
     cluster = cluster_cls(**job_arguments(settings))
     if settings.get("maximum_jobs"):
         cluster.adapt(minimum_jobs=0, maximum_jobs=settings["maximum_jobs"])
-    else:
-        cluster.scale(jobs=settings["jobs"])
+    else:  # adaptive at a fixed size: a job that ends (walltime) is replaced; scale() would not
+        cluster.adapt(minimum_jobs=settings["jobs"], maximum_jobs=settings["jobs"])
     return cluster

@@ -206,3 +206,50 @@ def test_every_direct_way_to_a_submission_checks_the_command_once(tmp_path, monk
         if not on_path:
             assert str(error.value).startswith(f"--cluster {str(cluster)!r}: kind slurm submits jobs "
                                                "with 'sbatch', which is not on this machine's PATH")
+
+
+@pytest.mark.parametrize("walltime, seconds", [
+    ("02:30:00", 9000), ("2:30:00", 9000), ("45:30", 2730), ("1-04:00", 100800),
+    ("1-04:00:30", 100830), ("100:00:00", 360000),
+])
+def test_walltimes_are_read_as_slurm_and_pbs_read_them(walltime, seconds):
+    from experiments.sweep.jobqueue import walltime_seconds
+
+    assert walltime_seconds(walltime) == seconds
+
+
+def test_workers_retire_before_the_walltime_and_jobs_are_kept_by_adaptive_scaling(tmp_path, monkeypatch):
+    from experiments.sweep import jobqueue
+
+    for walltime in ("00:02:00", "01:00:00", "02:30:00", "2-00:00:00"):
+        settings = load_cluster_config(write(tmp_path, SLURM.replace('"02:30:00"', f'"{walltime}"')))
+        options = dict(itertools.pairwise(render_job_script(settings).split()))
+        lifetime = int(options["--lifetime"].rstrip("s"))
+        stagger = int(options["--lifetime-stagger"].rstrip("s"))
+        total = jobqueue.walltime_seconds(walltime)
+        # dask draws each worker's lifetime in lifetime +- stagger: all retire >= 1 min early
+        # (or 10% early when shorter), and none in the first minute
+        assert lifetime + stagger <= total - min(60, total // 10) and lifetime - stagger >= 60, walltime
+    # a lifetime of the user's own is kept as it is; no walltime, no lifetime
+    own = SLURM.replace("python: ", 'worker_extra_args: ["--lifetime", "20m"]\npython: ')
+    worker = render_job_script(load_cluster_config(write(tmp_path, own))).split()
+    assert worker.count("--lifetime") == 1 and "20m" in worker and "--lifetime-stagger" not in worker
+    no_walltime = SLURM.replace('walltime: "02:30:00"\n', "")
+    assert "--lifetime" not in render_job_script(load_cluster_config(write(tmp_path, no_walltime)))
+    # jobs: N keeps N jobs through adaptive scaling (scale() would not replace an ended job)
+    calls = []
+
+    class Cluster:
+        def __init__(self, **arguments):
+            pass
+
+        def adapt(self, **limits):
+            calls.append(("adapt", limits))
+
+        def scale(self, **size):
+            calls.append(("scale", size))
+
+    monkeypatch.setattr(jobqueue, "_classes", lambda kind: (Cluster, None))
+    settings = {**load_cluster_config(write(tmp_path, SLURM)), "submit_command": "/bin/sbatch"}
+    jobqueue.start_jobqueue_cluster(settings)
+    assert calls == [("adapt", {"minimum_jobs": 3, "maximum_jobs": 3})]
