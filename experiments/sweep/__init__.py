@@ -8,6 +8,7 @@ Command line (see ``neuro sweep --help``)::
     neuro sweep NAME --from-file sweep.yaml --executor dask                # LocalCluster
     neuro sweep NAME --grid a=1,2 --scheduler tcp://head:8786              # existing Dask
     neuro sweep NAME --grid a=1,2 --cluster slurm.yaml                     # dask-jobqueue
+    neuro sweep NAME --grid a=1,2 --point-timeout 600                      # fail a point after 10 min
     neuro sweep-show runs/sweeps/NAME-<hash8>                              # the table
 
 Python::

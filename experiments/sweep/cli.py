@@ -9,6 +9,7 @@ resume).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -38,6 +39,17 @@ def _int_at_least(minimum: int):
 
 
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds > 0")
+    return value
 
 
 def add_sweep_commands(subparsers) -> None:
@@ -81,6 +93,10 @@ def add_sweep_commands(subparsers) -> None:
     behaviour.add_argument("--retry-failed", action="store_true", help="rerun points recorded as failed")
     behaviour.add_argument("--max-worker-deaths", type=_non_negative, default=2, metavar="N",
                            help="retries of a point whose worker process died (default 2)")
+    behaviour.add_argument("--point-timeout", type=_seconds, metavar="SECONDS",
+                           help="stop a point that runs longer than SECONDS on its worker (a batch "
+                           "of B points: B x SECONDS) and record it failed; not retried (rerun "
+                           "with --retry-failed). Not part of the sweep: a resume may change it")
     behaviour.add_argument("--out", metavar="DIR",
                            help="sweep directory (default: runs/sweeps/<name>-<spec hash>)")
     behaviour.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -123,7 +139,7 @@ def _cmd_sweep(args) -> int:
                            scheduler=args.scheduler, cluster_file=args.cluster,
                            threads_per_task=args.threads_per_task, batch=args.batch,
                            retry_failed=args.retry_failed, max_worker_deaths=args.max_worker_deaths,
-                           device=args.device, quiet=args.quiet)
+                           point_timeout=args.point_timeout, device=args.device, quiet=args.quiet)
     except ConfigError:
         raise
     except RuntimeError as error:

@@ -6,6 +6,8 @@
   breaks; :meth:`LocalPool.rebuild` starts a fresh one and :meth:`LocalPool.culprits`
   tells which in-flight tasks ran in the process that died on its own (the others were
   terminated by the pool's cleanup with SIGTERM), so only those are charged a death.
+  :meth:`LocalPool.stop_task` ends the worker process running a task that ran past
+  ``--point-timeout`` (the pool then breaks and is rebuilt as for a death).
 * ``dask`` with ``scheduler``: ``Client(address).get_executor()`` on an existing cluster.
 * ``dask`` alone: an embedded ``LocalCluster`` on 127.0.0.1 (``workers`` processes, one
   thread each, no dashboard).
@@ -15,20 +17,33 @@
 Dask retries a task whose worker died on another worker by itself (up to
 ``distributed.scheduler.allowed-failures``, then ``KilledWorker``). A Dask client that lost
 its scheduler for good closes; :meth:`DaskPool.lost` says so and the sweep stops.
+
+Both pools hand the runner the workers' :class:`~experiments.sweep.worker.Started` notices
+(:meth:`drain_started`). Dask cannot stop a running task: :meth:`DaskPool.stop_task`
+cancels its future, and in a cluster the sweep started itself (LocalCluster, jobqueue:
+every worker has a nanny and runs one point at a time) restarts the worker that runs it
+(``Client.restart_workers``: its nanny gives it 4 s to close, then kills it; Dask
+reschedules the tasks it had queued there, as after a worker death). On an existing
+scheduler the workers are not the sweep's to restart: the point's thread runs on until the
+point returns, and its worker has one thread fewer meanwhile, so tasks Dask queues there
+wait (a warning says so; restart the worker to free it).
 """
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import os
 import re
 import signal
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+import warnings
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
 from experiments.config import ConfigError
-from experiments.sweep.worker import local_worker_init
+from experiments.sweep.worker import STARTED_TOPIC, Started, local_worker_init
 
 SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # what distributed's Client connects over
 
@@ -72,13 +87,26 @@ class LocalPool:
         if self.executor is not None:
             self._processes.update(getattr(self.executor, "_processes", None) or {})
 
-    def drain_started(self) -> dict[int, int]:
-        """``{task_id: worker pid}`` for tasks that started since the last call."""
-        started = {}
+    def drain_started(self) -> list[Started]:
+        """The notices of tasks that started since the last call (of any sweep on this pool)."""
+        notices = []
         while not self.started.empty():
-            task_id, pid = self.started.get()
-            started[task_id] = pid
-        return started
+            notices.append(self.started.get())
+        return notices
+
+    def stop_task(self, future: Future, started: Started) -> bool:
+        """End the worker process running a task (it ran past ``--point-timeout``); True once
+        it is gone. The pool breaks: the runner rebuilds it and resubmits the other tasks."""
+        self.note_processes()
+        process = self._processes.get(started.pid)
+        if process is None:  # not one of this pool's workers (never expected)
+            return False
+        # the pool's manager thread reaps its dead workers concurrently, so ask the process's
+        # sentinel (ready once it has exited) rather than join() / is_alive()
+        process.terminate()
+        if not wait_ready([process.sentinel], 5):  # SIGTERM handled or ignored by the point's code
+            process.kill()
+        return bool(wait_ready([process.sentinel], 5))
 
     def culprits(self, in_flight_pids: dict[int, int | None]) -> set[int]:
         """Task ids (of ``{task_id: pid or None}``) whose worker died on its own.
@@ -185,6 +213,9 @@ class DaskPool:
         self.executor = self.client.get_executor(**submit_options)
         # closing a cluster we started ends its workers; an existing scheduler's keep running
         self.stops_workers = self.cluster is not None
+        self._started: collections.deque[Started] = collections.deque()
+        self.client.subscribe_topic(STARTED_TOPIC,
+                                    lambda event: self._started.append(Started(*event[1])))
 
     def worker_pids(self) -> dict[str, int]:
         """``{worker address: pid}`` of the workers connected now."""
@@ -193,8 +224,33 @@ class DaskPool:
     def note_processes(self) -> None:
         pass
 
-    def drain_started(self) -> dict[int, int]:
-        return {}
+    def drain_started(self) -> list[Started]:
+        """The notices of tasks that started since the last call (of any client's sweep)."""
+        notices = []
+        while self._started:
+            notices.append(self._started.popleft())
+        return notices
+
+    def stop_task(self, future: Future, started: Started) -> bool:
+        """Cancel a task that ran past ``--point-timeout`` and, in a cluster the sweep started,
+        restart the worker running it; True once that worker process is gone."""
+        future.cancel()
+        if self.cluster is not None and started.worker is not None:
+            try:
+                status = self.client.restart_workers([started.worker], timeout=60,
+                                                     raise_for_error=False)
+            except (ValueError, OSError, TimeoutError) as error:  # ValueError: no nanny
+                reason = f"restarting it failed: {error}"
+            else:
+                if status.get(started.worker) == "OK":
+                    return True
+                reason = f"restarting it failed: {status.get(started.worker)}"
+        else:
+            reason = "its worker belongs to an existing scheduler and is not restarted"
+        warnings.warn(f"sweep: task {started.task_id} timed out on Dask worker {started.worker}; "
+                      f"Dask cannot stop a running task and {reason}, so its thread runs on until "
+                      "the point returns", stacklevel=2)
+        return False
 
     def lost(self) -> str | None:
         """Why this pool can run nothing more, or None. A client that lost its scheduler

@@ -6,6 +6,16 @@ finished task in the journal at once (see :mod:`experiments.sweep.table`), and
 * skips points whose latest row is ``complete`` (and ``failed`` ones unless
   ``retry_failed``), after adopting finished run directories the journal missed;
 * records a point that raises (or calls ``sys.exit``) as ``failed`` with its traceback and goes on;
+* with ``point_timeout`` (``--point-timeout SECONDS``), stops a task that has run longer than
+  that per point (a batch of B points: B x SECONDS), timed from the worker's
+  :class:`~experiments.sweep.worker.Started` notice (read within half a second), so a task
+  still queued is never timed. Its points are recorded ``failed`` ("timed out after 30 s
+  (--point-timeout 30)"), not retried and not charged a worker death; ``retry_failed`` reruns
+  them under the limit then in force. A local pool ends the worker process running it and is
+  rebuilt (the other in-flight tasks are resubmitted, as after a worker death); Dask cancels
+  it and restarts its worker where it can (see :mod:`experiments.sweep.executors`). The limit
+  is how the sweep runs, not what it runs: it is not part of ``sweep.yaml`` or the spec
+  digest, and a resume may use another one;
 * when a local worker process dies, rebuilds the pool and resubmits the tasks that were
   in flight; the task whose worker died is charged one ``worker_deaths`` and is failed
   after ``max_worker_deaths`` deaths ("killed or out of memory"). Dask retries on its own;
@@ -25,10 +35,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import math
+import numbers
 import signal
 import sys
 import threading
+import time
 import traceback
+import uuid
 import warnings
 from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +59,7 @@ from experiments.sweep.batch import group_points, supports_batch
 from experiments.sweep.executors import check_pool_options, open_pool
 from experiments.sweep.spec import SweepSpec, expand
 from experiments.sweep.table import SweepTable, write_spec_file
-from experiments.sweep.worker import PointTask, Task, execute_task, utc_now
+from experiments.sweep.worker import PointTask, Started, Task, execute_task, find_run_dir, utc_now
 
 
 @dataclass
@@ -157,6 +171,39 @@ def _failed_rows(task: Task, error: str, trace: str | None, deaths: int = 0) -> 
              "worker_deaths": deaths, "batch_size": len(task.points)} for p in task.points]
 
 
+def _timed_out_rows(task: Task, started: Started, seconds: float) -> list[dict]:
+    """The ``failed`` rows of a task stopped by ``--point-timeout``: where and since when it
+    ran, and each point's run directory (the newest one begun since it started)."""
+    rows = _failed_rows(task, _timeout_message(task), None)
+    runs_root, since = Path(task.sweep_dir) / "runs", time.time() - seconds - 1
+    for point, row in zip(task.points, rows):
+        run_dir = find_run_dir(runs_root, task.experiment, point.config_hash, since=since)
+        row.update(seconds=seconds / len(task.points), host=started.host, pid=started.pid,
+                   started_utc=started.started_utc,
+                   run_dir=None if run_dir is None else str(run_dir.relative_to(task.sweep_dir)))
+    return rows
+
+
+def _timeout_message(task: Task) -> str:
+    """``timed out after 30 s (--point-timeout 30)``; a batch of B points gets B x the limit."""
+    size, limit = len(task.points), task.point_timeout
+    if size == 1:
+        return f"timed out after {limit:g} s (--point-timeout {limit:g})"
+    return f"timed out after {limit * size:g} s (--point-timeout {limit:g} per point, batch of {size})"
+
+
+def check_point_timeout(point_timeout) -> float | None:
+    """``point_timeout`` as float seconds (None: no limit); anything but a finite number > 0
+    is a ConfigError (a ValueError) naming it."""
+    if point_timeout is None:
+        return None
+    if (isinstance(point_timeout, bool) or not isinstance(point_timeout, numbers.Real)
+            or not math.isfinite(point_timeout) or point_timeout <= 0):
+        raise ConfigError(f"point_timeout={point_timeout!r} (--point-timeout): expected a finite "
+                          "number of seconds > 0")
+    return float(point_timeout)
+
+
 class _Progress:
     """A tqdm bar over points: done / failed / running, with an ETA (off when quiet)."""
 
@@ -180,8 +227,11 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
               executor: str = "local", workers: int | None = None, scheduler: str | None = None,
               cluster_file: str | None = None, threads_per_task: int | None = None,
               batch: int | None = None, retry_failed: bool = False, max_worker_deaths: int = 2,
-              device: str = "cpu", quiet: bool = True, report: bool = True, pool=None) -> SweepResult:
-    """Run (or resume) ``spec``; see the module docstring. ``pool``: an already open pool."""
+              point_timeout: float | None = None, device: str = "cpu", quiet: bool = True,
+              report: bool = True, pool=None) -> SweepResult:
+    """Run (or resume) ``spec``; see the module docstring. ``pool``: an already open pool.
+    ``point_timeout``: seconds a point may run on a worker before it is stopped and failed."""
+    point_timeout = check_point_timeout(point_timeout)
     module = load_experiment(spec.experiment)
     check_device(device)
     cluster_settings = None  # a --cluster file is read and its sbatch/qsub looked up here, once
@@ -207,8 +257,8 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None, out_root: str |
                            scheduler=scheduler, cluster_file=cluster_file,
                            cluster_settings=cluster_settings,
                            threads_per_task=threads_per_task, batch=batch, retry_failed=retry_failed,
-                           max_worker_deaths=max_worker_deaths, device=device, quiet=quiet,
-                           report=report, pool=pool)
+                           max_worker_deaths=max_worker_deaths, point_timeout=point_timeout,
+                           device=device, quiet=quiet, report=report, pool=pool)
     finally:
         if lock is not None:
             lock.close()
@@ -240,8 +290,8 @@ def _lock(sweep_dir: Path):
 
 
 def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, scheduler, cluster_file,
-                cluster_settings, threads_per_task, batch, retry_failed, max_worker_deaths, device,
-                quiet, report, pool) -> SweepResult:
+                cluster_settings, threads_per_task, batch, retry_failed, max_worker_deaths,
+                point_timeout, device, quiet, report, pool) -> SweepResult:
     table = SweepTable(sweep_dir, points, spec.swept_keys)
     adopted = table.adopt_finished_runs(spec.experiment)
     wanted = {"pending"} | ({"failed"} if retry_failed else set())
@@ -269,9 +319,11 @@ def _run_locked(spec, module, points, sweep_dir: Path, *, executor, workers, sch
                                  cluster_settings=cluster_settings)
             result.executor = pool.description
             groups = group_points(module, todo, batch) if batch and batch > 1 else [[p] for p in todo]
+            token = uuid.uuid4().hex  # tells this call's start notices from any other's
             queue = collections.deque(
                 Task(task_id=i, experiment=spec.experiment, sweep_dir=str(sweep_dir), device=device,
-                     threads=pool.threads, batched=len(g) > 1,
+                     threads=pool.threads, batched=len(g) > 1, token=token,
+                     point_timeout=point_timeout,
                      points=tuple(PointTask(p.index, p.seed, p.config, p.config_hash) for p in g))
                 for i, g in enumerate(groups))
             done_before = result.counts["complete"] + result.counts["failed"] - sum(
@@ -358,12 +410,22 @@ def _report(sweep_dir: Path) -> Path | None:
 def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Progress,
               max_worker_deaths: int, stop: threading.Event) -> None:
     window = max(2, 2 * pool.slots)
+    token = queue[0].token if queue else ""
     in_flight: dict = {}
-    started: dict[int, int] = {}
+    started: dict[int, Started] = {}  # task id -> its start notice
+    began: dict[int, float] = {}      # task id -> time.monotonic() when its notice was read
     deaths: collections.Counter = collections.Counter()
     idle_breaks, executed_at_break = 0, 0
 
+    def note_started() -> None:
+        now = time.monotonic()
+        for notice in pool.drain_started():
+            if notice.token == token:
+                started[notice.task_id], began[notice.task_id] = notice, now
+
     def finish(task: Task, rows: list[dict]) -> None:
+        started.pop(task.task_id, None)
+        began.pop(task.task_id, None)
         for row in rows:
             row["worker_deaths"] = deaths[task.task_id]
         table.record(rows)
@@ -389,7 +451,7 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
             pool.note_processes()
             done, _ = (wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                        if in_flight else (set(), set()))
-            started.update(pool.drain_started())
+            note_started()
             broken: list[Task] = []
             for future in done:
                 task = in_flight.pop(future)
@@ -399,8 +461,9 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                 for future, task in list(in_flight.items()):
                     in_flight.pop(future)
                     _collect(future, task, finish, broken, queue, deaths, max_worker_deaths)
-                started.update(pool.drain_started())
-                pids = {t.task_id: started.get(t.task_id) for t in broken}
+                note_started()
+                pids = {t.task_id: started[t.task_id].pid if t.task_id in started else None
+                        for t in broken}
                 progressed = any(pid is not None for pid in pids.values()) or result.executed > executed_at_break
                 idle_breaks, executed_at_break = (0 if progressed else idle_breaks + 1), result.executed
                 if idle_breaks >= 3:
@@ -419,6 +482,7 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                     else:
                         queue.appendleft(task)
                     started.pop(task.task_id, None)
+                    began.pop(task.task_id, None)
                 pool.rebuild()
                 for task in broken:  # every old worker is gone now: none of these runs goes on
                     mark_stopped_runs(Path(task.sweep_dir), task.experiment,
@@ -426,6 +490,7 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                                       "its worker process died (killed or out of memory)"
                                       if task.task_id in charged else
                                       "the sweep stopped its worker to replace a dead one")
+            _stop_overdue(pool, in_flight, started, began, finish)
     finally:
         # A local pool's queued futures are dropped by its close(cancel=True), which ends the
         # workers; one cancelled here first makes Python 3.11's pool manager thread die with a
@@ -433,6 +498,23 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
         if pool.kind != "local" and pool.lost() is None:  # a closed client cannot cancel
             for future in in_flight:
                 future.cancel()
+
+
+def _stop_overdue(pool, in_flight: dict, started: dict, began: dict, finish) -> None:
+    """Stop and fail every in-flight task that has run past its ``point_timeout`` (per point)."""
+    now = time.monotonic()
+    for future, task in list(in_flight.items()):
+        if task.point_timeout is None or task.task_id not in began or future.done():
+            continue
+        seconds = now - began[task.task_id]
+        if seconds <= task.point_timeout * len(task.points):
+            continue
+        del in_flight[future]
+        notice = started[task.task_id]
+        if pool.stop_task(future, notice):  # its worker is gone: its run directories say so
+            mark_stopped_runs(Path(task.sweep_dir), task.experiment,
+                              [p.config_hash for p in task.points], _timeout_message(task))
+        finish(task, _timed_out_rows(task, notice, seconds))
 
 
 def _check_not_lost(pool) -> None:

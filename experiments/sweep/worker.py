@@ -7,6 +7,12 @@ failing point: it returns one row per point with ``status`` ``complete`` or ``fa
 failed point too). Only the death of the worker process itself (killed, out of memory)
 loses a task; the runner retries those.
 
+Before it runs anything, :func:`execute_task` tells the runner that the task started, with
+a :class:`Started` notice (its pid and host, and a Dask worker's address): through the
+local pool's queue, or as a Dask event on the topic :data:`STARTED_TOPIC`. The runner
+attributes worker deaths and times ``--point-timeout`` from these notices, so a task
+still queued is never timed.
+
 Per process, :func:`prepare_process` limits torch/BLAS threads to what the worker was
 given (``OMP_NUM_THREADS`` and friends for libraries not yet loaded, ``torch.set_num_threads``
 and ``threadpoolctl`` for loaded ones) and gives the process its own Cython cache
@@ -27,11 +33,12 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                      "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 _state: dict[str, Any] = {"threads": None, "started_queue": None}
+STARTED_TOPIC = "neurobridge-sweep-task-started"  # the Dask event topic of Started notices
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,19 @@ class Task:
     device: str = "cpu"
     threads: int = 1
     batched: bool = False
+    token: str = ""                     # the sweep call that submitted it (see Started)
+    point_timeout: float | None = None  # seconds per point (--point-timeout); the runner enforces it
+
+
+class Started(NamedTuple):
+    """A worker's notice that it begins ``task_id`` (sent before the task runs)."""
+
+    token: str            # Task.token: notices of another sweep (or an earlier call) are ignored
+    task_id: int
+    pid: int
+    host: str
+    started_utc: str
+    worker: str | None    # the Dask worker's address; None in a local pool
 
 
 def utc_now() -> str:
@@ -113,16 +133,40 @@ def local_worker_init(parent_pid: int, threads: int, started_queue) -> None:
                      name="sweep-parent-watch").start()
 
 
-def _single_tasked() -> bool:
-    """True unless this is a Dask worker that runs several tasks at once in threads."""
+def _dask_worker():
+    """The Dask worker running this code, or None (a local pool's process, the main process)."""
     if "distributed" not in sys.modules:
-        return True
+        return None
     try:
         from distributed import get_worker
 
-        return get_worker().state.nthreads == 1
-    except (ImportError, ValueError, AttributeError):
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+def _single_tasked() -> bool:
+    """True unless this is a Dask worker that runs several tasks at once in threads."""
+    try:
+        worker = _dask_worker()
+        return worker is None or worker.state.nthreads == 1
+    except AttributeError:
         return True
+
+
+def _announce(task: Task) -> None:
+    """Send the runner the :class:`Started` notice of ``task`` (see module docstring)."""
+    queue, worker = _state["started_queue"], None
+    if queue is None:
+        worker = _dask_worker()
+        if worker is None:
+            return  # run in the caller's process: nobody is listening
+    notice = Started(task.token, task.task_id, os.getpid(), socket.gethostname(), utc_now(),
+                     None if worker is None else worker.address)
+    if queue is not None:
+        queue.put(notice)
+    else:
+        worker.log_event(STARTED_TOPIC, list(notice))
 
 
 def _set_cython_cache(sweep_dir: Path) -> None:
@@ -203,9 +247,7 @@ def run_single(task: Task, point: PointTask) -> dict:
 
 def execute_task(task: Task) -> list[dict]:
     """Run ``task`` on this worker and return one row per point (see module docstring)."""
-    queue = _state["started_queue"]
-    if queue is not None:
-        queue.put((task.task_id, os.getpid()))
+    _announce(task)
     prepare_process(task.threads)
     sweep_dir = Path(task.sweep_dir)
     _set_cython_cache(sweep_dir)
