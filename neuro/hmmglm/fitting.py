@@ -87,7 +87,8 @@ def e_step(data: PreparedData, params: HMMGLMParams, settings: EMSettings, cache
             loglik = loglik + data.log_count_factorial.reshape(-1, 1, 1)
     else:
         if terms is None:
-            terms = batched_terms(eta, data.counts, settings.link, derivatives=False)
+            terms = batched_terms(eta, data.counts, settings.link, derivatives=False,
+                                  spikes=data.spikes)
         loglik = emission_log_likelihoods(data.design, data.counts, theta, settings.link,
                                           settings.distribution, terms=terms,
                                           constant=data.log_count_factorial)  # (T, R, K)
@@ -217,7 +218,8 @@ def glm_m_step(data, outer, estep: EStep, params, prior_state, settings: EMSetti
             upper, ridge=settings.ridge, eta=cache[0], loglik=cache[1], spikes=data.spikes)
         cache = (eta, terms)
         if settings.shared_bias:
-            theta = shared_bias_step(data.design, data.counts, resp, theta, settings.link)
+            theta = shared_bias_step(data.design, data.counts, resp, theta, settings.link,
+                                     spikes=data.spikes)
             lower[..., :1] = theta[..., :1]
             upper[..., :1] = theta[..., :1]
             cache = (None, None)

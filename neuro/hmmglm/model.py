@@ -39,22 +39,45 @@ from neuro.hmmglm.simulate import sample_spikes, sample_states
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 DEFAULT_FIT_MEMORY_LIMIT_BYTES = 8 * 2**30
-PACKED_MAX_BYTES = 1 << 30  # PackedOuterProducts' default max_bytes
+PACKED_MAX_BYTES = 1 << 30  # PackedOuterProducts' default max_bytes; a fit's least cap
 
 
 def estimate_fit_bytes(num_timesteps: int, num_neurons: int, num_basis: int, num_states: int,
-                       num_restarts: int, dtype: torch.dtype = torch.float64) -> int:
+                       num_restarts: int, dtype: torch.dtype = torch.float64,
+                       packed_max_bytes: int = PACKED_MAX_BYTES) -> int:
     """Rough peak bytes of ``HMMGLM.fit`` on T bins (all sequences), N neurons, L basis
     functions, K states and R restarts (sweep points times restarts): the design matrix
     (T, D = N L + 1) and its temporaries, the packed outer products (T, D(D+1)/2) fp32
-    (capped at ``PACKED_MAX_BYTES``: beyond it they are rebuilt in chunks), the counts, and
+    (capped at ``packed_max_bytes``: beyond it they are rebuilt in chunks), the counts,
     ~8 live (T, R, K, N) arrays (linear predictors, log-likelihood terms, derivatives,
-    line-search trials). Our estimate, calibrated on the CPU (see the tests)."""
+    line-search trials), and two (R K N, D, D) arrays of the Newton solve (the Hessians and
+    their Cholesky factors, ``newton.ridged_cholesky``: 5.4 GiB at N = 200, L = 3, K = 5;
+    without them the estimate said 2.6 GiB there). Our estimate, calibrated on the CPU
+    (peak resident growth of a fit, 1 thread, K = 5: T = 20,000 at N, L = 100, 1: 1.21 GiB
+    measured, 1.13 estimated; 200, 1: 1.69 and 2.94; 100, 3: 1.72 and 2.44; T = 2,000 at
+    150, 2: 1.58 and 1.46)."""
     itemsize = torch.empty(0, dtype=dtype).element_size()
     dim = num_neurons * num_basis + 1
-    packed = min(num_timesteps * (dim * (dim + 1) // 2) * 4, PACKED_MAX_BYTES)
+    packed = min(num_timesteps * (dim * (dim + 1) // 2) * 4, packed_max_bytes)
     per_bin = (3 * dim + 2 * num_neurons + 8 * num_restarts * num_states * num_neurons) * itemsize
-    return int(packed + num_timesteps * per_bin)
+    newton = 2 * num_restarts * num_states * num_neurons * dim * dim * itemsize
+    return int(packed + num_timesteps * per_bin + newton)
+
+
+def packed_budget(num_timesteps: int, num_neurons: int, num_basis: int, num_states: int,
+                  num_restarts: int, dtype: torch.dtype, memory_limit_bytes: int) -> int:
+    """The cap a fit gives its packed outer products: what the rest of ``estimate_fit_bytes``
+    leaves under ``memory_limit_bytes``, and at least ``PACKED_MAX_BYTES`` (our choice).
+
+    Above the cap they are rebuilt on every Hessian, which costs (1 thread, T = 20,000,
+    K = 5, one Hessian) 6.9 s instead of 5.7 s at N = 200, L = 1 (1.6 GB stored) and 9.5 s
+    instead of 6.7 s at N = 100, L = 3 (3.6 GB), so a fit stores them whenever its memory
+    limit allows. A fit refused under this budget is refused under the fixed 1 GiB cap too
+    (the estimate with the cap is the rest plus min(full size, cap) <= the limit whenever
+    the cap exceeds 1 GiB)."""
+    rest = estimate_fit_bytes(num_timesteps, num_neurons, num_basis, num_states, num_restarts,
+                              dtype, packed_max_bytes=0)
+    return max(PACKED_MAX_BYTES, memory_limit_bytes - rest)
 
 
 def _count_bins(spikes) -> tuple[int, int] | None:
@@ -201,7 +224,9 @@ class HMMGLM:
         phase labels, number of iterations, whether it converged (EM stopped by the
         tolerance rule: every restart gained less than it in one iteration) and the wall time.
         ``memory_limit_bytes``: ValueError before anything large is allocated when
-        ``estimate_fit_bytes`` exceeds it (fit fewer bins, neurons, states or restarts).
+        ``estimate_fit_bytes`` exceeds it (fit fewer bins, neurons, states or restarts);
+        within it, the packed outer products of the Newton Hessians are stored rather than
+        rebuilt on every iteration where they fit (``packed_budget``).
         """
         ((fitted, history),) = self._fit_points(spikes, {}, num_iters, tolerance, num_restarts,
                                                 seed, init_params, warmup_iters, smoothing_bins,
@@ -245,12 +270,15 @@ class HMMGLM:
         memory_limit_bytes = check_int("memory_limit_bytes", memory_limit_bytes)
         points = sweep_points(values, self.settings.prior)
         sized = _count_bins(spikes)
+        budget = PACKED_MAX_BYTES
         if sized is not None and sized[1] == self.num_neurons:
             bias = getattr(init_params, "bias", None)  # check_params names a bad init_params later
             per_point = bias.shape[0] if isinstance(bias, torch.Tensor) and bias.dim() == 3 else 1
             restarts = len(points) * max(per_point, int(num_restarts))
-            need = estimate_fit_bytes(sized[0], self.num_neurons, self.basis.shape[0], self.num_states,
-                                      restarts, self.dtype)
+            sizes = (sized[0], self.num_neurons, self.basis.shape[0], self.num_states, restarts,
+                     self.dtype)
+            budget = packed_budget(*sizes, memory_limit_bytes)
+            need = estimate_fit_bytes(*sizes, packed_max_bytes=budget)
             if need > memory_limit_bytes:
                 raise ValueError(
                     f"fitting spikes of {sized[0]} bins x {self.num_neurons} neurons with "
@@ -261,7 +289,7 @@ class HMMGLM:
                     "memory_limit_bytes")
         start = time.perf_counter()
         data = self._data(spikes)
-        outer = PackedOuterProducts(data.design)
+        outer = PackedOuterProducts(data.design, max_bytes=budget)
         if init_params is None:
             params = kmeans_initialization(data, self.num_states, int(num_restarts),
                                            numpy_generator(seed), self.settings.link,
