@@ -31,11 +31,17 @@ from neuro.reservoir.network import (
 )
 from neuro.reservoir.task import Block, TaskSession, TrialArrays, WhatWhenTask
 from neuro.reservoir.three_factor import ThreeFactorReadout, ThreeFactorState
-from neuro.reservoir.training import Learner, SessionRecord, readout_features, run_session
+from neuro.reservoir.training import (
+    Learner,
+    ReadoutDiverged,
+    SessionRecord,
+    readout_features,
+    run_session,
+)
 
 __all__ = [
     "Block", "EventTable", "FORCEReadout", "FORCEState", "IzhikevichParams", "IzhikevichState", "Learner",
-    "ReservoirParams", "ReservoirState", "SessionRecord", "SimulationDiverged", "SimulationResult",
+    "ReadoutDiverged", "ReservoirParams", "ReservoirState", "SessionRecord", "SimulationDiverged", "SimulationResult",
     "SpikeRecord", "SynapseList", "TaskSession", "ThreeFactorReadout", "ThreeFactorState", "TrialArrays",
     "WhatWhenTask", "dense_weights", "heterogeneous_izhikevich", "initial_state", "izhikevich_step",
     "make_reservoir", "readout_features", "reservoir_step", "resting_state", "run_session", "simulate",

@@ -76,6 +76,21 @@ def check_tensor(name: str, value, *, floating: bool = False, dtype: torch.dtype
     return value
 
 
+def check_real_finite(name: str, tensor: torch.Tensor) -> None:
+    """A real-valued tensor (bool, integer or floating; complex is a TypeError) of finite
+    values; a NaN or inf is a ValueError naming the first such entry. Reads the values (one
+    pass, one host synchronisation on a GPU)."""
+    if tensor.is_complex():
+        raise TypeError(f"{name} has dtype {tensor.dtype}; allowed: a real dtype (floating, integer or bool)")
+    if not tensor.is_floating_point():
+        return  # integers and bools are finite
+    bad = ~torch.isfinite(tensor)
+    if bool(bad.any()):
+        index = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(f"{name} has a non-finite value ({float(tensor[tuple(index)])}) at index {index} "
+                         f"of shape {list(tensor.shape)}; allowed: finite values")
+
+
 def check_float_dtype(name: str, dtype) -> torch.dtype:
     """A floating torch.dtype (e.g. torch.float32, torch.float64)."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

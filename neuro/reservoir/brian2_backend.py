@@ -11,7 +11,9 @@ in the same order as our step. With ``noise_source="injected"`` the per-step dri
 (one value per step and neuron), so the numpy target reproduces our float64 rasters bit
 for bit. With ``noise_source="brian2"`` Brian draws the noise itself (``randn()``), which
 avoids writing a [T, B*N] array to disk in standalone mode; runs then agree in
-statistics (firing rates), not spike by spike.
+statistics (firing rates), not spike by spike. The drive array (injected noise, or any
+input) is sized against ``memory_limit_bytes`` before it is drawn (a long run is several
+sessions, each continuing from the last ``result.state``).
 
 Readout learning: in runtime mode ``on_step(step, spikes)`` is called after every step
 (a Brian ``network_operation``), which is where an online readout can learn. In
@@ -42,6 +44,7 @@ from neuro.reservoir._checks import (
     Seed,
     check_count,
     check_dt,
+    check_real_finite,
     check_shape,
     check_tensor,
     torch_generator,
@@ -134,6 +137,7 @@ class Brian2Session:
         else:
             check_tensor("inputs", inputs)
             check_shape("inputs", inputs, (b, None, m))
+            check_real_finite("inputs", inputs)  # a NaN would surface only as a diverged final state
             num_steps = check_count("num_steps (inputs' T)", inputs.shape[1], minimum=1)
             has_input = m > 0 and bool((inputs != 0).any())
         self.num_steps, self.target, self.noise_source, self.on_step = num_steps, target, noise_source, on_step
@@ -144,13 +148,17 @@ class Brian2Session:
         self.state = state
         params64 = self._params64 = _to_float64(params)
         injected = noise_source == "injected"
+        if has_input or (injected and (noise is not None or bool((params.noise_std != 0).any()))):
+            _check_drive_memory(params, num_steps, injected)
         if injected:
             if noise is None and bool((params.noise_std != 0).any()):
                 if seed is None:
                     raise ValueError("noise_std > 0 needs seed= or an explicit noise= array")
                 noise = draw_noise(params64, (b, num_steps, n), self.dt_ms, torch_generator(seed, "cpu"))
             elif noise is not None:
+                check_tensor("noise", noise)
                 check_shape("noise", noise, (b, num_steps, n))
+                check_real_finite("noise", noise)
             drive = external_drive(params64, inputs.to(torch.float64), None if noise is None else noise.double())
         else:
             if noise is not None:
@@ -366,6 +374,25 @@ noise_scale : 1 (constant)
         total = setup_s + compile_s + loop_s + total_extra
         timings = {"setup_s": setup_s, "compile_s": compile_s, "loop_s": loop_s, "total_s": total}
         return Brian2Result(final, spikes, int(step.numel()), timings)
+
+
+DRIVE_COPIES = 3  # measured: ~2.9 [T, B*N] float64 arrays at the peak of building the drive
+
+
+def _check_drive_memory(params: ReservoirParams, num_steps: int, injected: bool) -> None:
+    """ValueError, before anything is drawn, when the per-step drive array that reaches Brian
+    as a TimedArray ([T, B*N] float64, about ``DRIVE_COPIES`` copies of it at the peak: the
+    drawn noise, the sum, the transposed copy) exceeds ``params.memory_limit_bytes``."""
+    b, n = params.batch_size, params.num_neurons
+    need = DRIVE_COPIES * 8 * b * num_steps * n
+    limit = params.memory_limit_bytes
+    if need > limit:
+        hint = "; or noise_source='brian2' (Brian draws the noise, no array) when there is no input" if injected else ""
+        raise ValueError(
+            f"the Brian2 backend's per-step drive for num_steps={num_steps} x batch {b} x {n} neurons "
+            f"([T, B*N] float64, ~{DRIVE_COPIES} copies while it is built) needs about {need / 2**30:.2f} GiB, "
+            f"above memory_limit_bytes={limit} ({limit / 2**30:.2f} GiB, set in make_reservoir); run fewer "
+            f"steps per session (continue from result.state){hint}, or raise memory_limit_bytes")
 
 
 def simulate_brian2(params: ReservoirParams, state: ReservoirState | None = None,

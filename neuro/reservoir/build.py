@@ -80,6 +80,16 @@ def make_reservoir(
     ``is_excitatory`` (bool [N]) overrides the first-80%-excitatory assignment.
     The connectivity memory is estimated and checked against ``memory_limit_bytes``
     before anything large is allocated. Returns (params, initial state).
+
+    Seeding: one generator from ``seed`` draws, in this order, the neuron parameters (one
+    draw shared by the whole batch: a, b, c, d are [1, N]), the wiring and weights of all B
+    networks, then the input weights [B, N, M]. Network b therefore depends on
+    ``batch_size``: network 0 of a batch is not the network that ``batch_size=1`` builds
+    from the same seed. For networks that do not depend on their batch-mates (a sweep
+    point's result independent of how points are batched), build each with
+    ``batch_size=1`` from its own seed and stack them, as ``experiments/reservoir_rate.py``
+    does; ``simulate`` itself is batch-invariant (each network's run is the one it would
+    have alone, given its noise).
     """
     num_neurons = check_count("num_neurons", num_neurons, minimum=1)
     num_inputs = check_count("num_inputs", num_inputs, minimum=0)

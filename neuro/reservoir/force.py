@@ -78,6 +78,16 @@ class FORCEReadout:
     alpha: regulariser, P_0 = I / alpha (> 0; Nicola & Clopath's Izhikevich runs use
     values around 0.5-2 in units where x ~ spike traces); update_every: RLS every n
     steps (Nicola & Clopath: 20 steps of 0.04 ms).
+
+    Precision (measured, 200 neurons + bias, spike-trace features with |x|^2 ~ 23, 20k
+    updates, against float64 ridge regression): the update P - k (P x)^T subtracts nearly
+    equal numbers when s = x^T P x is large, losing about eps * s of P per update (eps =
+    6e-8 in float32), and s starts at |x|^2 / alpha. float32 weights were off by 2e-5
+    (alpha = 1), 6e-3 (1e-3), 7e-2 (1e-4, P no longer positive definite) and 23x (1e-6:
+    garbage, silently); float64 stayed within 2e-8 at alpha = 1e-6. Keep eps |x|^2 / alpha
+    well below 1e-3 in float32, else use float64 (the what/when study does).
+    ``run_session`` checks P after every trial (``ReadoutDiverged``); ``step`` reads no
+    tensor values.
     """
 
     num_readouts: int

@@ -13,8 +13,24 @@ path (its event-driven delivery needs them anyway), and on the Triton path (CUDA
 into a [T, B, N] block whose indices are taken once per block, so that the steps of a
 block run without a host synchronisation (``Stepper.step_flags``); there, full blocks after
 the first are one CUDA graph's replays (``_FlagBlocks``). The final trace
-r_T = r_0 d^T + sum_t d^(T-1-t) s_t (d = exp(-dt/trace_tau)) is formed from them at the
-end unless ``record_trace`` asks for the per-step traces.
+r_T = r_0 d^T + sum_t d^(T-1-t) s_t (d = exp(-dt/trace_tau)) is accumulated from them block
+by block (``FinalTrace``) unless ``record_trace`` asks for the per-step traces; with
+``record="none"`` a block's spike indices are then dropped, so a run of any length keeps
+O(B N) memory (it kept ~60 bytes per spike: 10^6 steps of 5k neurons at 8 Hz, ~1 GB).
+
+Chunked runs (measured): ``simulate(T1)`` then ``simulate(T2)`` from its ``result.state``,
+with the same torch.Generator passed as ``seed`` to both (eager engine), continues the run:
+v, u, synaptic currents and spikes equal those of one ``simulate(T1 + T2)`` bit for bit when
+the drawn noise is the same, i.e. on a CPU generator when every noise draw but the last
+holds a multiple of 16 values (torch draws normals in groups of 16 and redraws a partial
+last group): B N block_steps and B N T1 multiples of 16 (e.g. B N itself one). Otherwise
+the continued noise is another, equally distributed, stream. With ``noise=`` given
+explicitly the continuation is always exact. The traces are bit-identical with
+``record_trace=True`` (one recursion); without it each call forms its final trace in closed
+form, equal to rounding (~1e-7 relative in float32). The compiled engine draws a fresh
+engine seed from the generator in every call: a continued run is another stream. The
+state holds no generator: save and restore it with ``generator.get_state()`` /
+``set_state()``.
 """
 from __future__ import annotations
 
@@ -30,6 +46,7 @@ from neuro.reservoir._checks import (
     check_count,
     check_dt,
     check_flag,
+    check_real_finite,
     check_shape,
     check_tensor,
     torch_generator,
@@ -48,7 +65,7 @@ from neuro.reservoir.step import (
     input_projection,
 )
 
-__all__ = ["ENGINES", "RECORD_KINDS", "SimulationResult", "SpikeRecord", "check_recording_memory",
+__all__ = ["ENGINES", "RECORD_KINDS", "FinalTrace", "SimulationResult", "SpikeRecord", "check_recording_memory",
            "recording_bytes", "simulate"]
 
 RECORD_KINDS = ("indices", "dense", "none")
@@ -100,7 +117,10 @@ def simulate(
     noise's T when ``noise`` is given).
     noise: [B, T, N] noise current (replaces the drawn noise), or None to draw it with
     std noise_std / sqrt(dt_ms) from ``seed`` (int | numpy/torch Generator; required when
-    any noise_std > 0). record: "indices" | "dense" | "none".
+    any noise_std > 0). A NaN or inf in ``inputs`` or ``noise`` is a ValueError naming the
+    entry (the run would otherwise stop with SimulationDiverged, blaming dt or the weights);
+    complex values are a TypeError. record: "indices" | "dense" | "none" (``"none"``
+    keeps no per-spike memory: O(B N) for a run of any length).
     engine: "eager" (torch ops, the reference; the Brian2 bit-identity holds for it) or
     "compiled" (the whole loop in C, ``kernels.izhikevich.compiled``; CPU, no refractory
     clamp; needs a C compiler, built once per machine). Given the
@@ -133,6 +153,7 @@ def simulate(
             raise ValueError(f"num_steps={num_steps} but inputs has {inputs.shape[1]} steps")
         num_steps = inputs.shape[1]
         check_shape("inputs", inputs, (b, num_steps, m))
+        check_real_finite("inputs", inputs)  # a NaN would surface as SimulationDiverged
         inputs = inputs.to(params.device, params.dtype)
     check_state(state, params)
     if not bool(torch.isfinite(state.trace).all()):  # v, u are checked per block; the trace is not
@@ -140,6 +161,7 @@ def simulate(
     if noise is not None:
         check_tensor("noise", noise)
         check_shape("noise", noise, (b, num_steps, n))
+        check_real_finite("noise", noise)
         noise = noise.to(params.device, params.dtype)
     check_recording_memory(params, num_steps, record, record_trace)
     noisy = noise is None and params.has_noise
@@ -158,6 +180,9 @@ def simulate(
     trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
     traces = torch.empty(b, num_steps, n, dtype=params.dtype, device=params.device) if record_trace else None
     trace = state.trace.clone()
+    final_trace = None if record_trace else FinalTrace(state.trace, trace_decay, num_steps)
+    keep_spikes = record != "none"  # else a block's indices only feed final_trace, then go
+    num_spikes = 0
     spike_chunks: list[Tensor] = []  # one [S] (or, Triton, [S, 2]) tensor per block: see below
     block_counts: list[Tensor] = []  # eager torch path: spikes per step, one [steps] tensor per block
     flag_blocks = (_FlagBlocks(stepper, drive, trace, trace_decay, record_trace, num_steps // block_steps)
@@ -176,8 +201,12 @@ def simulate(
             snapshot = (buffer.clone(), None if refractory is None else refractory.clone())
             if flag_blocks is not None:
                 pairs = flag_blocks.run(steps)  # [S, 2]: (step in block, b * N + j)
-                pairs[:, 0] += start
-                append(pairs)
+                num_spikes += pairs.shape[0]
+                if final_trace is not None:
+                    final_trace.add(pairs[:, 1], pairs[:, 0], start, steps)
+                if keep_spikes:
+                    pairs[:, 0] += start
+                    append(pairs)
                 if record_trace:
                     traces[:, start : start + steps] = flag_blocks.traces[:steps].transpose(0, 1)
             else:  # per step indices, joined once per block (one tensor per step kept ~0.7 kB
@@ -192,18 +221,26 @@ def simulate(
                     keep = in_block.append
                     for drive_t in block.unbind(0):
                         keep(step(drive_t))
-                block_counts.append(torch.tensor([len(c) for c in in_block], dtype=torch.long))
-                append(torch.cat(in_block).view(-1))
+                counts = torch.tensor([len(c) for c in in_block], dtype=torch.long)
+                flat = torch.cat(in_block).view(-1)
+                num_spikes += flat.numel()
+                if final_trace is not None:
+                    step_in_block = torch.repeat_interleave(torch.arange(steps), counts).to(params.device)
+                    final_trace.add(flat, step_in_block, start, steps)
+                if keep_spikes:
+                    block_counts.append(counts)
+                    append(flat)
             try:
                 check_finite(buffer, n, state.step + start + steps - 1)
             except SimulationDiverged:
                 _replay_to_divergence(snapshot, block, params, dt_ms, state.step + start)
                 raise
 
-    if flag_blocks is not None:
+    flat = counts = None  # record="none": nothing per spike was kept
+    if keep_spikes and flag_blocks is not None:
         pairs = torch.cat(spike_chunks) if spike_chunks else torch.zeros(0, 2, dtype=torch.long, device=params.device)
         counts, flat = torch.bincount(pairs[:, 0], minlength=num_steps), pairs[:, 1]
-    else:  # a step returns its spike indices as [S] or [S, 1]; joined per block in the loop
+    elif keep_spikes:  # a step returns its spike indices as [S] or [S, 1]; joined per block in the loop
         counts = (torch.cat(block_counts).to(params.device) if block_counts
                   else torch.zeros(0, dtype=torch.long, device=params.device))
         flat = (torch.cat(spike_chunks) if spike_chunks
@@ -211,15 +248,16 @@ def simulate(
     refractory = stepper.refractory
     if refractory is not None and refractory.is_inference():  # made in the loop: an ordinary copy
         refractory = refractory.clone()
-    return assemble_result(params, state, buffer, flat, counts, dt_ms, record, refractory,
-                           None if not record_trace else (trace, traces))
+    return assemble_result(params, state, buffer, flat, counts, num_steps, int(num_spikes), record, refractory,
+                           final_trace.trace if final_trace is not None else trace, traces)
 
 
 def recording_bytes(batch_size: int, num_steps: int, num_neurons: int, record: str, record_trace: bool,
                     dtype: torch.dtype) -> int:
     """Bytes of the per-step arrays ``simulate`` returns: the traces [B, T, N] (``record_trace``)
     and the bool raster [B, T, N] (``record="dense"``). The spike indices ("indices", and
-    internally for every record kind) grow with the number of spikes, not with B T N."""
+    internally for "dense") grow with the number of spikes, not with B T N; ``record="none"``
+    keeps none of them past their block."""
     cells = batch_size * num_steps * num_neurons
     itemsize = torch.empty(0, dtype=dtype).element_size()
     return cells * ((itemsize if record_trace else 0) + (1 if record == "dense" else 0))
@@ -241,34 +279,50 @@ def check_recording_memory(params: ReservoirParams, num_steps: int, record: str,
             'record="indices" or "none" with record_trace=False, or raise memory_limit_bytes')
 
 
-def assemble_result(params: ReservoirParams, state: ReservoirState, buffer: Tensor, flat: Tensor,
-                    counts: Tensor, dt_ms: float, record: str, refractory: Tensor | None,
-                    recorded_traces: tuple[Tensor, Tensor] | None = None) -> SimulationResult:
+class FinalTrace:
+    """The final trace r_T = r_0 d^T + sum_t d^(T-1-t) s_t of a run of T steps
+    (d = exp(-dt / trace_tau), s_t the spikes of step t), accumulated block by block.
+
+    ``add`` takes one block's spikes (flat indices b * N + j in step order and their step
+    within the block) and adds d^(T-1-t) for each: the powers are Python floats rounded
+    once to the model dtype, and the spikes are added in step order, so the result does not
+    depend on where the run's blocks or engine calls begin and end. Nothing per spike is
+    kept between blocks.
+    """
+
+    def __init__(self, initial: Tensor, decay: float, num_steps: int):
+        self.decay, self.num_steps = decay, num_steps
+        self.trace = initial * decay**num_steps  # a new [B, N] tensor (the state's is not touched)
+
+    def add(self, flat: Tensor, step_in_block: Tensor, start: int, steps: int) -> None:
+        """Spikes of the ``steps`` steps from step ``start`` on: flat [S], step_in_block [S] (long)."""
+        if flat.numel() == 0:
+            return
+        powers = torch.tensor([self.decay ** (self.num_steps - 1 - t) for t in range(start, start + steps)],
+                              dtype=torch.float64)
+        weights = powers.to(self.trace.device, self.trace.dtype)[step_in_block]
+        self.trace.view(-1).index_add_(0, flat, weights)
+
+
+def assemble_result(params: ReservoirParams, state: ReservoirState, buffer: Tensor, flat: Tensor | None,
+                    counts: Tensor | None, num_steps: int, num_spikes: int, record: str,
+                    refractory: Tensor | None, trace: Tensor, traces: Tensor | None = None) -> SimulationResult:
     """The ``SimulationResult`` of a run from its final buffer [B, 3N+1], the flat spike
     indices b * N + j of all steps (step-major, ascending within a step) and the spike
-    counts per step [T]; the final trace is formed from the spikes unless
-    ``recorded_traces`` = (final trace, per-step traces) were recorded in the loop."""
-    b, n, num_steps = params.batch_size, params.num_neurons, counts.numel()
-    trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
-    step_index = torch.repeat_interleave(torch.arange(num_steps, device=params.device), counts)
-    batch_index, neuron = flat // n, flat % n
-    if recorded_traces is None:
-        weights = torch.pow(torch.tensor(trace_decay, dtype=torch.float64), (num_steps - 1 - step_index).double())
-        trace = state.trace * trace_decay**num_steps
-        trace.view(-1).index_add_(0, flat, weights.to(params.device, params.dtype))
-        traces = None
-    else:
-        trace, traces = recorded_traces
-    spikes = SpikeRecord(step_index, batch_index, neuron)
-    if record == "dense":
-        spikes = spikes.to_dense(b, num_steps, n)
-    elif record == "none":
-        spikes = None
+    counts per step [T] (both None for ``record="none"``), the final trace [B, N] and the
+    per-step traces [B, T, N] when recorded."""
+    b, n = params.batch_size, params.num_neurons
+    spikes = None
+    if record != "none":
+        step_index = torch.repeat_interleave(torch.arange(num_steps, device=params.device), counts)
+        spikes = SpikeRecord(step_index, flat // n, flat % n)
+        if record == "dense":
+            spikes = spikes.to_dense(b, num_steps, n)
     final = ReservoirState(
         IzhikevichState(buffer[:, :n], buffer[:, n : 2 * n], refractory),
         buffer[:, 2 * n : 3 * n], trace, state.step + num_steps,
     )
-    return SimulationResult(final, spikes, int(flat.numel()), traces)
+    return SimulationResult(final, spikes, num_spikes, traces)
 
 
 MIN_FULL_BLOCKS_FOR_GRAPH = 3  # one eager (compiles), then at least two replays

@@ -61,7 +61,7 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
     is None unless the engine draws noise)."""
     from kernels.izhikevich.compiled import CompiledRun, rng_state
     from neuro.reservoir.izhikevich import step_coefficients
-    from neuro.reservoir.simulation import _fill_drive, assemble_result
+    from neuro.reservoir.simulation import FinalTrace, _fill_drive, assemble_result
 
     _check_supported(params)
     b, n = params.batch_size, params.num_neurons
@@ -81,6 +81,9 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
     counts: list[Tensor] = []
     trace_decay = math.exp(-dt_ms / params.trace_tau_ms)
     trace = state.trace.to(params.dtype).contiguous().clone() if record_trace else None
+    final_trace = None if record_trace else FinalTrace(state.trace, trace_decay, num_steps)
+    keep_spikes = record != "none"  # else a call's indices only feed final_trace, then go
+    num_spikes = 0
     traces = torch.empty(b, num_steps, n, dtype=params.dtype) if record_trace else None
     # blocks of drive for explicit noise or inputs; else calls of up to CALL_NEURON_STEPS
     # neuron-steps (~0.1 s each: Ctrl-C is honoured between calls)
@@ -100,13 +103,21 @@ def simulate_compiled(params: ReservoirParams, state: ReservoirState, inputs: Te
         step_chunks, step_counts, diverged = run.run(
             steps, block_drive, noise is not None, noise_scale, rng, state.step + start,
             trace, trace_decay, None if traces is None else traces[:, start:])
-        chunks.extend(step_chunks)
-        counts.append(step_counts)
+        if final_trace is not None:
+            flat = torch.cat(step_chunks) if step_chunks else torch.zeros(0, dtype=torch.long)
+            final_trace.add(flat, torch.repeat_interleave(torch.arange(step_counts.numel()), step_counts),
+                            start, step_counts.numel())
+        num_spikes += int(step_counts.sum())
+        if keep_spikes:
+            chunks.extend(step_chunks)
+            counts.append(step_counts)
         if diverged is not None:
             step, network, neuron, is_v = diverged
             value = float(buffer[network, neuron if is_v else n + neuron])
             raise SimulationDiverged(step, network, neuron, value)
-    flat = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
-    counts_all = torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
-    return assemble_result(params, state, buffer, flat, counts_all, dt_ms, record, None,
-                           (trace, traces) if record_trace else None)
+    flat = counts_all = None  # record="none": nothing per spike was kept
+    if keep_spikes:
+        flat = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
+        counts_all = torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
+    return assemble_result(params, state, buffer, flat, counts_all, num_steps, num_spikes, record, None,
+                           trace if record_trace else final_trace.trace, traces)

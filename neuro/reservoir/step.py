@@ -36,6 +36,7 @@ from kernels.izhikevich import (
 from neuro.reservoir._checks import (
     check_dt,
     check_float_dtype,
+    check_real_finite,
     check_shape,
     check_tensor,
 )
@@ -305,13 +306,15 @@ def reservoir_step(
 
     input_signal: [B, M]. noise: the noise current itself [B, N] (``noise_std`` ignored),
     or None to draw it from ``generator`` (required when any noise_std > 0).
-    Returns (new state, spikes bool [B, N]). Raises SimulationDiverged on non-finite v/u.
+    Returns (new state, spikes bool [B, N]). Raises SimulationDiverged on non-finite v/u;
+    a NaN or inf in ``input_signal`` or ``noise`` is a ValueError naming it (not a divergence).
     """
     dt_ms = check_dt(dt_ms)
     check_params(params)
     b, n, m = params.batch_size, params.num_neurons, params.num_inputs
     check_tensor("input_signal", input_signal)
     check_shape("input_signal", input_signal, (b, m))
+    check_real_finite("input_signal", input_signal)
     check_state(state, params)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator={generator!r} must be a torch.Generator or None")
@@ -320,6 +323,7 @@ def reservoir_step(
     else:
         check_tensor("noise", noise)
         check_shape("noise", noise, (b, n))
+        check_real_finite("noise", noise)
     drive = external_drive(params, input_signal.unsqueeze(1), None if noise is None else noise.unsqueeze(1))[:, 0]
     buffer = _state_buffer(state, params)
     stepper = Stepper(params, buffer, dt_ms, state.neurons.refractory_left_ms, bind=False)  # one step

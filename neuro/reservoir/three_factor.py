@@ -30,6 +30,12 @@ The exact per-step
 order (E first, then z with the old W, then the write) is documented in
 ``kernels/three_factor/naive.py``; it is a gated delta-rule write with query x, key E,
 value y and beta = eta * g.
+
+Stability: with tau_e = 0 an online row is the LMS / gated delta rule, whose error along x
+contracts only while eta * g * |x|^2 < 2; above that the weights grow geometrically to inf
+and NaN (measured: |x|^2 ~ 40, eta 0.06 blew up, 0.04 did not; a longer eligibility trace
+tolerates somewhat more). ``step`` reads no tensor values; ``run_session`` checks the
+weights after every trial and raises ``ReadoutDiverged``.
 """
 from __future__ import annotations
 

@@ -9,7 +9,10 @@ Per trial i of a sampled ``TaskSession``:
   4. trial end: three-factor learners consolidate their offline ("what") rows
      (``consolidate``, or ``replay`` of the trial for ``consolidation="replay"``).
 At the first trial of every block after the first, learners with ``reset_on_block``
-(FORCE with reset) get P <- I / alpha.
+(FORCE with reset) get P <- I / alpha. After each trial every learner's state is checked
+(one pass over W, and P's diagonal): ``ReadoutDiverged`` names the learner, trial and
+network whose weights are no longer finite, or whose P is no longer finite with a positive
+diagonal (the readouts themselves never read tensor values).
 The readouts do not feed back into the reservoir (as in Yamada & Chao, arXiv
 2510.14382, where only readouts learn), so simulating the trial first and then
 stepping the readouts through it is identical to interleaving the two step by step,
@@ -31,7 +34,22 @@ from neuro.reservoir.step import ReservoirParams, ReservoirState
 from neuro.reservoir.task import TaskSession, WhatWhenTask
 from neuro.reservoir.three_factor import ThreeFactorReadout, ThreeFactorState
 
-__all__ = ["Learner", "SessionRecord", "readout_features", "run_session", "spike_counts_from_trace"]
+__all__ = ["Learner", "ReadoutDiverged", "SessionRecord", "readout_features", "run_session",
+           "spike_counts_from_trace"]
+
+
+class ReadoutDiverged(RuntimeError):
+    """A learner's readout broke down during a trial of ``run_session``: ``what`` says how
+    (non-finite weights; for FORCE a non-finite P or a non-positive diagonal entry of P,
+    which a positive definite P cannot have), ``advice`` what to change."""
+
+    def __init__(self, learner: str, trial: int, batch_index: int, what: str, advice: str):
+        self.learner, self.trial, self.batch_index, self.what, self.advice = learner, trial, batch_index, what, advice
+        super().__init__(f"learner {learner!r} diverged in trial {trial}: network (batch index) {batch_index} "
+                         f"has {what}; {advice}")
+
+    def __reduce__(self):  # picklable (a process-pool or Dask worker sends it back)
+        return type(self), (self.learner, self.trial, self.batch_index, self.what, self.advice)
 
 
 class Learner(NamedTuple):
@@ -206,6 +224,52 @@ def _step_learner(learner: Learner, features: Tensor, target: Tensor, gate: Tens
     return learner._replace(state=state), outputs
 
 
+def _first_bad_network(bad: Tensor) -> int | None:
+    """Index of the first network with a True in ``bad`` [B, ...], or None."""
+    flags = bad.reshape(bad.shape[0], -1).any(1)
+    return int(flags.nonzero()[0]) if bool(flags.any()) else None
+
+
+def _first_non_finite_network(values: Tensor) -> int | None:
+    """Index of the first network with a NaN or inf in ``values`` [B, ...], or None (a
+    finite sum clears all of them without a mask the size of ``values``)."""
+    if bool(torch.isfinite(values.sum())):
+        return None
+    return _first_bad_network(~torch.isfinite(values))
+
+
+def _check_learner(learner: Learner, trial: int, features: Tensor) -> None:
+    """ReadoutDiverged unless the learner's weights are finite and, for FORCE, P [B, D, D]
+    is finite with a positive diagonal (P = (alpha I + sum x x^T)^-1 is positive definite;
+    float32 rounding with a small alpha breaks that before anything becomes NaN)."""
+    readout, state = learner.readout, learner.state
+    network = _first_non_finite_network(state.weights)
+    if network is not None:
+        if isinstance(readout, ThreeFactorReadout):
+            energy = float((features.double() ** 2).sum(-1).max())  # max_t |x_t|^2 of this trial
+            advice = (f"lower learning_rate (now {readout.learning_rate}): the online rule is stable only "
+                      f"while learning_rate * gate * |x|^2 stays below about 2 (exactly so for eligibility_tau_ms = 0; "
+                      f"a longer eligibility trace tolerates somewhat more), and this trial's features reach "
+                      f"|x|^2 = {energy:.4g} (learning_rate < ~{2 / max(energy, 1e-300):.3g}); "
+                      "feature_scale / feature_clip in run_session shrink |x|^2")
+        else:
+            advice = (f"the RLS recursion broke down (alpha={readout.alpha}, dtype {state.weights.dtype}); "
+                      "use dtype=torch.float64 in initial_state or a larger alpha")
+        raise ReadoutDiverged(learner.name, trial, network, "non-finite weights", advice)
+    if isinstance(readout, FORCEReadout):
+        p = state.inverse_correlation
+        diagonal = torch.diagonal(p, dim1=-2, dim2=-1)
+        for what, network in (("a non-finite inverse correlation matrix P", _first_non_finite_network(p)),
+                              ("a non-positive diagonal entry of P (P is no longer positive definite)",
+                               _first_bad_network(~(diagonal > 0)))):
+            if network is not None:
+                raise ReadoutDiverged(
+                    learner.name, trial, network, what,
+                    f"the RLS update lost P's positive definiteness to rounding (alpha={readout.alpha}, "
+                    f"dtype {p.dtype}: see FORCEReadout); use dtype=torch.float64 in initial_state or a "
+                    "larger alpha")
+
+
 def run_session(
     task: WhatWhenTask,
     session: TaskSession,
@@ -321,6 +385,7 @@ def run_session(
             probes[learner.name].append(_bin(probe, bin_steps).transpose(1, 0, 2))
             learners[index], trial_outputs = _step_learner(
                 learner, features, arrays.target.to(dtype), arrays.gate.to(dtype))
+            _check_learner(learners[index], trial, features)
             outputs[learner.name].append(_bin(trial_outputs, bin_steps).transpose(1, 0, 2))
             snapshots[learner.name].append(
                 learners[index].state.weights.detach().to("cpu", torch.float32).numpy().copy())

@@ -191,13 +191,14 @@ def test_a_network_without_synapses_runs_and_matches_torch(num_neurons):
 
 
 def test_a_non_finite_state_raises_simulation_diverged_as_the_torch_backend_does():
-    # a NaN in the injected noise (or a drive that overflows) left NaN in the returned state
-    # without a word; the torch backend raises SimulationDiverged for the same run
+    # a drive that overflows left NaN in the returned state without a word; the torch
+    # backend raises SimulationDiverged for the same run (a finite current so large that v^2
+    # overflows within step 4; a NaN in the noise is refused up front as bad input)
     from neuro.reservoir.network import SimulationDiverged
 
     params, state = make_reservoir(20, 1, in_degree=3, seed=0, dtype=torch.float64)
     noise = torch.zeros(1, 10, 20, dtype=torch.float64)
-    noise[0, 4, 7] = float("nan")
+    noise[0, 4, 7] = 1e200
     with pytest.raises(SimulationDiverged, match="at step 4: network"):
         simulate(params, state, None, 0.5, noise=noise)
     with pytest.raises(SimulationDiverged, match=r"at or before step 9: network \(batch index\) 0, neuron 7 ") as info:
