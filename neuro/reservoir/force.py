@@ -28,7 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from neuro.reservoir._checks import check_tensor, initial_readout_weights
+from neuro.reservoir._checks import check_count, check_tensor, initial_readout_weights
+from neuro.reservoir.connectivity import DEFAULT_MEMORY_LIMIT_BYTES
 
 __all__ = ["FORCEReadout", "FORCEState", "rls_update", "rls_update_"]
 
@@ -115,10 +116,24 @@ class FORCEReadout:
         weights: Tensor | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
     ) -> FORCEState:
-        """P = I / alpha for every network; weights zero or a copy of ``weights`` [B, M, D]."""
+        """P = I / alpha for every network; weights zero or a copy of ``weights`` [B, M, D].
+
+        P is [B, D, D]: a ValueError before P is allocated when P and one update's
+        [B, D, D] temporary (2 B D^2 elements) exceed ``memory_limit_bytes``."""
+        memory_limit_bytes = check_count("memory_limit_bytes", memory_limit_bytes, minimum=1)
         weights = initial_readout_weights(batch_size, self.num_readouts, self.num_features,
-                                          weights, device, dtype)
+                                          weights, device, dtype)  # checks batch_size, dtype
+        batch_size = weights.shape[0]
+        need = 2 * batch_size * self.num_features**2 * weights.element_size()
+        if need > memory_limit_bytes:
+            raise ValueError(
+                f"FORCE's inverse correlation P [batch_size={batch_size}, {self.num_features}, "
+                f"{self.num_features}] in {weights.dtype} needs about {need / 2**30:.2f} GiB with one "
+                f"update's temporary, above memory_limit_bytes={memory_limit_bytes} "
+                f"({memory_limit_bytes / 2**30:.2f} GiB); use fewer features or networks, or raise "
+                "memory_limit_bytes")
         identity = torch.eye(self.num_features, device=device, dtype=dtype) / self.alpha
         return FORCEState(weights, identity.expand(batch_size, -1, -1).clone(), 0)
 

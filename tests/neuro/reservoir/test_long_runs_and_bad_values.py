@@ -191,3 +191,16 @@ def test_float32_force_with_a_tiny_alpha_is_named_when_p_loses_positive_definite
                          [Learner("force", force, force.initial_state(1, dtype=torch.float64))], 1.0, seed=0)
     p = record.learners[0].state.inverse_correlation[0]
     assert torch.linalg.eigvalsh((p + p.T) / 2).min() > 0
+
+
+def test_force_sizes_its_inverse_correlation_before_allocating_it():
+    # 8 networks of 20k features in float64: P alone is 25.6 GB; refused from the estimate
+    readout = FORCEReadout(num_readouts=2, num_features=20_000, alpha=1.0)
+    with pytest.raises(ValueError, match=r"FORCE's inverse correlation P \[batch_size=8, 20000, 20000\] in "
+                                         r"torch.float64 needs about 47\.68 GiB .* memory_limit_bytes"):
+        readout.initial_state(8, dtype=torch.float64)
+    small = FORCEReadout(num_readouts=2, num_features=100, alpha=2.0)
+    with pytest.raises(ValueError, match="memory_limit_bytes=1000"):
+        small.initial_state(1, memory_limit_bytes=1000)  # 2 * 100^2 * 4 bytes = 80 kB
+    state = small.initial_state(3, memory_limit_bytes=10**6)
+    assert torch.equal(state.inverse_correlation, torch.eye(100).expand(3, -1, -1) / 2.0)
