@@ -28,16 +28,22 @@ class TrainingResult(NamedTuple):
     eval_accuracy: np.ndarray   # held-out accuracy at those steps
 
 
+def _check_pair(tokens: object, targets: object, source: str = "") -> None:
+    """tokens and targets: int64/int32 tensors [B, T] of one shape (``source`` names where
+    they came from in the messages)."""
+    check_tokens(f"tokens{source}", tokens)
+    check_tokens(f"targets{source}", targets)
+    if targets.shape != tokens.shape:
+        raise ValueError(f"targets{source} must have tokens' shape {tuple(tokens.shape)} [B, T], "
+                         f"got {tuple(targets.shape)}")
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, tokens: Tensor, targets: Tensor, batch_size: int = 256) -> float:
     """Fraction of scored positions whose arg-max prediction equals the target.
 
     tokens, targets: integer tensors [B, T] of one shape (targets -100 where not scored)."""
-    check_tokens("tokens", tokens)
-    check_tokens("targets", targets)
-    if targets.shape != tokens.shape:
-        raise ValueError(f"targets must have tokens' shape {tuple(tokens.shape)} [B, T], "
-                         f"got {tuple(targets.shape)}")
+    _check_pair(tokens, targets)
     batch_size = check_int("batch_size", batch_size)
     was_training = model.training
     model.eval()
@@ -102,7 +108,8 @@ class Optimization:
 def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_size: int = 32,
           learning_rate: float = 3e-3, seed=0, eval_set: tuple[Tensor, Tensor] | None = None,
           eval_every: int = 100, progress: Callable | None = None) -> TrainingResult:
-    """Train in place. ``make_batch(batch_size, rng) -> (tokens, targets)`` draws fresh data.
+    """Train in place. ``make_batch(batch_size, rng) -> (tokens, targets)`` draws fresh data:
+    integer tensors [B, T] (int64 or int32) of one shape, targets -100 where not scored.
 
     ``progress`` wraps the step range (e.g. an experiment's ``out.progress``); ``seed`` an
     int >= 0, np.random.SeedSequence or np.random.Generator; ``eval_set`` (tokens, targets).
@@ -118,15 +125,27 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
         got = f"a {type(eval_set).__name__} of length {len(eval_set)}" if pair else \
             type(eval_set).__name__
         raise TypeError(f"eval_set must be None or a (tokens, targets) pair, got {got}")
+    if eval_set is not None:   # checked now, not after eval_every steps of training
+        _check_pair(*eval_set, " (eval_set)")
+        if not bool((eval_set[1] != IGNORE_INDEX).any()):
+            raise ValueError("targets (eval_set) score no position (all are the ignore index "
+                             f"{IGNORE_INDEX})")
     rng = numpy_rng(seed)
     optimization = Optimization(model, learning_rate, num_steps)
     losses, eval_steps, eval_accuracy = [], [], []
     steps = range(num_steps) if progress is None else progress(range(num_steps))
     model.train()
     for step in steps:
-        tokens, targets = make_batch(batch_size, rng)
+        batch = make_batch(batch_size, rng)
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            got = f"a {type(batch).__name__} of length {len(batch)}" if isinstance(
+                batch, (tuple, list)) else type(batch).__name__
+            raise TypeError(f"make_batch must return a (tokens, targets) pair, got {got}")
+        tokens, targets = batch
+        _check_pair(tokens, targets, " (from make_batch)")
         logits = model(tokens)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+        # int32 targets are accepted as by accuracy(); cross_entropy needs int64 class indices
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long(),
                                ignore_index=IGNORE_INDEX)
         losses.append(optimization.step(loss))
         if eval_set is not None and ((step + 1) % eval_every == 0 or step + 1 == num_steps):

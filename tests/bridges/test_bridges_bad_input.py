@@ -418,3 +418,39 @@ def test_forgetting_theory_underflow_gives_its_limits_without_warnings():
         warnings.simplefilter("error")
         bit_error, cosine = pavlovian.predicted_forgetting(400, 64, 0.1)
     assert bit_error[-1] == 0.5 and cosine[-1] == 0.0
+
+
+def test_train_takes_int32_batches_and_names_a_bad_make_batch_result():
+    # accuracy() and the model accept int32 ids; train() crashed in cross_entropy
+    # ("expected target dtype to be Long") and reported torch's messages for other bad batches.
+    model, tokens, targets, make = _model_and_data()
+    as_int32 = lambda n, rng: tuple(x.int() for x in make(n, rng))
+    result = training.train(model, as_int32, num_steps=2, batch_size=2,
+                            eval_set=(tokens.int(), targets.int()))
+    assert np.isfinite(result.losses).all() and len(result.eval_accuracy) == 1
+    bad_results = [
+        (lambda n, rng: None, TypeError, r"make_batch must return a \(tokens, targets\) pair"),
+        (lambda n, rng: (make(n, rng)[0], make(n, rng)[1][:, :-1]), ValueError,
+         r"targets \(from make_batch\) must have tokens' shape \(2, 6\)"),
+        (lambda n, rng: (make(n, rng)[0].float(), make(n, rng)[1]), ValueError,
+         r"tokens \(from make_batch\) must be an integer tensor \[B, T\]"),
+    ]
+    for bad, error, message in bad_results:
+        with pytest.raises(error, match=message):
+            training.train(model, bad, num_steps=1, batch_size=2)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t, y: (t.float(), y), r"tokens \(eval_set\) must be an integer tensor"),
+    (lambda t, y: (t, y[:, :3]), r"targets \(eval_set\) must have tokens' shape \(4, 6\)"),
+    (lambda t, y: (t, torch.full_like(y, -100)), r"targets \(eval_set\) score no position"),
+])
+def test_train_checks_the_eval_set_before_training(change, message):
+    # was: found only at the first evaluation, after eval_every steps of training
+    model, tokens, targets, make = _model_and_data()
+    calls = []
+    counted = lambda n, rng: calls.append(n) or make(n, rng)
+    with pytest.raises(ValueError, match=message):
+        training.train(model, counted, num_steps=3, eval_every=3, batch_size=2,
+                       eval_set=change(tokens, targets))
+    assert calls == []
