@@ -97,9 +97,10 @@ def _align(arrays, neuron_names):
                          f"{len(neuron_names)}")
     for index, (names, array) in enumerate(zip(neuron_names, arrays)):
         check_sequence(f"neuron_names[{index}]", names, "a list of names")
-        if len(names) != array.shape[0] or len(set(names)) != len(names):
-            raise ValueError(f"neuron_names[{index}] must hold {array.shape[0]} distinct names, "
-                             f"got {len(names)} ({len(set(names))} distinct)")
+        distinct = set(map(str, names))  # names are compared as str (the union is of str)
+        if len(names) != array.shape[0] or len(distinct) != len(names):
+            raise ValueError(f"neuron_names[{index}] must hold {array.shape[0]} distinct names "
+                             f"(compared as str), got {len(names)} ({len(distinct)} distinct)")
     union = sorted(set().union(*[set(map(str, names)) for names in neuron_names]))
     position = {name: k for k, name in enumerate(union)}
     aligned = []
@@ -119,7 +120,11 @@ def _window_affinity(windows: torch.Tensor, valid: torch.Tensor, measure: str):
         below_or_equal = torch.searchsorted(ordered, windows, side="right")
         windows = (below + below_or_equal - 1).to(windows.dtype) / 2
     centred = windows - windows.mean(dim=-1, keepdim=True)
-    std = centred.pow(2).mean(dim=-1).sqrt()
+    # std = peak * sqrt(mean((centred / peak)^2)), peak = max |centred|: squaring tiny traces
+    # (~1e-160) directly would underflow to 0 and mark them flat.
+    peak = centred.abs().amax(dim=-1, keepdim=True)
+    std = peak[..., 0] * (centred / torch.where(peak > 0, peak, torch.ones_like(peak))
+                          ).pow(2).mean(dim=-1).sqrt()
     scale = windows.abs().amax(dim=-1)
     flat = std <= 1e-12 * torch.clamp(scale, min=1e-300)
     zscored = torch.where(flat[..., None], torch.zeros_like(centred),

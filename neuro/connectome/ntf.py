@@ -26,6 +26,8 @@ rows of the (P_left, P_right) view that hold missing entries are rebuilt (one GE
 Khatri-Rao rows per chunk of ~1M entries) and only the missing entries are written, and the masked error
 ||Z - X_hat||^2 = ||M X||^2 + ||(1 - M) X_hat||^2 + ||X_hat||^2 - 2 <Z, X_hat> reuses the GEMM that
 starts the next iteration, so a masked iteration costs one extra pass over the tensor.
+A factor row i of mode n whose slice holds no observed entry is not identified by the masked
+objective; it is returned as 0 (our choice; X_hat at observed entries is unchanged).
 """
 from __future__ import annotations
 
@@ -238,7 +240,9 @@ def ntf(
     non-negative factors used as given (weights 1; what tensorly receives as
     `init=CPTensor((ones, factors))`). Stops after `n_iter_max` iterations or when the
     relative error changes by less than `tol` (checked from the second iteration on, as
-    tensorly's `abs_rec_error`). callback(iteration, factors, error) runs after each
+    tensorly's `abs_rec_error`). ValueError when ||X||^2 overflows the dtype or is below
+    tiny / eps of the dtype (~1e-292 in float64, ~1e-31 in float32): rescale such a tensor.
+    callback(iteration, factors, error) runs after each
     iteration with the unnormalised factors (do not modify them).
 
     extrapolate=True (off by default; then the iterates are no longer tensorly's): after each
@@ -269,6 +273,15 @@ def ntf(
     if not math.isfinite(norm_squared):
         raise ValueError(f"tensor is too large for {dtype}: its squared norm overflows; rescale "
                          "it (the factors scale with it)")
+    finfo = torch.finfo(dtype)
+    if 0.0 < norm_squared < finfo.tiny / finfo.eps or (norm_squared == 0.0
+                                                        and bool((flat != 0).any())):
+        # eps * ||X||^2 (the resolution of the Gram-matrix error) would be subnormal, or the
+        # squared norm underflows to 0 and a non-zero tensor would be fitted as all zero.
+        raise ValueError(f"tensor is too small for {dtype}: its squared norm "
+                         f"{norm_squared:.3g} is below {finfo.tiny / finfo.eps:.3g} (the "
+                         "error would be lost to underflow); rescale it (the factors scale "
+                         "with it)")
     tensor_norm = norm_squared ** 0.5
 
     generator = torch_generator(seed)
@@ -400,6 +413,17 @@ def ntf(
             converged = True
             break
 
+    if mask is not None:
+        # A row of A_n whose slice X[..., i_n, ...] holds no observed entry only ever meets
+        # missing entries: the masked objective does not depend on it, so the updates keep
+        # whatever the initialization gave it (a seed-dependent value). Our choice: return it
+        # as 0, which leaves X_hat unchanged at every observed entry.
+        for mode in range(num_modes):
+            observed = mask
+            for axis in range(num_modes - 1, -1, -1):
+                if axis != mode:
+                    observed = observed.any(dim=axis)
+            factors[mode] = factors[mode] * observed[:, None].to(dtype)
     weights, sorted_factors = normalize_and_sort(weights, factors)
     return NTFResult(weights, tuple(sorted_factors), torch.tensor(history, dtype=torch.float64),
                      iterations, converged, method)

@@ -58,11 +58,17 @@ def _as_cp(name: str, model) -> tuple[np.ndarray, list[np.ndarray]]:
         if factor.shape[1] != weights.size:
             raise ValueError(f"{name} factors[{n}] must have {weights.size} columns (one per "
                              f"weight), got shape {factor.shape}")
-    for label, array in [("weights", weights)] + [(f"factors[{n}]", f) for n, f in
-                                                  enumerate(factors)]:
-        check_values(f"{name} {label}", array)
+    # The weights are only compared (never squared): any finite values, as large as the fit of
+    # a large tensor gives them; the factors' column norms are squared, so check their sizes.
+    if not np.isfinite(weights).all():
+        raise ValueError(f"{name} weights has NaN or inf entries")
+    for n, factor in enumerate(factors):
+        check_values(f"{name} factors[{n}]", factor)
     weights, factors = normalize_and_sort(torch.from_numpy(weights),
                                           [torch.from_numpy(f) for f in factors])
+    if not bool(torch.isfinite(weights).all()):
+        raise ValueError(f"{name} weights times the factors' column norms overflow float64; "
+                         "rescale the model")
     return weights.numpy(), [f.numpy() for f in factors]
 
 
