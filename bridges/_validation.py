@@ -243,15 +243,19 @@ def numpy_rng(seed: object) -> np.random.Generator:
 
 
 def torch_seed(seed) -> int:
-    """An int in [0, 2**63) for torch's ``manual_seed`` from an int, a numpy Generator or a
-    torch Generator (both consumed, like any generator)."""
+    """An int in [0, 2**63) for torch's ``manual_seed`` from an int, a np.random.SeedSequence
+    (its first generated 64-bit word, halved: the same sequence gives the same seed, as the
+    sweeps' ``SeedSequence(root).spawn(n)`` children need), a numpy Generator or a torch
+    Generator (both consumed, like any generator)."""
     if isinstance(seed, torch.Generator):  # consumed, like any generator (not its initial seed)
         return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device))
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(2**63 - 1))
+    if isinstance(seed, np.random.SeedSequence):
+        return int(seed.generate_state(1, dtype=np.uint64)[0]) >> 1
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, np.random.Generator or torch.Generator, "
-                        f"got {type(seed).__name__}")
+        raise TypeError(f"seed must be an int, np.random.SeedSequence, np.random.Generator or "
+                        f"torch.Generator, got {type(seed).__name__}")
     if not 0 <= seed < 2**63:
         raise ValueError(f"seed={seed} is out of range; allowed: an int in [0, 2**63)")
     return int(seed)

@@ -149,3 +149,13 @@ def test_rotary_of_float64_input_rotates_by_float64_angles():
     assert (rotated[0, :, 0, 0] - torch.cos(positions)).abs().max() <= 1e-12
     assert (rotated[0, :, 0, dim // 2] - torch.sin(positions)).abs().max() <= 1e-12
     assert (rotated.norm(dim=-1) - 1.0).abs().max() <= 1e-12
+
+
+def test_a_seed_sequence_seeds_the_models_as_sweeps_spawn_them():
+    # DESIGN: sweeps derive per-task seeds with SeedSequence(root).spawn(n); the same child
+    # gives the same weights, different children different ones (was a TypeError)
+    config = SequenceModelConfig(vocab_size=5, pattern="SL", model_dim=8, num_heads=2, max_length=4)
+    first, again = np.random.SeedSequence(7).spawn(2), np.random.SeedSequence(7).spawn(2)
+    weights = [SequenceModel(config, seed=child).readout.weight for child in (*first, *again)]
+    assert torch.equal(weights[0], weights[2]) and torch.equal(weights[1], weights[3])
+    assert not torch.equal(weights[0], weights[1])
