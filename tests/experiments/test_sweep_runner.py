@@ -339,16 +339,6 @@ def test_sweep_show_prints_the_table(tmp_path, capsys):
 
 # --- Dask ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def dask_pool():
-    pytest.importorskip("distributed", reason="the Dask executor needs the 'cluster' extra")
-    from experiments.sweep.executors import DaskPool
-
-    pool = DaskPool(workers=2)
-    yield pool
-    pool.close()
-
-
 def test_dask_local_cluster_matches_the_local_pool(tmp_path, local_pool, dask_pool):
     assert "LocalCluster on 127.0.0.1, 2 workers" in dask_pool.description
     assert len(dask_pool.worker_pids()) == 2

@@ -233,16 +233,6 @@ def _plant_dask_hang(path: str) -> None:
     hebbian_recall.run = sleepy_run
 
 
-@pytest.fixture(scope="module")
-def dask_pool():
-    pytest.importorskip("distributed", reason="the Dask executor needs the 'cluster' extra")
-    from experiments.sweep.executors import DaskPool
-
-    pool = DaskPool(workers=2)
-    yield pool
-    pool.close()
-
-
 @pytest.mark.timeout(180)
 def test_dask_cancels_a_timed_out_point_and_restarts_its_worker(tmp_path, sleeps, dask_pool):
     sleeps({"16": HANG})
