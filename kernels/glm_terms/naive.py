@@ -22,7 +22,8 @@ reductions EM needs, never the (T, M, N) log-likelihoods themselves:
     weighted_gradient        = r[t, m] l'[t, m, n]               (T, M, N)
     weighted_curvature       = r[t, m] (-l''[t, m, n])           (T, M, N)
 
-Shapes: eta, delta (T, M, N); counts (T, N); resp (T, M) or None; all one float dtype.
+Shapes: eta, delta (T, M, N); counts (T, N); resp (T, M) or None; all one float dtype and
+one device. ``curvature_dtype`` (None: eta's) is the float dtype of weighted_curvature.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from kernels.dispatch import check_same_device
 
 LINKS = ("exp", "softplus", "logistic")
 MAX_ETA = 80.0  # exp(80) ~ 5.5e34 counts per bin: far beyond any data; avoids inf
@@ -106,8 +109,10 @@ def elementwise(eta: torch.Tensor, counts: torch.Tensor, link: str, derivatives:
     return loglik, counts - prob, prob * (1.0 - prob)
 
 
-def check_glm_terms_inputs(eta, counts, resp, link, delta=None, step=0.0) -> None:
-    """ValueError naming the argument for a wrong link, rank, shape, dtype or step."""
+def check_glm_terms_inputs(eta, counts, resp, link, delta=None, step=0.0,
+                           curvature_dtype=None) -> None:
+    """ValueError naming the argument for a wrong link, rank, shape, dtype, device or step;
+    TypeError for a non-tensor or a ``curvature_dtype`` that is not None or a float dtype."""
     for name, value in (("eta", eta), ("counts", counts), ("resp", resp), ("delta", delta)):
         if not (isinstance(value, torch.Tensor) or (value is None and name in ("resp", "delta"))):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -134,13 +139,18 @@ def check_glm_terms_inputs(eta, counts, resp, link, delta=None, step=0.0) -> Non
             raise ValueError(f"{name} must have eta's dtype {eta.dtype}, got {tensor.dtype}")
     if not eta.dtype.is_floating_point:
         raise ValueError(f"eta must be a float tensor, got {eta.dtype}")
+    check_same_device(eta=eta, counts=counts, resp=resp, delta=delta)
+    if curvature_dtype is not None and not (isinstance(curvature_dtype, torch.dtype)
+                                            and curvature_dtype.is_floating_point):
+        raise TypeError(f"curvature_dtype must be None or a floating torch.dtype, got "
+                        f"{curvature_dtype!r}")
 
 
 def glm_terms(eta: torch.Tensor, counts: torch.Tensor, resp: torch.Tensor | None, link: str,
               delta: torch.Tensor | None = None, step: float = 0.0, per_bin: bool = False,
               derivatives: bool = False, curvature_dtype: torch.dtype | None = None) -> GLMTerms:
     """The EM reductions of the module docstring at x = eta + step * delta."""
-    check_glm_terms_inputs(eta, counts, resp, link, delta, step)
+    check_glm_terms_inputs(eta, counts, resp, link, delta, step, curvature_dtype)
     x = eta if delta is None else eta + step * delta
     y = counts.unsqueeze(1)
     weight = 1.0 if resp is None else resp.unsqueeze(-1)

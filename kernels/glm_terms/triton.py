@@ -107,22 +107,24 @@ def _tiles(num_problems: int, num_neurons: int, dtype: torch.dtype) -> tuple[int
 def triton_glm_terms(eta, counts, resp, link, delta=None, step=0.0, per_bin=False,
                      derivatives=False, curvature_dtype=None) -> GLMTerms:
     """Same contract as ``naive.glm_terms``."""
-    check_glm_terms_inputs(eta, counts, resp, link, delta, step)
+    check_glm_terms_inputs(eta, counts, resp, link, delta, step, curvature_dtype)
     eta, counts = eta.contiguous(), counts.contiguous()
     resp = None if resp is None else resp.contiguous()
     delta = None if delta is None else delta.contiguous()
     num_timesteps, num_problems, num_neurons = eta.shape
+    device, dtype = eta.device, eta.dtype
+    grad = new_buffer(eta.shape, dtype, device) if derivatives else None
+    curv = new_buffer(eta.shape, curvature_dtype or dtype, device) if derivatives else None
+    if eta.numel() == 0:  # T, M or N = 0: nothing to launch (and no tile sizes for M, N = 0)
+        value = torch.zeros(num_problems, num_neurons, dtype=dtype, device=device)
+        per_bin_sum = (torch.zeros(num_timesteps, num_problems, dtype=dtype, device=device)
+                       if per_bin else None)
+        return GLMTerms(value, per_bin_sum, grad, curv)
     bt, bm, bn = _tiles(num_problems, num_neurons, eta.dtype)
     grid = (triton.cdiv(num_timesteps, bt), triton.cdiv(num_problems, bm),
             triton.cdiv(num_neurons, bn))
-    device, dtype = eta.device, eta.dtype
     value_part = new_buffer((grid[0], num_problems, num_neurons), dtype, device)
     per_bin_part = new_buffer((grid[2], num_timesteps, num_problems), dtype, device) if per_bin else None
-    grad = new_buffer(eta.shape, dtype, device) if derivatives else None
-    curv = new_buffer(eta.shape, curvature_dtype or dtype, device) if derivatives else None
-    if num_timesteps == 0:
-        value = torch.zeros(num_problems, num_neurons, dtype=dtype, device=device)
-        return GLMTerms(value, per_bin_part.sum(0) if per_bin else None, grad, curv)
     _glm_terms_kernel[grid](eta, delta, counts, resp, value_part, per_bin_part, grad, curv,
                             float(step), num_timesteps, num_problems, num_neurons,
                             LINKS.index(link), delta is not None, resp is not None, per_bin,

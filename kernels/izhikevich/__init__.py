@@ -18,6 +18,7 @@ from kernels.izhikevich.naive import izhikevich_neuron_update_, propagate_spikes
 
 __all__ = [
     "check_network_step_inputs",
+    "check_state_views",
     "izhikevich_network_step_",
     "izhikevich_neuron_update_",
     "naive_izhikevich_network_step_",
@@ -50,18 +51,53 @@ def check_network_step_inputs(state: Tensor, drive: Tensor, spikes: Tensor, targ
         raise ValueError(f"weights must have targets' shape {list(targets.shape)}, got {list(weights.shape)}")
 
 
+def check_state_views(state: Tensor, v: Tensor, u: Tensor, synaptic_current: Tensor | None,
+                      synapse_decay) -> None:
+    """ValueError unless v, u (and synaptic_current) are the [B, N] views ``state[:, :N]``,
+    ``state[:, N:2N]`` (``state[:, 2N:3N]``) of the documented layout, and synapse_decay is
+    given with synaptic_current (exponential synapses; with synaptic_current None, delta
+    synapses, both paths ignore synapse_decay).
+
+    Metadata only (no tensor values). Without it the two paths part silently: the Triton
+    kernels address ``state`` alone, while the reference updates the v, u passed in and
+    adds synaptic_current to the drive even with no synapse_decay (the Triton path did not)."""
+    if synaptic_current is not None and synapse_decay is None:
+        raise ValueError("synaptic_current was given but synapse_decay is None: exponential "
+                         "synapses need both; delta synapses pass synaptic_current=None "
+                         "(synapse_decay is then ignored)")
+    batch, width = state.shape
+    num_neurons = (width - 1) // 3
+    views = (("v", v, 0), ("u", u, 1), ("synaptic_current", synaptic_current, 2))
+    for name, view, block in views:
+        if view is None and name == "synaptic_current":
+            continue
+        if not isinstance(view, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(view).__name__}")
+        if (tuple(view.shape) != (batch, num_neurons) or view.dtype != state.dtype
+                or view.stride() != state.stride()
+                or view.data_ptr() != state.data_ptr() + block * num_neurons * state.element_size()):
+            raise ValueError(f"{name} must be the view state[:, {block}N:{block + 1}N] = "
+                             f"state[:, {block * num_neurons}:{(block + 1) * num_neurons}] of state "
+                             f"(layout [v | u | I_syn | sink]), got a {view.dtype} "
+                             f"{list(view.shape)} tensor that is not")
+
+
 def izhikevich_network_step_(state: Tensor, v: Tensor, u: Tensor, synaptic_current: Tensor | None,
                              drive: Tensor, spikes: Tensor, scratch_hc: Tensor, scratch_t: Tensor,
                              targets: Tensor, weights: Tensor, half_step_ms, k1, k2,
                              u_decay: Tensor, u_v_gain: Tensor, v_reset: Tensor, v_peak_mv,
                              synapse_decay=None) -> Tensor:
-    """One network step in place; returns flat spike indices ``b * N + j`` (ascending)."""
+    """One network step in place; returns flat spike indices ``b * N + j`` (ascending).
+
+    Checked first: shapes and dtypes (``check_network_step_inputs``), one device, and that
+    v, u, synaptic_current are views of ``state`` (``check_state_views``)."""
     check_network_step_inputs(state, drive, spikes, targets, weights)
     check_same_device(state=state, v=v, u=u, synaptic_current=synaptic_current, drive=drive,
                       spikes=spikes, scratch_hc=scratch_hc, scratch_t=scratch_t, targets=targets,
                       weights=weights, half_step_ms=half_step_ms, k1=k1, k2=k2, u_decay=u_decay,
                       u_v_gain=u_v_gain, v_reset=v_reset, v_peak_mv=v_peak_mv,
                       synapse_decay=synapse_decay)
+    check_state_views(state, v, u, synaptic_current, synapse_decay)
     args = (state, v, u, synaptic_current, drive, spikes, scratch_hc, scratch_t, targets,
             weights, half_step_ms, k1, k2, u_decay, u_v_gain, v_reset, v_peak_mv, synapse_decay)
     if use_triton(state, drive, targets, weights, float32_kernel=True):

@@ -43,7 +43,8 @@ Public function (stable name and signature; a Triton version must match it):
     eligibility       [B, D]      float
     features          [B, D]      float (x_t)
     target, gate      [B, M]      float (gate in [0, 1], not checked here)
-    learning_rate     [M] tensor or python float (eta per readout)
+    learning_rate     [M] (or [1], or 0-dim) tensor of weights' dtype, or python float
+                      (eta per readout)
     eligibility_decay python float in [0, 1]
     online            [M] bool tensor, or python bool for all rows
 
@@ -86,6 +87,11 @@ def check_three_factor_inputs(weights, pending, eligibility, features, target, g
         if learning_rate.dim() > 1 or learning_rate.numel() not in (1, readouts):
             raise ValueError(f"learning_rate must be a float, or a tensor [{readouts}] or [1], got "
                              f"shape {tuple(learning_rate.shape)}")
+        # another dtype would promote the reference's weights/pending (float64 rate: float64
+        # weights; float32 rate beside float16 weights: float32), not the Triton path's
+        if learning_rate.dtype != weights.dtype:
+            raise TypeError(f"learning_rate has dtype {learning_rate.dtype}; expected weights' dtype "
+                            f"{weights.dtype}")
     elif isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
         raise TypeError(f"learning_rate={learning_rate!r} must be a finite float, or a tensor "
                         f"[{readouts}] or [1]")
@@ -130,7 +136,8 @@ def three_factor_step(
         if online:
             return output, error, new_eligibility, weights + change, pending
         return output, error, new_eligibility, weights, pending + change
-    online_rows = online.to(change.dtype).unsqueeze(-1)  # [M, 1]
-    new_weights = weights + change * online_rows
-    new_pending = pending + change * (1.0 - online_rows)
+    # a select, not a multiply by the 0/1 mask: inf * 0 = NaN would reach the frozen rows
+    online_rows = online.unsqueeze(-1)  # [M, 1]
+    new_weights = torch.where(online_rows, weights + change, weights)
+    new_pending = torch.where(online_rows, pending, pending + change)
     return output, error, new_eligibility, new_weights, new_pending

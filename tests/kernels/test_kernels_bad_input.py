@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kernels.gla import chunk_gla, fused_recurrent_gla
-from kernels.glm_terms import glm_terms
+from kernels.glm_terms import glm_terms, naive_glm_terms
 from kernels.hmm_scan import scaled_vecmat_scan
 from kernels.izhikevich import izhikevich_network_step_
 from kernels.three_factor import three_factor_step
@@ -63,6 +63,14 @@ def _three_factor(**change):
                  id="learning_rate-other-device"),
     pytest.param({"gate": torch.ones(2, 3, device="meta")}, ValueError,
                  E("gate is on meta but weights is on cpu"), id="gate-other-device"),
+    # another dtype made the reference return float64 (or, beside float16 weights, float32)
+    # weights and pending; the Triton path casts the rate to float32 and keeps weights' dtype
+    pytest.param({"learning_rate": torch.ones(3, dtype=torch.float64)}, TypeError,
+                 E("learning_rate has dtype torch.float64; expected weights' dtype torch.float32"),
+                 id="learning_rate-float64-tensor"),
+    pytest.param({"learning_rate": torch.ones(3, dtype=torch.bool)}, TypeError,
+                 E("learning_rate has dtype torch.bool; expected weights' dtype torch.float32"),
+                 id="learning_rate-bool-tensor"),
 ])
 def test_three_factor_step(change, error, match):
     with pytest.raises(error, match=match):
@@ -79,6 +87,8 @@ def _network(**change):
                 "half_step_ms": 0.25, "k1": 0.01, "k2": 2.25, "u_decay": torch.ones(1, n), "u_v_gain": torch.zeros(1, n),
                 "v_reset": torch.zeros(1, n), "v_peak_mv": 30.0}
     args.update(change)
+    if isinstance(args["synaptic_current"], str):  # this state's own I_syn view
+        args["synaptic_current"] = state[:, 2 * n:3 * n]
     return izhikevich_network_step_(**args)
 
 
@@ -103,6 +113,18 @@ def _network(**change):
                  id="u_v_gain-other-device"),
     pytest.param({"scratch_t": torch.zeros(2, 3, device="meta")}, ValueError,
                  E("scratch_t is on meta but state is on cpu"), id="scratch_t-other-device"),
+    # the Triton kernels address state alone; the reference updated the v, u passed in
+    pytest.param({"v": torch.zeros(2, 3)}, ValueError,
+                 E("v must be the view state[:, 0N:1N] = state[:, 0:3] of state"), id="v-not-a-view"),
+    pytest.param({"u": torch.zeros(2, 10)[:, 3:6]}, ValueError,
+                 E("u must be the view state[:, 1N:2N] = state[:, 3:6] of state"), id="u-view-of-another-tensor"),
+    pytest.param({"synaptic_current": torch.zeros(2, 10)[:, 6:9], "synapse_decay": 0.9}, ValueError,
+                 E("synaptic_current must be the view state[:, 2N:3N] = state[:, 6:9] of state"),
+                 id="synaptic_current-not-a-view"),
+    # the reference added I_syn to the drive, the Triton path did not (it needs synapse_decay)
+    pytest.param({"synaptic_current": "state[:, 6:9]"}, ValueError,
+                 E("synaptic_current was given but synapse_decay is None: exponential synapses need both"),
+                 id="synaptic_current-without-synapse_decay"),
 ])
 def test_izhikevich_network_step(change, error, match):
     with pytest.raises(error, match=match):
@@ -135,6 +157,25 @@ def test_izhikevich_network_step(change, error, match):
     pytest.param(lambda q: glm_terms(torch.zeros(2, 1, 3), torch.zeros(2, 3), None, "exp", torch.zeros(2, 1, 3),
                                      "x"), TypeError,
                  E("step='x' must be a float (0 or a power of two)"), id="glm_terms-step-str"),
+    # these three were torch RuntimeErrors from inside the reference, an int dtype a silent truncation
+    pytest.param(lambda q: glm_terms(torch.zeros(2, 1, 3), torch.zeros(2, 3), torch.zeros(2, 1, device="meta"),
+                                     "exp"), ValueError,
+                 E("resp is on meta but eta is on cpu; every tensor argument must be on one device"),
+                 id="glm_terms-resp-other-device"),
+    pytest.param(lambda q: glm_terms(torch.zeros(2, 1, 3), torch.zeros(2, 3), None, "exp", derivatives=True,
+                                     curvature_dtype=torch.int32), TypeError,
+                 E("curvature_dtype must be None or a floating torch.dtype, got torch.int32"),
+                 id="glm_terms-curvature_dtype-int32"),
+    pytest.param(lambda q: glm_terms(torch.zeros(2, 1, 3), torch.zeros(2, 3), None, "exp", derivatives=True,
+                                     curvature_dtype="float32"), TypeError,
+                 E("curvature_dtype must be None or a floating torch.dtype, got 'float32'"),
+                 id="glm_terms-curvature_dtype-str"),
+    pytest.param(lambda q: scaled_vecmat_scan(torch.zeros(1, 2), torch.zeros(1, 3, 2, 2, device="meta")), ValueError,
+                 E("mats is on meta but log_initial is on cpu; every tensor argument must be on one device"),
+                 id="scaled_vecmat_scan-mats-other-device"),
+    pytest.param(lambda q: scaled_vecmat_scan(torch.zeros(1, 0), torch.zeros(1, 3, 0, 0)), ValueError,
+                 E("mats must have shape (B, S, K, K) with K >= 1 states, got (1, 3, 0, 0)"),
+                 id="scaled_vecmat_scan-no-states"),
 ])
 def test_gla_hmm_glm(call, error, match):
     q = torch.zeros(1, 4, 1, 2)
@@ -171,3 +212,15 @@ def test_cpu_zero_dim_scalars_beside_another_device_are_accepted(monkeypatch):
     with pytest.raises(ValueError, match=E("learning_rate is on cpu but weights is on meta")):
         three_factor_step(meta(b, m, d), meta(b, m, d), meta(b, d), meta(b, d), meta(b, m),
                           meta(b, m), torch.tensor([0.1]), 0.5, True)
+
+
+@pytest.mark.parametrize("shape", [(4, 0, 3), (4, 2, 0), (0, 2, 3)], ids=["M=0", "N=0", "T=0"])
+def test_glm_terms_empty_problem_or_neuron_axis(shape):
+    # the Triton path (interpreter on CPU) divided by a zero tile size for M = 0 or N = 0
+    t, m, n = shape
+    args = (torch.zeros(t, m, n), torch.zeros(t, n), torch.ones(t, m), "softplus")
+    got = glm_terms(*args, per_bin=True, derivatives=True)
+    expected = naive_glm_terms(*args, per_bin=True, derivatives=True)
+    for x, y in zip(got, expected):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        assert torch.equal(x, y)

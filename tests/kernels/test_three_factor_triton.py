@@ -84,3 +84,22 @@ def test_the_untouched_tensor_is_returned_as_given_even_non_contiguous(online):
     assert out[untouched] is args[untouched - 3] and ref[untouched] is args[untouched - 3]
     for got, expected in zip(out, ref):  # fp32 Triton vs fp32 torch: a few ulps
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_online_keeps_frozen_rows_when_the_change_is_not_finite():
+    # contract: offline rows leave W as is, online rows leave A as is. The reference wrote
+    # W + change * 0 and A + change * 0, so an inf in the change made them NaN (inf * 0);
+    # the Triton path selects and kept them (and must match the reference, NaNs included).
+    weights, pending = torch.ones(1, 2, 3, device=DEVICE), torch.zeros(1, 2, 3, device=DEVICE)
+    eligibility = torch.zeros(1, 3, device=DEVICE)
+    features = torch.tensor([[1.0, float("inf"), 0.0]], device=DEVICE)
+    target, gate = torch.zeros(1, 2, device=DEVICE), torch.ones(1, 2, device=DEVICE)
+    online = torch.tensor([True, False], device=DEVICE)
+    args = (weights, pending, eligibility, features, target, gate, 0.1, 0.5, online)
+    expected = naive_three_factor_step(*args)
+    assert torch.equal(expected[3][:, 1], weights[:, 1])  # offline row of W frozen
+    assert torch.equal(expected[4][:, 0], pending[:, 0])  # online row of A untouched
+    got = three_factor_step(*args)
+    for x, y in zip(got, expected):
+        assert torch.equal(x.isnan(), y.isnan())
+        assert torch.equal(x.nan_to_num(), y.nan_to_num())
