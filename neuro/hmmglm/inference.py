@@ -25,6 +25,11 @@ from kernels.dispatch import use_triton
 from kernels.hmm_scan import scaled_vecmat_scan as kernel_scaled_vecmat_scan
 from neuro.hmmglm.scan import compose_suffix_maps, maxplus_vecmat_scan, scaled_vecmat_scan
 
+# relative disagreement between the p(y) of different steps (scaled by the largest message
+# log scale) beyond which forward_backward redoes a sequence in log space (our choice; see
+# tests/neuro/hmmglm/test_inference_edges.py for the drift measured on well-posed data)
+CONSISTENCY_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-1}
+
 
 class Posterior(NamedTuple):
     """Output of :func:`forward_backward`.
@@ -122,7 +127,7 @@ def forward_backward(
     triton_scan = use_triton(mats)
     if mats.device.type == "cpu" and not triton_scan:
         alpha_vec, alpha_log = scaled_vecmat_scan(log_alpha0, mats, chunk=chunk)
-        beta_vec, _ = scaled_vecmat_scan(log_beta_end, reversed_mats, chunk=chunk)
+        beta_vec, beta_log = scaled_vecmat_scan(log_beta_end, reversed_mats, chunk=chunk)
     else:
         # both directions in ONE scan of batch 2B: half the kernel launches, which bound a
         # GPU at small batches (same numbers; on the CPU the copy makes batch 64 ~1.5x
@@ -133,21 +138,37 @@ def forward_backward(
         else:
             both_vec, both_log = scaled_vecmat_scan(initial, all_mats, chunk=chunk)
         alpha_vec, alpha_log, beta_vec = both_vec[:batch], both_log[:batch], both_vec[batch:]
+        beta_log = both_log[batch:]
     first_scale = log_alpha0.amax(-1, keepdim=True)
     first_scale = torch.where(torch.isfinite(first_scale), first_scale, torch.zeros_like(first_scale))
     alpha0_vec = torch.exp(log_alpha0 - first_scale)
     alpha = torch.cat([alpha0_vec.unsqueeze(1), alpha_vec], dim=1)  # (B, T, K), rows max 1
-    last_log = torch.cat([first_scale, alpha_log], dim=1)[:, -1]
+    alpha_logs = torch.cat([first_scale, alpha_log], dim=1)  # (B, T) log scales of alpha
+    last_log = alpha_logs[:, -1]
     log_normalizer = (
         torch.log(alpha[:, -1].sum(-1)) + last_log + offset[:, 1:].sum((1, 2))
     )
 
     beta = torch.cat([beta_vec.flip(1), log_lik.new_ones(batch, 1, k)], dim=1)
 
-    smoothed, pair = _posteriors(alpha, beta, mats, mask)
+    beta_logs = torch.cat([beta_log.flip(1), log_lik.new_zeros(batch, 1)], dim=1)
+
+    smoothed, pair, joint_sum, empty_pair = _posteriors(alpha, beta, mats, mask)
     # likelihood ratios beyond the float range underflow the scaled messages: redo those
-    # sequences exactly in log space (rare; costs ~10x)
-    failed = ~torch.isfinite(log_normalizer) | (alpha.sum(-1) == 0).any(-1) | (beta.sum(-1) == 0).any(-1)
+    # sequences exactly in log space (rare; costs ~10x). Besides messages that vanish, a
+    # state that one message lost (relative weight below the float range) while the other
+    # favours it by more than that range (a cyclic or left-to-right chain, forbidden moves)
+    # leaves gamma_t empty or wrong though both messages look fine. Every step must give
+    # the same p(y) = sum_k alpha_t(k) beta_t(k) (scales included; the emission offsets
+    # are the same sum for every t): a step that disagrees lost mass (our check).
+    log_z_steps = torch.log(joint_sum) + alpha_logs + beta_logs  # (B, T) up to a constant
+    drift = (log_z_steps - log_z_steps[:, -1:]).abs()
+    if mask is not None:
+        drift = drift.masked_fill(~mask, 0.0)
+    scale = 1.0 + alpha_logs.abs().amax(-1) + beta_logs.abs().amax(-1)
+    lost = ~(drift.amax(-1) <= CONSISTENCY_RTOL.get(log_lik.dtype, 1e-2) * scale)  # NaN counts as lost
+    failed = (~torch.isfinite(log_normalizer) | (alpha.sum(-1) == 0).any(-1)
+              | (beta.sum(-1) == 0).any(-1) | lost | empty_pair)
     if bool(failed.any()):  # NaN or +inf inputs end here too (no extra sync when all is well)
         _refuse_invalid(log_pi, log_a, log_lik)
         idx = failed.nonzero().squeeze(-1)
@@ -163,16 +184,21 @@ def forward_backward(
 
 
 def _posteriors(alpha, beta, mats, mask):
+    """gamma (B, T, K), xi (B, T-1, K, K) from scaled messages, sum_k alpha_t beta_t (B, T),
+    and a (B,) flag: some (unpadded) xi_t has no mass at all (its normalizer underflowed)."""
     tiny = torch.finfo(alpha.dtype).tiny
     joint = alpha * beta
-    smoothed = joint / joint.sum(-1, keepdim=True).clamp_min(tiny)
+    joint_sum = joint.sum(-1, keepdim=True)
+    smoothed = joint / joint_sum.clamp_min(tiny)
+    pair = alpha[:, :-1].unsqueeze(-1) * mats * beta[:, 1:].unsqueeze(-2)
+    pair_sum = pair.sum((-1, -2), keepdim=True)
+    pair = pair / pair_sum.clamp_min(tiny)
+    empty_pair = pair_sum.flatten(-3) == 0  # (B, T-1)
     if mask is not None:
         smoothed = smoothed * mask.unsqueeze(-1)
-    pair = alpha[:, :-1].unsqueeze(-1) * mats * beta[:, 1:].unsqueeze(-2)
-    pair = pair / pair.sum((-1, -2), keepdim=True).clamp_min(tiny)
-    if mask is not None:
         pair = pair * mask[:, 1:, None, None]
-    return smoothed, pair
+        empty_pair = empty_pair & mask[:, 1:]
+    return smoothed, pair, joint_sum.squeeze(-1), empty_pair.any(-1)
 
 
 def _log_space(log_pi, log_a, log_lik, mask, chunk):
