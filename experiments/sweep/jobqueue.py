@@ -149,7 +149,7 @@ def lifetime_arguments(walltime: str) -> list[str]:
 def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``dask_jobqueue``'s ``SLURMCluster``/``PBSCluster`` (and Job)."""
     extra_args = list(settings["worker_extra_args"])
-    if settings.get("walltime") is not None and "--lifetime" not in extra_args:
+    if settings.get("walltime") is not None and not any(a.split("=")[0] == "--lifetime" for a in extra_args):
         extra_args += lifetime_arguments(settings["walltime"])
     if settings["threads_per_task"] > 1:
         extra_args += ["--resources", "task_slot=1"]

@@ -73,8 +73,9 @@ def check_state_views(state: Tensor, v: Tensor, u: Tensor, synaptic_current: Ten
             continue
         if not isinstance(view, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(view).__name__}")
+        # strides of size-1 axes address nothing (B = 1: state[0, :N].unsqueeze(0) is the view)
         if (tuple(view.shape) != (batch, num_neurons) or view.dtype != state.dtype
-                or view.stride() != state.stride()
+                or any(size > 1 and a != b for size, a, b in zip(view.shape, view.stride(), state.stride()))
                 or view.data_ptr() != state.data_ptr() + block * num_neurons * state.element_size()):
             raise ValueError(f"{name} must be the view state[:, {block}N:{block + 1}N] = "
                              f"state[:, {block * num_neurons}:{(block + 1) * num_neurons}] of state "

@@ -43,8 +43,8 @@ Public function (stable name and signature; a Triton version must match it):
     eligibility       [B, D]      float
     features          [B, D]      float (x_t)
     target, gate      [B, M]      float (gate in [0, 1], not checked here)
-    learning_rate     [M] (or [1], or 0-dim) tensor of weights' dtype, or python float
-                      (eta per readout)
+    learning_rate     [M] (or [1]) tensor of weights' dtype, a 0-dim float tensor (a
+                      scalar: any float dtype), or python float (eta per readout)
     eligibility_decay python float in [0, 1]
     online            [M] bool tensor, or python bool for all rows
 
@@ -88,8 +88,10 @@ def check_three_factor_inputs(weights, pending, eligibility, features, target, g
             raise ValueError(f"learning_rate must be a float, or a tensor [{readouts}] or [1], got "
                              f"shape {tuple(learning_rate.shape)}")
         # another dtype would promote the reference's weights/pending (float64 rate: float64
-        # weights; float32 rate beside float16 weights: float32), not the Triton path's
-        if learning_rate.dtype != weights.dtype:
+        # weights; float32 rate beside float16 weights: float32), not the Triton path's; a
+        # 0-dim float tensor is a scalar to type promotion (both paths keep weights' dtype)
+        if not learning_rate.dtype.is_floating_point or (learning_rate.dim() > 0
+                                                         and learning_rate.dtype != weights.dtype):
             raise TypeError(f"learning_rate has dtype {learning_rate.dtype}; expected weights' dtype "
                             f"{weights.dtype}")
     elif isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):

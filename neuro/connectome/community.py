@@ -287,7 +287,7 @@ def _louvain_arrays(indptr, neighbours, weights, resolution: float, seed: int):
     graph = _level_graph(indptr, neighbours, weights)
     total = sum(graph.degrees.tolist()) / 2  # networkx's G.size(weight="weight")
     quality, bound = _modularity(graph, np.arange(n), resolution)
-    community, improvement = _louvain_one_level(graph, total, resolution, rng)
+    community, _ = _louvain_one_level(graph, total, resolution, rng)  # networkx goes on regardless
     labels = np.arange(n)  # each node's node in the current level graph
     improvement = True
     while improvement:

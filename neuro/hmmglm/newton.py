@@ -41,7 +41,7 @@ def rounding_tolerance(value: torch.Tensor) -> torch.Tensor:
     return max(RELATIVE_TOLERANCE, ROUNDING_EPS_MULTIPLE * eps) * value.abs()
 
 
-PACK_BLOCK_BYTES = 2**20  # rows of the design per block of PackedOuterProducts._pack
+PACK_BLOCK_BYTES = 2**20  # bytes of design rows per block of PackedOuterProducts._pack (CPU)
 
 
 class PackedOuterProducts:

@@ -234,6 +234,9 @@ def test_workers_retire_before_the_walltime_and_jobs_are_kept_by_adaptive_scalin
     own = SLURM.replace("python: ", 'worker_extra_args: ["--lifetime", "20m"]\npython: ')
     worker = render_job_script(load_cluster_config(write(tmp_path, own))).split()
     assert worker.count("--lifetime") == 1 and "20m" in worker and "--lifetime-stagger" not in worker
+    own = SLURM.replace("python: ", 'worker_extra_args: ["--lifetime=20m"]\npython: ')
+    worker = render_job_script(load_cluster_config(write(tmp_path, own))).split()
+    assert "--lifetime=20m" in worker and "--lifetime" not in worker  # the = form is the user's own too
     no_walltime = SLURM.replace('walltime: "02:30:00"\n', "")
     assert "--lifetime" not in render_job_script(load_cluster_config(write(tmp_path, no_walltime)))
     # jobs: N keeps N jobs through adaptive scaling (scale() would not replace an ended job)

@@ -131,6 +131,36 @@ def test_izhikevich_network_step(change, error, match):
         _network(**change)
 
 
+def test_zero_dim_learning_rate_of_another_float_dtype_is_a_scalar():
+    # type promotion treats a 0-dim tensor as a scalar: the reference keeps weights' dtype
+    # (as the Triton path does), so only a rate with an axis must have weights' dtype
+    for rate in (torch.tensor(0.1, dtype=torch.float64), torch.tensor(0.1, dtype=torch.float16)):
+        out = _three_factor(learning_rate=rate, features=torch.ones(2, 4), target=torch.ones(2, 3))
+        expected = _three_factor(learning_rate=float(rate), features=torch.ones(2, 4), target=torch.ones(2, 3))
+        assert all(x.dtype == torch.float32 and torch.equal(x, y) for x, y in zip(out, expected))
+    with pytest.raises(TypeError, match=E("learning_rate has dtype torch.int64")):
+        _three_factor(learning_rate=torch.tensor(1))
+
+
+def test_batch_of_one_views_with_any_batch_stride_are_state_views():
+    # B = 1: state[0, :N].unsqueeze(0) is state[:, :N] (a size-1 axis's stride addresses nothing)
+    n = 3
+    state = torch.zeros(1, 3 * n + 1)
+    state[:, :n] = -65.0
+    rows = [state[0, i * n:(i + 1) * n].unsqueeze(0) for i in range(2)]
+    assert rows[0].stride() != state[:, :n].stride()
+    expected = state.clone()
+    _network(state=expected, v=expected[:, :n], u=expected[:, n:2 * n], drive=torch.full((1, n), 140.0),
+             spikes=torch.zeros(1, n, dtype=torch.bool), scratch_hc=torch.zeros(1, n),
+             scratch_t=torch.zeros(1, n), targets=torch.full((n, 3), 3 * n, dtype=torch.long),
+             weights=torch.zeros(n, 3))
+    _network(state=state, v=rows[0], u=rows[1], drive=torch.full((1, n), 140.0),
+             spikes=torch.zeros(1, n, dtype=torch.bool), scratch_hc=torch.zeros(1, n),
+             scratch_t=torch.zeros(1, n), targets=torch.full((n, 3), 3 * n, dtype=torch.long),
+             weights=torch.zeros(n, 3))
+    assert torch.equal(state, expected) and not torch.equal(state[:, :n], torch.full((1, n), -65.0))
+
+
 # Each call gets q = zeros [1, 4, 1, 2] (B, T, H, K).
 @pytest.mark.parametrize("call, error, match", [
     pytest.param(lambda q: chunk_gla(q, q, q, None, scale=math.nan), ValueError, E("scale=nan must be finite"),
