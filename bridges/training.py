@@ -109,7 +109,9 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
           learning_rate: float = 3e-3, seed=0, eval_set: tuple[Tensor, Tensor] | None = None,
           eval_every: int = 100, progress: Callable | None = None) -> TrainingResult:
     """Train in place. ``make_batch(batch_size, rng) -> (tokens, targets)`` draws fresh data:
-    integer tensors [B, T] (int64 or int32) of one shape, targets -100 where not scored.
+    integer tensors [B, T] (int64 or int32) of one shape, targets -100 where not scored. A
+    batch that scores no position is skipped: its loss is recorded as NaN and no optimiser
+    or schedule step is taken (one host read of the targets per step).
 
     ``progress`` wraps the step range (e.g. an experiment's ``out.progress``); ``seed`` an
     int >= 0, np.random.SeedSequence or np.random.Generator; ``eval_set`` (tokens, targets).
@@ -143,6 +145,9 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
             raise TypeError(f"make_batch must return a (tokens, targets) pair, got {got}")
         tokens, targets = batch
         _check_pair(tokens, targets, " (from make_batch)")
+        if not bool((targets != IGNORE_INDEX).any()):  # nothing scored: no signal, no step
+            losses.append(float("nan"))  # (AdamW would still decay and move the weights)
+            continue
         logits = model(tokens)
         # int32 targets are accepted as by accuracy(); cross_entropy needs int64 class indices
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long(),

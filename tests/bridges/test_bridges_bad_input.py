@@ -454,3 +454,17 @@ def test_train_checks_the_eval_set_before_training(change, message):
         training.train(model, counted, num_steps=3, eval_every=3, batch_size=2,
                        eval_set=change(tokens, targets))
     assert calls == []
+
+
+def test_a_batch_that_scores_nothing_takes_no_optimiser_step():
+    # every target is the ignore index: no signal, so the weights must not move (AdamW's weight
+    # decay and momentum moved them before) and the recorded loss is NaN; scored batches train
+    model, _, _, make = _model_and_data()
+    before = [p.detach().clone() for p in model.parameters()]
+    ignored = lambda n, rng: (make(n, rng)[0], torch.full((n, 6), recall_tasks.IGNORE_INDEX))
+    result = training.train(model, ignored, num_steps=3, batch_size=4)
+    assert np.isnan(result.losses).all()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    result = training.train(model, make, num_steps=2, batch_size=4)
+    assert np.isfinite(result.losses).all()
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
