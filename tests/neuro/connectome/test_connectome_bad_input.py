@@ -96,6 +96,9 @@ CASES = {
     "min_relative_improvement negative": (
         lambda: select_rank(TENSOR, [1, 2], min_relative_improvement=-1.0), ValueError,
         "min_relative_improvement must be"),
+    "min_absolute_improvement negative": (
+        lambda: select_rank(TENSOR, [1, 2], min_absolute_improvement=-1e-4), ValueError,
+        "min_absolute_improvement must be"),
     "min_relative_improvement None": (
         lambda: select_rank(TENSOR, [1, 2], min_relative_improvement=None), TypeError,
         "min_relative_improvement must be"),
