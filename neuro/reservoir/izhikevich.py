@@ -21,6 +21,8 @@ counts as that integer). A spike starts the countdown ``refractory_left_ms`` at 
 each step takes dt off it, and a neuron is clamped while more than dt / 2 is left, so
 float rounding of the countdown (0.1 ms taken ten times from 1.0 ms leaves 1.4e-16, not
 0) never adds a step (``refractory_countdown_ms``).
+Euler's first-order error shows in the rates: one reservoir fired 9.1 / 8.3 / 7.4 Hz at
+dt = 0.02 / 0.5 / 1.0 ms (measured), so compare runs at one dt.
 
 Shapes: params a, b, c, d are [B or 1, N]; state v_mv, u are [B, N]; current [B, N].
 """
