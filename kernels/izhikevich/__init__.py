@@ -19,6 +19,7 @@ from kernels.izhikevich.naive import izhikevich_neuron_update_, propagate_spikes
 __all__ = [
     "check_network_step_inputs",
     "check_state_views",
+    "check_target_range",
     "izhikevich_network_step_",
     "izhikevich_neuron_update_",
     "naive_izhikevich_network_step_",
@@ -49,6 +50,23 @@ def check_network_step_inputs(state: Tensor, drive: Tensor, spikes: Tensor, targ
                          f"{targets.dtype} {list(targets.shape)}")
     if weights.shape != targets.shape:
         raise ValueError(f"weights must have targets' shape {list(targets.shape)}, got {list(weights.shape)}")
+
+
+def check_target_range(targets: Tensor, state: Tensor) -> None:
+    """ValueError unless every entry of ``targets`` is a slot of ``state``, in
+    [0, state.numel()). Reads the values (one device synchronisation), so the steps never
+    call it: call it once on a table you built yourself (the reservoir's event tables are
+    built in range). Unchecked, an out-of-range slot raises from inside torch on the
+    reference path and writes outside ``state`` on the Triton path."""
+    for name, t in (("targets", targets), ("state", state)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if targets.numel() == 0:
+        return
+    low, high = (int(x) for x in torch.aminmax(targets))
+    if low < 0 or high >= state.numel():
+        raise ValueError(f"targets must be flat slots of state in [0, {state.numel()}) "
+                         f"(state is {list(state.shape)}), got entries from {low} to {high}")
 
 
 def check_state_views(state: Tensor, v: Tensor, u: Tensor, synaptic_current: Tensor | None,
@@ -91,7 +109,8 @@ def izhikevich_network_step_(state: Tensor, v: Tensor, u: Tensor, synaptic_curre
     """One network step in place; returns flat spike indices ``b * N + j`` (ascending).
 
     Checked first: shapes and dtypes (``check_network_step_inputs``), one device, and that
-    v, u, synaptic_current are views of ``state`` (``check_state_views``)."""
+    v, u, synaptic_current are views of ``state`` (``check_state_views``); not the values of
+    ``targets`` (that would synchronise every step: see ``check_target_range``)."""
     check_network_step_inputs(state, drive, spikes, targets, weights)
     check_same_device(state=state, v=v, u=u, synaptic_current=synaptic_current, drive=drive,
                       spikes=spikes, scratch_hc=scratch_hc, scratch_t=scratch_t, targets=targets,

@@ -11,7 +11,7 @@ import torch
 from kernels.gla import chunk_gla, fused_recurrent_gla
 from kernels.glm_terms import glm_terms, naive_glm_terms
 from kernels.hmm_scan import scaled_vecmat_scan
-from kernels.izhikevich import izhikevich_network_step_
+from kernels.izhikevich import check_target_range, izhikevich_network_step_
 from kernels.three_factor import three_factor_step
 
 E = re.escape
@@ -129,6 +129,19 @@ def _network(**change):
 def test_izhikevich_network_step(change, error, match):
     with pytest.raises(error, match=match):
         _network(**change)
+
+
+def test_check_target_range_names_the_slots_outside_state():
+    state = torch.zeros(2, 10)
+    check_target_range(torch.tensor([[0, 19], [3, 5]]), state)
+    check_target_range(torch.zeros(0, 3, dtype=torch.long), state)
+    with pytest.raises(ValueError, match=E("targets must be flat slots of state in [0, 20) (state is [2, 10]), "
+                                           "got entries from 0 to 20")):
+        check_target_range(torch.tensor([[0, 20]]), state)
+    with pytest.raises(ValueError, match=E("got entries from -1 to 4")):
+        check_target_range(torch.tensor([[-1, 4]]), state)
+    with pytest.raises(TypeError, match="targets must be a torch.Tensor, got list"):
+        check_target_range([[0]], state)
 
 
 def test_zero_dim_learning_rate_of_another_float_dtype_is_a_scalar():
