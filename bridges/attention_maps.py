@@ -98,7 +98,9 @@ def connectome_tensor(maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tensor[p, c, r] = maps[c, seed, layer, head, t, s] with (t, s) = pairs[p] and
     (seed, layer, head) = recordings[r] (module docstring for the orders)."""
     try:
-        maps = np.asarray(maps.cpu() if isinstance(maps, Tensor) else maps, dtype=np.float64)
+        # via float64 in torch: numpy has no bfloat16 (a bf16 model's maps were refused)
+        maps = (maps.detach().cpu().double().numpy() if isinstance(maps, Tensor)
+                else np.asarray(maps, dtype=np.float64))
     except (TypeError, ValueError):
         raise TypeError(f"maps must be an array or tensor of numbers, got {type(maps).__name__}") \
             from None

@@ -134,10 +134,12 @@ def write_reference(state: FastWeightState, keys: Tensor, values: Tensor, write_
                     log_decay: Tensor | None = None) -> FastWeightState:
     """The same write as an explicit loop over steps (readable reference, test oracle).
 
-    Checked as :func:`write` checks (a bad log_decay is reported under its own name)."""
+    Checked as :func:`write` checks (a bad log_decay is reported under its own name); like
+    :func:`write`, it converts write_strength and log_decay to the memory's dtype."""
     _check_write(state, keys, values, write_strength, log_decay)
     if log_decay is not None:
-        check_log_decay("log_decay", log_decay)
+        log_decay = check_log_decay("log_decay", log_decay).to(keys.dtype)
+    write_strength = write_strength.to(keys.dtype)
     memory = state.memory.clone()
     for t in range(keys.shape[1]):
         if log_decay is not None:

@@ -46,19 +46,28 @@ def next_bin_loss(log_rate: Tensor, counts: Tensor, mask: Tensor | None = None) 
     log_rate [B, T, N]: the model's output after reading bins 0..t; counts [B, T, N]: the
     same bins' counts. Output t is scored against counts t + 1 (the last output has no
     target). mask [B, T - 1] (True = scored) selects the scored predictions; an all-False mask
-    scores nothing and gives 0 (zero gradient), so a batch of padding trains nothing."""
+    scores nothing and gives 0 (zero gradient), so a batch of padding trains nothing. Unscored
+    log rates are replaced by 0 before exp(): an overflowing or NaN output at a padded position
+    changes neither the loss nor any gradient (mask [B, T - 1] on log_rate's device)."""
     _check(counts, log_rate)
     if log_rate.dim() != 3 or log_rate.shape[1] < 2 or 0 in log_rate.shape:
         raise ValueError(f"log_rate and counts must be [B >= 1, T >= 2, N >= 1], "
                          f"got {tuple(log_rate.shape)}")
-    loss = poisson_nll(log_rate[:, :-1], counts[:, 1:]).sum(-1)            # [B, T - 1]
+    predictions, targets = log_rate[:, :-1], counts[:, 1:]
     if mask is None:
-        return loss.mean() / counts.shape[-1]
+        return poisson_nll(predictions, targets).sum(-1).mean() / counts.shape[-1]
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         raise TypeError(f"mask must be None or a bool tensor [B, T - 1] (True = scored), got "
                         f"{getattr(mask, 'dtype', type(mask).__name__)}")
-    if mask.shape != loss.shape:
-        raise ValueError(f"mask must have shape {tuple(loss.shape)} [B, T - 1], got {tuple(mask.shape)}")
+    if mask.shape != predictions.shape[:2]:
+        raise ValueError(f"mask must have shape {tuple(predictions.shape[:2])} [B, T - 1], "
+                         f"got {tuple(mask.shape)}")
+    if mask.device != log_rate.device:
+        raise ValueError(f"mask is on {mask.device} but log_rate is on {log_rate.device}; "
+                         "give mask on log_rate's device")
+    # select before exp(): `loss * mask` kept inf * 0 = NaN from an unscored entry
+    predictions = predictions.masked_fill(~mask[..., None], 0.0)
+    loss = poisson_nll(predictions, targets).sum(-1)                    # [B, T - 1]
     scored = mask.to(loss.dtype)
     return (loss * scored).sum() / scored.sum().clamp_min(1.0) / counts.shape[-1]
 

@@ -111,7 +111,8 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
     """Train in place. ``make_batch(batch_size, rng) -> (tokens, targets)`` draws fresh data:
     integer tensors [B, T] (int64 or int32) of one shape, targets -100 where not scored. A
     batch that scores no position is skipped: its loss is recorded as NaN and no optimiser
-    or schedule step is taken (one host read of the targets per step).
+    or schedule step is taken (one host read of the targets per step); the evaluations of
+    ``eval_set`` still run every ``eval_every`` steps and after the last step.
 
     ``progress`` wraps the step range (e.g. an experiment's ``out.progress``); ``seed`` an
     int >= 0, np.random.SeedSequence or np.random.Generator; ``eval_set`` (tokens, targets).
@@ -145,14 +146,16 @@ def train(model: nn.Module, make_batch: BatchMaker, *, num_steps: int, batch_siz
             raise TypeError(f"make_batch must return a (tokens, targets) pair, got {got}")
         tokens, targets = batch
         _check_pair(tokens, targets, " (from make_batch)")
-        if not bool((targets != IGNORE_INDEX).any()):  # nothing scored: no signal, no step
-            losses.append(float("nan"))  # (AdamW would still decay and move the weights)
-            continue
-        logits = model(tokens)
-        # int32 targets are accepted as by accuracy(); cross_entropy needs int64 class indices
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long(),
-                               ignore_index=IGNORE_INDEX)
-        losses.append(optimization.step(loss))
+        if bool((targets != IGNORE_INDEX).any()):
+            logits = model(tokens)
+            # int32 targets are accepted as by accuracy(); cross_entropy needs int64 class indices
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long(),
+                                   ignore_index=IGNORE_INDEX)
+            losses.append(optimization.step(loss))
+        else:  # nothing scored: no signal, no step (AdamW would still decay and move the weights)
+            losses.append(float("nan"))
+        # evaluated on schedule whether or not this batch stepped (a skipped last batch dropped
+        # the final evaluation)
         if eval_set is not None and ((step + 1) % eval_every == 0 or step + 1 == num_steps):
             eval_steps.append(step + 1)
             eval_accuracy.append(accuracy(model, *eval_set))

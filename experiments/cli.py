@@ -99,7 +99,7 @@ def _metrics_text(metrics: dict) -> str:
 def _read_json_mapping(path: Path, what: str) -> dict:
     """A JSON object from ``path``; anything else is a ConfigError naming the file."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{what} {str(path)!r} is not readable JSON ({error})") from None
     if not isinstance(data, dict):

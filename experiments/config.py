@@ -99,6 +99,12 @@ def _coerce(key: str, f_type, value: Any) -> Any:
                 return int(value.strip())
             except ValueError:
                 pass
+            try:  # "1e4" or "2000.0", as a YAML file's 1.0e+4 or 2000.0 is accepted
+                number = float(value.strip())
+            except ValueError:
+                number = math.nan
+            if number.is_integer() and abs(number) <= 2**53:  # exact in a float
+                return int(number)
         raise ConfigError(f"{key}: expected an int, got {value!r}")
     if f_type is float:
         if isinstance(value, bool):
@@ -213,7 +219,13 @@ def flatten_config(config) -> dict[str, Any]:
     return flat
 
 
+def _copy(value: Any) -> Any:
+    """Nested mappings copied into fresh dicts (the caller's overrides are never changed)."""
+    return {k: _copy(v) for k, v in value.items()} if isinstance(value, Mapping) else value
+
+
 def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1, "a": {"c": 2}}`` -> ``{"a": {"b": 1, "c": 2}}``, in either order."""
     nested: dict[str, Any] = {}
     for dotted, value in overrides.items():
         parts = str(dotted).split(".")
@@ -222,6 +234,9 @@ def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{dotted}: {part!r} is not a nested section")
+        value = _copy(value)
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            value = _merge(node[parts[-1]], value)
         node[parts[-1]] = value
     return nested
 
@@ -258,15 +273,32 @@ def yaml_error_text(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the
+    last silently; like ``--set`` twice, which value was meant is unclear)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key: the SafeLoader itself refuses it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice; give each key once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config_file(path: str | Path, option: str = "--config") -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (no arbitrary objects); errors name
-    ``option`` (the command-line flag that gave the path)."""
+    """Read a YAML mapping with a ``yaml.SafeLoader`` (no arbitrary objects; a key given twice
+    is an error); errors name ``option`` (the command-line flag that gave the path)."""
     path = Path(path)
     where = f"{option} {str(path)!r}"
     if not path.is_file():
         raise ConfigError(f"{where}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{where}: not readable as UTF-8 text ({error})") from None
     except yaml.YAMLError as error:
@@ -279,8 +311,14 @@ def load_config_file(path: str | Path, option: str = "--config") -> dict[str, An
 
 
 def resolve_config(config_cls, config_file=None, overrides: Mapping[str, Any] | list[str] | None = None):
-    """Defaults, then the YAML file, then ``overrides`` (``{"a.b": v}`` or ``["a.b=v"]``)."""
+    """Defaults, then the YAML file, then ``overrides`` (``{"a.b": v}`` or ``["a.b=v"]``).
+
+    The file may spell a nested key either way: ``synapse: {tau_ms: 3}`` or ``synapse.tau_ms: 3``."""
     data = load_config_file(config_file) if config_file is not None else {}
+    dotted = {key: value for key, value in data.items() if "." in str(key)}
+    if dotted:
+        plain = {key: value for key, value in data.items() if key not in dotted}
+        data = _merge(plain, _nest(dotted))
     if overrides:
         if isinstance(overrides, (list, tuple)):
             overrides = parse_assignments(list(overrides))

@@ -14,7 +14,7 @@ from pathlib import Path
 from experiments.config import ConfigError
 from experiments.registry import canonical_name, demo_experiments, list_experiments
 from experiments.report import write_combined_report
-from experiments.runner import check_device, run_experiment
+from experiments.runner import check_device, check_seed, run_experiment
 from experiments.store import new_run_path
 
 
@@ -42,6 +42,7 @@ def run_demo(out_root: str | Path = "runs", seed: int = 0, device: str = "cpu", 
     is raised.
     """
     check_device(device)
+    check_seed(seed)  # a bad seed is a usage error, not a failure of every part
     parts = demo_experiments()
     if only:
         names = [canonical_name(n) for n in only]

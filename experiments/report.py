@@ -59,7 +59,7 @@ def _cell(text: str) -> str:
 
 
 def _csv_table(path: Path) -> str:
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     if not rows:
         return "<p class=\"muted\">(empty table)</p>"
@@ -76,7 +76,9 @@ def figure_html(path: Path, caption: str) -> str:
 
 def _manifest(run_path: Path) -> dict:
     manifest = run_path / "manifest.json"
-    return json.loads(manifest.read_text()) if manifest.exists() else {"figures": [], "tables": []}
+    if not manifest.exists():
+        return {"figures": [], "tables": []}
+    return json.loads(manifest.read_text(encoding="utf-8"))
 
 
 def run_sections(run_path: Path, heading_level: int = 2) -> str:
@@ -85,7 +87,8 @@ def run_sections(run_path: Path, heading_level: int = 2) -> str:
     parts = []
     metrics_path = run_path / "metrics.json"
     if metrics_path.exists():
-        parts.append(f"<{h}>Metrics</{h}>" + metrics_table(json.loads(metrics_path.read_text())))
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        parts.append(f"<{h}>Metrics</{h}>" + metrics_table(metrics))
     manifest = _manifest(run_path)
     for table in manifest.get("tables", []):
         parts.append(f"<{h}>Table: {_esc(table['name'])}</{h}><p>{_esc(table['caption'])}</p>"
@@ -113,13 +116,13 @@ def write_run_report(run_path: str | Path, title: str, description: str = "",
     parts.append(run_sections(run_path))
     config_path = run_path / "config.yaml"
     if config_path.exists():
-        parts.append(f"<h2>Config</h2><pre>{_esc(config_path.read_text())}</pre>")
+        parts.append(f"<h2>Config</h2><pre>{_esc(config_path.read_text(encoding='utf-8'))}</pre>")
     env_path = run_path / "env.json"
     if env_path.exists():
-        parts.append(f"<h2>Environment</h2><pre>{_esc(env_path.read_text())}</pre>")
+        parts.append(f"<h2>Environment</h2><pre>{_esc(env_path.read_text(encoding='utf-8'))}</pre>")
     log_path = run_path / "run.log"
     if log_path.exists():
-        tail = "\n".join(log_path.read_text().splitlines()[-200:])
+        tail = "\n".join(log_path.read_text(encoding="utf-8").splitlines()[-200:])
         parts.append(f"<h2>Log</h2><pre>{_esc(tail)}</pre>")
     return atomic_write_text(run_path / "report.html", _page(title, "\n".join(parts)))
 

@@ -36,6 +36,12 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed {seed!r}: expected a non-negative integer")
+    return seed
+
+
 class ActiveRun:
     """One run directory between :func:`begin_run` and :func:`finish_run` / :func:`fail_run`."""
 
@@ -106,8 +112,7 @@ def run_experiment(name: str, overrides: Mapping[str, Any] | list[str] | None = 
     name = canonical_name(name)
     module = load_experiment(name)
     check_device(device)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"--seed {seed!r}: expected a non-negative integer")
+    check_seed(seed)
     if config is None:
         config = resolve_config(module.Config, config_file, overrides)
     elif not isinstance(config, module.Config):

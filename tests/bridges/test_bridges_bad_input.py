@@ -381,6 +381,8 @@ def test_poisson_loss_refuses_non_finite_counts_and_bad_masks():
         poisson_loss.poisson_nll(log_rate.long(), counts)
     with pytest.raises(TypeError, match=r"mask must be None or a bool tensor"):
         poisson_loss.next_bin_loss(log_rate, counts, torch.full((2, 5), 0.5))
+    with pytest.raises(ValueError, match=r"mask is on meta but log_rate is on cpu"):
+        poisson_loss.next_bin_loss(log_rate, counts, torch.ones(2, 5, dtype=torch.bool, device="meta"))
     with pytest.raises(ValueError, match=r"\[B >= 1, T >= 2, N >= 1\], got \(2, 6, 0\)"):
         poisson_loss.next_bin_loss(log_rate[..., :0], counts[..., :0])
     with pytest.raises(ValueError, match=r"counts must be \[T, N\], got shape \(2, 6, 3\)"):
@@ -468,3 +470,23 @@ def test_a_batch_that_scores_nothing_takes_no_optimiser_step():
     result = training.train(model, make, num_steps=2, batch_size=4)
     assert np.isfinite(result.losses).all()
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_skipped_last_batch_still_gets_the_final_evaluation():
+    # was: the skip `continue`d past the evaluation, so a last batch that scored nothing
+    # dropped the final accuracy (eval_steps [2] instead of [2, 4])
+    model, tokens, targets, make = _model_and_data()
+    calls = []
+
+    def last_scores_nothing(n, rng):
+        calls.append(n)
+        batch_tokens, batch_targets = make(n, rng)
+        if len(calls) == 4:
+            batch_targets = torch.full_like(batch_targets, recall_tasks.IGNORE_INDEX)
+        return batch_tokens, batch_targets
+
+    result = training.train(model, last_scores_nothing, num_steps=4, batch_size=2, eval_every=2,
+                            eval_set=(tokens, targets))
+    assert np.isnan(result.losses[3]) and np.isfinite(result.losses[:3]).all()
+    assert result.eval_steps.tolist() == [2, 4]
+    assert result.eval_accuracy[1] == training.accuracy(model, tokens, targets)

@@ -87,6 +87,19 @@ def test_connectome_tensor_shapes_and_order_match_an_explicit_loop():
     assert np.array_equal(causal_pairs(length), pairs)
 
 
+def test_a_bfloat16_models_maps_enter_the_connectome_tensor():
+    # was: numpy has no bfloat16, so np.asarray raised and the maps of a bf16 model were
+    # refused as "maps must be an array or tensor of numbers, got Tensor"
+    model = SequenceModel(SequenceModelConfig(vocab_size=7, pattern="SG", model_dim=8, num_heads=2,
+                                              max_length=5), dtype=torch.bfloat16)
+    maps = attention_maps(model, torch.randint(0, 7, (2, 5), generator=torch.Generator().manual_seed(0)))
+    assert maps.dtype == torch.bfloat16
+    tensor, pairs, _ = connectome_tensor(maps[None, None])
+    # every bf16 value is exact in float64: the tensor holds the maps' own values
+    expected = maps.double().numpy()[..., pairs[:, 0], pairs[:, 1]].reshape(4, -1).T[:, None, :]
+    assert tensor.dtype == np.float64 and np.array_equal(tensor, expected)
+
+
 def test_errors():
     with pytest.raises(ValueError, match="maps must have shape"):
         connectome_tensor(np.zeros((2, 3, 4, 4)))

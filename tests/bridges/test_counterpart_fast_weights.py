@@ -162,3 +162,21 @@ def test_a_half_precision_memory_keeps_its_dtype_across_writes(dtype, with_decay
                                 None if decay is None else decay.double())
     # one rounding of the memory to the half dtype per write (8 bits of bf16 mantissa: 2^-8)
     assert torch.allclose(state.memory.double(), exact.memory, atol=3e-2, rtol=0)
+
+
+@pytest.mark.parametrize("with_decay", [False, True])
+def test_write_reference_converts_gates_to_the_memorys_dtype_as_write_does(with_decay):
+    # was: write() converted a float64 write_strength / log_decay to the float32 memory's
+    # dtype, write_reference() promoted the memory to float64 and crashed in einsum
+    # ("expected scalar type Float but found Double")
+    generator = torch.Generator().manual_seed(6)
+    keys = torch.nn.functional.normalize(torch.randn(2, 5, 4, generator=generator), dim=-1)
+    values = torch.randn(2, 5, 3, generator=generator)
+    beta = torch.rand(2, 5, generator=generator, dtype=torch.float64)
+    decay = -torch.rand(2, 5, generator=generator, dtype=torch.float64) if with_decay else None
+    state = initial_memory(2, 4, 3)
+    fast = write(state, keys, values, beta, decay)
+    slow = write_reference(state, keys, values, beta, decay)
+    assert slow.memory.dtype == fast.memory.dtype == torch.float32
+    # float32, five O(1) steps: a few ulp (1e-7 relative) apart; 1e-5 leaves room, no algorithm
+    assert torch.allclose(slow.memory, fast.memory, atol=1e-5, rtol=0)

@@ -52,7 +52,26 @@ def test_mask_selects_the_scored_predictions():
     log_rate.requires_grad_(True)
     empty = next_bin_loss(log_rate, counts, torch.zeros_like(mask))
     empty.backward()
-    assert float(empty) == 0.0 and torch.equal(log_rate.grad, torch.zeros_like(log_rate))
+    assert float(empty.detach()) == 0.0 and torch.equal(log_rate.grad, torch.zeros_like(log_rate))
+
+
+def test_an_unscored_overflowing_or_nan_output_changes_neither_loss_nor_gradient():
+    # was: the masked loss was `loss * mask`, so exp(1000) = inf at a padded position gave
+    # inf * 0 = NaN for the loss and for the gradient of that position
+    log_rate, counts = _data(4)
+    mask = torch.ones(3, 39, dtype=torch.bool)
+    mask[0, 30:] = False                                                # padding of sequence 0
+    padded = log_rate.clone()
+    padded[0, 30] = 1000.0
+    padded[0, 31] = float("nan")
+    clean, poisoned = log_rate.clone().requires_grad_(True), padded.requires_grad_(True)
+    expected, got = next_bin_loss(clean, counts, mask), next_bin_loss(poisoned, counts, mask)
+    expected.backward()
+    got.backward()
+    assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=RTOL)
+    assert torch.isfinite(poisoned.grad).all()
+    assert torch.equal(poisoned.grad[0, 30:], torch.zeros(10, 5, dtype=torch.float64))
+    assert torch.allclose(poisoned.grad, clean.grad, rtol=RTOL, atol=0)
 
 
 def test_bits_per_spike_against_scipy_and_zero_for_the_mean_rate_model():

@@ -281,3 +281,11 @@ def test_a_config_file_with_bad_yaml_or_bytes_is_one_line(tmp_path, capsys):
         assert main(["run", "hebbian_recall", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 2 and message in err[0] and err[1].startswith("hint: ")
+
+
+def test_demo_with_a_negative_seed_is_a_usage_error(tmp_path, capsys):
+    # was exit 1: every part "failed" with the seed's ConfigError, and a demo report was written
+    assert main(["demo", "--only", "hebbian_recall", "--seed", "-1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == "neuro: error: --seed -1: expected a non-negative integer"
+    assert list(tmp_path.iterdir()) == []  # no demo directory

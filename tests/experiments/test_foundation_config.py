@@ -9,6 +9,7 @@ from experiments.config import (
     config_hash,
     config_to_yaml,
     flatten_config,
+    load_config_file,
     parse_assignments,
     resolve_config,
 )
@@ -162,3 +163,48 @@ def test_a_field_can_allow_an_empty_tuple_and_flat_brackets_still_parse():
 def test_a_key_set_twice_is_refused():
     with pytest.raises(ConfigError, match="--set rate_hz: 'rate_hz' is given twice; set each key once"):
         parse_assignments(["rate_hz=1", "rate_hz=2"])
+
+
+@pytest.mark.parametrize("text", ["1e3", "1000.0", "1.0e+3", " 1E3 "])
+def test_an_int_in_scientific_or_float_notation_is_accepted_like_the_yaml_file_does(text, tmp_path):
+    # was "expected an int, got '1e3'" from --set while the file's 1000.0 / 1.0e+3 was accepted
+    assert resolve_config(Outer, overrides=[f"num_neurons={text}"]).num_neurons == 1000
+    path = tmp_path / "c.yaml"
+    path.write_text(f"num_neurons: {text.strip()}\n")  # PyYAML reads 1e3 (no dot) as a string
+    assert resolve_config(Outer, path).num_neurons == 1000
+    with pytest.raises(ConfigError, match="num_neurons: expected an int, got '1.5e0'"):
+        resolve_config(Outer, overrides=["num_neurons=1.5e0"])
+
+
+def test_a_config_file_may_spell_nested_keys_dotted(tmp_path):
+    # was "unknown key 'synapse.tau_ms'; valid keys: ..., synapse.tau_ms, ..."
+    path = tmp_path / "c.yaml"
+    path.write_text("synapse.tau_ms: 3\nsynapse:\n  kind: exponential\n")
+    assert resolve_config(Outer, path).synapse == Inner(tau_ms=3.0, kind="exponential")
+    path.write_text("synapse.nope: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'synapse.nope'; valid keys: synapse.tau_ms"):
+        resolve_config(Outer, path)
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
+    # PyYAML keeps the last value silently: trials of 50 became 2 without a word
+    path = tmp_path / "c.yaml"
+    path.write_text("num_neurons: 50\nrate_hz: 2.0\nsynapse:\n  kind: delta\n  kind: exponential\n")
+    with pytest.raises(ConfigError, match="key 'kind' is given twice; give each key once at line 5"):
+        resolve_config(Outer, path)
+    path.write_text("num_neurons: 50\nrate_hz: 2.0\nnum_neurons: 2\n")
+    with pytest.raises(ConfigError, match="key 'num_neurons' is given twice"):
+        resolve_config(Outer, path)
+    path.write_text("base: &b {tau_ms: 3}\n")  # anchors and merge keys still load
+    assert "base" in load_config_file(path)
+
+
+def test_dotted_and_nested_overrides_combine_in_either_order_and_stay_unchanged():
+    nested_first = {"synapse": {"kind": "exponential"}, "synapse.tau_ms": 3}
+    dotted_first = {"synapse.tau_ms": 3, "synapse": {"kind": "exponential"}}
+    for overrides in (nested_first, dotted_first):
+        # dotted first: tau_ms=3 was dropped without a word; nested first: the caller's
+        # {"kind": ...} dict gained a "tau_ms" key
+        assert resolve_config(Outer, overrides=overrides).synapse == Inner(tau_ms=3.0, kind="exponential")
+    assert nested_first["synapse"] == {"kind": "exponential"}
+    assert dotted_first["synapse"] == {"kind": "exponential"}

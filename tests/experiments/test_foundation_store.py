@@ -2,6 +2,9 @@
 import json
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from experiments import hebbian_recall, store
 from experiments.runner import run_experiment
 from experiments.store import RunDir, atomic_write_text
 
+REPO = Path(__file__).resolve().parents[2]
 SMALL = {"trials": 3, "key_dim": 16, "value_dim": 8, "load_ratios": (0.5, 2.0)}
 
 
@@ -147,3 +151,24 @@ def test_rundir_rejects_path_like_names(tmp_path):
     out = RunDir(tmp_path)
     with pytest.raises(ValueError, match="name='../x'"):
         out.save_json("../x", {})
+
+
+def test_logs_tables_and_reports_are_read_as_utf8_whatever_the_locale(tmp_path):
+    # a C / Latin-1 / cp1252 locale read back the UTF-8 the store writes with the locale's
+    # codec: the second log line (and the report of a table with a 'τ') raised UnicodeDecodeError
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from experiments.store import RunDir\n"
+        "from experiments.report import write_run_report\n"
+        "out = RunDir(Path(sys.argv[1]))\n"
+        "out.save_table('t', [{'tau_ms': 5.0, 'unit': '\\u03c4'}], caption='time constant \\u03c4')\n"
+        "out.log('\\u03c4 = 5 ms'); out.log('done')\n"
+        "write_run_report(out.path, 'x')\n")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": str(REPO)}
+    completed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, cwd=REPO,
+                               capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / "run.log").read_text(encoding="utf-8").splitlines()[0].endswith("τ = 5 ms")
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "time constant τ" in html and "<td>τ</td>" in html and "τ = 5 ms" in html
