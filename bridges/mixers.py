@@ -43,8 +43,9 @@ GATE_LOGIT_NORMALIZER = 16.0
 
 
 def rotary(x: Tensor, base: float = 10000.0) -> Tensor:
-    """Rotate pairs (x_i, x_{i+D/2}) of x [B, T, H, D] by angle t * base^(-2i/D) (RoPE);
-    ``base`` a finite number > 0. Angles in float32 (float64 for float64 x)."""
+    """Rotate pairs (x_i, x_{i+h}) of x [B, T, H, D], h = D // 2, by angle t * base^(-i/h)
+    (RoPE: base^(-2i/D) for even D; an odd D's last entry passes unrotated); ``base`` a
+    finite number > 0. Angles in float32 (float64 for float64 x)."""
     check_tensor("x", x, ndim=4, layout="[B, T, H, D]")
     base = check_number("base", base, low=0.0, low_open=True)
     length, dim = x.shape[1], x.shape[-1]
