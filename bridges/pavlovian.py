@@ -150,7 +150,8 @@ def simulate_recall(num_pairs: int, key_dim: int, value_dim: int = 64, num_trial
 
     rule ``hebbian``: ``W = sum_i a^(n-1-i) v_i k_i^T``; rule ``delta``: the (gated) delta
     rule with strength ``write_strength`` written in order. Keys unit-norm Gaussian
-    directions, values Rademacher. Counts are ints >= 1, ``decay`` in (0, 1], ``dtype``
+    directions, values Rademacher, drawn in float64 and cast to ``dtype`` (a seed stores the
+    same pairs in every dtype). Counts are ints >= 1, ``decay`` in (0, 1], ``dtype``
     floating.
     """
     check_choice("rule", rule, RULES)
@@ -162,9 +163,10 @@ def simulate_recall(num_pairs: int, key_dim: int, value_dim: int = 64, num_trial
     check_dtype("dtype", dtype)
     check_device("device", device)
     generator = _generator(seed, device)
+    # drawn and normalised in float64, then cast: one seed gives the same keys in every dtype
     keys = torch.randn(num_trials, num_pairs, key_dim, generator=generator, device=device,
-                       dtype=dtype)
-    keys = keys / keys.norm(dim=-1, keepdim=True)
+                       dtype=torch.float64)
+    keys = (keys / keys.norm(dim=-1, keepdim=True)).to(dtype)
     values = torch.randint(0, 2, (num_trials, num_pairs, value_dim), generator=generator,
                            device=device).to(dtype) * 2 - 1
     if rule == "hebbian":
