@@ -66,16 +66,22 @@ def _dims(state: FastWeightState) -> tuple[int, int, int]:
     return tuple(state.memory.shape)
 
 
-def _check(name: str, x: Tensor, batch: int, last: int) -> None:
+def _check(name: str, x: Tensor, batch: int, last: int, memory: Tensor) -> None:
     check_tensor(name, x, ndim=3, layout=f"[B, T, {last}]")
     if x.shape[0] != batch or x.shape[2] != last:
         raise ValueError(f"{name} must have shape [B={batch}, T, {last}], got {tuple(x.shape)}")
+    _check_device(name, x, memory)
+
+
+def _check_device(name: str, x: Tensor, memory: Tensor) -> None:
+    if x.device != memory.device:
+        raise ValueError(f"{name} must be on the memory's device {memory.device}, got {x.device}")
 
 
 def _check_write(state, keys, values, write_strength, log_decay) -> None:
     batch, key_dim, value_dim = _dims(state)
-    _check("keys", keys, batch, key_dim)
-    _check("values", values, batch, value_dim)
+    _check("keys", keys, batch, key_dim, state.memory)
+    _check("values", values, batch, value_dim, state.memory)
     check_same_dtype(memory=state.memory, keys=keys, values=values)
     length = keys.shape[1]
     if values.shape[1] != length:
@@ -89,13 +95,14 @@ def _check_write(state, keys, values, write_strength, log_decay) -> None:
             raise TypeError(f"{name} must be {allowed}, got {type(x).__name__}")
         if tuple(x.shape) != steps:
             raise ValueError(f"{name} must be {allowed}, got {tuple(x.shape)}")
+        _check_device(name, x, state.memory)
 
 
 def read(state: FastWeightState, queries: Tensor) -> Tensor:
     """z = q S: queries [B, T, K] (the memory's dtype, as :func:`write` asks of keys and
     values; no silent cast) -> [B, T, V] (the memory is not changed)."""
     batch, key_dim, _ = _dims(state)
-    _check("queries", queries, batch, key_dim)
+    _check("queries", queries, batch, key_dim, state.memory)
     if queries.dtype != state.memory.dtype:
         raise ValueError(f"queries must have the memory's dtype {state.memory.dtype}, "
                          f"got {queries.dtype}")

@@ -188,6 +188,14 @@ def test_fast_weights_check_state_dtypes_and_names():
         fast_weights.write_reference(state, keys[..., :2], values, beta)
     with pytest.raises(ValueError, match=r"log_decay is a log decay and must be <= 0"):
         fast_weights.write_reference(state, keys, values, beta, torch.ones(2, 5))
+    # another device was a raw torch error from inside the matmul / einsum
+    on_meta = keys.to("meta")
+    with pytest.raises(ValueError, match=r"queries must be on the memory's device cpu, got meta"):
+        fast_weights.read(state, on_meta)
+    with pytest.raises(ValueError, match=r"values must be on the memory's device cpu, got meta"):
+        fast_weights.write_reference(state, keys, values.to("meta"), beta)
+    with pytest.raises(ValueError, match=r"write_strength must be on the memory's device cpu, got meta"):
+        fast_weights.write(state, keys, values, beta.to("meta"))
     with pytest.raises(ValueError, match=r"dtype must be a floating dtype.*int64"):
         fast_weights.initial_memory(2, 4, 3, dtype=torch.long)
     with pytest.raises(ValueError, match=r"device must be a torch.device or a string"):
