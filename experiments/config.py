@@ -82,6 +82,8 @@ def _coerce(key: str, f_type, value: Any) -> Any:
     if f_type is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):  # a file's 1 / 0, as --set flag=1 / 0
+            return bool(value)
         if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
             return True
         if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):

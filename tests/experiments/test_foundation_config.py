@@ -186,6 +186,18 @@ def test_a_config_file_may_spell_nested_keys_dotted(tmp_path):
         resolve_config(Outer, path)
 
 
+def test_a_config_files_1_and_0_are_bools_as_on_the_command_line(tmp_path):
+    # --set use_noise=1 was accepted and the file's use_noise: 1 refused
+    path = tmp_path / "c.yaml"
+    for text, expected in (("use_noise: 1\n", True), ("use_noise: 0\n", False)):
+        path.write_text(text)
+        assert resolve_config(Outer, path).use_noise is expected
+        assert resolve_config(Outer, overrides=[text.strip().replace(": ", "=")]).use_noise is expected
+    path.write_text("use_noise: 2\n")
+    with pytest.raises(ConfigError, match="use_noise: expected a bool"):
+        resolve_config(Outer, path)
+
+
 def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
     # PyYAML keeps the last value silently: trials of 50 became 2 without a word
     path = tmp_path / "c.yaml"
