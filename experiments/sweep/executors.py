@@ -7,7 +7,13 @@
   tells which in-flight tasks ran in the process that died on its own (the others were
   terminated by the pool's cleanup with SIGTERM), so only those are charged a death.
   :meth:`LocalPool.stop_task` ends the worker process running a task that ran past
-  ``--point-timeout`` (the pool then breaks and is rebuilt as for a death).
+  ``--point-timeout`` (the pool then breaks and is rebuilt as for a death). Each worker leads
+  its own process group (see :func:`~experiments.sweep.worker.local_worker_init`), which holds
+  the processes its points start: the timed-out worker's group gets SIGTERM with it and
+  SIGKILL once it is gone, and when the pool closes (or is rebuilt) every group of its
+  workers gets SIGKILL once they are gone, so no process a point started outlives the pool
+  (one that left the group, e.g. with ``start_new_session=True``, is not reached). On Windows
+  (no process groups) only the worker processes are ended.
 * ``dask`` with ``scheduler``: ``Client(address).get_executor()`` on an existing cluster.
 * ``dask`` alone: an embedded ``LocalCluster`` on 127.0.0.1 (``workers`` processes, one
   thread each, no dashboard).
@@ -23,10 +29,19 @@ Both pools hand the runner the workers' :class:`~experiments.sweep.worker.Starte
 cancels its future, and in a cluster the sweep started itself (LocalCluster, jobqueue:
 every worker has a nanny and runs one point at a time) restarts the worker that runs it
 (``Client.restart_workers``: its nanny gives it 4 s to close, then kills it; Dask
-reschedules the tasks it had queued there, as after a worker death). On an existing
-scheduler the workers are not the sweep's to restart: the point's thread runs on until the
-point returns, and its worker has one thread fewer meanwhile, so tasks Dask queues there
-wait (a warning says so; restart the worker to free it).
+reschedules the tasks it had queued there, as after a worker death). The restart ends the
+worker process only, so first its nanny SIGKILLs the processes the point started
+(:func:`~experiments.sweep.worker.end_descendants`). On an existing scheduler the workers
+are not the sweep's to restart: the point's thread (and whatever it started) runs on until
+the point returns, and its worker has one thread fewer meanwhile, so tasks Dask queues
+there wait (a warning says so; restart the worker to free it). Closing a cluster with
+points still running (an interrupted sweep) ends its workers, not what their points
+started: a jobqueue job's processes end with the job, a LocalCluster's run on.
+
+Because Dask retries a task on its own, a timed-out notice may be stale: before stopping
+a task, the runner asks :meth:`DaskPool.still_running` whether the attempt that notice
+announced still runs (the scheduler still has the task on that worker); if its worker
+died, the retry is timed from its own notice.
 """
 from __future__ import annotations
 
@@ -43,7 +58,7 @@ from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
 from experiments.config import ConfigError
-from experiments.sweep.worker import STARTED_TOPIC, Started, local_worker_init
+from experiments.sweep.worker import STARTED_TOPIC, Started, end_descendants, local_worker_init
 
 SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # what distributed's Client connects over
 
@@ -53,6 +68,23 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS / Windows
         return max(1, os.cpu_count() or 1)
+
+
+def _signal_group(pid: int, signal_name: str) -> None:
+    """Send signal ``signal_name`` to the process group that local worker ``pid`` leads: the worker and
+    the processes its points started. Nothing happens where there are no process groups
+    (Windows), for no such group (the worker did not lead one, or all of it is gone), or
+    for the runner's own group.
+
+    A group's id is its leader's pid and is not reused while any member lives; an empty
+    group's id could be reused only after the kernel's pid counter wrapped around, and the
+    pool signals a group at most seconds after its worker ended."""
+    if not hasattr(os, "killpg") or pid in (os.getpid(), os.getpgrp()):
+        return
+    try:
+        os.killpg(pid, getattr(signal, signal_name))
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class LocalPool:
@@ -94,9 +126,16 @@ class LocalPool:
             notices.append(self.started.get())
         return notices
 
+    def still_running(self, started: Started) -> bool:
+        """Whether the attempt ``started`` announced still runs: always, as far as the pool
+        knows (a local task is retried only by the runner, which drops its notice then)."""
+        return True
+
     def stop_task(self, future: Future, started: Started) -> bool:
-        """End the worker process running a task (it ran past ``--point-timeout``); True once
-        it is gone. The pool breaks: the runner rebuilds it and resubmits the other tasks."""
+        """End the worker process running a task (it ran past ``--point-timeout``) and the
+        processes its point started (its process group: SIGTERM with the worker, SIGKILL once
+        the worker is gone or after 5 s); True once the worker is gone. The pool breaks: the
+        runner rebuilds it and resubmits the other tasks."""
         self.note_processes()
         process = self._processes.get(started.pid)
         if process is None:  # not one of this pool's workers (never expected)
@@ -104,8 +143,10 @@ class LocalPool:
         # the pool's manager thread reaps its dead workers concurrently, so ask the process's
         # sentinel (ready once it has exited) rather than join() / is_alive()
         process.terminate()
+        _signal_group(started.pid, "SIGTERM")
         if not wait_ready([process.sentinel], 5):  # SIGTERM handled or ignored by the point's code
             process.kill()
+        _signal_group(started.pid, "SIGKILL")  # what is left of the point's processes
         return bool(wait_ready([process.sentinel], 5))
 
     def culprits(self, in_flight_pids: dict[int, int | None]) -> set[int]:
@@ -144,11 +185,15 @@ class LocalPool:
         return None
 
     def close(self, cancel: bool = False) -> None:
+        """Shut the pool down; ``cancel``: end the workers now (SIGTERM, SIGKILL after 5 s)
+        instead of letting them finish their tasks. Then every worker's process group gets
+        SIGKILL: no process a point started (and left running) outlives the pool."""
         self.note_processes()
         if cancel:
-            for process in self._processes.values():
+            for pid, process in self._processes.items():
                 if process.is_alive():
                     process.terminate()  # the sweep runner marks its run directory "interrupted"
+                    _signal_group(pid, "SIGTERM")
             for process in self._processes.values():
                 process.join(timeout=5)
                 if process.is_alive():
@@ -157,6 +202,8 @@ class LocalPool:
         # with every worker gone the pool's manager thread finds it broken and ends at once;
         # waiting for it releases the pool's queues (no leaked semaphores at exit)
         self.executor.shutdown(wait=True, cancel_futures=cancel)
+        for pid in self._processes:
+            _signal_group(pid, "SIGKILL")
         # drop the queues now: their semaphores are released only when garbage collected,
         # and an interrupted sweep's traceback can keep this object alive until exit
         self.executor = self.started = None
@@ -231,14 +278,31 @@ class DaskPool:
             notices.append(self._started.popleft())
         return notices
 
+    def still_running(self, started: Started) -> bool:
+        """Whether the attempt ``started`` announced still runs: the scheduler still has its
+        task processing on that worker. False once the worker is gone (died: Dask retries the
+        task elsewhere, and the retry sends a notice of its own). True when the scheduler
+        cannot be asked, or the notice names no task key (a worker of an older version)."""
+        if started.worker is None or started.key is None:
+            return True
+        try:  # all workers: asking for one the scheduler no longer knows logs an error there
+            processing = self.client.processing()
+        except (OSError, TimeoutError):
+            return True
+        return started.key in processing.get(started.worker, ())
+
     def stop_task(self, future: Future, started: Started) -> bool:
         """Cancel a task that ran past ``--point-timeout`` and, in a cluster the sweep started,
-        restart the worker running it; True once that worker process is gone."""
+        end the processes its point started and restart the worker running it; True once that
+        worker process is gone."""
         future.cancel()
         if self.cluster is not None and started.worker is not None:
+            self._end_descendants(started)
             try:
                 status = self.client.restart_workers([started.worker], timeout=60,
                                                      raise_for_error=False)
+            except KeyError:  # the scheduler no longer knows the worker: it died meanwhile
+                return True
             except (ValueError, OSError, TimeoutError) as error:  # ValueError: no nanny
                 reason = f"restarting it failed: {error}"
             else:
@@ -251,6 +315,16 @@ class DaskPool:
                       f"Dask cannot stop a running task and {reason}, so its thread runs on until "
                       "the point returns", stacklevel=2)
         return False
+
+    def _end_descendants(self, started: Started) -> None:
+        """Have the nanny of ``started.worker`` SIGKILL what the point started (see
+        :func:`~experiments.sweep.worker.end_descendants`); a warning names a failure."""
+        try:
+            self.client.run(end_descendants, started.pid, workers=[started.worker], nanny=True)
+        except Exception as error:  # noqa: BLE001 - any failure there: the restart goes ahead
+            warnings.warn(f"sweep: task {started.task_id} timed out on Dask worker {started.worker}; "
+                          f"the processes its point started may run on: ending them failed "
+                          f"({type(error).__name__}: {error})", stacklevel=3)
 
     def lost(self) -> str | None:
         """Why this pool can run nothing more, or None. A client that lost its scheduler

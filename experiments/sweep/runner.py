@@ -13,7 +13,11 @@ finished task in the journal at once (see :mod:`experiments.sweep.table`), and
   (--point-timeout 30)"), not retried and not charged a worker death; ``retry_failed`` reruns
   them under the limit then in force. A local pool ends the worker process running it and is
   rebuilt (the other in-flight tasks are resubmitted, as after a worker death); Dask cancels
-  it and restarts its worker where it can (see :mod:`experiments.sweep.executors`). The limit
+  it and restarts its worker where it can (see :mod:`experiments.sweep.executors`); either way
+  the processes the point started are ended too. Only the current attempt is timed: a task
+  put back in the queue forgets its notice, and before stopping a Dask task the runner asks
+  the pool whether the attempt it timed still runs (if its worker died, Dask retries the
+  task on its own, and the retry is timed from its own notice). The limit
   is how the sweep runs, not what it runs: it is not part of ``sweep.yaml`` or the spec
   digest, and a resume may use another one;
 * when a local worker process dies, rebuilds the pool and resubmits the tasks that were
@@ -423,9 +427,17 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
             if notice.token == token:
                 started[notice.task_id], began[notice.task_id] = notice, now
 
-    def finish(task: Task, rows: list[dict]) -> None:
+    def forget_start(task: Task) -> None:
+        """The task is no longer running (finished, or back in the queue): stop timing it."""
         started.pop(task.task_id, None)
         began.pop(task.task_id, None)
+
+    def requeue(task: Task) -> None:
+        forget_start(task)
+        queue.appendleft(task)
+
+    def finish(task: Task, rows: list[dict]) -> None:
+        forget_start(task)
         for row in rows:
             row["worker_deaths"] = deaths[task.task_id]
         table.record(rows)
@@ -455,12 +467,12 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
             broken: list[Task] = []
             for future in done:
                 task = in_flight.pop(future)
-                _collect(future, task, finish, broken, queue, deaths, max_worker_deaths)
+                _collect(future, task, finish, broken, requeue, deaths, max_worker_deaths)
             if broken or submit_failed:
                 wait(list(in_flight), timeout=60)  # the pool fails every in-flight future
                 for future, task in list(in_flight.items()):
                     in_flight.pop(future)
-                    _collect(future, task, finish, broken, queue, deaths, max_worker_deaths)
+                    _collect(future, task, finish, broken, requeue, deaths, max_worker_deaths)
                 note_started()
                 pids = {t.task_id: started[t.task_id].pid if t.task_id in started else None
                         for t in broken}
@@ -480,9 +492,7 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
                                                   "while running this point (killed or out of memory)",
                                                   None, deaths[task.task_id]))
                     else:
-                        queue.appendleft(task)
-                    started.pop(task.task_id, None)
-                    began.pop(task.task_id, None)
+                        requeue(task)
                 pool.rebuild()
                 for task in broken:  # every old worker is gone now: none of these runs goes on
                     mark_stopped_runs(Path(task.sweep_dir), task.experiment,
@@ -501,7 +511,11 @@ def _dispatch(pool, queue, table: SweepTable, result: SweepResult, progress: _Pr
 
 
 def _stop_overdue(pool, in_flight: dict, started: dict, began: dict, finish) -> None:
-    """Stop and fail every in-flight task that has run past its ``point_timeout`` (per point)."""
+    """Stop and fail every in-flight task that has run past its ``point_timeout`` (per point).
+
+    Only the current attempt is timed: an attempt the pool says is over (its Dask worker
+    died, and Dask retries the task by itself) is forgotten, and its retry is timed from
+    its own start notice."""
     now = time.monotonic()
     for future, task in list(in_flight.items()):
         if task.point_timeout is None or task.task_id not in began or future.done():
@@ -509,8 +523,11 @@ def _stop_overdue(pool, in_flight: dict, started: dict, began: dict, finish) -> 
         seconds = now - began[task.task_id]
         if seconds <= task.point_timeout * len(task.points):
             continue
-        del in_flight[future]
         notice = started[task.task_id]
+        if not pool.still_running(notice):
+            del started[task.task_id], began[task.task_id]
+            continue
+        del in_flight[future]
         if pool.stop_task(future, notice):  # its worker is gone: its run directories say so
             mark_stopped_runs(Path(task.sweep_dir), task.experiment,
                               [p.config_hash for p in task.points], _timeout_message(task))
@@ -525,15 +542,16 @@ def _check_not_lost(pool) -> None:
                            "command to resume")
 
 
-def _collect(future, task: Task, finish, broken: list, queue, deaths, max_worker_deaths) -> None:
-    """Route one finished future: rows, a broken pool, a killed Dask worker, or an error."""
+def _collect(future, task: Task, finish, broken: list, requeue, deaths, max_worker_deaths) -> None:
+    """Route one finished future: rows, a broken pool, a killed Dask worker, or an error
+    (``requeue(task)`` puts a cancelled one back in the queue)."""
     try:
         rows = future.result()
     except BrokenProcessPool:
         broken.append(task)
         return
     except CancelledError:
-        queue.appendleft(task)
+        requeue(task)
         return
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any error outside the point itself
         # (SystemExit: a point that calls sys.exit, from a worker that does not catch it)

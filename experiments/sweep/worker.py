@@ -11,7 +11,17 @@ Before it runs anything, :func:`execute_task` tells the runner that the task sta
 a :class:`Started` notice (its pid and host, and a Dask worker's address): through the
 local pool's queue, or as a Dask event on the topic :data:`STARTED_TOPIC`. The runner
 attributes worker deaths and times ``--point-timeout`` from these notices, so a task
-still queued is never timed.
+still queued is never timed. A Dask notice names the task's key, so that the runner can ask
+the scheduler whether that attempt still runs (after a worker death Dask retries the task
+elsewhere, and the retry is timed from its own notice).
+
+A local pool's worker leads its own session and process group (``os.setsid`` in
+:func:`local_worker_init`; POSIX only), and the processes a point starts (a subprocess, a
+multiprocessing child, and theirs) are in that group unless they leave it: the pool ends
+the group with the worker (see :class:`~experiments.sweep.executors.LocalPool`), and a worker
+whose runner is gone ends its group itself. On a Dask worker a point's processes descend from
+the worker process: :func:`end_descendants` (run on the worker's nanny) ends them before the
+worker is restarted.
 
 Per process, :func:`prepare_process` limits torch/BLAS threads to what the worker was
 given (``OMP_NUM_THREADS`` and friends for libraries not yet loaded, ``torch.set_num_threads``
@@ -24,8 +34,10 @@ per task so that compiled code is reused across the points a worker runs (our ch
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -75,6 +87,7 @@ class Started(NamedTuple):
     host: str
     started_utc: str
     worker: str | None    # the Dask worker's address; None in a local pool
+    key: str | None = None  # the Dask task's key (one per submission); None in a local pool
 
 
 def utc_now() -> str:
@@ -105,19 +118,36 @@ def _watch_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
         try:
             os.kill(parent_pid, 0)
         except ProcessLookupError:
-            os._exit(3)  # the runner is gone (killed): do not linger as an orphan
+            # the runner is gone (killed): do not linger as an orphan, nor leave the point's
+            # processes running (SIGKILL to the group this worker leads ends it too)
+            if hasattr(os, "killpg") and os.getpgrp() == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)
+            os._exit(3)
         except PermissionError:
             pass
 
 
 def local_worker_init(parent_pid: int, threads: int, started_queue) -> None:
-    """Initializer of local pool workers: thread limits, orphan watchdog, start notices.
+    """Initializer of local pool workers: own session, thread limits, orphan watchdog, start
+    notices.
 
-    Workers ignore SIGINT: on Ctrl-C the runner stops them itself (a terminal sends SIGINT
-    to the whole process group, and idle workers would otherwise die with tracebacks).
+    Each worker calls ``os.setsid``: it leads a new session and process group, which the
+    processes its points start join, so that the pool can end them with it (see the module
+    docstring). Without a controlling terminal, a worker gets no terminal signals: the
+    runner gets Ctrl-C and a hangup and stops the workers itself; Ctrl-Z suspends the runner
+    only (its workers finish the points they run, then wait). Where ``setsid`` is missing
+    (Windows) or refused, the worker stays in the runner's group and only the worker itself
+    is ended.
+
+    Workers ignore SIGINT: on Ctrl-C the runner stops them itself (where ``setsid`` did not
+    take, a terminal sends SIGINT to the whole process group, and idle workers would
+    otherwise die with tracebacks).
     """
-    import signal
-
+    if hasattr(os, "setsid"):
+        try:
+            os.setsid()
+        except OSError:  # already a group leader: never so for a spawned pool worker
+            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:  # tqdm's default lock is a named multiprocessing semaphore, which a worker killed
         # on Ctrl-C would leave to the resource tracker (a warning at exit); workers never
@@ -162,11 +192,37 @@ def _announce(task: Task) -> None:
         if worker is None:
             return  # run in the caller's process: nobody is listening
     notice = Started(task.token, task.task_id, os.getpid(), socket.gethostname(), utc_now(),
-                     None if worker is None else worker.address)
+                     None if worker is None else worker.address,
+                     None if worker is None else worker.get_current_task())
     if queue is not None:
         queue.put(notice)
     else:
         worker.log_event(STARTED_TOPIC, list(notice))
+
+
+def end_descendants(pid: int) -> int:
+    """SIGKILL every process that process ``pid`` started, directly or not; returns how many.
+
+    Run on a Dask worker's nanny (``Client.run(..., nanny=True)``) just before the sweep
+    restarts that worker, whose point timed out: the restart ends the worker process only, and
+    what its point started would run on as orphans. Only the nanny's own child is looked at
+    (a ``pid`` that is not, e.g. one reused since, is left alone: returns 0). A process the
+    point starts between this and the restart (the point goes on until its worker is
+    killed) is missed. Uses psutil, a dependency of distributed.
+    """
+    import psutil
+
+    try:
+        worker = psutil.Process(pid)
+        if worker.ppid() != os.getpid():
+            return 0
+        descendants = worker.children(recursive=True)
+    except psutil.Error:  # gone already
+        return 0
+    for process in descendants:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    return len(descendants)
 
 
 def _set_cython_cache(sweep_dir: Path) -> None:

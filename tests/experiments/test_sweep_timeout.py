@@ -2,7 +2,8 @@
 
 Hangs are planted as in test_sweep_runner.py: the workers start with an initializer that
 wraps the experiment's ``run`` (``run_batch``) to sleep first, for as many seconds as the
-JSON file named by ``$SWEEP_TEST_SLEEPS`` gives its ``key_dim`` (``drive``). The file is
+JSON file named by ``$SWEEP_TEST_SLEEPS`` gives its ``key_dim`` (``drive``); an entry may
+also start child processes or kill the worker (see :func:`_planted_sleep`). The file is
 read at every call, so a test can end a hang between two sweeps. The workers import what
 a point needs before they take a task (a cold first point takes seconds here), so a limit of
 a few seconds stops only the planted hangs. No timing is asserted: a sweep that waited for
@@ -11,7 +12,11 @@ a 60 s hang would only make the test slow (and trip its timeout).
 import importlib
 import json
 import math
+import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,7 +39,30 @@ HANG = 60.0  # seconds: far beyond every limit used here
 
 
 def _planted_sleep(value) -> None:
-    time.sleep(json.loads(Path(os.environ[SLEEPS]).read_text()).get(str(value), 0))
+    """Do what ``$SWEEP_TEST_SLEEPS`` plants for ``value``: a number of seconds to sleep, or a
+    mapping ``{"seconds": S, ...}`` that sleeps S seconds after
+
+    * ``"children": PATH``: starting a child and a grandchild (``sh`` running ``sleep 1000``)
+      and appending their pids to the file PATH;
+    * ``"die_once": PATH``: on the first attempt only (the file PATH is absent; it is
+      created), the sleep ends with SIGKILL to the worker process itself (out of memory)."""
+    plant = json.loads(Path(os.environ[SLEEPS]).read_text()).get(str(value), 0)
+    if not isinstance(plant, dict):
+        time.sleep(plant)
+        return
+    if "children" in plant:
+        child = subprocess.Popen(["sh", "-c", "sleep 1000 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+        grandchild = int(child.stdout.readline())
+        with open(plant["children"], "a") as pids:
+            pids.write(f"{child.pid} {grandchild}\n")
+    if "die_once" in plant:
+        marker = Path(plant["die_once"])
+        if marker.exists():
+            return
+        marker.write_text(str(os.getpid()))
+        time.sleep(plant["seconds"])
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(plant.get("seconds", 0))
 
 
 def _warm_up() -> None:
@@ -81,12 +109,49 @@ def sleeps(tmp_path, monkeypatch):
     return lambda mapping: path.write_text(json.dumps(mapping))
 
 
+@pytest.fixture
+def pid_file(tmp_path):
+    """``pid_file(name)``: a file a planted point appends the pids of its processes to; every
+    process listed in one is ended when the test ends (a failing test leaves none behind)."""
+    made = []
+
+    def make(name: str) -> Path:
+        made.append(tmp_path / f"{name}.pids")
+        return made[-1]
+
+    yield make
+    for path in made:
+        left_running(path, 0)
+
+
 def gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     return False
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    if not Path("/proc/self/stat").exists():  # no procfs (macOS): a zombie counts as running
+        return not gone(pid)
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def left_running(path: Path, seconds: float = 5.0) -> list[int]:
+    """The pids listed in the file ``path`` still running after up to ``seconds``; ends them."""
+    pids = [int(pid) for pid in path.read_text().split()] if path.exists() else []
+    deadline = time.monotonic() + seconds
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in pids if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    return alive
 
 
 def run_dirs(sweep_dir: Path, name: str = NAME) -> dict[str, list[dict]]:
@@ -194,6 +259,62 @@ def test_a_batch_that_times_out_fails_all_its_points(tmp_path, sleeps):
         assert status["status"] == "interrupted" and status["error"] == frame["error"][0]
 
 
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+
+
+@posix_only
+@pytest.mark.timeout(120)
+def test_a_timed_out_point_ends_the_processes_it_started_and_closing_the_pool_ends_the_rest(
+        tmp_path, sleeps, pid_file):
+    hung, finished = pid_file("hung"), pid_file("finished")
+    # key_dim 16 starts a child and a grandchild, then hangs; key_dim 8 starts them and returns
+    sleeps({"16": {"seconds": HANG, "children": str(hung)}, "8": {"children": str(finished)}})
+    spec = build_spec(NAME, Config, grid=["key_dim=8,16"], sets=TINY)
+    pool = SleepyPool(workers=2)
+    try:
+        result = run_sweep(spec, out=tmp_path / "s", pool=pool, point_timeout=3, report=False)
+        assert result.counts == {"complete": 1, "failed": 1, "pending": 0}
+        assert len(hung.read_text().split()) == 2
+        assert left_running(hung) == []  # the pool is still open: the timeout ended them
+    finally:
+        pool.close()
+    assert len(finished.read_text().split()) == 2 and left_running(finished) == []
+
+
+@posix_only
+@pytest.mark.timeout(60)
+def test_a_local_worker_whose_runner_is_gone_ends_the_processes_its_point_started(pid_file):
+    # a stand-in runner (a sleep) is the worker's parent as far as its watchdog knows
+    runner = subprocess.Popen(["sleep", "1000"])
+    pids = pid_file("point")
+    worker = multiprocessing.get_context("spawn").Process(target=_orphaned_worker,
+                                                          args=(runner.pid, str(pids)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids.read_text().split() if pids.exists() else []) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pids.read_text().split()) == 2, "the worker never started its point's processes"
+        runner.kill()
+        runner.wait()
+        worker.join(10)
+        assert left_running(pids) == []  # its watchdog ended its whole group
+        assert worker.exitcode is not None
+    finally:
+        runner.kill()
+        if worker.is_alive():
+            worker.kill()
+
+
+def _orphaned_worker(parent_pid: int, pid_file: str) -> None:
+    """A local pool worker (its initializer) running a point that starts processes and hangs."""
+    local_worker_init(parent_pid, 1, None)
+    child = subprocess.Popen(["sh", "-c", "sleep 1000 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    grandchild = int(child.stdout.readline())
+    Path(pid_file).write_text(f"{child.pid} {grandchild}\n")
+    time.sleep(HANG)
+
+
 @pytest.mark.parametrize("value", [0, -1, math.nan, math.inf, "2", True])
 def test_a_bad_limit_is_a_value_error_naming_point_timeout(tmp_path, value):
     spec = build_spec(NAME, Config, grid=["key_dim=8"], sets=TINY)
@@ -268,3 +389,65 @@ def test_dask_on_an_existing_scheduler_fails_the_point_and_warns_that_its_thread
     assert dict(zip(frame["config.key_dim"], frame["status"])) == {8: "complete", 16: "failed"}
     assert frame.loc[1, "error"] == "timed out after 3 s (--point-timeout 3)"
     dask_pool.client.restart()  # end the sleeping thread (the test's own cleanup)
+
+
+@posix_only
+@pytest.mark.timeout(120)
+def test_dask_a_timed_out_point_has_the_processes_it_started_ended(tmp_path, sleeps, pid_file, dask_pool,
+                                                                   recwarn):
+    hung = pid_file("hung")
+    sleeps({"16": {"seconds": HANG, "children": str(hung)}})
+    dask_pool.client.run(_plant_dask_hang, os.environ[SLEEPS])
+    spec = build_spec(NAME, Config, grid=["key_dim=8,16"], sets=TINY)
+    result = run_sweep(spec, out=tmp_path / "s", pool=dask_pool, point_timeout=3, report=False)
+    assert [str(w.message) for w in recwarn if "sweep:" in str(w.message)] == []
+    frame, _ = load_frame(result.sweep_dir)
+    assert dict(zip(frame["config.key_dim"], frame["status"])) == {8: "complete", 16: "failed"}
+    assert gone(int(frame.loc[frame["config.key_dim"] == 16, "pid"].item()))  # restarted
+    assert len(hung.read_text().split()) == 2 and left_running(hung) == []
+
+
+try:
+    from distributed import WorkerPlugin
+except ImportError:  # the Dask tests are skipped (dask_pool)
+    WorkerPlugin = object
+
+
+class _PlantOnEveryWorker(WorkerPlugin):
+    """A Dask worker plugin: :func:`_plant_dask_hang` on every worker, restarted ones too,
+    which then wait ``pause_s`` more before they take a task, once the file ``armed`` exists
+    (the test creates it after registering the plugin on the running workers)."""
+
+    name = "sweep-test-plant"
+
+    def __init__(self, path: str, armed: str, pause_s: float):
+        self.path, self.armed, self.pause_s = path, armed, pause_s
+
+    def setup(self, worker):
+        _plant_dask_hang(self.path)
+        if os.path.exists(self.armed):
+            time.sleep(self.pause_s)
+
+
+@pytest.mark.timeout(120)
+def test_dask_a_retried_point_is_timed_from_its_retry_not_its_first_attempt(tmp_path, sleeps, dask_pool):
+    # both points kill their worker 1 s into their first attempt, under a 6 s limit; Dask retries
+    # them on the restarted workers, which wait 6 s before they take a task: timed from the first
+    # attempts, the retries were overdue before they started (the sweep crashed with a KeyError
+    # restarting a dead worker); timed from their own start, they finish in well under 6 s
+    limit = 6
+    sleeps({str(k): {"seconds": 1.0, "die_once": str(tmp_path / f"died-{k}")} for k in (8, 16)})
+    armed = tmp_path / "armed"
+    dask_pool.client.register_plugin(_PlantOnEveryWorker(os.environ[SLEEPS], str(armed), limit))
+    armed.touch()
+    spec = build_spec(NAME, Config, grid=["key_dim=8,16"], sets=TINY)
+    try:
+        result = run_sweep(spec, out=tmp_path / "s", pool=dask_pool, point_timeout=limit, report=False)
+    finally:
+        armed.unlink()
+        dask_pool.client.unregister_worker_plugin(_PlantOnEveryWorker.name)
+    frame, _ = load_frame(result.sweep_dir)
+    assert list(frame["status"]) == ["complete", "complete"], list(frame["error"])
+    for key_dim, pid in zip(frame["config.key_dim"], frame["pid"]):  # each ran again elsewhere
+        first_pid = int((tmp_path / f"died-{key_dim}").read_text())
+        assert int(pid) != first_pid and gone(first_pid)
