@@ -26,7 +26,11 @@ def exponential_basis(num_lags: int = 5, time_constants_bins=(1.0, 2.0, 4.0)) ->
     """Rows ``exp(-(lag - 1) / tau)`` for lag = 1..num_lags, one row per time constant."""
     if int(num_lags) != num_lags or num_lags < 1:
         raise ValueError(f"num_lags must be a positive integer, got {num_lags!r}")
-    taus = np.asarray(time_constants_bins, dtype=np.float64).reshape(-1)
+    try:
+        taus = np.asarray(time_constants_bins, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"time_constants_bins must be positive and finite, got "
+                         f"{time_constants_bins!r}") from error
     if taus.size == 0 or not np.all(np.isfinite(taus)) or np.any(taus <= 0):
         raise ValueError(f"time_constants_bins must be positive and finite, got {time_constants_bins!r}")
     lags = np.arange(num_lags, dtype=np.float64)
@@ -67,7 +71,13 @@ def default_basis() -> np.ndarray:
 
 
 def validate_basis(basis) -> torch.Tensor:
-    basis_t = torch.as_tensor(np.asarray(basis, dtype=np.float64))
+    if isinstance(basis, torch.Tensor):  # a tensor that requires grad or lives on a GPU
+        basis = basis.detach().cpu()
+    try:
+        basis_t = torch.as_tensor(np.asarray(basis, dtype=np.float64))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"basis must be a (num_basis, num_lags) array of real numbers, "
+                        f"got {basis!r}") from error
     if basis_t.dim() == 1:
         basis_t = basis_t.unsqueeze(0)
     if basis_t.dim() != 2 or basis_t.shape[0] < 1 or basis_t.shape[1] < 1:
@@ -78,10 +88,20 @@ def validate_basis(basis) -> torch.Tensor:
 
 
 def history_features(spikes: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """Causal history features X (T, N, L) of spikes (T, N) under basis (L, num_lags)."""
+    """Causal history features X (T, N, L) of spikes (T, N) under basis (L, num_lags).
+
+    Either may be a numpy array (e.g. ``default_basis()``); integer or bool counts give
+    float64 features (the basis is never cast to an integer dtype, which would truncate it).
+    """
+    spikes = torch.as_tensor(spikes)
+    if not spikes.is_floating_point():
+        spikes = spikes.to(torch.float64)
+    basis = torch.as_tensor(basis).to(spikes)
+    if spikes.dim() != 2 or basis.dim() != 2:
+        raise ValueError(f"spikes must be (T, N) and basis (L, num_lags), got shapes "
+                         f"{tuple(spikes.shape)} and {tuple(basis.shape)}")
     num_timesteps, num_neurons = spikes.shape
     num_basis, num_lags = basis.shape
-    basis = basis.to(spikes)
     features = spikes.new_zeros(num_timesteps, num_neurons, num_basis)
     for lag in range(1, min(num_lags, num_timesteps - 1) + 1):
         features[lag:] += spikes[:-lag].unsqueeze(-1) * basis[:, lag - 1]
@@ -91,8 +111,8 @@ def history_features(spikes: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
 def design_matrix(spikes: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """Rows ``phi_t = [1, X[t].flatten()]`` of shape (T, 1 + N*L); flattened as (n', j)."""
     features = history_features(spikes, basis)
-    ones = spikes.new_ones(spikes.shape[0], 1)
-    return torch.cat([ones, features.reshape(spikes.shape[0], -1)], dim=1)
+    ones = features.new_ones(features.shape[0], 1)
+    return torch.cat([ones, features.reshape(features.shape[0], -1)], dim=1)
 
 
 def filters_from_weights(weights: torch.Tensor | np.ndarray, basis) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 
 from kernels.dispatch import use_triton
 from kernels.hmm_scan import scaled_vecmat_scan as kernel_scaled_vecmat_scan
+from neuro.checks import check_int
 from neuro.hmmglm.scan import compose_suffix_maps, maxplus_vecmat_scan, scaled_vecmat_scan
 
 # relative disagreement between the p(y) of different steps (scaled by the largest message
@@ -59,6 +60,8 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
     batch, steps, k = log_likelihoods.shape
     if steps == 0:
         raise ValueError("log_likelihoods has T=0 steps; an HMM needs at least one")
+    if k == 0:
+        raise ValueError("log_likelihoods has K=0 states (its last axis); an HMM needs at least one")
     if (log_initial.shape not in ((k,), (1, k), (batch, k))
             or log_transition.shape not in ((k, k), (1, k, k), (batch, k, k))):
         raise ValueError(
@@ -79,6 +82,12 @@ def _broadcast(log_initial, log_transition, log_likelihoods, lengths):
             raise ValueError(f"lengths must be (B,)={batch} integers in [1, {steps}], got {lengths}")
         mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
     return log_initial, log_transition, log_likelihoods, mask
+
+
+def _check_chunk(chunk) -> None:
+    """``chunk`` is None (the default length) or an int >= 1 (a TypeError / ValueError naming it)."""
+    if chunk is not None:
+        check_int("chunk", chunk)
 
 
 def _refuse_invalid(log_pi, log_a, log_lik):
@@ -105,6 +114,7 @@ def forward_backward(
     chunk: int | None = None,
 ) -> Posterior:
     """Smoothed posteriors and log p(y) of an HMM; see the module docstring for shapes."""
+    _check_chunk(chunk)
     log_pi, log_a, log_lik, mask = _broadcast(log_initial, log_transition, log_likelihoods, lengths)
     batch, _steps, k = log_lik.shape
     if mask is not None:
@@ -237,6 +247,7 @@ def viterbi(
     Ties go to the lowest state index. Max-products by a chunked (max, +) scan; the
     back-tracking chain is a log-depth composition of back-pointer maps.
     """
+    _check_chunk(chunk)
     log_pi, log_a, log_lik, mask = _broadcast(log_initial, log_transition, log_likelihoods, lengths)
     _refuse_invalid(log_pi, log_a, log_lik if mask is None else log_lik.masked_fill(~mask.unsqueeze(-1), 0.0))
     batch, steps, k = log_lik.shape

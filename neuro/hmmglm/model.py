@@ -266,7 +266,8 @@ class HMMGLM:
                     memory_limit_bytes=DEFAULT_FIT_MEMORY_LIMIT_BYTES) -> list[tuple[HMMGLM, dict]]:
         """EM over R = P x Q restarts (P sweep points of Q restarts each, point-major)."""
         _check_fit_arguments(num_iters=num_iters, num_restarts=num_restarts, tolerance=tolerance,
-                             warmup_iters=warmup_iters, smoothing_bins=smoothing_bins)
+                             warmup_iters=warmup_iters, smoothing_bins=smoothing_bins,
+                             progress=progress)
         memory_limit_bytes = check_int("memory_limit_bytes", memory_limit_bytes)
         points = sweep_points(values, self.settings.prior)
         sized = _count_bins(spikes)
@@ -431,8 +432,12 @@ class HMMGLM:
         return twin
 
 
-def _check_fit_arguments(num_iters, num_restarts, tolerance, warmup_iters, smoothing_bins):
+def _check_fit_arguments(num_iters, num_restarts, tolerance, warmup_iters, smoothing_bins,
+                         progress=None):
     """A TypeError / ValueError that names the first bad argument of fit / fit_sweep."""
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable wrapping an iterable (e.g. "
+                        f"tqdm.tqdm), got {progress!r}")
     check_int("num_iters", num_iters, 0)
     check_int("num_restarts", num_restarts, 1)
     check_int("warmup_iters", warmup_iters, 0)

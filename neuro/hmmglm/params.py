@@ -81,10 +81,25 @@ class HMMGLMParams:
 
 def make_params(initial, transition, bias, weights, dtype=torch.float64, device="cpu") -> HMMGLMParams:
     """Build (and check) parameters from probabilities and arrays."""
-    as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64)).to(device=device, dtype=dtype)
-    initial, transition, bias, weights = map(as_t, (initial, transition, bias, weights))
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float64), got {dtype!r}")
+
+    def as_t(name, x):
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu()
+        try:
+            array = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as error:  # not numbers (TypeError) or ragged (ValueError)
+            kind = ValueError if isinstance(error, ValueError) else TypeError
+            raise kind(f"{name} must be an array of real numbers, got {x!r}") from error
+        return torch.as_tensor(array).to(device=device, dtype=dtype)
+
+    initial, transition, bias, weights = (as_t(name, x) for name, x in (
+        ("initial", initial), ("transition", transition), ("bias", bias), ("weights", weights)))
+    if bias.dim() < 2:
+        raise ValueError(f"bias must be (K, N) (num_states, num_neurons), got shape {tuple(bias.shape)}")
     k = bias.shape[-2]
-    if initial.shape[-1] != k or transition.shape[-2:] != (k, k):
+    if initial.dim() < 1 or initial.shape[-1] != k or transition.shape[-2:] != (k, k):
         raise ValueError(
             f"initial {tuple(initial.shape)} / transition {tuple(transition.shape)} must match "
             f"num_states={k} of bias {tuple(bias.shape)}"
@@ -98,6 +113,9 @@ def make_params(initial, transition, bias, weights, dtype=torch.float64, device=
     if weights.dim() < 4 or weights.shape[-4:-1] != (k, bias.shape[-1], bias.shape[-1]):
         raise ValueError(f"weights must be (K, N, N, L) = ({k}, {bias.shape[-1]}, "
                          f"{bias.shape[-1]}, L), got {tuple(weights.shape)}")
+    for name, values in (("bias", bias), ("weights", weights)):
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"{name} must be finite (it has NaN or inf)")
     return HMMGLMParams(torch.log(initial), torch.log(transition), bias, weights)
 
 

@@ -97,6 +97,29 @@ def test_history_features_match_explicit_loop_and_are_causal():
     assert np.all(feat[:, 0] == 0)
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_design_matrix_of_integer_counts_keeps_the_basis_real(dtype):
+    # the basis was cast to the spikes' dtype: int64 counts truncated exp(-1/tau) weights to 0
+    spikes = np.random.default_rng(5).poisson(0.5, (40, 3)).clip(0, 1)
+    basis = exponential_basis(4, (1.0, 2.0))
+    expected = design_matrix(torch.as_tensor(spikes, dtype=torch.float64), torch.as_tensor(basis))
+    got = design_matrix(torch.as_tensor(spikes).to(dtype), torch.as_tensor(basis))
+    assert got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_design_matrix_takes_numpy_spikes_and_basis():
+    # default_basis() and the basis generators return numpy arrays (was AttributeError: .to)
+    spikes = np.random.default_rng(6).poisson(0.5, (30, 2)).astype(float)
+    basis = exponential_basis(5, (1.0, 2.0, 4.0))
+    expected = design_matrix(torch.as_tensor(spikes), torch.as_tensor(basis))
+    np.testing.assert_array_equal(design_matrix(spikes, basis).numpy(), expected.numpy())
+    np.testing.assert_array_equal(history_features(torch.as_tensor(spikes), basis).numpy(),
+                                  expected[:, 1:].reshape(30, 2, 3).numpy())
+    with pytest.raises(ValueError, match=r"spikes must be \(T, N\) and basis \(L, num_lags\), got shapes \(30,\)"):
+        design_matrix(spikes[:, 0], basis)
+
+
 def test_design_matrix_and_emissions_shapes_and_values():
     rng = np.random.default_rng(4)
     spikes = torch.as_tensor(rng.poisson(0.5, (50, 3)).astype(float))
@@ -172,6 +195,8 @@ def test_weighted_time_sum_equals_einsum():
     (lambda: raised_cosine_basis(2, 1), ValueError, "num_basis must be <= num_lags"),  # was 2 equal rows
     (lambda: lag_basis(0), ValueError, "num_lags must be >= 1"),  # was an empty (0, 0) basis
     (lambda: lag_basis(2.7), TypeError, "num_lags must be an int"),  # was numpy's own error
+    (lambda: exponential_basis(5, "ab"), ValueError,  # was numpy's "could not convert string"
+     "time_constants_bins must be positive and finite, got 'ab'"),
 ])
 def test_basis_sizes_must_be_positive_ints(call, error, message):
     with pytest.raises(error, match=message):

@@ -339,3 +339,49 @@ def test_packed_outer_products_write_in_place_blocks(monkeypatch, block_rows):
     for rows, out in seen:
         assert rows <= block_rows
         assert out is not None and out.untyped_storage().data_ptr() == outer.packed.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("function", [forward_backward, viterbi])
+@pytest.mark.parametrize("chunk,error,message", [
+    (-1, ValueError, "chunk must be >= 1, got -1"),  # was torch's "numel: integer multiplication overflow"
+    (2.5, TypeError, "chunk must be an int >= 1, got 2.5"),  # was torch's expand() TypeError
+])
+def test_bad_chunk_is_named(function, chunk, error, message):
+    log_pi, log_a = torch.log(torch.full((2,), 0.5)), torch.log(torch.full((2, 2), 0.5))
+    with pytest.raises(error, match=message):
+        function(log_pi, log_a, torch.zeros(5, 2), chunk=chunk)
+
+
+def test_no_states_is_named():
+    with pytest.raises(ValueError, match="K=0 states"):  # was an IndexError from amax
+        forward_backward(torch.zeros(0), torch.zeros(0, 0), torch.zeros(5, 0))
+
+
+@pytest.mark.parametrize("change,error,message", [
+    ({"bias": np.zeros(3)}, ValueError, r"bias must be \(K, N\) .* got shape \(3,\)"),  # was IndexError
+    ({"initial": 0.5}, ValueError, r"initial \(\) / transition"),  # was IndexError
+    ({"bias": np.full((2, 3), np.nan)}, ValueError, "bias must be finite"),
+    ({"weights": np.full((2, 3, 3, 1), np.inf)}, ValueError, "weights must be finite"),
+    ({"transition": [[1.0], [0.5, 0.5]]}, ValueError, "transition must be an array of real numbers"),
+    ({"bias": object()}, TypeError, "bias must be an array of real numbers"),
+    ({"dtype": torch.int64}, TypeError, "dtype must be a floating torch.dtype"),  # was "row sums 0"
+    ({"dtype": "float32"}, TypeError, "dtype must be a floating torch.dtype"),  # was torch's to() error
+])
+def test_make_params_names_the_bad_argument(change, error, message):
+    arguments = {"initial": [0.5, 0.5], "transition": [[0.9, 0.1], [0.5, 0.5]],
+                 "bias": np.zeros((2, 3)), "weights": np.zeros((2, 3, 3, 1)), **change}
+    with pytest.raises(error, match=message):
+        make_params(**arguments)
+
+
+def test_basis_may_be_a_tensor_that_requires_grad_and_a_bad_basis_is_named():
+    basis = torch.tensor(exponential_basis(4, (1.0,)), requires_grad=True)
+    model = HMMGLM(2, 3, basis=basis)  # was torch's "Can't call numpy() on Tensor that requires grad"
+    np.testing.assert_array_equal(model.basis.numpy(), exponential_basis(4, (1.0,)))
+    with pytest.raises(TypeError, match="basis must be a .* array of real numbers, got 'abc'"):
+        HMMGLM(2, 3, basis="abc")
+
+
+def test_a_progress_that_is_not_callable_is_named(model):
+    with pytest.raises(TypeError, match="progress must be None or a callable"):  # was "'int' object is not callable"
+        model.fit(good_spikes(), num_iters=1, progress=3)
