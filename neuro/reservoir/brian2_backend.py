@@ -106,6 +106,8 @@ class Brian2Session:
     ``run()`` simulates ``num_steps`` steps from ``state``; in cpp_standalone mode the
     first call compiles, later calls (``run(params=...)`` with new weights, neuron
     constants or noise std, same wiring) re-run the compiled binary with ``run_args``.
+    The per-step drive array is made here, once: a re-run keeps its ``input_weights`` and,
+    for injected noise drawn from ``noise_std``, its ``noise_std`` (see ``run``).
     """
 
     def __init__(self, params: ReservoirParams, state: ReservoirState | None = None,
@@ -148,6 +150,7 @@ class Brian2Session:
         self.state = state
         params64 = self._params64 = _to_float64(params)
         injected = noise_source == "injected"
+        self._drawn_noise = injected and noise is None  # the drive holds noise_std's draws (or none)
         if has_input or (injected and (noise is not None or bool((params.noise_std != 0).any()))):
             _check_drive_memory(params, num_steps, injected)
         if injected:
@@ -248,10 +251,13 @@ noise_scale : 1 (constant)
     # -- running --------------------------------------------------------------------
     def run(self, params: ReservoirParams | None = None, state: ReservoirState | None = None) -> Brian2Result:
         """Simulate ``num_steps`` steps; ``params``/``state`` replace weights, neuron constants,
-        noise std and initial state for this run (the wiring must be unchanged)."""
+        noise std and initial state for this run (the wiring must be unchanged). The drive
+        array is the session's: with inputs, ``input_weights`` must be unchanged, and with
+        injected noise drawn from ``noise_std`` (no ``noise=``), ``noise_std`` too (ValueError)."""
         if params is not None:
             check_params(params)
             _check_same_wiring(self.params, params)
+            self._check_same_drive(params)
             if not self._injected and self._brian_seed is None and bool((params.noise_std != 0).any()):
                 raise ValueError("noise_source='brian2' with noise_std > 0 needs seed= (Brian2's own "
                                  "generator would run unseeded): this session was created without one")
@@ -262,6 +268,25 @@ noise_scale : 1 (constant)
         if self.target == "cpp_standalone":
             return self._run_standalone(params, state)
         return self._run_runtime(params, state)
+
+    def _check_same_drive(self, params: ReservoirParams) -> None:
+        """The drive array (inputs through input_weights, injected noise drawn with noise_std)
+        is made once, with the session: re-run params must keep what it was made from."""
+        old = self._params64
+        changed = []
+        if self._has_input and not torch.equal(params.input_weights.to("cpu", torch.float64), old.input_weights):
+            changed.append("input_weights")
+        shape = (old.batch_size, old.num_neurons)
+        if self._drawn_noise and not torch.equal(params.noise_std.to("cpu", torch.float64).expand(shape),
+                                                 old.noise_std.expand(shape)):
+            changed.append("noise_std")
+        if changed:
+            raise ValueError(
+                f"params for a re-run change {' and '.join(changed)}, but this session's per-step drive "
+                "(inputs x input_weights, plus the injected noise drawn with noise_std) was made when it "
+                "was created and would be reused unchanged; build a new Brian2Session for them"
+                + (" (or use noise_source='brian2', whose noise follows noise_std)"
+                   if "noise_std" in changed else ""))
 
     def _run_runtime(self, params, state) -> Brian2Result:
         import brian2 as b2

@@ -77,7 +77,8 @@ def make_reservoir(
     ``noise_std``: mV rms per ms, scalar or [N]; the default 5 for every neuron is our
     choice (Izhikevich 2003 drives excitatory neurons with 5 and inhibitory ones with 2:
     ``noise_std=torch.where(is_excitatory, 5.0, 2.0)`` with dt = 1 ms gives his input).
-    ``is_excitatory`` (bool [N]) overrides the first-80%-excitatory assignment.
+    ``is_excitatory`` (bool [N]) overrides the first-80%-excitatory assignment, for the
+    neuron types (a, b, c, d) and the weights' signs alike.
     The connectivity memory is estimated and checked against ``memory_limit_bytes``
     before anything large is allocated. Returns (params, initial state).
 
@@ -138,19 +139,18 @@ def make_reservoir(
                 memory_limit_bytes, f"the connectivity (in_degree={in_degree})")
     generator = torch_generator(seed, device)
 
-    neurons, default_excitatory = heterogeneous_izhikevich(
-        num_neurons, excitatory_fraction, seed=generator, device=device, dtype=dtype,
-        refractory_ms=refractory_ms,
-    )
-    if is_excitatory is None:
-        is_excitatory = default_excitatory
-    else:
+    if is_excitatory is not None:
         is_excitatory = torch.as_tensor(is_excitatory, device=device)
         if is_excitatory.dtype != torch.bool or tuple(is_excitatory.shape) != (num_neurons,):
             raise ValueError(
                 f"is_excitatory has dtype {is_excitatory.dtype} and shape {list(is_excitatory.shape)}; "
                 f"expected a bool tensor [{num_neurons}]"
             )
+    # the neuron types follow is_excitatory too (it set only the synapses' signs before)
+    neurons, is_excitatory = heterogeneous_izhikevich(
+        num_neurons, excitatory_fraction, seed=generator, device=device, dtype=dtype,
+        refractory_ms=refractory_ms, is_excitatory=is_excitatory,
+    )
 
     if connectivity is not None:
         scale = 1.0 if weight_scale is None else check_positive("weight_scale", weight_scale)

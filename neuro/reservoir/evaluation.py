@@ -30,6 +30,9 @@ def peak_times_ms(when_output: np.ndarray, bin_ms: float, search_from_ms: float 
     when_output [..., bins] -> [...]."""
     bin_ms = check_real("bin_ms", bin_ms, 0.0, low_open=True)
     search_from_ms = check_real("search_from_ms", search_from_ms)
+    when_output = np.asarray(when_output, float)
+    if when_output.ndim < 1:
+        raise ValueError(f"when_output must be [..., bins], got shape {list(when_output.shape)}")
     first = int(np.floor(search_from_ms / bin_ms))
     if not 0 <= first < when_output.shape[-1]:
         raise ValueError(f"search_from_ms={search_from_ms} lies outside the trial")
@@ -122,6 +125,9 @@ def recovery_trials(performance: np.ndarray, switch: int, *, reference_trials: i
     reference_trials = check_count("reference_trials", reference_trials, minimum=1)
     window = check_count("window", window, minimum=1)
     fraction = check_real("fraction", fraction, 0.0, 1.0, low_open=True)
+    performance = np.asarray(performance, float)
+    if performance.ndim != 1:
+        raise ValueError(f"performance must be [trials] (one score per trial), got shape {list(performance.shape)}")
     if switch > len(performance):
         raise ValueError(f"switch={switch} is past the end of performance ({len(performance)} trials)")
     if switch < reference_trials:

@@ -112,9 +112,12 @@ def heterogeneous_izhikevich(
     dtype: torch.dtype = torch.float32,
     v_peak_mv: float = 30.0,
     refractory_ms: float = 0.0,
+    is_excitatory: Tensor | None = None,
 ) -> tuple[IzhikevichParams, Tensor]:
     """Izhikevich 2003 heterogeneous E/I population.
 
+    ``is_excitatory`` (bool [N]) replaces the first-``excitatory_fraction`` assignment (the
+    same r draws; each neuron gets the a, b, c, d of its own type).
     Returns (params with a, b, c, d of shape [1, N], is_excitatory bool [N]).
     """
     num_neurons = check_count("num_neurons", num_neurons, minimum=1)
@@ -122,10 +125,16 @@ def heterogeneous_izhikevich(
     refractory_ms = check_real("refractory_ms", refractory_ms, 0.0)
     v_peak_mv = check_real("v_peak_mv", v_peak_mv)
     dtype = check_float_dtype("dtype", dtype)
+    if is_excitatory is None:
+        is_excitatory = torch.arange(num_neurons, device=device) < round(excitatory_fraction * num_neurons)
+    else:
+        check_tensor("is_excitatory", is_excitatory)
+        if is_excitatory.dtype != torch.bool or tuple(is_excitatory.shape) != (num_neurons,):
+            raise ValueError(f"is_excitatory has dtype {is_excitatory.dtype} and shape "
+                             f"{list(is_excitatory.shape)}; expected a bool tensor [{num_neurons}]")
+        is_excitatory = is_excitatory.to(device)
     generator = torch_generator(seed, device)
     r = torch.rand(num_neurons, generator=generator, device=device, dtype=torch.float64)
-    num_excitatory = round(excitatory_fraction * num_neurons)
-    is_excitatory = torch.arange(num_neurons, device=device) < num_excitatory
     r2 = r * r
     a = torch.where(is_excitatory, torch.full_like(r, 0.02), 0.02 + 0.08 * r)
     b = torch.where(is_excitatory, torch.full_like(r, 0.2), 0.25 - 0.05 * r)

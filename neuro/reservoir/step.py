@@ -122,9 +122,23 @@ class ReservoirParams:
             if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0 (ms)")
             object.__setattr__(self, name, float(value))
+        if not isinstance(self.neurons, IzhikevichParams):
+            raise TypeError(f"neurons must be an IzhikevichParams, got {type(self.neurons).__name__}")
+        for name in ("a", "b", "c", "d"):
+            check_tensor(f"neurons.{name}", getattr(self.neurons, name))
+        check_tensor("input_weights", self.input_weights)
+        check_tensor("noise_std", self.noise_std)
         n = self.num_neurons
         if self.input_weights.dim() != 3 or self.input_weights.shape[1] != n:
             raise ValueError(f"input_weights has shape {list(self.input_weights.shape)}; expected [B, {n}, M]")
+        b = self.batch_size
+        # [1 or B, N] each: another shape failed later, deep in a step, or (noise_std of one
+        # value repeated, e.g. [N + 1] or [B + 1, N]) was accepted and used as if right
+        for name, value in (*((f"neurons.{k}", getattr(self.neurons, k)) for k in "abcd"),
+                            ("noise_std", self.noise_std)):
+            if value.dim() != 2 or value.shape[0] not in (1, b) or value.shape[1] != n:
+                raise ValueError(f"{name} has shape {list(value.shape)}; expected [1 or {b}, {n}] "
+                                 f"(batch_size {b} from input_weights, num_neurons {n} from neurons.a)")
         object.__setattr__(self, "synapses", checked_synapses(self.synapses, n, self.batch_size))
         offset = 0 if self.synapse == "delta" else 2 * n
         table = build_event_table(self.synapses, n, self.batch_size, offset, self.neurons.d,

@@ -223,3 +223,25 @@ def test_wrong_argument_types_are_named_type_errors():
     session = Brian2Session(params, state, None, 0.5, num_steps=10, seed=0)
     with pytest.raises(TypeError, match="state must be a ReservoirState"):
         session.run(state=tuple(state))
+
+
+def test_a_rerun_refuses_params_whose_drive_the_session_cannot_change():
+    # the drive array (inputs x input_weights + injected noise drawn with noise_std) is made with
+    # the session: run(params=...) with 4x the input weights, or with noise_std 0, silently reran
+    # the old drive (same raster as the first run, not the torch run of the new params)
+    noisy, state = make_reservoir(20, 1, in_degree=3, seed=0, noise_std=5.0, dtype=torch.float64)
+    inputs = torch.zeros(1, 40, 1, dtype=torch.float64)
+    inputs[:, 10:20] = 3.0
+    quiet = dataclasses.replace(noisy, noise_std=torch.zeros_like(noisy.noise_std))
+    session = Brian2Session(noisy, state, inputs, 0.5, seed=1, target="numpy")
+    with pytest.raises(ValueError, match="change noise_std"):
+        session.run(params=quiet)
+    stronger = dataclasses.replace(noisy, input_weights=noisy.input_weights * 4)
+    with pytest.raises(ValueError, match="change input_weights"):
+        session.run(params=stronger)
+    # new recurrent weights are what a re-run can change; explicit noise ignores noise_std
+    halved = dataclasses.replace(noisy, synapses=noisy.synapses._replace(weight=noisy.synapses.weight * 0.5))
+    _assert_same_raster(session.run(params=halved), simulate(halved, state, inputs, 0.5, seed=1))
+    noise = torch.randn(1, 40, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 8
+    given = Brian2Session(noisy, state, inputs, 0.5, noise=noise, target="numpy")
+    _assert_same_raster(given.run(params=quiet), simulate(quiet, state, inputs, 0.5, noise=noise))

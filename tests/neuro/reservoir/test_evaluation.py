@@ -110,3 +110,13 @@ def test_scores_refuse_a_target_with_no_power_and_mismatched_shapes():
     # no trials: empty scores, not an error
     assert ev.height_performance(truth[:0], truth[:0]).shape == (0,)
     assert ev.trial_performance(output[:0], ideal[:0], [0]).shape == (0, 2)
+
+
+def test_scores_take_plain_lists_and_name_a_wrong_shape():
+    # a list of per-trial scores stopped with AttributeError ('list' object has no attribute 'shape')
+    performance = [0.8] * 10 + [0.1, 0.2, 0.85, 0.9, 0.9, 0.9, 0.9, 0.9]
+    assert ev.recovery_trials(performance, 10, window=3) == ev.recovery_trials(np.array(performance), 10, window=3)
+    assert ev.recovery_trials(performance, 10, window=3) == (2.0, pytest.approx(0.8))
+    assert ev.peak_times_ms([[0.0, 3.0, 1.0]], 5.0).tolist() == [7.5]
+    with pytest.raises(ValueError, match=r"performance must be \[trials\]"):
+        ev.recovery_trials(np.ones((20, 2)), 10)  # was numpy's "object too deep for desired array"

@@ -348,3 +348,25 @@ def test_per_class_noise_std_at_one_ms_reproduces_izhikevich_thalamic_input():
     for mask, std in ((params.is_excitatory, 5.0), (~params.is_excitatory, 2.0)):
         values = drawn[:, mask]
         assert abs(float(values.std()) - std) < 5 * std / math.sqrt(2 * values.numel())
+
+
+def test_is_excitatory_sets_the_neuron_types_as_well_as_the_weight_signs():
+    # the override reached only the weights' signs: a neuron given as inhibitory kept the
+    # regular-spiking a, b, c, d of the first 80% and an "excitatory" one the fast-spiking set
+    exc = torch.tensor([False, True, True, True, True])
+    params, _ = make_reservoir(5, 1, in_degree=2, is_excitatory=exc, seed=0, dtype=torch.float64)
+    r = torch.rand(5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # the neuron draw
+    expected = {"a": torch.where(exc, 0.02, 0.02 + 0.08 * r), "b": torch.where(exc, 0.2, 0.25 - 0.05 * r),
+                "c": torch.where(exc, -65.0 + 15.0 * r * r, -65.0), "d": torch.where(exc, 8.0 - 6.0 * r * r, 2.0)}
+    for name, value in expected.items():
+        torch.testing.assert_close(getattr(params.neurons, name)[0], value, rtol=0, atol=1e-15)
+    assert torch.equal(params.is_excitatory, exc)
+    from_inhibitory = params.synapses.pre_index == 0
+    assert bool((params.synapses.weight[from_inhibitory] <= 0).all())
+    assert bool((params.synapses.weight[~from_inhibitory] >= 0).all())
+    # the default assignment, given explicitly, builds the same network
+    default, _ = make_reservoir(5, 1, in_degree=2, seed=0, dtype=torch.float64)
+    given, _ = make_reservoir(5, 1, in_degree=2, seed=0, dtype=torch.float64, is_excitatory=torch.arange(5) < 4)
+    for name in "abcd":
+        assert torch.equal(getattr(default.neurons, name), getattr(given.neurons, name))
+    assert torch.equal(default.synapses.weight, given.synapses.weight)

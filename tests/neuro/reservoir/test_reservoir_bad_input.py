@@ -409,3 +409,20 @@ def test_simulate_keeps_one_spike_tensor_per_block_not_per_step(monkeypatch):
     monkeypatch.setattr(simulation.torch, "cat", real_cat)
     assert result.num_spikes > 0
     assert max(sizes) <= 100
+
+
+def test_reservoir_params_name_a_wrong_noise_std_or_neuron_shape(net):
+    # each is [1 or B, N]: a noise_std of another shape was accepted (one repeated value: used
+    # as if right; varied values: a RuntimeError from torch in the first step), as were
+    # neuron constants of another shape (IndexError / RuntimeError from deep in a step)
+    import dataclasses
+
+    params, state = net  # B = 2, N = 12
+    for value in (torch.ones(5), torch.ones(3, 12), torch.rand(12)):
+        with pytest.raises(ValueError, match=E(f"noise_std has shape {list(value.shape)}; expected [1 or 2, 12]")):
+            dataclasses.replace(params, noise_std=value)
+    for name, value in (("c", torch.full((3, 12), -65.0)), ("a", torch.full((12,), 0.02))):
+        with pytest.raises(ValueError, match=E(f"neurons.{name} has shape {list(value.shape)}; expected [1 or 2, 12]")):
+            dataclasses.replace(params, neurons=params.neurons._replace(**{name: value}))
+    per_network = dataclasses.replace(params, noise_std=torch.full((2, 12), 3.0))  # [B, N] is fine
+    assert simulate(per_network, state, None, 0.5, num_steps=4, seed=0).state.step == 4
