@@ -23,7 +23,7 @@ import torch
 
 from kernels.dispatch import use_triton
 from kernels.hmm_scan import scaled_vecmat_scan as kernel_scaled_vecmat_scan
-from neuro.checks import check_int
+from neuro.checks import check_flag, check_int
 from neuro.hmmglm.scan import compose_suffix_maps, maxplus_vecmat_scan, scaled_vecmat_scan
 
 # relative disagreement between the p(y) of different steps (scaled by the largest message
@@ -115,6 +115,7 @@ def forward_backward(
 ) -> Posterior:
     """Smoothed posteriors and log p(y) of an HMM; see the module docstring for shapes."""
     _check_chunk(chunk)
+    return_pairwise = check_flag("return_pairwise", return_pairwise)
     log_pi, log_a, log_lik, mask = _broadcast(log_initial, log_transition, log_likelihoods, lengths)
     batch, _steps, k = log_lik.shape
     if mask is not None:

@@ -352,6 +352,13 @@ def test_bad_chunk_is_named(function, chunk, error, message):
         function(log_pi, log_a, torch.zeros(5, 2), chunk=chunk)
 
 
+def test_return_pairwise_must_be_a_bool():
+    # "no" was truthy: pairwise posteriors computed and returned
+    log_pi, log_a = torch.log(torch.full((2,), 0.5)), torch.log(torch.full((2, 2), 0.5))
+    with pytest.raises(TypeError, match="return_pairwise must be True or False, got 'no'"):
+        forward_backward(log_pi, log_a, torch.zeros(5, 2), return_pairwise="no")
+
+
 def test_no_states_is_named():
     with pytest.raises(ValueError, match="K=0 states"):  # was an IndexError from amax
         forward_backward(torch.zeros(0), torch.zeros(0, 0), torch.zeros(5, 0))
