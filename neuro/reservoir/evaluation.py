@@ -25,7 +25,8 @@ __all__ = [
 
 
 def peak_times_ms(when_output: np.ndarray, bin_ms: float, search_from_ms: float = 0.0) -> np.ndarray:
-    """Time (ms, bin centre) of the maximum of the "when" output at or after ``search_from_ms``.
+    """Time (ms, bin centre) of the maximum of the "when" output over the bins from the one
+    that holds ``search_from_ms`` on (that bin's centre may lie up to bin_ms / 2 before it).
 
     when_output [..., bins] -> [...]."""
     bin_ms = check_real("bin_ms", bin_ms, 0.0, low_open=True)
@@ -65,6 +66,11 @@ def trial_performance(output: np.ndarray, ideal: np.ndarray, columns,
     if mask is not None and np.shape(mask) != ideal.shape:
         raise ValueError(f"mask must have ideal's shape {list(ideal.shape)}, got {list(np.shape(mask))}")
     columns = list(columns)
+    readouts = output.shape[-1]
+    if not columns or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not -readouts <= c < readouts
+                          for c in columns):
+        raise ValueError(f"columns must be readout indices in [-{readouts}, {readouts}) (R = {readouts}), "
+                         f"at least one, got {columns}")
     z = output[..., columns]
     y = ideal[:, None][..., columns]
     w = 1.0 if mask is None else np.asarray(mask)[:, None][..., columns].astype(float)

@@ -176,6 +176,8 @@ def izhikevich_step(
         p = getattr(params, name)
         if p.dim() != 2 or p.shape[1] != v.shape[1] or p.shape[0] not in (1, v.shape[0]):
             raise ValueError(f"params.{name} has shape {list(p.shape)}; expected [1 or {v.shape[0]}, {v.shape[1]}]")
+        if p.dtype != v.dtype:  # float64 params turned a float32 state into float64 silently
+            raise TypeError(f"params.{name} has dtype {p.dtype}; expected state.v_mv's dtype {v.dtype}")
     if u.dtype != v.dtype:
         raise TypeError(f"state.u has dtype {u.dtype}; expected {v.dtype} (state.v_mv's dtype)")
     refractory_left = state.refractory_left_ms

@@ -188,6 +188,9 @@ def spike_counts_from_trace(trace: Tensor, previous: Tensor, decay: float) -> Te
     """Population spike count per step from traces r_t = d r_{t-1} + s_t.
 
     trace [B, T, N], previous r before the first step [B, N] -> counts [B, T] (float)."""
+    if trace.dim() != 3 or tuple(previous.shape) != (trace.shape[0], trace.shape[2]):
+        raise ValueError(f"trace must be [B, T, N] and previous [B, N] of the same B and N, got "
+                         f"{list(trace.shape)} and {list(previous.shape)}")
     totals = trace.sum(-1)
     shifted = torch.cat([previous.sum(-1, keepdim=True), totals[:, :-1]], dim=1)
     return totals - decay * shifted

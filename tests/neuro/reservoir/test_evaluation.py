@@ -120,3 +120,11 @@ def test_scores_take_plain_lists_and_name_a_wrong_shape():
     assert ev.peak_times_ms([[0.0, 3.0, 1.0]], 5.0).tolist() == [7.5]
     with pytest.raises(ValueError, match=r"performance must be \[trials\]"):
         ev.recovery_trials(np.ones((20, 2)), 10)  # was numpy's "object too deep for desired array"
+
+
+def test_trial_performance_names_bad_columns():
+    output, ideal = np.ones((2, 1, 4, 3)), np.ones((2, 4, 3))
+    assert np.allclose(ev.trial_performance(output, ideal, [-1]), 1.0)  # numpy's negative index
+    for columns in ([3], [], [0.5], [True]):  # [3] was numpy's IndexError
+        with pytest.raises(ValueError, match=r"columns must be readout indices in \[-3, 3\)"):
+            ev.trial_performance(output, ideal, columns)

@@ -27,6 +27,7 @@ from neuro.reservoir import (
     state_to,
 )
 from neuro.reservoir import evaluation as ev
+from neuro.reservoir.training import spike_counts_from_trace
 
 NAN = math.nan
 E = re.escape
@@ -67,6 +68,13 @@ def _izh():
                                          torch.zeros(2, 4), 0.5), TypeError,
                  E("state.v_mv has dtype torch.int64; allowed: a floating dtype"),
                  id="izhikevich_step-state.v_mv-int64"),
+    pytest.param(lambda: izhikevich_step(resting_state(heterogeneous_izhikevich(4)[0], 2), _izh()[0]._replace(
+                     a=torch.full((1, 4), 0.02, dtype=torch.float64)), torch.zeros(2, 4), 0.5), TypeError,
+                 E("params.a has dtype torch.float64; expected state.v_mv's dtype torch.float32"),
+                 id="izhikevich_step-params-float64"),  # was a float64 state, silently
+    pytest.param(lambda: spike_counts_from_trace(torch.zeros(2, 5, 4), torch.zeros(2, 3), 0.9), ValueError,
+                 E("trace must be [B, T, N] and previous [B, N] of the same B and N, got [2, 5, 4] and [2, 3]"),
+                 id="spike_counts_from_trace-previous-shape"),
     pytest.param(lambda: izhikevich_step(_izh()[1]._replace(refractory_left_ms=torch.zeros(3)),
                                          _izh()[0]._replace(refractory_ms=1.0), torch.zeros(2, 4), 0.5),
                  ValueError, E("state.refractory_left_ms has shape [3]; expected [2, 4] (= state.v_mv) or None"),
