@@ -10,6 +10,7 @@ import math
 import numbers
 
 import numpy as np
+import torch
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:
@@ -45,3 +46,19 @@ def check_flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
     return bool(value)
+
+
+def check_device(name: str, device) -> torch.device:
+    """A torch.device or a device string ("cpu", "cuda:0", ...) as a torch.device; a CUDA
+    device where torch has none is a ValueError (torch's own error is an AssertionError from
+    deep inside the first allocation)."""
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        error = ValueError if isinstance(device, str) else TypeError
+        raise error(f"{name} must be a torch.device or a device string such as 'cpu' or "
+                    f"'cuda:0', got {device!r}") from None
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r}, but torch sees no CUDA device here "
+                         "(torch.cuda.is_available() is False); use 'cpu'")
+    return checked

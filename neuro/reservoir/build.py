@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neuro.checks import check_device
 from neuro.reservoir._checks import (
     Seed,
     check_count,
@@ -96,6 +97,7 @@ def make_reservoir(
     num_inputs = check_count("num_inputs", num_inputs, minimum=0)
     batch_size = check_count("batch_size", batch_size, minimum=1)
     memory_limit_bytes = check_count("memory_limit_bytes", memory_limit_bytes, minimum=1)
+    device = check_device("device", device)
     if not isinstance(shared_wiring, bool):
         raise TypeError(f"shared_wiring={shared_wiring!r} must be a bool")
     if synapse not in SYNAPSE_KINDS:

@@ -434,3 +434,17 @@ def test_reservoir_params_name_a_wrong_noise_std_or_neuron_shape(net):
             dataclasses.replace(params, neurons=params.neurons._replace(**{name: value}))
     per_network = dataclasses.replace(params, noise_std=torch.full((2, 12), 3.0))  # [B, N] is fine
     assert simulate(per_network, state, None, 0.5, num_steps=4, seed=0).state.step == 4
+
+
+def test_make_reservoir_names_a_bad_device():
+    # were torch's RuntimeError ("Expected one of cpu, cuda, ...") from the first allocation
+    with pytest.raises(ValueError, match=E("device must be a torch.device or a device string such as 'cpu' "
+                                           "or 'cuda:0', got 'gpu'")):
+        make_reservoir(10, 1, in_degree=2, device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_make_reservoir_on_cuda_without_cuda_says_so():
+    # was torch's AssertionError "Torch not compiled with CUDA enabled"
+    with pytest.raises(ValueError, match=r"device='cuda', but torch sees no CUDA device here"):
+        make_reservoir(10, 1, in_degree=2, device="cuda")
