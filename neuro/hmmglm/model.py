@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from neuro.checks import check_flag, check_int, check_real
+from neuro.checks import check_device, check_flag, check_int, check_real
 from neuro.hmmglm.basis import default_basis, validate_basis
 from neuro.hmmglm.data import check_spikes, prepare
 from neuro.hmmglm.fitting import EMSettings, initial_onehot_state, run_em
@@ -110,18 +110,6 @@ def default_dtype(device) -> torch.dtype:
     return torch.float64 if torch.device(device).type == "cpu" else torch.float32
 
 
-def _check_device(device) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1', ...), "
-                         f"got {device!r}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device is {str(device)!r} but torch.cuda.is_available() is False "
-                         f"(no GPU, or a CPU-only torch build)")
-    return device
-
-
 class HMMGLM:
     """K-state HMM with multi-neuron GLM emissions (coupling filters) and a weight prior.
 
@@ -168,7 +156,7 @@ class HMMGLM:
             learn_prior_sigma=learn_prior_sigma, sigma_floor=sigma_floor,
             strength_floor=strength_floor, type_concentration=type_concentration)
         self.prior_sigma = prior_sigma
-        self.device = _check_device(device)
+        self.device = check_device("device", device)
         self.dtype = default_dtype(self.device) if dtype is None else dtype
         if self.dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be torch.float32, torch.float64 or None (the device's "

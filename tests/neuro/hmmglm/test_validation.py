@@ -110,7 +110,7 @@ def test_flags_must_be_bools(name):
 @pytest.mark.parametrize("kwargs,error,message", [
     ({"dtype": torch.float16}, TypeError, "dtype must be torch.float32, torch.float64 or None"),
     ({"dtype": "float64"}, TypeError, "got 'float64'"),
-    ({"device": "gpu0"}, ValueError, "device must name a torch device"),
+    ({"device": "gpu0"}, ValueError, "device must be a torch.device or a device string"),
 ])
 def test_bad_dtype_and_device(kwargs, error, message):
     with pytest.raises(error, match=message):
