@@ -50,8 +50,18 @@ def triton_available() -> bool:
 
 
 def interpreter_enabled() -> bool:
-    """Whether Triton kernels run through the CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+    """Whether Triton kernels run through the CPU interpreter (``TRITON_INTERPRET=1``).
+
+    Triton's own reading of the variable when triton imports (``triton.knobs``), so that the
+    two never disagree (Triton takes ``y`` as on and ``" 1"`` as off: a looser reading here
+    sent CPU tensors to compiled kernels, "0 active drivers"); else the same rule by hand."""
+    if triton_available():
+        try:
+            from triton import knobs
+            return bool(knobs.runtime.interpret)
+        except (ImportError, AttributeError):  # a triton without knobs (< 3.4)
+            pass
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on", "y")
 
 
 def check_same_device(**tensors) -> None:

@@ -18,6 +18,7 @@ from kernels.izhikevich.naive import izhikevich_neuron_update_, propagate_spikes
 
 __all__ = [
     "check_network_step_inputs",
+    "check_neuron_parameters",
     "check_state_views",
     "check_target_range",
     "izhikevich_network_step_",
@@ -50,6 +51,25 @@ def check_network_step_inputs(state: Tensor, drive: Tensor, spikes: Tensor, targ
                          f"{targets.dtype} {list(targets.shape)}")
     if weights.shape != targets.shape:
         raise ValueError(f"weights must have targets' shape {list(targets.shape)}, got {list(weights.shape)}")
+
+
+def check_neuron_parameters(state: Tensor, drive: Tensor, u_decay: Tensor, u_v_gain: Tensor,
+                            v_reset: Tensor) -> None:
+    """Shapes and dtypes of the per-neuron parameters: each a tensor of state's dtype, [B, N]
+    (per network) or [1, N] (shared by the B networks). Without it the two paths part
+    silently: the reference broadcasts e.g. a [B, 1] u_decay, while the Triton kernels index
+    every parameter as [B or 1, N] rows and read outside the tensor; a 1-D [N] v_reset broke
+    the reference's sparse reset (B * N >= 4096) with an IndexError from inside torch."""
+    batch, num_neurons = drive.shape
+    allowed = ((batch, num_neurons), (1, num_neurons))
+    for name, t in (("u_decay", u_decay), ("u_v_gain", u_v_gain), ("v_reset", v_reset)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if tuple(t.shape) not in allowed:
+            raise ValueError(f"{name} must have shape [B, N] = [{batch}, {num_neurons}] or [1, N] "
+                             f"= [1, {num_neurons}], got {list(t.shape)}")
+        if t.dtype != state.dtype:
+            raise TypeError(f"{name} ({t.dtype}) must have state's dtype {state.dtype}")
 
 
 def check_target_range(targets: Tensor, state: Tensor) -> None:
@@ -108,10 +128,12 @@ def izhikevich_network_step_(state: Tensor, v: Tensor, u: Tensor, synaptic_curre
                              synapse_decay=None) -> Tensor:
     """One network step in place; returns flat spike indices ``b * N + j`` (ascending).
 
-    Checked first: shapes and dtypes (``check_network_step_inputs``), one device, and that
-    v, u, synaptic_current are views of ``state`` (``check_state_views``); not the values of
-    ``targets`` (that would synchronise every step: see ``check_target_range``)."""
+    Checked first: shapes and dtypes (``check_network_step_inputs``,
+    ``check_neuron_parameters``), one device, and that v, u, synaptic_current are views of
+    ``state`` (``check_state_views``); not the values of ``targets`` (that would synchronise
+    every step: see ``check_target_range``)."""
     check_network_step_inputs(state, drive, spikes, targets, weights)
+    check_neuron_parameters(state, drive, u_decay, u_v_gain, v_reset)
     check_same_device(state=state, v=v, u=u, synaptic_current=synaptic_current, drive=drive,
                       spikes=spikes, scratch_hc=scratch_hc, scratch_t=scratch_t, targets=targets,
                       weights=weights, half_step_ms=half_step_ms, k1=k1, k2=k2, u_decay=u_decay,

@@ -144,9 +144,12 @@ def _scalar_arg(x, device: torch.device):
     return float(x), False
 
 
-def _param_view(x: torch.Tensor, batch: int, num_neurons: int) -> tuple[torch.Tensor, int]:
-    """A [B or 1, N] parameter as a contiguous tensor and its batch stride (0: shared)."""
-    x = x.reshape(-1, num_neurons) if x.dim() != 2 else x
+def _param_view(x: torch.Tensor, batch: int, num_neurons: int, name: str) -> tuple[torch.Tensor, int]:
+    """A [B or 1, N] parameter as a contiguous tensor and its batch stride (0: shared).
+    Another shape (e.g. [B, 1]) would make the kernels read outside ``x``: a ValueError."""
+    if tuple(x.shape) not in ((batch, num_neurons), (1, num_neurons)):
+        raise ValueError(f"{name} must have shape [B, N] = [{batch}, {num_neurons}] or [1, N] "
+                         f"= [1, {num_neurons}], got {list(x.shape)}")
     if x.shape[0] == 1 or x.stride(0) == 0:
         return x[:1].contiguous(), 0
     return x.contiguous(), num_neurons
@@ -168,9 +171,9 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     # the kernels index drive and the table rows as dense row-major arrays
     drive, targets, weights = drive.contiguous(), targets.contiguous(), weights.contiguous()
     spike_bytes = spikes.view(torch.uint8)
-    a, a_stride = _param_view(u_decay, batch, num_neurons)  # each [1, N] (shared) or [B, N]
-    ab, ab_stride = _param_view(u_v_gain, batch, num_neurons)
-    c, c_stride = _param_view(v_reset, batch, num_neurons)
+    a, a_stride = _param_view(u_decay, batch, num_neurons, "u_decay")  # [1, N] (shared) or [B, N]
+    ab, ab_stride = _param_view(u_v_gain, batch, num_neurons, "u_v_gain")
+    c, c_stride = _param_view(v_reset, batch, num_neurons, "v_reset")
     h, h_ptr = _scalar_arg(half_step_ms, device)
     c1, c1_ptr = _scalar_arg(k1, device)
     c2, c2_ptr = _scalar_arg(k2, device)

@@ -262,3 +262,22 @@ def test_the_no_sync_step_refuses_buffers_it_cannot_write_in_place():
         izhikevich_step_no_sync_(torch.zeros(2, 26, device=DEVICE)[:, ::2], drive,
                                  torch.zeros(2, 4, dtype=torch.bool, device=DEVICE),
                                  None, None, 0.25, 0.0, 0.0, None, None, None, 30.0)
+
+
+def test_the_no_sync_step_refuses_parameters_it_would_read_outside_of():
+    # izhikevich_step_no_sync_ (called directly by the reservoir's Stepper, without the
+    # dispatcher's checks) indexes u_decay, u_v_gain and v_reset as [B or 1, N] rows: a [B, 1]
+    # column was read outside its two elements (garbage, NaN voltages) instead of refused.
+    from kernels.izhikevich.triton import izhikevich_step_no_sync_
+
+    state, drive = torch.zeros(2, 13, device=DEVICE), torch.zeros(2, 4, device=DEVICE)
+    spikes = torch.zeros(2, 4, dtype=torch.bool, device=DEVICE)
+    table = torch.full((8, 1), 12, dtype=torch.int64, device=DEVICE)
+    shared = torch.ones(1, 4, device=DEVICE)
+    column = torch.ones(2, 1, device=DEVICE)
+    for u_decay, u_v_gain, v_reset, name in ((column, shared, shared, "u_decay"),
+                                             (shared, column, shared, "u_v_gain"),
+                                             (shared, shared, column, "v_reset")):
+        with pytest.raises(ValueError, match=rf"{name} must have shape \[B, N\] = \[2, 4\] .* got \[2, 1\]"):
+            izhikevich_step_no_sync_(state, drive, spikes, table, torch.zeros(8, 1, device=DEVICE), 0.25,
+                                     0.01, 2.25, u_decay, u_v_gain, v_reset, 30.0)

@@ -72,6 +72,24 @@ def test_forced_triton_on_cpu_needs_the_interpreter(monkeypatch):
         dispatch.use_triton(torch.zeros(1))
 
 
+@pytest.mark.parametrize("value, interprets", [(" 1", False), ("y", True), ("1", True), ("0", False)])
+def test_the_interpreter_switch_is_read_as_triton_reads_it(monkeypatch, value, interprets):
+    # Triton takes TRITON_INTERPRET=" 1" as off and "y" as on; a stripped/shorter reading
+    # here sent CPU tensors to compiled kernels (" 1": "0 active drivers" from deep inside
+    # triton) or refused a working interpreter ("y": "needs TRITON_INTERPRET=1").
+    from triton import knobs
+
+    monkeypatch.setenv(dispatch.ENV_VAR, "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", value)
+    assert bool(knobs.runtime.interpret) == interprets
+    assert dispatch.interpreter_enabled() == interprets
+    if interprets:
+        assert dispatch.use_triton(torch.zeros(1))
+    else:
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            dispatch.use_triton(torch.zeros(1))
+
+
 def test_import_is_light_and_side_effect_free():
     code = ("import os, sys; before = dict(os.environ); import kernels.gla, "
             "kernels.three_factor, kernels.izhikevich, kernels.dispatch; "

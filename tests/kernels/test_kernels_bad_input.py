@@ -125,6 +125,20 @@ def _network(**change):
     pytest.param({"synaptic_current": "state[:, 6:9]"}, ValueError,
                  E("synaptic_current was given but synapse_decay is None: exponential synapses need both"),
                  id="synaptic_current-without-synapse_decay"),
+    # a per-network [B, 1] u_decay: the reference broadcast it, the Triton kernels indexed it
+    # as [B, N] rows and read outside it (NaN rasters under the interpreter)
+    pytest.param({"u_decay": torch.ones(2, 1)}, ValueError,
+                 E("u_decay must have shape [B, N] = [2, 3] or [1, N] = [1, 3], got [2, 1]"),
+                 id="u_decay-per-network-column"),
+    pytest.param({"u_v_gain": torch.zeros(3, 3)}, ValueError,
+                 E("u_v_gain must have shape [B, N] = [2, 3] or [1, N] = [1, 3], got [3, 3]"),
+                 id="u_v_gain-too-many-networks"),
+    # a 1-D [N] v_reset broke the reference's sparse reset (B * N >= 4096: IndexError)
+    pytest.param({"v_reset": torch.zeros(3)}, ValueError,
+                 E("v_reset must have shape [B, N] = [2, 3] or [1, N] = [1, 3], got [3]"), id="v_reset-1d"),
+    # the reference raised from inside torch.where(out=), the Triton path accepted it
+    pytest.param({"v_reset": torch.zeros(1, 3, dtype=torch.float64)}, TypeError,
+                 E("v_reset (torch.float64) must have state's dtype torch.float32"), id="v_reset-float64"),
 ])
 def test_izhikevich_network_step(change, error, match):
     with pytest.raises(error, match=match):
