@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -52,7 +53,7 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
         if tensor.dim() != 4:
             raise ValueError(f"{name} must have shape [B, T, H, D], got shape "
                              f"{tuple(tensor.shape)}")
-    for name, tensor in (("q", q), ("k", k), ("v", v), ("g", g)):
+    for name, tensor in (("q", q), ("k", k), ("v", v), ("g", g), ("initial_state", initial_state)):
         if tensor is not None and isinstance(tensor, Tensor) and not tensor.is_floating_point():
             raise TypeError(f"{name} has dtype {tensor.dtype}; allowed: a floating dtype")
     for name, tensor in (("k", k), ("v", v)):
@@ -102,7 +103,7 @@ def resolve_scale(scale, key_dim: int) -> float:
         if key_dim == 0:
             raise ValueError("scale=None means K ** -0.5, undefined for key dim K=0; pass scale")
         return key_dim ** -0.5
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):  # numpy floats too
         raise TypeError(f"scale={scale!r} must be a float or None")
     if not math.isfinite(scale):
         raise ValueError(f"scale={scale!r} must be finite")

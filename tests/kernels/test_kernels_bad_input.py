@@ -145,6 +145,14 @@ def test_izhikevich_network_step(change, error, match):
         _network(**change)
 
 
+def test_a_numpy_float32_scale_is_a_scale():
+    # np.float64 (a float subclass) was accepted and np.float32 refused
+    q = torch.randn(1, 5, 1, 4, generator=torch.Generator().manual_seed(0))
+    expected, _ = chunk_gla(q, q, q, None, scale=0.5)
+    for scale in (np.float32(0.5), np.float64(0.5), np.int64(1) / 2):
+        assert torch.equal(chunk_gla(q, q, q, None, scale=scale)[0], expected)
+
+
 def test_check_target_range_names_the_slots_outside_state():
     state = torch.zeros(2, 10)
     check_target_range(torch.tensor([[0, 19], [3, 5]]), state)
@@ -205,6 +213,9 @@ def test_batch_of_one_views_with_any_batch_stride_are_state_views():
     pytest.param(lambda q: chunk_gla(q, q, q, q.to("meta")), ValueError,
                  E("g is on meta but q is on cpu; every tensor argument must be on one device"),
                  id="chunk_gla-g-other-device"),
+    pytest.param(lambda q: chunk_gla(q, q, q, None, initial_state=torch.zeros(1, 1, 2, 2, dtype=torch.long)),
+                 TypeError, E("initial_state has dtype torch.int64; allowed: a floating dtype"),
+                 id="chunk_gla-h0-int64"),  # was taken silently
     pytest.param(lambda q: fused_recurrent_gla(q, q, q, None, initial_state=torch.zeros(1, 1, 2, 2, device="meta")),
                  ValueError, E("initial_state is on meta but q is on cpu"), id="fused_recurrent_gla-h0-other-device"),
     pytest.param(lambda q: scaled_vecmat_scan(np.zeros((1, 2)), torch.zeros(1, 3, 2, 2)), TypeError,
