@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from neuro.checks import check_flag, check_real  # noqa: F401 (re-exported)
+from neuro.checks import check_device, check_flag, check_real  # noqa: F401 (re-exported)
 from neuro.checks import check_int as check_positive_int  # noqa: F401 (re-exported)
 from neuro.seeding import Seed, numpy_generator, torch_generator  # noqa: F401 (re-exported)
 
@@ -39,13 +39,13 @@ def check_sequence(name: str, value, allowed: str):
     return value
 
 
-def check_device(name: str, device) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        error = ValueError if isinstance(device, str) else TypeError
-        raise error(f"{name} must be a torch.device or a device string such as 'cpu' or "
-                    f"'cuda:0', got {device!r}") from None
+def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy(array)``, sharing memory where torch can: a view with negative strides
+    (``np.flip``, ``x[::-1]``) or a non-native byte order (``'>f8'`` read from a file), which
+    torch.from_numpy refuses with its own ValueError, is copied first."""
+    if not array.dtype.isnative or any(stride < 0 for stride in array.strides):
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    return torch.from_numpy(array)
 
 
 def check_real_dtype(name: str, array) -> None:
@@ -66,7 +66,11 @@ def as_real_array(name: str, value, ndim: int | None = None) -> np.ndarray:
         raise TypeError(f"{name} must be an array of real numbers, got {value!r}")
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nested lists: numpy's message names no argument
+        raise ValueError(f"{name} must be a rectangular array of real numbers (nested lists of "
+                         "equal lengths), got a ragged sequence") from None
     check_real_dtype(name, array)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")

@@ -36,7 +36,11 @@ def pair_graph(pair_values, pairs: np.ndarray, num_neurons: int) -> np.ndarray:
     values = as_real_array("pair_values", pair_values).reshape(-1)
     check_values("pair_values", values)
     num_neurons = check_positive_int("num_neurons", num_neurons)
-    pairs = np.asarray(pairs)
+    try:
+        pairs = np.asarray(pairs.detach().cpu() if hasattr(pairs, "detach") else pairs)
+    except ValueError:
+        raise ValueError("pairs must be a (P, 2) array of neuron indices, got a ragged "
+                         "sequence") from None
     if pairs.shape != (values.size, 2):
         raise ValueError(f"pairs must have shape ({values.size}, 2), got {pairs.shape}")
     if pairs.dtype.kind not in "iu":
@@ -351,7 +355,7 @@ def louvain_partition(adjacency, *, resolution: float = 1.0, seed: Seed = 0) -> 
     if largest > 0:
         # ldexp, not a multiply by 2.0 ** e: for a subnormal largest weight 2.0 ** e overflows
         np.ldexp(weights, -int(np.floor(np.log2(largest))), out=weights)
-    # after the rescale: the order hashes the weights' bits, so A and 2^k A share it only then
+    # the order hashes the ranks of the distinct weights: c A (c > 0) shares the order of A
     order = canonical_node_order(weights)
     reordered = weights[np.ix_(order, order)]
     del weights

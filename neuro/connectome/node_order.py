@@ -4,9 +4,10 @@ relabelling the nodes relabels the partition and changes nothing else.
 
 Colour refinement (1-dimensional Weisfeiler-Lehman) over the edges: every node starts with
 one colour; each round a node's new colour is the rank of (its colour, the multiset of
-(neighbour colour, edge weight) over its edges), the multiset summarised by a sum of 64-bit
-mixed hashes (splitmix64; a collision needs two different multisets with equal sums, odds
-~2^-64 per pair). Rounds stop as soon as every node has a colour of its own, else when the
+(neighbour colour, edge weight) over its edges; a weight enters as its rank among the graph's
+distinct weights, so scaling every weight by c > 0 keeps the order), the multiset summarised
+by a sum of 64-bit mixed hashes (splitmix64; a collision needs two different multisets with
+equal sums, odds ~2^-64 per pair). Rounds stop as soon as every node has a colour of its own, else when the
 number of colours stops growing (at most the graph's diameter plus one rounds), each
 O(E + n log n) (two 1-D sorts of n keys: a 10k-node
 path, ~5000 rounds, takes seconds). Nodes sorted by final colour; nodes that
@@ -35,19 +36,24 @@ def _mix(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def _nonzero_columns(weights: np.ndarray, block: int = 1024) -> tuple:
-    """(nonzero entries per row (n,), their column indices (E,), their weights' bits hashed
-    (E,) uint64), row by row and left to right, ``block`` rows at a time: no (E,) row index."""
+    """(nonzero entries per row (n,), their column indices (E,), the rank of each one's weight
+    among the graph's distinct weights, hashed (E,) uint64), row by row and left to right,
+    ``block`` rows at a time: no (E,) row index. Ranks tell apart exactly the weights that
+    differ, as their bits would, and survive scaling all weights by a positive factor (which
+    keeps their order), so c W gets the order of W, as it gets the same modularity."""
     n = weights.shape[0]
     counts = np.count_nonzero(weights, axis=1)
     ends = np.cumsum(counts)
     cols = np.empty(ends[-1] if n else 0, dtype=np.int32 if n < 2**31 else np.int64)
-    weight_hash = np.empty(cols.size, dtype=np.uint64)
+    values = np.empty(cols.size)
     for start in range(0, n, block):
         part = weights[start:start + block]
         rows, columns = np.nonzero(part)
         span = slice(ends[start] - counts[start], ends[min(start + block, n) - 1])
         cols[span] = columns
-        weight_hash[span] = part[rows, columns].astype(np.float64).view(np.uint64)
+        values[span] = part[rows, columns]
+    weight_hash = np.unique(values, return_inverse=True)[1].reshape(-1).astype(np.uint64)
+    del values
     return counts, cols, _mix(weight_hash, out=weight_hash)
 
 

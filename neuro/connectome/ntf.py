@@ -41,6 +41,7 @@ import torch
 
 from neuro.connectome._checks import (
     Seed,
+    as_real_array,
     check_choice,
     check_device,
     check_flag,
@@ -48,6 +49,7 @@ from neuro.connectome._checks import (
     check_real,
     check_real_dtype,
     check_sequence,
+    numpy_to_torch,
     resolve_dtype,
     torch_generator,
 )
@@ -100,7 +102,7 @@ def prepare_tensor(tensor, mask=None, dtype=None, device=None):
         raise TypeError(f"tensor must be a torch.Tensor or numpy.ndarray, got {type(tensor)}")
     check_real_dtype("tensor", tensor)
     if isinstance(tensor, np.ndarray):
-        tensor = torch.from_numpy(tensor)
+        tensor = numpy_to_torch(tensor)
     tensor = tensor.detach()  # a fit is not differentiable: no graph through its iterations
     if tensor.dim() < 2:
         raise ValueError(f"tensor must have at least 2 modes, got shape {tuple(tensor.shape)}")
@@ -114,7 +116,7 @@ def prepare_tensor(tensor, mask=None, dtype=None, device=None):
             raise TypeError(f"mask must be a torch.Tensor or numpy.ndarray, got {type(mask)}")
         check_real_dtype("mask", mask)
         if isinstance(mask, np.ndarray):
-            mask = torch.from_numpy(mask)
+            mask = numpy_to_torch(mask)
         if tuple(mask.shape) != tuple(tensor.shape):
             raise ValueError(
                 f"mask shape {tuple(mask.shape)} must equal tensor shape {tuple(tensor.shape)}"
@@ -155,9 +157,12 @@ def _initial_factors(shape, rank, init, generator, dtype, device, method):
     factors = []
     for mode, factor in enumerate(init):
         if not isinstance(factor, torch.Tensor):
-            factor = np.asarray(check_sequence(f"init[{mode}]", factor, "an (I_n, R) array"))
+            check_sequence(f"init[{mode}]", factor, "an (I_n, R) array")
+            factor = as_real_array(f"init[{mode}]", factor)
         check_real_dtype(f"init[{mode}]", factor)
-        factor = torch.as_tensor(factor).to(dtype=dtype, device=device).clone()
+        if isinstance(factor, np.ndarray):
+            factor = numpy_to_torch(factor)
+        factor = factor.to(dtype=dtype, device=device).clone()
         if tuple(factor.shape) != (shape[mode], rank):
             raise ValueError(
                 f"init[{mode}] must have shape {(shape[mode], rank)}, got {tuple(factor.shape)}"

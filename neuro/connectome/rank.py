@@ -44,6 +44,7 @@ from neuro.connectome._checks import (
     check_sequence,
     check_values,
     numpy_generator,
+    numpy_to_torch,
 )
 from neuro.connectome.cp_ops import normalize_and_sort
 from neuro.connectome.ntf import METHODS, NTFResult, ntf
@@ -75,8 +76,8 @@ def _as_cp(name: str, model) -> tuple[np.ndarray, list[np.ndarray]]:
         raise ValueError(f"{name} weights has NaN or inf entries")
     for n, factor in enumerate(factors):
         check_values(f"{name} factors[{n}]", factor)
-    weights, factors = normalize_and_sort(torch.from_numpy(weights),
-                                          [torch.from_numpy(f) for f in factors])
+    weights, factors = normalize_and_sort(numpy_to_torch(weights),
+                                          [numpy_to_torch(f) for f in factors])
     if not bool(torch.isfinite(weights).all()):
         raise ValueError(f"{name} weights times the factors' column norms overflow float64; "
                          "rescale the model")

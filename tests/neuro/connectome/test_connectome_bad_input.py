@@ -279,3 +279,31 @@ def test_limits_that_stay_allowed():
     assert affinity_tensor(TRACES, 10, 5, max_bytes=float("inf")).values.shape == (10, 11, 2)
     assert louvain_partition(ADJACENCY > 0).shape == (20,)
     assert ntf(TENSOR, 2, n_iter_max=0).iterations == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is absent")
+@pytest.mark.parametrize("call", [
+    lambda: ntf(TENSOR, 2, device="cuda"),
+    lambda: select_rank(TENSOR, [1], device="cuda"),
+    lambda: affinity_tensor(TRACES, 10, 5, device="cuda"),
+    lambda: make_planted_cp((3, 4), 2, device="cuda"),
+    lambda: fit_dynamic_connectome(TRACES, window=20, step=10, rank=2, device="cuda"),
+], ids=["ntf", "select_rank", "affinity_tensor", "make_planted_cp", "pipeline"])
+def test_a_cuda_device_without_cuda_is_a_value_error_naming_the_argument(call):
+    # was torch's AssertionError "Torch not compiled with CUDA enabled" from the first allocation
+    with pytest.raises(ValueError, match="device='cuda'.*no CUDA device"):
+        call()
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: louvain_partition([[0.0, 1.0], [1.0]]), "adjacency"),
+    (lambda: fit_sbm([[0.0, 1.0], [1.0]]), "adjacency"),
+    (lambda: affinity_tensor([[[1.0, 2.0, 3.0], [1.0, 2.0]]], 2, 1), r"traces\[0\]"),
+    (lambda: ntf(TENSOR, 2, init=[[[1.0, 2.0], [1.0]], np.ones((4, 2)), np.ones((5, 2))]),
+     r"init\[0\]"),
+    (lambda: pair_graph(np.ones(2), [[0, 1], [2]], 3), "pairs"),
+], ids=["louvain", "fit_sbm", "affinity_tensor", "ntf init", "pair_graph"])
+def test_ragged_nested_lists_are_a_value_error_naming_the_argument(call, name):
+    # was numpy's "setting an array element with a sequence ... inhomogeneous shape"
+    with pytest.raises(ValueError, match=f"^{name} must be a .*ragged"):
+        call()

@@ -268,6 +268,18 @@ def test_louvain_partition_does_not_change_when_the_weights_are_scaled_by_a_powe
         assert np.array_equal(louvain_partition(np.ldexp(adjacency, exponent), seed=1), expected)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_louvain_partition_does_not_change_when_the_weights_are_scaled(seed):
+    # modularity is scale-free and networkx finds the same partition for c A as for A (same
+    # node order, same seed); the canonical order hashed the weights' bits, which a factor
+    # other than a power of two changes: c A went to networkx in another order (another
+    # partition for about 1 graph in 3)
+    adjacency, _ = make_weighted_planted_partition(num_nodes=60, num_blocks=4, seed=seed)
+    expected = louvain_partition(adjacency, seed=0)
+    for factor in (3.0, 0.1, 1 / 7, 12345.678):
+        assert np.array_equal(louvain_partition(adjacency * factor, seed=0), expected)
+
+
 def test_louvain_of_subnormal_weights_is_that_of_the_same_graph_scaled_up():
     # the rescale multiplied by 2.0 ** 1030 for a largest weight of ~1e-310: inf, and the
     # zero entries times inf became NaN (every node its own community, no error)

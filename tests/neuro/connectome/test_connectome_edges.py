@@ -89,3 +89,29 @@ def test_neuron_names_equal_as_str_are_duplicates():
     with pytest.raises(ValueError, match=r"neuron_names\[0\] must hold 3 distinct names "
                                          r"\(compared as str\), got 3 \(2 distinct\)"):
         affinity_tensor(list(traces), 5, 5, neuron_names=[[1, "1", "b"], ["a", "b", "c"]])
+
+
+def test_numpy_views_torch_cannot_wrap_give_the_fit_of_a_plain_copy():
+    # np.flip / [::-1] views (negative strides) and big-endian arrays (read from files) are
+    # ordinary numpy input; torch.from_numpy refuses both with its own ValueError
+    rng = np.random.default_rng(3)
+    tensor = rng.random((5, 4, 6))
+    mask = rng.random((5, 4, 6)) > 0.2
+    init = [rng.random((size, 2)) for size in tensor.shape]
+    reference = ntf(tensor, 2, mask=mask, init=init, n_iter_max=5)
+
+    def reversed_view(array, axis):  # the same values, as a view with a negative stride
+        view = np.flip(np.flip(array, axis).copy(), axis)
+        assert view.strides[axis] < 0 and np.array_equal(view, array)
+        return view
+
+    views = ntf(reversed_view(tensor, 0), 2, mask=reversed_view(mask, 1),
+                init=[reversed_view(init[0], 0)] + init[1:], n_iter_max=5)
+    big_endian = ntf(tensor.astype(">f8"), 2, mask=mask, init=init, n_iter_max=5)
+    for fit in (views, big_endian):
+        assert torch.equal(fit.weights, reference.weights)
+        for ours, theirs in zip(fit.factors, reference.factors):
+            assert torch.equal(ours, theirs)
+    weights, factors = reference.weights.numpy(), [f.numpy() for f in reference.factors]
+    reversed_model = (weights[::-1], [f[:, ::-1] for f in factors])
+    assert factor_match_score(reversed_model, (weights, factors)) == pytest.approx(1.0)

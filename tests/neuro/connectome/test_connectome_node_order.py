@@ -25,7 +25,11 @@ def _mix(values):
 def _naive_order(weights):
     n = weights.shape[0]
     rows, cols = np.nonzero(weights)
-    weight_hash = _mix(weights[rows, cols].astype(np.float64).view(np.uint64))
+    # a weight enters as its rank among the distinct weights (scaling all weights keeps it)
+    distinct = sorted(set(weights[rows, cols].astype(np.float64).tolist()))
+    rank = {value: k for k, value in enumerate(distinct)}
+    weight_hash = _mix(np.array([rank[w] for w in weights[rows, cols].astype(np.float64).tolist()],
+                                dtype=np.uint64))
     ends = np.cumsum(np.bincount(rows, minlength=n))
     starts = ends - np.bincount(rows, minlength=n)
     colours, count = np.zeros(n, dtype=np.int64), 1
