@@ -21,6 +21,7 @@ from neuro.connectome._checks import (
     check_choice,
     check_positive_int,
     check_real,
+    check_sequence,
     numpy_generator,
 )
 from neuro.connectome.affinity import AffinityTensor, affinity_tensor
@@ -84,19 +85,26 @@ def fit_dynamic_connectome(
     return DynamicConnectomeFit(affinity, decomposition, sbm_labels, louvain_labels, window, step)
 
 
-def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome) -> dict[str, np.ndarray]:
+def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome,
+                     neuron_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Per epoch: matched component, time-course correlation with the epoch indicator,
     cosine of the animal loadings with participation[:, e], ARI of the component's SBM and
-    Louvain partitions with labels[e]."""
+    Louvain partitions with labels[e].
+
+    A fit made with ``neuron_names`` orders its neurons by name (the sorted union): then
+    ``neuron_names`` here must give the names of truth's neurons in truth's order, and the
+    true labels are compared in the fit's order (a ValueError without them: comparing by
+    position would score the wrong neurons against each other)."""
     if not isinstance(fit, DynamicConnectomeFit):
         raise TypeError(f"fit must be a DynamicConnectomeFit, got {type(fit).__name__}")
     if not isinstance(truth, DynamicConnectome):
         raise TypeError(f"truth must be a DynamicConnectome, got {type(truth).__name__}")
+    labels = _labels_in_fit_order(truth.labels, fit.affinity.neuron_names, neuron_names)
     indicator = truth.epoch_indicator(fit.window, fit.step)  # (E, W)
     time_courses = fit.decomposition.factors[1].detach().cpu().numpy()  # (W, R)
     loadings = fit.decomposition.factors[2].detach().cpu().numpy()  # (A, R)
     fitted = (fit.sbm_labels.shape[1], time_courses.shape[0], loadings.shape[0])
-    expected = (truth.labels.shape[1], indicator.shape[1], truth.participation.shape[0])
+    expected = (labels.shape[1], indicator.shape[1], truth.participation.shape[0])
     if fitted != expected:
         raise ValueError(f"truth does not match fit: fit has (neurons, windows, animals) = "
                          f"{fitted}, truth gives {expected}")
@@ -108,9 +116,9 @@ def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome) -> dic
     loading_norm = np.linalg.norm(loadings, axis=0)
     loading_norm[loading_norm == 0] = 1.0
     cosine = np.einsum("ae,ae->e", participation, loadings[:, matched] / loading_norm[matched])
-    sbm_ari = np.array([adjusted_rand_index(fit.sbm_labels[r], truth.labels[e])
+    sbm_ari = np.array([adjusted_rand_index(fit.sbm_labels[r], labels[e])
                         for e, r in enumerate(matched)])
-    louvain_ari = np.array([adjusted_rand_index(fit.louvain_labels[r], truth.labels[e])
+    louvain_ari = np.array([adjusted_rand_index(fit.louvain_labels[r], labels[e])
                             for e, r in enumerate(matched)])
     return {
         "matched_component": matched,
@@ -119,3 +127,23 @@ def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome) -> dic
         "sbm_ari": sbm_ari,
         "louvain_ari": louvain_ari,
     }
+
+
+def _labels_in_fit_order(labels: np.ndarray, fit_names, truth_names) -> np.ndarray:
+    """truth's labels (E, N) with columns in the fit's neuron order (see recovery_metrics)."""
+    if fit_names is None:
+        if truth_names is not None:
+            raise ValueError("neuron_names is given but the fit was made without names (its "
+                             "neurons are in the traces' order); leave neuron_names out")
+        return labels
+    if truth_names is None:
+        raise ValueError("the fit was made with neuron_names, so its neurons are in sorted-name "
+                         "order; pass neuron_names (truth's neuron names, in truth's order) to "
+                         "align the true labels")
+    check_sequence("neuron_names", truth_names, "a list of names, one per neuron of truth")
+    names = [str(name) for name in truth_names]
+    if len(names) != labels.shape[1] or sorted(set(names)) != sorted(fit_names):
+        raise ValueError(f"neuron_names must hold the fit's {len(fit_names)} neuron names once "
+                         f"each, one per neuron of truth ({labels.shape[1]}), got {len(names)} names")
+    position = {name: index for index, name in enumerate(names)}
+    return labels[:, [position[name] for name in fit_names]]

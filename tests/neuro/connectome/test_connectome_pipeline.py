@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from neuro.connectome.community import adjusted_rand_index
 from neuro.connectome.pipeline import fit_dynamic_connectome, recovery_metrics
 from neuro.connectome.synthetic import make_dynamic_connectome
 
@@ -51,3 +52,32 @@ def test_generator_ground_truth_is_consistent():
 def test_generator_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_dynamic_connectome(**kwargs)
+
+
+def test_a_fit_made_with_names_is_scored_in_its_own_neuron_order():
+    # names n0..n11 sort as n0, n1, n10, n11, n2, ...: the fit's neuron axis is in that order,
+    # and the true labels were compared by position (silently the wrong neurons)
+    truth = make_dynamic_connectome(num_neurons=12, num_animals=2, num_timesteps=600,
+                                    num_epochs=2, num_communities=2, seed=3)
+    names = [f"n{i}" for i in range(12)]
+    plain = fit_dynamic_connectome(truth.traces, window=100, step=50, rank=3, seed=0, n_iter_max=50)
+    named = fit_dynamic_connectome(truth.traces, window=100, step=50, rank=3, seed=0, n_iter_max=50,
+                                   neuron_names=[names, names])
+    order = [int(name[1:]) for name in named.affinity.neuron_names]
+    assert order != sorted(order)
+    expected = recovery_metrics(plain, truth)
+    got = recovery_metrics(named, truth, neuron_names=names)
+    # the named fit is the plain one with its neurons permuted (its NTF sums the pair rows in
+    # another order, so the time courses differ in the 5th digit): the same partitions
+    assert expected["louvain_ari"].tolist() == [1.0, 1.0]
+    for key in ("matched_component", "sbm_ari", "louvain_ari"):
+        assert np.array_equal(got[key], expected[key]), key
+    by_position = [adjusted_rand_index(named.louvain_labels[r], truth.labels[e])
+                   for e, r in enumerate(got["matched_component"])]
+    assert max(by_position) < 0.5  # what the old comparison scored
+    with pytest.raises(ValueError, match="pass neuron_names"):
+        recovery_metrics(named, truth)
+    with pytest.raises(ValueError, match="leave neuron_names out"):
+        recovery_metrics(plain, truth, neuron_names=names)
+    with pytest.raises(ValueError, match="must hold the fit's 12 neuron names once each"):
+        recovery_metrics(named, truth, neuron_names=names[:-1] + ["x"])
