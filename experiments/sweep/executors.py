@@ -362,6 +362,15 @@ def check_pool_options(executor: str = "local", workers: int | None = None, sche
     if scheduler and cluster_file:
         raise ConfigError("--scheduler and --cluster exclude each other: use an existing "
                           "scheduler or let the sweep start a cluster, not both")
+    # what the cluster file or the scheduler decides cannot be given on the command line too:
+    # it would be ignored without a word
+    if cluster_file and (workers is not None or threads_per_task is not None):
+        given = "--workers" if workers is not None else "--threads-per-task"
+        raise ConfigError(f"{given} does not apply with --cluster: the cluster file sets the workers "
+                          "(cores, jobs or maximum_jobs) and threads_per_task")
+    if scheduler and workers is not None:
+        raise ConfigError("--workers does not apply with --scheduler: the existing scheduler's "
+                          "workers run the points")
     if scheduler is not None:
         check_scheduler_address(scheduler)
     if not cluster_file:

@@ -85,12 +85,19 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
     try:
         from dask.utils import parse_bytes
 
-        parse_bytes(str(settings["memory"]))
+        # a bare number is bytes to Dask (memory: 16 would be 16 bytes, which dask-jobqueue
+        # cannot even render for SLURM): a unit is required, and a size a job can run in
+        size = parse_bytes(str(settings["memory"]))
+        if not re.search(r"[A-Za-z]", str(settings["memory"])) or size < 2**20:
+            raise ValueError(settings["memory"])
     except (ImportError, ValueError):
-        raise ConfigError(f"{where}: memory: expected a size like '16GB', got {settings['memory']!r}") from None
+        raise ConfigError(f"{where}: memory: expected a size like '16GB' (with a unit, at least "
+                          f"1MiB), got {settings['memory']!r}") from None
     walltime = settings.get("walltime")
     if walltime is not None and not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?", str(walltime)):
-        raise ConfigError(f"{where}: walltime: expected HH:MM:SS (or D-HH:MM:SS), got {walltime!r}")
+        # YAML 1.1 reads an unquoted 4:00:00 as the base-60 number 14400
+        hint = "; quote it, e.g. walltime: \"04:00:00\"" if type(walltime) is int else ""
+        raise ConfigError(f"{where}: walltime: expected HH:MM:SS (or D-HH:MM:SS), got {walltime!r}{hint}")
     jobs = _positive_int(settings, "jobs", where)
     maximum = _positive_int(settings, "maximum_jobs", where)
     if jobs is not None and maximum is not None:
@@ -165,6 +172,10 @@ def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
                 "job_name"):
         if settings.get(key) is not None:
             arguments[key] = str(settings[key])
+    if settings["kind"] == "pbs" and settings.get("walltime") is not None:
+        # PBS reads [[HH:]MM:]SS only: SLURM's D-HH:MM[:SS] becomes hours
+        total = walltime_seconds(settings["walltime"])
+        arguments["walltime"] = f"{total // 3600:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
     return arguments
 
 

@@ -22,14 +22,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from experiments.config import (
     ConfigError,
     _merge,
+    _UniqueKeyLoader,
     check_value,
     config_hash,
     config_to_dict,
@@ -38,6 +42,18 @@ from experiments.config import (
     resolve_config,
 )
 from experiments.sweep.values import Distribution, leaf_type, parse_distribution, parse_grid_values
+
+
+class _SweepFileLoader(_UniqueKeyLoader):
+    """The config loader without YAML 1.1's base-60 numbers: unquoted, ``trials: 1:10:4`` would
+    be the one value 4204 (1*3600 + 10*60 + 4), not the range the command line reads."""
+
+
+_BASE_60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_SweepFileLoader.yaml_implicit_resolvers = {  # checked first: such a scalar stays text
+    first: ([("tag:yaml.org,2002:str", _BASE_60)] if first in "+-0123456789" else []) + list(resolvers)
+    for first, resolvers in _UniqueKeyLoader.yaml_implicit_resolvers.items()}
+
 
 SPEC_FILE_KEYS = ("experiment", "config", "set", "grid", "zip", "random", "repeats", "seed",
                   "base_config")
@@ -175,7 +191,8 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     """
     file_data: dict[str, Any] = {}
     if from_file is not None:
-        file_data = load_config_file(from_file, option="--from-file")
+        file_data = load_config_file(from_file, option="--from-file")  # its errors, then:
+        file_data = yaml.load(Path(from_file).read_text(encoding="utf-8"), Loader=_SweepFileLoader) or {}
         unknown = [k for k in file_data if k not in SPEC_FILE_KEYS]
         if unknown:
             raise ConfigError(f"--from-file {str(from_file)!r}: unknown key {unknown[0]!r}; "
@@ -218,6 +235,9 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
                 raise ConfigError(f"{option} {key}: {key!r} is already given by {seen[key]}; "
                                   "sweep each key once")
             seen[key] = option
+    if random is not None and not (grid_pairs or zip_pairs):  # N draws of nothing: one point
+        raise ConfigError(f"--random {random}: nothing to draw from; give the ranges or lists to "
+                          "sample with --grid (or --zip)")
 
     grid_axes, zip_axes, distributions = [], [], []
     for key, text in grid_pairs:
@@ -295,9 +315,11 @@ def _parameter_sets(spec: SweepSpec) -> list[dict[str, Any]]:
         return [{**dict(zip(keys, combo)), **row} for combo in combos for row in zip_rows]
     rng = _sampling_rng(spec.seed)
     count = spec.random_samples
-    columns = {key: dist.sample(rng, count) for key, dist in spec.distributions}
+    # drawn in key order: the digest (and sweep.yaml) does not see the order of the --grid
+    # options, so the same spec given in another order must draw the same points
+    columns = {key: dist.sample(rng, count) for key, dist in sorted(spec.distributions, key=lambda kd: kd[0])}
     rows = [zip_rows[i] for i in rng.integers(0, len(zip_rows), size=count)]
-    return [{**{k: columns[k][i] for k in columns}, **rows[i]} for i in range(count)]
+    return [{**{k: columns[k][i] for k, _ in spec.distributions}, **rows[i]} for i in range(count)]
 
 
 def expand(spec: SweepSpec, config_cls) -> list[SweepPoint]:

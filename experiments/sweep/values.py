@@ -152,7 +152,10 @@ def _parse_range(text: str, where: str, field_type) -> list:
             raise ConfigError(f"{where}: gives non-integer values {[_tidy_float(v) for v in raw]} "
                               "for an int field; choose LO, HI, N so that every value is whole")
         return [int(v) for v in rounded]
-    return [_tidy_float(v) for v in raw]
+    # a linear range's rounding error is relative to its span, not to each value: the point
+    # meant to be 0 in -0.1:0.2:4 comes out as 1.4e-17, which 12 significant digits keep
+    scale = max(abs(lo), abs(hi))
+    return [0.0 if not log and abs(v) <= 1e-12 * scale else _tidy_float(v) for v in raw]
 
 
 @dataclasses.dataclass(frozen=True)

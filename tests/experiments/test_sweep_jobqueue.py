@@ -75,6 +75,15 @@ def test_pbs_job_script(tmp_path):
     assert worker[worker.index("--nthreads") + 1] == "1" and "--resources" not in worker
 
 
+@pytest.mark.parametrize("walltime, rendered", [
+    ("1-04:00:00", "28:00:00"), ("2-00:30", "48:30:00"), ("04:00:00", "04:00:00"), ("5:00", "00:05:00")])
+def test_pbs_walltime_is_written_in_a_form_pbs_reads(tmp_path, walltime, rendered):
+    # PBS reads [[HH:]MM:]SS: SLURM's days form (accepted for both kinds) must become hours
+    text = SLURM.replace("kind: slurm", "kind: pbs").replace('"02:30:00"', f'"{walltime}"')
+    script = render_job_script(load_cluster_config(write(tmp_path, text)))
+    assert [l for l in script.splitlines() if "walltime" in l] == [f"#PBS -l walltime={rendered}"]
+
+
 def test_rendered_script_is_what_slurm_cluster_would_submit(tmp_path):
     from dask_jobqueue import SLURMCluster
 
@@ -99,6 +108,12 @@ def test_rendered_script_is_what_slurm_cluster_would_submit(tmp_path):
     ("kind: slurm\ncores: 4\nmemory: 4GB\njobs: 2\nmaximum_jobs: 4\n", "not both"),
     ("kind: slurm\ncores: 0\nmemory: 4GB\n", "cores: expected a whole number >= 1"),
     ("kind: slurm\ncores: 4\nmemory: 4GB\nprologue: [1, 2]\n", "prologue: expected a list of strings"),
+    # a bare number is bytes to Dask (16 bytes: dask-jobqueue raised a TypeError rendering it)
+    ("kind: slurm\ncores: 4\nmemory: 16\n", "memory: expected a size like '16GB' (with a unit"),
+    ("kind: slurm\ncores: 4\nmemory: 0GB\n", "memory: expected a size like '16GB'"),
+    ("kind: slurm\ncores: 4\nmemory: -5GB\n", "memory: expected a size like '16GB'"),
+    # YAML reads an unquoted 4:00:00 as the number 14400: say so
+    ("kind: slurm\ncores: 4\nmemory: 4GB\nwalltime: 4:00:00\n", 'got 14400; quote it, e.g. walltime: "04:00:00"'),
 ])
 def test_bad_cluster_files_are_rejected_naming_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:

@@ -42,6 +42,40 @@ def test_ranges_match_numpy_linspace_and_geomspace():
     assert parse_grid_values("x", "1e-3:1e-1:3:log", float) == [0.001, 0.01, 0.1]
 
 
+def test_a_float_range_through_zero_has_zero_not_rounding_noise():
+    from experiments.sweep.values import parse_grid_values
+    # linspace gives 1.3877787807814457e-17 for the second point; 12 significant digits kept it
+    assert parse_grid_values("x", "-0.1:0.2:4", float) == [-0.1, 0.0, 0.1, 0.2]
+    assert parse_grid_values("x", "-0.5:0.25:4", float) == [-0.5, -0.25, 0.0, 0.25]
+    assert [str(v) for v in parse_grid_values("x", "-1:0:3", float)] == ["-1.0", "-0.5", "0.0"]
+
+
+def test_an_unquoted_range_in_a_sweep_file_is_the_range_not_a_base_60_number(tmp_path):
+    # YAML 1.1 reads 1:10:4 as 1*3600 + 10*60 + 4 = 4204 (and 1:50 as 110)
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text("grid:\n  trials: 1:10:4\nzip:\n  key_dim: 8:16:2\n")
+    s = spec(from_file=sweep_file)
+    assert dict(s.grid)["trials"] == (1, 4, 7, 10) and dict(s.zipped)["key_dim"] == (8, 16)
+    sweep_file.write_text("random:\n  samples: 4\n  params:\n    trials: 1:50\n")
+    assert dict(spec(from_file=sweep_file).distributions)["trials"].to_dict() == {"uniform": [1, 50]}
+
+
+def test_random_draws_do_not_depend_on_the_order_of_the_grid_options():
+    # the digest (the sweep directory) ignores the order, so the points must too: the same
+    # command with its --grid options swapped resumes the sweep instead of drawing new points
+    first = spec(grid=["key_dim=8:64", "trials=1:100"], random=3)
+    swapped = spec(grid=["trials=1:100", "key_dim=8:64"], random=3)
+    assert first.digest() == swapped.digest()
+    assert [p.config_hash for p in expand(first, Config)] == [p.config_hash for p in expand(swapped, Config)]
+    assert list(expand(swapped, Config)[0].overrides) == ["trials", "key_dim"]  # as given
+
+
+def test_random_without_any_axis_is_an_error_not_one_point():
+    # N draws of no parameter were N identical points, silently cut down to one
+    with pytest.raises(ConfigError, match="--random 5: nothing to draw from; give the ranges"):
+        spec(random=5, sets=["trials=2"])
+
+
 def test_repeats_use_spawned_seed_sequence_children_repeat_major():
     s = spec(grid=["key_dim=8,16"], repeats=3, seed=7)
     points = expand(s, Config)
@@ -145,6 +179,10 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys):
     (["--scheduler", "foo://x:1"], "--scheduler 'foo://x:1': unknown scheme 'foo'; expected [SCHEME://]HOST:PORT"),
     (["--scheduler", "tcp://host"], "expected [SCHEME://]HOST:PORT"),
     (["--scheduler", "tcp://host:99999"], "expected [SCHEME://]HOST:PORT"),
+    # what the cluster file or the scheduler decides was silently ignored on the command line
+    (["--cluster", "c.yaml", "--workers", "4"], "--workers does not apply with --cluster"),
+    (["--cluster", "c.yaml", "--threads-per-task", "2"], "--threads-per-task does not apply with --cluster"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--workers", "4"], "--workers does not apply with --scheduler"),
 ])
 def test_bad_execution_options_fail_before_anything_is_created(tmp_path, capsys, argv, message):
     out = tmp_path / "s"
