@@ -22,7 +22,9 @@ worker runs one point at a time with all its threads.
 
 Walltime: a job the batch system kills at its walltime would take its workers' points with it,
 and nothing would submit a new job (dask-jobqueue, "How to handle job queueing system walltime
-killing workers"). So, with a ``walltime``, workers get ``--lifetime`` and ``--lifetime-stagger``
+killing workers"). So workers get ``--lifetime`` and ``--lifetime-stagger`` from the job's
+walltime (the file's ``walltime``, else the one dask-jobqueue's configuration gives the jobs:
+its own default is 00:30:00, or a site's ``jobqueue.yaml``)
 (unless ``worker_extra_args`` sets ``--lifetime`` itself): each worker retires gracefully at a
 random time in [walltime - slack - 2 stagger, walltime - slack], stagger = min(4 min, 5%) and
 slack = min(5 min, 10%) of the walltime; and the jobs are kept by Dask's adaptive scaling
@@ -42,6 +44,7 @@ from experiments.config import ConfigError, load_config_file
 
 _KINDS = ("slurm", "pbs")
 _SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub"}
+_WALLTIME = r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?"  # [D-]HH:MM[:SS]
 _KEYS = ("kind", "queue", "account", "cores", "memory", "walltime", "threads_per_task", "jobs",
          "maximum_jobs", "prologue", "directives", "python", "local_directory", "log_directory",
          "interface", "job_name", "worker_extra_args")
@@ -94,7 +97,7 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{where}: memory: expected a size like '16GB' (with a unit, at least "
                           f"1MiB), got {settings['memory']!r}") from None
     walltime = settings.get("walltime")
-    if walltime is not None and not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?", str(walltime)):
+    if walltime is not None and not re.fullmatch(_WALLTIME, str(walltime)):
         # YAML 1.1 reads an unquoted 4:00:00 as the base-60 number 14400
         hint = "; quote it, e.g. walltime: \"04:00:00\"" if type(walltime) is int else ""
         raise ConfigError(f"{where}: walltime: expected HH:MM:SS (or D-HH:MM:SS), got {walltime!r}{hint}")
@@ -156,8 +159,9 @@ def lifetime_arguments(walltime: str) -> list[str]:
 def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``dask_jobqueue``'s ``SLURMCluster``/``PBSCluster`` (and Job)."""
     extra_args = list(settings["worker_extra_args"])
-    if settings.get("walltime") is not None and not any(a.split("=")[0] == "--lifetime" for a in extra_args):
-        extra_args += lifetime_arguments(settings["walltime"])
+    walltime = settings.get("walltime") or _configured_walltime(settings["kind"])
+    if walltime is not None and not any(a.split("=")[0] == "--lifetime" for a in extra_args):
+        extra_args += lifetime_arguments(walltime)
     if settings["threads_per_task"] > 1:
         extra_args += ["--resources", "task_slot=1"]
     arguments: dict[str, Any] = {
@@ -177,6 +181,18 @@ def job_arguments(settings: dict[str, Any]) -> dict[str, Any]:
         total = walltime_seconds(settings["walltime"])
         arguments["walltime"] = f"{total // 3600:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
     return arguments
+
+
+def _configured_walltime(kind: str) -> str | None:
+    """The walltime dask-jobqueue gives a job when the cluster file has none
+    (``jobqueue.<kind>.walltime`` of dask's configuration), where it is in a form
+    ``load_cluster_config`` accepts; else None."""
+    try:
+        import dask
+    except ImportError:
+        return None
+    walltime = dask.config.get(f"jobqueue.{kind}.walltime", default=None)
+    return walltime if isinstance(walltime, str) and re.fullmatch(_WALLTIME, walltime) else None
 
 
 def _classes(kind: str):

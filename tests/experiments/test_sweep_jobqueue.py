@@ -245,15 +245,24 @@ def test_workers_retire_before_the_walltime_and_jobs_are_kept_by_adaptive_scalin
         # dask draws each worker's lifetime in lifetime +- stagger: all retire >= 1 min early
         # (or 10% early when shorter), and none in the first minute
         assert lifetime + stagger <= total - min(60, total // 10) and lifetime - stagger >= 60, walltime
-    # a lifetime of the user's own is kept as it is; no walltime, no lifetime
+    # a lifetime of the user's own is kept as it is
     own = SLURM.replace("python: ", 'worker_extra_args: ["--lifetime", "20m"]\npython: ')
     worker = render_job_script(load_cluster_config(write(tmp_path, own))).split()
     assert worker.count("--lifetime") == 1 and "20m" in worker and "--lifetime-stagger" not in worker
     own = SLURM.replace("python: ", 'worker_extra_args: ["--lifetime=20m"]\npython: ')
     worker = render_job_script(load_cluster_config(write(tmp_path, own))).split()
     assert "--lifetime=20m" in worker and "--lifetime" not in worker  # the = form is the user's own too
-    no_walltime = SLURM.replace('walltime: "02:30:00"\n', "")
-    assert "--lifetime" not in render_job_script(load_cluster_config(write(tmp_path, no_walltime)))
+    # no walltime in the file: the jobs still get dask-jobqueue's (00:30:00 unless a site's
+    # jobqueue.yaml says otherwise), and the workers retire before it (they had no lifetime)
+    import dask
+
+    no_walltime = load_cluster_config(write(tmp_path, SLURM.replace('walltime: "02:30:00"\n', "")))
+    for configured in ("00:30:00", "03:00:00"):
+        with dask.config.set({"jobqueue.slurm.walltime": configured}):
+            script = render_job_script(no_walltime)
+        options = dict(itertools.pairwise(script.split()))
+        assert f"-t {configured}" in script
+        assert options["--lifetime"] == f"{jobqueue.lifetime_arguments(configured)[1]}"
     # jobs: N keeps N jobs through adaptive scaling (scale() would not replace an ended job)
     calls = []
 
