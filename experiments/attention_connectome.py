@@ -58,6 +58,9 @@ class Config:
         if self.task == "copy" and (self.length % 2 or self.length // 2 >= self.vocab_size):
             raise ValueError(f"copy task: length must be even and length / 2 < vocab_size, got length={self.length}, "
                              f"vocab_size={self.vocab_size}")
+        if self.task == "mqar" and self.length < 3 * self.num_pairs:
+            raise ValueError(f"mqar task: length must be >= 3 * num_pairs = {3 * self.num_pairs} (2P context tokens "
+                             f"and P queries), got length={self.length}")
 
 
 DEMO = {"num_seeds": 2, "train_steps": 250, "checkpoint_every": 25, "rank": 4}

@@ -34,6 +34,10 @@ from neuro.connectome.rank import select_rank
 from neuro.connectome.sbm import fit_sbm
 
 CLASSES = ("sensory", "interneuron", "motor")
+# select_rank's floor on the error improvement: a rank is kept when the next one improves the
+# error by less than max(min_relative_improvement x error, this) (passed explicitly, so that
+# _rank_rule_met and the caption apply the very rule that chose the rank)
+MIN_ABSOLUTE_IMPROVEMENT = 1e-4
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     selection = select_rank(tensor, list(config.ranks), num_replicates=config.num_replicates,
                             min_stability=config.min_stability,
                             min_relative_improvement=config.min_relative_improvement,
-                            seed=out.seed, n_iter_max=config.n_iter_max, tol=1e-8)
+                            min_absolute_improvement=MIN_ABSOLUTE_IMPROVEMENT, seed=out.seed,
+                            n_iter_max=config.n_iter_max, tol=1e-8)
     rank = selection.chosen_rank
     fit = selection.best_fits[list(config.ranks).index(rank)]
     out.save_table("rank_selection", [
@@ -158,7 +163,8 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
 def _rank_rule_met(selection, config: Config) -> bool:
     """Whether ``select_rank``'s rule picked the chosen rank: its replicate stability reaches
     ``min_stability`` and the next rank tried improves the error by less than
-    ``min_relative_improvement``. When no rank meets it, select_rank falls back on the largest
+    ``min_relative_improvement`` (relative) or ``MIN_ABSOLUTE_IMPROVEMENT``, whichever is
+    larger. When no rank meets it, select_rank falls back on the largest
     rank tried, whatever its stability."""
     ranks = [int(r) for r in selection.ranks]
     index = ranks.index(int(selection.chosen_rank))
@@ -166,7 +172,8 @@ def _rank_rule_met(selection, config: Config) -> bool:
         return False
     errors = selection.errors
     return bool(selection.stability[index] >= config.min_stability
-                and errors[index] - errors[index + 1] < config.min_relative_improvement * errors[index])
+                and errors[index] - errors[index + 1] < max(config.min_relative_improvement * errors[index],
+                                                            MIN_ABSOLUTE_IMPROVEMENT))
 
 
 def _rank_caption(selection, config: Config) -> str:
@@ -175,7 +182,7 @@ def _rank_caption(selection, config: Config) -> str:
     stability = float(selection.stability[[int(r) for r in selection.ranks].index(rank)])
     head = f"Rank selection (best relative error, mean pairwise factor-match score); chosen {rank}"
     rule = (f"stability >= {config.min_stability:g} and the next rank improving the error by < "
-            f"{100 * config.min_relative_improvement:g} %")
+            f"{100 * config.min_relative_improvement:g} % or < {MIN_ABSOLUTE_IMPROVEMENT:g}, whichever is larger")
     if _rank_rule_met(selection, config):
         return f"{head} by the rule ({rule})."
     side = "below" if stability < config.min_stability else "at or above"

@@ -48,6 +48,10 @@ class Config:
     n_iter_max: int = field(default=500, metadata={"min": 1, "help": "NTF iterations at most"})
     max_blocks: int = field(default=8, metadata={"min": 1, "max": 50, "help": "SBM blocks at most (ICL)"})
 
+    def __post_init__(self):
+        if self.window > self.num_timesteps:  # a config error, before any run directory
+            raise ValueError(f"window ({self.window}) must be <= num_timesteps ({self.num_timesteps})")
+
 
 DEMO = {"num_neurons": 60, "num_animals": 4, "num_timesteps": 3000, "num_epochs": 3}
 

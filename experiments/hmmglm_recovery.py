@@ -33,7 +33,7 @@ class Config:
     test_length: int = field(default=10000, metadata={"min": 100, "help": "held-out bins"})
     priors: tuple[str, ...] = field(default=PRIOR_CHOICES, metadata={"choices": PRIOR_CHOICES,
                                                                      "help": "none, gaussian, onehot"})
-    num_states: int = field(default=5, metadata={"min": 1, "max": 20, "help": "K"})
+    num_states: int = field(default=5, metadata={"min": 2, "max": 20, "help": "K (the simulated problem needs >= 2)"})
     num_neurons: int = field(default=20, metadata={"min": 2, "max": 200, "help": "N"})
     num_iters: int = field(default=100, metadata={"min": 1, "max": 1000, "help": "max EM iterations"})
     num_restarts: int = field(default=1, metadata={"min": 1, "max": 64, "help": "restarts per fit"})

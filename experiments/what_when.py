@@ -64,6 +64,13 @@ class Config:
         "choices": ("eager", "compiled"),
         "help": "reservoir engine: eager torch ops, or the whole loop in C (CPU; another noise stream)"})
 
+    def __post_init__(self):
+        # a config error (before any run directory), not a failed run: with the default K = 100,
+        # every num_neurons from the documented minimum 10 up to 100 failed in make_reservoir
+        if self.in_degree > self.num_neurons - 1:
+            raise ValueError(f"in_degree={self.in_degree} exceeds num_neurons - 1 = {self.num_neurons - 1} "
+                             "(K distinct presynaptic partners, no autapses)")
+
 
 DEMO = {"num_neurons": 500, "trials_per_block": (20, 15, 15)}
 

@@ -74,3 +74,14 @@ def test_formation_caption_reports_a_split_induction_pattern():
     # one dominant component: no split is reported
     components[0] = _component(0, 0.1, 50.0, "0.1.1")
     assert "split" not in formation_caption(metrics, components, seeds=2, threshold=0.5)
+
+
+def test_mqar_too_short_for_its_pairs_is_a_config_error(tmp_path):
+    # length=8 (the documented minimum) with the default 8 MQAR pairs made a run directory and
+    # then failed in mqar_batch ("length must be >= 3 * num_pairs")
+    from experiments.config import ConfigError
+
+    with pytest.raises(ConfigError, match="3 \\* num_pairs = 24"):
+        run_experiment("attention_connectome", overrides={"task": "mqar", "length": 8}, out_root=tmp_path, seed=0,
+                       quiet=True)
+    assert not list(tmp_path.rglob("config.yaml"))

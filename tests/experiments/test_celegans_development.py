@@ -51,3 +51,29 @@ def test_rank_caption_says_when_no_rank_met_the_rule():
     assert _rank_rule_met(chosen, config)
     caption = _rank_caption(chosen, config)
     assert "chosen 3 by the rule" in caption and "no rank tried" not in caption
+
+
+def test_rank_rule_is_the_one_select_rank_applies():
+    # select_rank keeps a rank when the next improves the error by < max(relative x error, 1e-4):
+    # on a nearly rank-1 tensor with errors ~1.6e-3 it chose rank 1 (improvement 6.6e-5), while
+    # the old check used only 0.1 % x error = 1.6e-6 and the caption read "chosen 1: no rank
+    # tried met the rule, so the largest rank tried is used"
+    import numpy as np
+
+    from experiments.celegans_development import (
+        MIN_ABSOLUTE_IMPROVEMENT,
+        Config,
+        _rank_caption,
+        _rank_rule_met,
+    )
+    from neuro.connectome.rank import select_rank
+
+    rng = np.random.default_rng(0)
+    tensor = np.einsum("i,j,k->ijk", rng.random(20), rng.random(20), rng.random(8)) + 1e-3 * rng.random((20, 20, 8))
+    config = Config(ranks=(1, 2, 3), min_relative_improvement=0.001, num_replicates=2)
+    selection = select_rank(tensor, list(config.ranks), num_replicates=2, min_stability=config.min_stability,
+                            min_relative_improvement=config.min_relative_improvement,
+                            min_absolute_improvement=MIN_ABSOLUTE_IMPROVEMENT, seed=0, n_iter_max=200, tol=1e-8)
+    assert selection.chosen_rank == 1
+    assert _rank_rule_met(selection, config)
+    assert "chosen 1 by the rule" in _rank_caption(selection, config)

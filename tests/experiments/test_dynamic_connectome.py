@@ -19,3 +19,15 @@ def test_dynamic_connectome_recovers_planted_blocks(tmp_path):
     with open(result.path / "recovery.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and {r["epoch"] for r in rows} == {"0", "1", "2"}
+
+
+def test_window_longer_than_the_recording_is_a_config_error(tmp_path):
+    # window=200 over 100 timesteps made a run directory and then failed in the affinity step
+    import pytest
+
+    from experiments.config import ConfigError
+
+    with pytest.raises(ConfigError, match="window"):
+        run_experiment("dynamic_connectome", overrides={"num_timesteps": 100, "window": 200},
+                       out_root=tmp_path, seed=0, quiet=True)
+    assert not list(tmp_path.rglob("config.yaml"))

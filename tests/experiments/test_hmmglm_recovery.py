@@ -31,3 +31,14 @@ def test_hmmglm_recovery_rejects_unknown_prior(tmp_path):
         run_experiment("hmmglm_recovery", overrides={"priors": ("laplace",), "train_lengths": (300,),
                                                      "num_neurons": 3, "num_states": 2},
                        out_root=tmp_path, seed=0, quiet=True)
+
+
+def test_hmmglm_recovery_refuses_one_state_as_a_config_error(tmp_path):
+    # num_states=1 passed the config (min 1) and the run then failed in paper_problem
+    # ("num_states must be >= 2"), after its run directory had been made
+    from experiments.config import ConfigError
+
+    with pytest.raises(ConfigError, match="num_states"):
+        run_experiment("hmmglm_recovery", overrides={"num_states": 1, "train_lengths": (300,), "num_neurons": 3},
+                       out_root=tmp_path, seed=0, quiet=True)
+    assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("config.yaml"))

@@ -59,3 +59,12 @@ def test_what_when_on_the_compiled_engine(tmp_path):
     assert 0.5 < rates["compiled"] / rates["eager"] < 2.0
     with pytest.raises(ConfigError, match="engine"):
         run_experiment("what_when", overrides={**TINY, "engine": "jit"}, out_root=tmp_path, seed=0, quiet=True)
+
+
+def test_what_when_in_degree_beyond_the_network_is_a_config_error(tmp_path):
+    # num_neurons=10 (the documented minimum) with the default in_degree=100 made a run
+    # directory and then failed in make_reservoir
+    with pytest.raises(ConfigError, match="in_degree=100 exceeds num_neurons - 1 = 9"):
+        run_experiment("what_when", overrides={**TINY, "num_neurons": 10, "in_degree": 100},
+                       out_root=tmp_path, seed=0, quiet=True)
+    assert not list(tmp_path.rglob("config.yaml"))
