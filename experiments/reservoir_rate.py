@@ -85,6 +85,12 @@ def _steps(config: Config) -> int:
     return round((config.warmup_ms + config.duration_ms) / config.dt_ms)
 
 
+def _measured_seconds(config: Config) -> float:
+    """The time the rates are counted over: the steps after warm-up (each total rounded to
+    whole steps, so at dt 0.3 ms, 0.5 ms warm-up and 1 ms duration it is 0.9 ms, not 1)."""
+    return (_steps(config) - round(config.warmup_ms / config.dt_ms)) * config.dt_ms / 1000.0
+
+
 def _stack(networks: list):
     """B single-network params -> one batch (networks keep their own neurons and wiring)."""
     import dataclasses
@@ -132,8 +138,7 @@ def _simulate(configs: list[Config], seeds: list[int]) -> list[np.ndarray]:
 
 
 def _metrics(config: Config, counts: np.ndarray) -> dict[str, float]:
-    seconds = config.duration_ms / 1000.0
-    rates = counts / seconds
+    rates = counts / _measured_seconds(config)
     excitatory = np.arange(config.num_neurons) < round(0.8 * config.num_neurons)
     return {"rate_hz": float(rates.mean()), "excitatory_rate_hz": float(rates[excitatory].mean()),
             "inhibitory_rate_hz": float(rates[~excitatory].mean()) if (~excitatory).any() else 0.0,
@@ -152,7 +157,7 @@ def run_batch(configs: list[Config], outs: list[RunDir]) -> list[dict[str, float
     counts = _simulate(configs, [out.seed for out in outs])
     results = []
     for config, out, point_counts in zip(configs, outs, counts):
-        out.save_arrays("rates", spike_counts=point_counts, rate_hz=point_counts / (config.duration_ms / 1000.0))
+        out.save_arrays("rates", spike_counts=point_counts, rate_hz=point_counts / _measured_seconds(config))
         metrics = _metrics(config, point_counts)
         out.log(f"drive {config.drive}: {metrics['rate_hz']:.2f} Hz")
         results.append(metrics)
