@@ -49,6 +49,13 @@ class Config:
     theory_tolerance: float = field(default=0.005, metadata={"min": 0.0, "help": "max |sim - "
                                                              "theory| of the mean bit error"})
 
+    def __post_init__(self):
+        # a config error (exit 2, before any run directory): with one d_k the collapse on
+        # n/d_k tests nothing, and its spread 0 read as "the curves collapse"
+        if len(set(self.key_dims)) < 2:
+            raise ValueError(f"key_dims: {list(self.key_dims)} gives one key size; the study "
+                              "compares the error curves of at least two (e.g. [32, 64])")
+
 
 DEMO = {"num_trials": 10, "forgetting_num_pairs": 128}
 

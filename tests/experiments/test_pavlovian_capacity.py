@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from experiments.runner import run_experiment
 
 REDUCED = {"key_dims": (32, 64), "load_ratios": (0.25, 1.0, 4.0), "num_trials": 20,
@@ -81,3 +83,13 @@ def test_top1_caption_in_a_low_load_run(tmp_path):
     report = html.unescape((result.path / "report.html").read_text())
     assert result.metrics["top1_collapse_spread"] <= 0.01
     assert "so it does not collapse on n/d_k" not in report and "does not collapse on n/d_k" not in report
+
+
+def test_one_key_size_is_a_config_error(tmp_path):
+    # with one d_k the collapse spread was 0 and collapse_holds True: nothing had been compared
+    from experiments.config import ConfigError
+    from experiments.runner import run_experiment
+
+    with pytest.raises(ConfigError, match=r"key_dims: \[32\] gives one key size"):
+        run_experiment("pavlovian_capacity", overrides=["key_dims=[32]"], out_root=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before a run directory was made
