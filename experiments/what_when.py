@@ -70,6 +70,9 @@ class Config:
         if self.in_degree > self.num_neurons - 1:
             raise ValueError(f"in_degree={self.in_degree} exceeds num_neurons - 1 = {self.num_neurons - 1} "
                              "(K distinct presynaptic partners, no autapses)")
+        from neuro.reservoir.training import steps_per_bin
+
+        steps_per_bin(self.bin_ms, self.dt_ms, build_task(self).num_steps(self.dt_ms))
 
 
 DEMO = {"num_neurons": 500, "trials_per_block": (20, 15, 15)}

@@ -35,7 +35,7 @@ from neuro.reservoir.task import TaskSession, WhatWhenTask
 from neuro.reservoir.three_factor import ThreeFactorReadout, ThreeFactorState
 
 __all__ = ["Learner", "ReadoutDiverged", "SessionRecord", "readout_features", "run_session",
-           "spike_counts_from_trace"]
+           "spike_counts_from_trace", "steps_per_bin"]
 
 
 class ReadoutDiverged(RuntimeError):
@@ -184,6 +184,16 @@ def _fill_features(buffer: Tensor, trace: Tensor, bias: bool, offset: Tensor | N
     return buffer
 
 
+def steps_per_bin(bin_ms: float, dt_ms: float, num_steps: int) -> int:
+    """Steps in a recording bin of ``bin_ms``: a ValueError unless it is a whole number of
+    steps of ``dt_ms`` dividing the trial's ``num_steps``."""
+    bin_steps = round(bin_ms / dt_ms)
+    if bin_steps < 1 or num_steps % bin_steps or abs(bin_steps * dt_ms - bin_ms) > 1e-9 * bin_ms:
+        raise ValueError(f"bin_ms={bin_ms} must be a whole number of steps dividing the trial "
+                         f"({num_steps} steps of {dt_ms} ms)")
+    return bin_steps
+
+
 def spike_counts_from_trace(trace: Tensor, previous: Tensor, decay: float) -> Tensor:
     """Population spike count per step from traces r_t = d r_{t-1} + s_t.
 
@@ -314,10 +324,7 @@ def run_session(
     for name, value, positive in (("feature_offset", feature_offset, False), ("feature_scale", feature_scale, True)):
         if value is not None:
             _check_feature_tensor(name, value, params, positive)
-    bin_steps = round(bin_ms / dt_ms)
-    if bin_steps < 1 or num_steps % bin_steps or abs(bin_steps * dt_ms - bin_ms) > 1e-9 * bin_ms:
-        raise ValueError(f"bin_ms={bin_ms} must be a whole number of steps dividing the trial "
-                         f"({num_steps} steps of {dt_ms} ms)")
+    bin_steps = steps_per_bin(bin_ms, dt_ms, num_steps)
     if params.num_inputs != task.num_inputs:
         raise ValueError(f"the reservoir has {params.num_inputs} input channels, the task needs "
                          f"{task.num_inputs}")

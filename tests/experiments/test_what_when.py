@@ -68,3 +68,10 @@ def test_what_when_in_degree_beyond_the_network_is_a_config_error(tmp_path):
         run_experiment("what_when", overrides={**TINY, "num_neurons": 10, "in_degree": 100},
                        out_root=tmp_path, seed=0, quiet=True)
     assert not list(tmp_path.rglob("config.yaml"))
+
+
+def test_what_when_bins_that_do_not_fit_the_steps_are_a_config_error(tmp_path):
+    # dt 0.3 ms (allowed) with the default 5 ms bins made a run directory, then failed in the session
+    with pytest.raises(ConfigError, match=r"bin_ms=5.0 must be a whole number of steps dividing the trial"):
+        run_experiment("what_when", overrides={**TINY, "dt_ms": 0.3}, out_root=tmp_path, seed=0, quiet=True)
+    assert not list(tmp_path.rglob("config.yaml"))
