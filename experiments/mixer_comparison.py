@@ -68,6 +68,11 @@ class Config:
         "min": 0.0, "max": 1.0, "help": "'fails alone' means < this fraction of SS accuracy"})
 
     def __post_init__(self):
+        # a repeated entry trained the same seed twice and counted it as two seeds
+        for name in ("tasks", "patterns", "mqar_lengths", "copy_lengths", "model_dims"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: {list(values)} repeats an entry; give each once")
         bad = [d for d in self.model_dims if d % self.num_heads]
         if bad:
             raise ValueError(f"model_dims {bad} must be divisible by num_heads ({self.num_heads})")

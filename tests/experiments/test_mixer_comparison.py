@@ -57,6 +57,11 @@ def test_bad_pattern_and_task_are_rejected_before_training(tmp_path):
     with pytest.raises(ConfigError, match="tasks: 'sort' is not allowed"):
         run_experiment("mixer_comparison", overrides={"tasks": ("sort",)}, out_root=tmp_path,
                        quiet=True)
+    # a repeated size trained the same seed twice and counted it as two seeds
+    with pytest.raises(ConfigError, match=r"model_dims: \[64, 64\] repeats an entry"):
+        run_experiment("mixer_comparison", overrides={"model_dims": (64, 64)}, out_root=tmp_path / "dup",
+                       quiet=True)
+    assert not (tmp_path / "dup").exists()
 
 
 @pytest.mark.gpu
