@@ -52,6 +52,8 @@ class Config:
     def __post_init__(self):
         # a config error (exit 2, before any run directory): with one d_k the collapse on
         # n/d_k tests nothing, and its spread 0 read as "the curves collapse"
+        for name in ("key_dims", "load_ratios", "decays"):  # curves are drawn in this order
+            object.__setattr__(self, name, tuple(sorted(getattr(self, name), reverse=name == "decays")))
         if len(set(self.key_dims)) < 2:
             raise ValueError(f"key_dims: {list(self.key_dims)} gives one key size; the study "
                               "compares the error curves of at least two (e.g. [32, 64])")

@@ -93,3 +93,11 @@ def test_one_key_size_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"key_dims: \[32\] gives one key size"):
         run_experiment("pavlovian_capacity", overrides=["key_dims=[32]"], out_root=tmp_path)
     assert not any(tmp_path.iterdir())  # refused before a run directory was made
+
+
+def test_sizes_and_loads_are_kept_in_order():
+    # the curves are drawn along load_ratios: given unsorted, they zig-zagged
+    from experiments.pavlovian_capacity import Config
+
+    given = Config(key_dims=(64, 32), load_ratios=(4.0, 0.25, 1.0), decays=(0.9, 1.0))
+    assert given == Config(key_dims=(32, 64), load_ratios=(0.25, 1.0, 4.0), decays=(1.0, 0.9))
