@@ -89,7 +89,9 @@ def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome,
                      neuron_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Per epoch: matched component, time-course correlation with the epoch indicator,
     cosine of the animal loadings with participation[:, e], ARI of the component's SBM and
-    Louvain partitions with labels[e].
+    Louvain partitions with labels[e]. A time correlation that is undefined (an epoch that
+    spans every window, as the only epoch does, or a component with a constant time course) is
+    NaN, not 0; an epoch with none defined is matched to component 0.
 
     A fit made with ``neuron_names`` orders its neurons by name (the sorted union): then
     ``neuron_names`` here must give the names of truth's neurons in truth's order, and the
@@ -109,9 +111,9 @@ def recovery_metrics(fit: DynamicConnectomeFit, truth: DynamicConnectome,
         raise ValueError(f"truth does not match fit: fit has (neurons, windows, animals) = "
                          f"{fitted}, truth gives {expected}")
     num_epochs = indicator.shape[0]
-    correlation = np.corrcoef(np.vstack([indicator, time_courses.T]))[:num_epochs, num_epochs:]
-    correlation = np.nan_to_num(correlation, nan=0.0)
-    matched = correlation.argmax(1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant row: NaN, kept
+        correlation = np.corrcoef(np.vstack([indicator, time_courses.T]))[:num_epochs, num_epochs:]
+    matched = np.nan_to_num(correlation, nan=-np.inf).argmax(1)
     participation = truth.participation / np.linalg.norm(truth.participation, axis=0)
     loading_norm = np.linalg.norm(loadings, axis=0)
     loading_norm[loading_norm == 0] = 1.0

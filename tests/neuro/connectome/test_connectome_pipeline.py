@@ -81,3 +81,13 @@ def test_a_fit_made_with_names_is_scored_in_its_own_neuron_order():
         recovery_metrics(plain, truth, neuron_names=names)
     with pytest.raises(ValueError, match="must hold the fit's 12 neuron names once each"):
         recovery_metrics(named, truth, neuron_names=names[:-1] + ["x"])
+
+
+def test_an_undefined_time_correlation_is_nan_not_zero():
+    # one epoch: its indicator is 1 in every window, so no correlation is defined (was 0.0,
+    # with numpy's divide warning)
+    truth = make_dynamic_connectome(num_neurons=12, num_animals=2, num_timesteps=600, num_epochs=1,
+                                    num_communities=2, seed=3)
+    fit = fit_dynamic_connectome(truth.traces, window=100, step=50, rank=2, seed=0, n_iter_max=50)
+    metrics = recovery_metrics(fit, truth)
+    assert np.isnan(metrics["time_correlation"]).all() and metrics["matched_component"].tolist() == [0]
