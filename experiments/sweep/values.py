@@ -153,9 +153,11 @@ def _parse_range(text: str, where: str, field_type) -> list:
                               "for an int field; choose LO, HI, N so that every value is whole")
         return [int(v) for v in rounded]
     # a linear range's rounding error is relative to its span, not to each value: the point
-    # meant to be 0 in -0.1:0.2:4 comes out as 1.4e-17, which 12 significant digits keep
+    # meant to be 0 in -0.1:0.2:4 comes out as 1.4e-17, which 12 significant digits keep;
+    # the ends are linspace's exact LO and HI, kept as given however small (1e-15:1e-3:3)
     scale = max(abs(lo), abs(hi))
-    return [0.0 if not log and abs(v) <= 1e-12 * scale else _tidy_float(v) for v in raw]
+    return [0.0 if not log and abs(v) <= 1e-12 * scale and (v == 0 or v not in (lo, hi))
+            else _tidy_float(v) for v in raw]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,7 +144,8 @@ def _labels_in_fit_order(labels: np.ndarray, fit_names, truth_names) -> np.ndarr
                          "align the true labels")
     check_sequence("neuron_names", truth_names, "a list of names, one per neuron of truth")
     names = [str(name) for name in truth_names]
-    if len(names) != labels.shape[1] or sorted(set(names)) != sorted(fit_names):
+    if (len(names) != labels.shape[1] or len(set(names)) != len(names)
+            or sorted(set(names)) != sorted(fit_names)):
         raise ValueError(f"neuron_names must hold the fit's {len(fit_names)} neuron names once "
                          f"each, one per neuron of truth ({labels.shape[1]}), got {len(names)} names")
     position = {name: index for index, name in enumerate(names)}

@@ -209,6 +209,12 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
         resolve_config(Outer, path)
     path.write_text("base: &b {tau_ms: 3}\n")  # anchors and merge keys still load
     assert "base" in load_config_file(path)
+    # a merge key (<<) was "could not determine a constructor for the tag ...merge"; a key
+    # it merges may be given again beside it (the explicit one wins, as in safe_load)
+    path.write_text("base: &b {tau_ms: 3, kind: delta}\nsynapse:\n  <<: *b\n  kind: exponential\n")
+    assert load_config_file(path)["synapse"] == {"tau_ms": 3, "kind": "exponential"}
+    path.write_text("a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: [*a, *b]\n  z: 3\n")
+    assert load_config_file(path)["c"] == {"x": 1, "y": 2, "z": 3}
 
 
 def test_dotted_and_nested_overrides_combine_in_either_order_and_stay_unchanged():

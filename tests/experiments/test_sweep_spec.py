@@ -48,6 +48,9 @@ def test_a_float_range_through_zero_has_zero_not_rounding_noise():
     assert parse_grid_values("x", "-0.1:0.2:4", float) == [-0.1, 0.0, 0.1, 0.2]
     assert parse_grid_values("x", "-0.5:0.25:4", float) == [-0.5, -0.25, 0.0, 0.25]
     assert [str(v) for v in parse_grid_values("x", "-1:0:3", float)] == ["-1.0", "-0.5", "0.0"]
+    # an end is never rounding noise: LO = 1e-15 was replaced by 0.0 (within 1e-12 of the span)
+    assert parse_grid_values("x", "1e-15:1e-3:3", float) == [1e-15, 0.0005, 0.001]
+    assert parse_grid_values("x", "-1e-3:-1e-15:2", float) == [-0.001, -1e-15]
 
 
 def test_an_unquoted_range_in_a_sweep_file_is_the_range_not_a_base_60_number(tmp_path):

@@ -81,6 +81,12 @@ def test_a_fit_made_with_names_is_scored_in_its_own_neuron_order():
         recovery_metrics(plain, truth, neuron_names=names)
     with pytest.raises(ValueError, match="must hold the fit's 12 neuron names once each"):
         recovery_metrics(named, truth, neuron_names=names[:-1] + ["x"])
+    # a truth of 13 neurons, one name given twice: every fit name is there, and picking one
+    # column per name scored 12 of its neurons as if they were the fit's (no error)
+    larger = make_dynamic_connectome(num_neurons=13, num_animals=2, num_timesteps=600,
+                                     num_epochs=2, num_communities=2, seed=3)
+    with pytest.raises(ValueError, match="must hold the fit's 12 neuron names once each"):
+        recovery_metrics(named, larger, neuron_names=names + ["n0"])
 
 
 def test_an_undefined_time_correlation_is_nan_not_zero():
