@@ -108,6 +108,11 @@ class Brian2Session:
     constants or noise std, same wiring) re-run the compiled binary with ``run_args``.
     The per-step drive array is made here, once: a re-run keeps its ``input_weights`` and,
     for injected noise drawn from ``noise_std``, its ``noise_std`` (see ``run``).
+
+    Noise across re-runs: injected noise is the same array every run; with
+    ``noise_source='brian2'`` the runtime targets reseed Brian2 with seed + run index (fresh
+    noise each run), while cpp_standalone seeds once, in the compiled code, so each re-run of
+    its binary repeats the first run's noise (Brian2 cannot reseed a built project).
     """
 
     def __init__(self, params: ReservoirParams, state: ReservoirState | None = None,
