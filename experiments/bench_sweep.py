@@ -4,10 +4,12 @@ Three measurements on the local process pool (workers started once, before timin
 compute thread per worker, as on a 2-core machine, whatever this machine has):
 
 1. Overhead per point: ``overhead_points`` near-empty points (``reservoir_rate`` with 2
-   neurons for 1 ms) through the sweep on one worker; overhead = (wall time - time spent
-   inside the experiment's ``run``, read from each run's status.json) / points. It splits
-   into the foundation's run store (``run_experiment`` around ``run``: config, env, status,
-   report files) and the sweep's own dispatch + journal + table. The peer is a bare
+   neurons for 1 ms) through the sweep on one worker; overhead = (wall time - each run's
+   status.json ``seconds``) / points. Those seconds are the experiment's ``run`` plus the
+   run store's config.yaml, env.json and metrics.json writes (``begin_run`` to
+   ``finish_run``; ~1 ms each with their fsync on this machine), which the overhead therefore
+   leaves out. It splits into the rest of the foundation's run store (``run_experiment``
+   around that span: status and report files) and the sweep's own dispatch + journal + table. The peer is a bare
    ``ProcessPoolExecutor.map`` of ``run_experiment`` over the same points (no sweep
    machinery). Median over ``repeats``. Target: < 50 ms per point.
 2. Efficiency: ``long_points`` points of a ~1-second experiment (``reservoir_rate`` with
@@ -61,7 +63,8 @@ def _bare_point(args) -> float:
 
 
 def _status_seconds(runs_root: Path) -> list[float]:
-    """Seconds inside ``run`` of every run under ``runs_root/<NAME>/`` (from status.json)."""
+    """status.json ``seconds`` of every run under ``runs_root/<NAME>/``: its ``run`` plus the
+    config.yaml, env.json and metrics.json writes around it."""
     return [json.loads(p.read_text())["seconds"] for p in (runs_root / NAME).glob("*/status.json")]
 
 

@@ -97,7 +97,7 @@ def run(config: Config, out: RunDir) -> dict[str, float]:
     previous = os.environ.get("NEUROBRIDGE_KERNELS")
     try:
         return _run(config, out)
-    finally:  # the CPU smoke run forces the Triton path; leave the environment as found
+    finally:  # _run sets the kernel mode (Triton path); leave the environment as found
         if previous is None:
             os.environ.pop("NEUROBRIDGE_KERNELS", None)
         else:
@@ -111,7 +111,9 @@ def _run(config: Config, out: RunDir) -> dict[str, float]:
         if not interpreter_enabled():
             raise RuntimeError("gpu_check needs --device cuda (or TRITON_INTERPRET=1 and tiny "
                                "sizes for a CPU smoke run)")
-        os.environ["NEUROBRIDGE_KERNELS"] = "triton"
+    # the dispatch rule's Triton path whatever NEUROBRIDGE_KERNELS says outside (a "naive"
+    # left set for bisecting would verify and time the reference against itself as "ours")
+    os.environ["NEUROBRIDGE_KERNELS"] = "triton" if device != "cuda" else "auto"
     torch.manual_seed(out.seed)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
     import triton
