@@ -122,11 +122,15 @@ def _build(args):
 
 
 def _cmd_sweep(args) -> int:
+    from experiments.sweep.executors import check_pool_options
     from experiments.sweep.runner import default_sweep_dir, run_sweep
     from experiments.sweep.spec import expand
 
     spec, module = _build(args)
-    if args.dry_run:
+    executor = args.executor or ("dask" if args.scheduler or args.cluster else "local")
+    if args.dry_run:  # the execution options are validated too (no batch system needed)
+        check_pool_options(executor, args.workers, args.scheduler, args.cluster, args.threads_per_task,
+                           check_submit=False)
         points = expand(spec, module.Config)
         for point in points:
             values = ", ".join(f"{k}={v!r}" for k, v in point.overrides.items())
@@ -134,7 +138,6 @@ def _cmd_sweep(args) -> int:
         print(f"{len(points)} points; sweep directory: {args.out or default_sweep_dir(spec)}")
         return EXIT_OK
     try:
-        executor = args.executor or ("dask" if args.scheduler or args.cluster else "local")
         result = run_sweep(spec, out=args.out, executor=executor, workers=args.workers,
                            scheduler=args.scheduler, cluster_file=args.cluster,
                            threads_per_task=args.threads_per_task, batch=args.batch,

@@ -346,11 +346,13 @@ class DaskPool:
 
 def check_pool_options(executor: str = "local", workers: int | None = None, scheduler: str | None = None,
                        cluster_file: str | None = None, threads_per_task: int | None = None, *,
-                       cluster_settings: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                       cluster_settings: dict[str, Any] | None = None,
+                       check_submit: bool = True) -> dict[str, Any] | None:
     """Reject bad executor options before anything is created (no connection is made).
 
     With ``cluster_file``, returns its settings, read and checked (its submit command is on
-    PATH: :func:`~experiments.sweep.jobqueue.check_submit_command`); pass them on as
+    PATH: :func:`~experiments.sweep.jobqueue.check_submit_command`, unless ``check_submit``
+    is False, as for ``--dry-run`` on a machine without the batch system); pass them on as
     ``cluster_settings`` (here, to :func:`open_pool`) and they are not read or checked again."""
     if executor not in ("local", "dask"):
         raise ConfigError(f"--executor {executor!r}: choose one of ['local', 'dask']")
@@ -379,7 +381,8 @@ def check_pool_options(executor: str = "local", workers: int | None = None, sche
         return cluster_settings
     from experiments.sweep.jobqueue import check_submit_command, load_cluster_config
 
-    return check_submit_command(load_cluster_config(cluster_file), cluster_file)
+    settings = load_cluster_config(cluster_file)
+    return check_submit_command(settings, cluster_file) if check_submit else settings
 
 
 _SCHEDULER_ADDRESS = re.compile(r"(?:(?P<scheme>[A-Za-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)"

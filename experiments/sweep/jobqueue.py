@@ -44,7 +44,7 @@ from experiments.config import ConfigError, load_config_file
 
 _KINDS = ("slurm", "pbs")
 _SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub"}
-_WALLTIME = r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?"  # [D-]HH:MM[:SS]
+_WALLTIME = r"(\d+-)?\d{1,3}:[0-5]\d(:[0-5]\d)?"  # [D-]HH:MM[:SS], minutes and seconds < 60
 _KEYS = ("kind", "queue", "account", "cores", "memory", "walltime", "threads_per_task", "jobs",
          "maximum_jobs", "prologue", "directives", "python", "local_directory", "log_directory",
          "interface", "job_name", "worker_extra_args")

@@ -105,6 +105,7 @@ def test_rendered_script_is_what_slurm_cluster_would_submit(tmp_path):
     ("kind: slurm\ncores: 4\nmemory: 4GB\nqueues: x\n", "unknown key 'queues'; valid keys: kind, queue"),
     ("kind: slurm\ncores: 4\nmemory: 4GB\nthreads_per_task: 3\n", "threads_per_task=3 must divide cores=4"),
     ("kind: slurm\ncores: 4\nmemory: 4GB\nwalltime: 2h\n", "walltime: expected HH:MM:SS"),
+    ("kind: slurm\ncores: 4\nmemory: 4GB\nwalltime: \"1:99:00\"\n", "walltime: expected HH:MM:SS"),  # was 2 h 39 min
     ("kind: slurm\ncores: 4\nmemory: 4GB\njobs: 2\nmaximum_jobs: 4\n", "not both"),
     ("kind: slurm\ncores: 0\nmemory: 4GB\n", "cores: expected a whole number >= 1"),
     ("kind: slurm\ncores: 4\nmemory: 4GB\nprologue: [1, 2]\n", "prologue: expected a list of strings"),
@@ -137,6 +138,13 @@ def test_cluster_without_its_submit_command_is_refused_before_anything_starts(tm
     assert (f"--cluster {str(cluster)!r}: kind {kind} submits jobs with {command!r}, which is not on "
             "this machine's PATH") in err
     assert not out.exists()
+    # a dry run (e.g. on a laptop, to preview the points) checks the file but needs no batch system
+    assert main(["sweep", "hebbian_recall", "--grid", "key_dim=8,16", "--cluster", str(cluster),
+                 "--dry-run"]) == 0
+    assert "2 points" in capsys.readouterr().out
+    bad = write(tmp_path, f"kind: {kind}\ncores: 2\nmemory: 16\n", name="bad.yaml")
+    assert main(["sweep", "hebbian_recall", "--grid", "key_dim=8", "--cluster", str(bad), "--dry-run"]) == 2
+    assert "memory" in capsys.readouterr().err
     # with the command on PATH the same file passes the checks (nothing is submitted here)
     from experiments.sweep.executors import check_pool_options
 

@@ -170,6 +170,10 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys):
     assert main(["sweep", NAME, "--grid", "key_dim=8,16", "--repeats", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "4 points" in out and "key_dim=16" in out
+    # a dry run validates the execution options too (it listed the points and said 0)
+    assert main(["sweep", NAME, "--grid", "key_dim=8", "--executor", "local", "--scheduler", "tcp://127.0.0.1:1",
+                 "--dry-run"]) == 2
+    assert "--scheduler/--cluster need --executor dask" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
