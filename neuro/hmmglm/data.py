@@ -29,14 +29,16 @@ def _as_tensor(array, dtype, device) -> torch.Tensor:
 
 def check_spikes(spikes, num_neurons: int | None, num_lags: int, distribution: str,
                  dtype=torch.float64, device="cpu") -> list[torch.Tensor]:
-    """Validate (T, N) counts or a list of them; return a list of tensors."""
+    """Validate (T, N) counts or a list of them; return a list of tensors of ``dtype``.
+    The counts are checked in float64, before the cast (in float32, 1 + 1e-8 rounded to a
+    whole count first)."""
     seqs = list(spikes) if isinstance(spikes, (list, tuple)) else [spikes]
     if not seqs:
         raise ValueError("spikes is an empty list: give at least one (T, N) array")
     out = []
     for i, seq in enumerate(seqs):
         name = "spikes" if len(seqs) == 1 else f"spikes[{i}]"
-        y = _as_tensor(seq, dtype, device)
+        y = _as_tensor(seq, torch.float64, device)
         if y.dim() != 2:
             raise ValueError(f"{name} must have rank 2 (num_timesteps, num_neurons), got shape {tuple(y.shape)}")
         if num_neurons is not None and y.shape[1] != num_neurons:
@@ -52,7 +54,7 @@ def check_spikes(spikes, num_neurons: int | None, num_lags: int, distribution: s
             raise ValueError(f"{name} contains non-integer counts; spike counts must be whole numbers")
         if distribution == "bernoulli" and bool((y > 1).any()):
             raise ValueError(f"{name} has counts above 1 (max {float(y.max())}); bernoulli needs 0/1")
-        out.append(y)
+        out.append(y.to(dtype))
     return out
 
 

@@ -39,6 +39,15 @@ def test_bad_counts(model, mutate, message):
         model.fit(mutate(good_spikes()), num_iters=1)
 
 
+def test_counts_are_checked_before_the_cast_to_the_model_dtype():
+    # a float32 model rounded 1 + 1e-8 to 1 first and took it as a whole count
+    spikes = good_spikes()
+    spikes[3, 0] = 1 + 1e-8
+    for dtype in (torch.float32, torch.float64):
+        with pytest.raises(ValueError, match="non-integer"):
+            HMMGLM(2, 3, basis=exponential_basis(4, (1.0,)), dtype=dtype).fit(spikes, num_iters=1)
+
+
 def test_bad_counts_in_a_list_name_the_sequence(model):
     with pytest.raises(ValueError, match=r"spikes\[1\].*negative"):
         model.fit([good_spikes(), -good_spikes() - 1], num_iters=1)
