@@ -147,28 +147,27 @@ def test_verdict_ranks_no_learner_without_positive_final_performance():
 
 
 def test_readout_seconds_are_measured_against_a_like_for_like_simulation(tmp_path, monkeypatch):
-    # the cold warm-up trial used to stand in for the simulation time: a slow warm-up (here
-    # +0.5 s) left every reservoir readout at "0.0 ms/trial" (the seed-1 demo run did). Each
-    # learner here costs a known extra 0.05 s per timing call on top of the simulation.
-    import time
+    # the cold warm-up trial used to stand in for the simulation time: a slow warm-up left every
+    # reservoir readout at "0.0 ms/trial" (the seed-1 demo run did). On a clock that advances
+    # only inside run_session, by 0.2 s per timing call plus 0.05 s per learner (the warm-up
+    # takes no time on it), the simulation must come out at 0.2 s and each learner at 0.05 s.
+    from types import SimpleNamespace
 
+    from experiments import counterpart_what_when
     from neuro.reservoir import training
 
-    real_warm_up, real_run_session = what_when.warm_up, training.run_session
-
-    def slow_warm_up(*args, **kwargs):
-        time.sleep(0.5)
-        return real_warm_up(*args, **kwargs)
+    real_run_session = training.run_session
+    clock = [0.0]
 
     def run_session(task, session, params, state, learners, *args, **kwargs):
         if session.num_trials == 1:   # the timing calls (timing_trials = 1)
-            time.sleep(0.05 * len(learners))
+            clock[0] += 0.2 + 0.05 * len(learners)
         return real_run_session(task, session, params, state, learners, *args, **kwargs)
 
-    monkeypatch.setattr(what_when, "warm_up", slow_warm_up)
+    monkeypatch.setattr(counterpart_what_when, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     monkeypatch.setattr(training, "run_session", run_session)
     result = run_experiment("counterpart_what_when", overrides=TINY, out_root=tmp_path, seed=0, quiet=True)
     m = result.metrics
-    assert m["reservoir_simulation_seconds_per_trial"] < 0.5
+    assert m["reservoir_simulation_seconds_per_trial"] == pytest.approx(0.2, abs=1e-12)
     for learner in ("three_factor", "force", "force_reset"):
-        assert m[f"{learner}_seconds_per_trial"] >= 0.03, learner
+        assert m[f"{learner}_seconds_per_trial"] == pytest.approx(0.05, abs=1e-12), learner
