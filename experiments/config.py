@@ -294,15 +294,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_config_file(path: str | Path, option: str = "--config") -> dict[str, Any]:
+def load_config_file(path: str | Path, option: str = "--config", loader=None) -> dict[str, Any]:
     """Read a YAML mapping with a ``yaml.SafeLoader`` (no arbitrary objects; a key given twice
-    is an error); errors name ``option`` (the command-line flag that gave the path)."""
+    is an error), or ``loader`` (a subclass of it); errors name ``option`` (the command-line
+    flag that gave the path)."""
     path = Path(path)
     where = f"{option} {str(path)!r}"
     if not path.is_file():
         raise ConfigError(f"{where}: no such file")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader or _UniqueKeyLoader)
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{where}: not readable as UTF-8 text ({error})") from None
     except yaml.YAMLError as error:

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from experiments.config import (
     ConfigError,
     _merge,
@@ -191,8 +189,7 @@ def build_spec(experiment: str, config_cls, *, grid=(), zip=(), random: int | No
     """
     file_data: dict[str, Any] = {}
     if from_file is not None:
-        file_data = load_config_file(from_file, option="--from-file")  # its errors, then:
-        file_data = yaml.load(Path(from_file).read_text(encoding="utf-8"), Loader=_SweepFileLoader) or {}
+        file_data = load_config_file(from_file, option="--from-file", loader=_SweepFileLoader)
         unknown = [k for k in file_data if k not in SPEC_FILE_KEYS]
         if unknown:
             raise ConfigError(f"--from-file {str(from_file)!r}: unknown key {unknown[0]!r}; "

@@ -39,6 +39,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.izhikevich import check_neuron_parameters
+
 __all__ = ["CudaGraphStepper", "izhikevich_step_no_sync_", "triton_izhikevich_network_step_"]
 
 BLOCK_NEURONS = 1024
@@ -144,12 +146,9 @@ def _scalar_arg(x, device: torch.device):
     return float(x), False
 
 
-def _param_view(x: torch.Tensor, batch: int, num_neurons: int, name: str) -> tuple[torch.Tensor, int]:
-    """A [B or 1, N] parameter as a contiguous tensor and its batch stride (0: shared).
-    Another shape (e.g. [B, 1]) would make the kernels read outside ``x``: a ValueError."""
-    if tuple(x.shape) not in ((batch, num_neurons), (1, num_neurons)):
-        raise ValueError(f"{name} must have shape [B, N] = [{batch}, {num_neurons}] or [1, N] "
-                         f"= [1, {num_neurons}], got {list(x.shape)}")
+def _param_view(x: torch.Tensor, num_neurons: int) -> tuple[torch.Tensor, int]:
+    """A [B or 1, N] parameter (checked: ``check_neuron_parameters``) as a contiguous tensor
+    and its batch stride (0: shared)."""
     if x.shape[0] == 1 or x.stride(0) == 0:
         return x[:1].contiguous(), 0
     return x.contiguous(), num_neurons
@@ -171,9 +170,12 @@ def izhikevich_step_no_sync_(state, drive, spikes, targets, weights, half_step_m
     # the kernels index drive and the table rows as dense row-major arrays
     drive, targets, weights = drive.contiguous(), targets.contiguous(), weights.contiguous()
     spike_bytes = spikes.view(torch.uint8)
-    a, a_stride = _param_view(u_decay, batch, num_neurons, "u_decay")  # [1, N] (shared) or [B, N]
-    ab, ab_stride = _param_view(u_v_gain, batch, num_neurons, "u_v_gain")
-    c, c_stride = _param_view(v_reset, batch, num_neurons, "v_reset")
+    # another shape (e.g. [B, 1]) would make the kernels read outside the parameter; checked
+    # here too, as the reservoir's Stepper calls this step without the dispatcher
+    check_neuron_parameters(state, drive, u_decay, u_v_gain, v_reset)
+    a, a_stride = _param_view(u_decay, num_neurons)  # [1, N] (shared) or [B, N]
+    ab, ab_stride = _param_view(u_v_gain, num_neurons)
+    c, c_stride = _param_view(v_reset, num_neurons)
     h, h_ptr = _scalar_arg(half_step_ms, device)
     c1, c1_ptr = _scalar_arg(k1, device)
     c2, c2_ptr = _scalar_arg(k2, device)
